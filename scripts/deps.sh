@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs every Debian package that building, testing and the demo need.
+# Idempotent and quiet when nothing is missing.
+set -eu
+
+PACKAGES="
+  meson ninja-build pkg-config gcc clang clang-format
+  libuv1-dev libnghttp2-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
+  libsqlite3-dev libjansson-dev libcmocka-dev
+  libfuzzer-14-dev libclang-rt-14-dev
+  python3-grpcio python3-protobuf python3-pytest
+  procps iproute2 util-linux
+"
+
+missing=""
+for p in $PACKAGES; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "installed" ] || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "make deps: missing packages:$missing" >&2
+  echo "make deps: run as root (or: sudo apt-get install$missing)" >&2
+  exit 1
+fi
+echo "make deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

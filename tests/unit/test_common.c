@@ -1,0 +1,125 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "common/common.h"
+
+static void test_error_prefix(void **state)
+{
+    (void)state;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    int r = hypr_err(&err, HYPR_NOT_FOUND, ENOENT, "no such VM %s", "web");
+    assert_int_equal(r, -ENOENT);
+    r = hypr_err_prefix(&err, "start %s", "web");
+    assert_int_equal(r, -ENOENT);
+    assert_string_equal(err.message, "start web: no such VM web");
+    assert_int_equal(err.status, HYPR_NOT_FOUND);
+    assert_int_equal(hypr_err(NULL, HYPR_INTERNAL, 0, "x"), -EIO);
+}
+
+static void test_log_spec(void **state)
+{
+    (void)state;
+    assert_int_equal(hypr_log_init("info,rpc=debug"), 0);
+    assert_true(hypr_log_enabled(HYPR_LOG_DEBUG, "rpc"));
+    assert_false(hypr_log_enabled(HYPR_LOG_DEBUG, "state"));
+    assert_true(hypr_log_enabled(HYPR_LOG_INFO, "state"));
+    assert_int_equal(hypr_log_init("loud"), -EINVAL);
+    assert_int_equal(hypr_log_init("error"), 0);
+    assert_false(hypr_log_enabled(HYPR_LOG_WARN, "net"));
+    hypr_log_init(NULL);
+}
+
+static void test_ids_and_names(void **state)
+{
+    (void)state;
+    char a[HYPR_ID_LEN + 1], b[HYPR_ID_LEN + 1];
+    assert_int_equal(id_generate(a), 0);
+    assert_int_equal(id_generate(b), 0);
+    assert_true(id_is_valid(a));
+    assert_string_not_equal(a, b);
+    assert_false(id_is_valid("abc"));
+    assert_true(name_is_valid("web-1.prod_x"));
+    assert_false(name_is_valid("-web"));
+    assert_false(name_is_valid("we b"));
+    assert_false(name_is_valid(""));
+    _cleanup_free_ char *n = name_generate();
+    assert_true(name_is_valid(n));
+    assert_non_null(strchr(n, '-'));
+}
+
+static void test_parse(void **state)
+{
+    (void)state;
+    int64_t v;
+    assert_int_equal(parse_int64("42", 0, 100, &v), 0);
+    assert_int_equal(v, 42);
+    assert_int_equal(parse_int64("4x", 0, 100, &v), -EINVAL);
+    assert_int_equal(parse_int64("101", 0, 100, &v), -ERANGE);
+    assert_int_equal(parse_size_mib("512", &v), 0);
+    assert_int_equal(v, 512);
+    assert_int_equal(parse_size_mib("2g", &v), 0);
+    assert_int_equal(v, 2048);
+    assert_int_equal(parse_size_mib("1024k", &v), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(parse_size_mib("512MB", &v), 0);
+    assert_int_equal(v, 512);
+    assert_int_equal(parse_size_mib("1000k", &v), -EINVAL);
+    assert_int_equal(parse_size_mib("-5", &v), -ERANGE);
+    assert_int_equal(parse_size_mib("m", &v), -EINVAL);
+    char out[32];
+    format_size(1500000, out, sizeof(out));
+    assert_string_equal(out, "1.50MB");
+    format_size(12, out, sizeof(out));
+    assert_string_equal(out, "12B");
+}
+
+static void test_buf_and_strv(void **state)
+{
+    (void)state;
+    _cleanup_buf_ hypr_buf b = {0};
+    buf_printf(&b, "%d-%s", 7, "x");
+    buf_puts(&b, "yz");
+    assert_string_equal(b.data, "7-xyz");
+    buf_consume(&b, 2);
+    assert_string_equal(b.data, "xyz");
+    _cleanup_strv_ char **v = NULL;
+    v = strv_append(v, "a");
+    v = strv_append(v, "b");
+    assert_int_equal(strv_length(v), 2);
+    _cleanup_strv_ char **c = strv_copy(v);
+    assert_string_equal(c[1], "b");
+}
+
+static void test_files(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/hypr-test-XXXXXX";
+    assert_non_null(mkdtemp(tmpl));
+    _cleanup_free_ char *deep = path_join(tmpl, "a/b/c");
+    assert_int_equal(mkdir_p(deep, 0755), 0);
+    _cleanup_free_ char *f = path_join(deep, "f.txt");
+    assert_int_equal(write_file_atomic(f, "hello", 5, 0644), 0);
+    _cleanup_free_ char *data = NULL;
+    size_t len;
+    assert_int_equal(read_file(f, 1024, &data, &len), 0);
+    assert_int_equal(len, 5);
+    assert_string_equal(data, "hello");
+    _cleanup_free_ char *small = NULL;
+    assert_int_equal(read_file(f, 2, &small, &len), -EFBIG);
+    assert_int_equal(rm_rf(tmpl), 0);
+    assert_int_equal(access(tmpl, F_OK), -1);
+    assert_int_equal(rm_rf(tmpl), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_error_prefix),  cmocka_unit_test(test_log_spec),
+        cmocka_unit_test(test_ids_and_names), cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_buf_and_strv),  cmocka_unit_test(test_files),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
