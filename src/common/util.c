@@ -438,6 +438,7 @@ int read_file(const char *path, size_t max, char **out, size_t *out_len)
         if (n == 0)
             break;
         b.len += (size_t)n;
+        b.data[b.len] = '\0';
         if (b.len > max)
             return -EFBIG;
     }
