@@ -12,6 +12,9 @@ typedef struct store store;
 /* Opens (creating if needed) the database: WAL, foreign keys, busy timeout,
  * migrations by PRAGMA user_version applied automatically. */
 int store_open(const char *path, store **out, hypr_error *err);
+/* Test-only: like store_open but migrates no further than version (1..latest), so
+ * tests can build an old schema and check that store_open upgrades it. */
+int store_open_at_version(const char *path, int version, store **out, hypr_error *err);
 void store_close(store *s);
 DEFINE_CLEANUP_FUNC(store, store_close)
 int store_schema_version(store *s);
@@ -31,7 +34,7 @@ void store_kv_free(store_kv *kv, size_t n);
 
 /* -ENOENT when unset. */
 int store_setting_get(store *s, const char *key, char **value, hypr_error *err);
-/* Sets several settings in one transaction. */
+/* Sets several settings in one transaction; a NULL value removes that key. */
 int store_settings_set(store *s, const store_kv *kv, size_t n, hypr_error *err);
 int store_settings_list(store *s, store_kv **out, size_t *n, hypr_error *err);
 
