@@ -1,0 +1,167 @@
+/* gRPC length-prefixed message framing, grpc-timeout and grpc-message encoding. */
+#define LOG_MODULE "rpc"
+#include "rpc/rpc.h"
+
+#include <string.h>
+
+#define FRAME_PREFIX 5
+
+static size_t framer_max(const rpc_framer *f)
+{
+    return f->max_message ? f->max_message : RPC_DEFAULT_MAX_MESSAGE;
+}
+
+void rpc_framer_feed(rpc_framer *f, const uint8_t *data, size_t len)
+{
+    if (len > 0)
+        buf_append(&f->in, data, len);
+}
+
+int rpc_framer_next(rpc_framer *f, uint8_t **msg, size_t *len)
+{
+    *msg = NULL;
+    *len = 0;
+    if (f->in.len < FRAME_PREFIX)
+        return 0;
+    const uint8_t *p = (const uint8_t *)f->in.data;
+    /* 1 = compressed, which we never negotiate; anything else is garbage. */
+    if (p[0] != 0)
+        return -EPROTO;
+    uint32_t n = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+    /* Checked as soon as the prefix is here, so an announced size never makes
+     * us buffer (or allocate) more than the limit. */
+    if (n > framer_max(f))
+        return -EMSGSIZE;
+    if (f->in.len - FRAME_PREFIX < n)
+        return 0;
+    if (f->in.len == FRAME_PREFIX + (size_t)n && n >= 4096) {
+        /* The usual case for big messages: hand over the buffer itself
+         * instead of copying megabytes. */
+        memmove(f->in.data, f->in.data + FRAME_PREFIX, n);
+        f->in.len = n;
+        *msg = (uint8_t *)buf_steal(&f->in);
+        *len = n;
+        return 1;
+    }
+    uint8_t *m = xmalloc(n ? n : 1);
+    if (n)
+        memcpy(m, p + FRAME_PREFIX, n);
+    buf_consume(&f->in, FRAME_PREFIX + (size_t)n);
+    *msg = m;
+    *len = n;
+    return 1;
+}
+
+void rpc_framer_free(rpc_framer *f)
+{
+    buf_free(&f->in);
+}
+
+void rpc_frame_encode(hypr_buf *out, const uint8_t *msg, size_t len)
+{
+    uint8_t prefix[FRAME_PREFIX];
+    uint32_t n = (uint32_t)len;
+    prefix[0] = 0;
+    prefix[1] = (uint8_t)(n >> 24);
+    prefix[2] = (uint8_t)(n >> 16);
+    prefix[3] = (uint8_t)(n >> 8);
+    prefix[4] = (uint8_t)n;
+    buf_reserve(out, FRAME_PREFIX + len);
+    buf_append(out, prefix, sizeof(prefix));
+    if (len)
+        buf_append(out, msg, len);
+}
+
+int rpc_parse_timeout(const char *value, int64_t *out_ms)
+{
+    if (!value)
+        return -EINVAL;
+    size_t n = strlen(value);
+    /* The spec allows at most 8 digits, which also keeps every unit in range. */
+    if (n < 2 || n > 9)
+        return -EINVAL;
+    int64_t v = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (value[i] < '0' || value[i] > '9')
+            return -EINVAL;
+        v = v * 10 + (value[i] - '0');
+    }
+    int64_t ms;
+    switch (value[n - 1]) {
+    case 'H':
+        ms = v * 3600 * 1000;
+        break;
+    case 'M':
+        ms = v * 60 * 1000;
+        break;
+    case 'S':
+        ms = v * 1000;
+        break;
+    case 'm':
+        ms = v;
+        break;
+    case 'u':
+        /* Rounded up: a short but non-zero timeout must not become "none". */
+        ms = (v + 999) / 1000;
+        break;
+    case 'n':
+        ms = (v + 999999) / 1000000;
+        break;
+    default:
+        return -EINVAL;
+    }
+    *out_ms = ms;
+    return 0;
+}
+
+static bool percent_unreserved(unsigned char c)
+{
+    return c >= 0x20 && c <= 0x7e && c != '%';
+}
+
+char *rpc_percent_encode(const char *msg)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    hypr_buf b = {0};
+    if (!msg)
+        msg = "";
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+        if (percent_unreserved(*p)) {
+            buf_append(&b, p, 1);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 0xf]};
+            buf_append(&b, e, sizeof(e));
+        }
+    }
+    return buf_steal(&b);
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+char *rpc_percent_decode(const char *msg)
+{
+    hypr_buf b = {0};
+    if (!msg)
+        msg = "";
+    for (const char *p = msg; *p; p++) {
+        int hi, lo;
+        /* A malformed escape is kept literally, as the spec asks. */
+        if (p[0] == '%' && (hi = hex_value(p[1])) >= 0 && (lo = hex_value(p[2])) >= 0) {
+            char c = (char)(hi << 4 | lo);
+            buf_append(&b, &c, 1);
+            p += 2;
+        } else {
+            buf_append(&b, p, 1);
+        }
+    }
+    return buf_steal(&b);
+}

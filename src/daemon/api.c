@@ -1,0 +1,90 @@
+/* The method table of HyprService: built from the protobuf service descriptor
+ * so every RPC of the contract is served, and those whose issue has not landed
+ * answer UNIMPLEMENTED naming the RPC. */
+#define LOG_MODULE "api"
+#include "daemon.h"
+
+#include <string.h>
+
+typedef struct handler_entry {
+    const char *name;
+    void (*on_message)(rpc_call *call, ProtobufCMessage *msg);
+    void (*on_close)(rpc_call *call, bool cancelled);
+} handler_entry;
+
+static const handler_entry handlers[] = {
+    {"Health", api_health, NULL},
+    {"GetSettings", api_get_settings, NULL},
+    {"UpdateSettings", api_update_settings, NULL},
+    {"GetSystemStats", api_get_system_stats, NULL},
+    {"SubscribeEvents", api_subscribe_events, api_subscribe_events_close},
+    {"ListVms", api_list_vms, NULL},
+    {"GetVM", api_get_vm, NULL},
+    {"ListImages", api_list_images, NULL},
+    {"GetImage", api_get_image, NULL},
+    {"ListNetworks", api_list_networks, NULL},
+    {"GetNetwork", api_get_network, NULL},
+    {"ListVolumes", api_list_volumes, NULL},
+    {"GetVolume", api_get_volume, NULL},
+    {"ListStacks", api_list_stacks, NULL},
+    {"GetStack", api_get_stack, NULL},
+};
+
+/* RPCs whose requests are client streams (protobuf-c's descriptor does not say). */
+static const char *const client_streaming[] = {"Exec", "BuildImage"};
+
+static void api_unimplemented(rpc_call *call, ProtobufCMessage *msg)
+{
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (rpc_call_is_finished(call))
+        return;
+    const char *path = rpc_call_path(call);
+    const char *name = strrchr(path, '/');
+    _cleanup_free_ char *m =
+        xasprintf("%s is not implemented yet in hyprd %s", name ? name + 1 : path, HYPR_VERSION);
+    rpc_call_finish(call, HYPR_UNIMPLEMENTED, m);
+}
+
+void api_methods(const rpc_method **out, size_t *n)
+{
+    static rpc_method *methods;
+    static size_t n_methods;
+    if (!methods) {
+        const ProtobufCServiceDescriptor *svc = &hypr__v1__hypr_service__descriptor;
+        methods = xcalloc(svc->n_methods, sizeof(rpc_method));
+        for (unsigned i = 0; i < svc->n_methods; i++) {
+            const ProtobufCMethodDescriptor *md = &svc->methods[i];
+            rpc_method *m = &methods[i];
+            m->path = xasprintf("/%s/%s", svc->name, md->name);
+            m->request = md->input;
+            m->on_message = api_unimplemented;
+            for (size_t h = 0; h < ARRAY_SIZE(handlers); h++) {
+                if (strcmp(handlers[h].name, md->name) == 0) {
+                    m->on_message = handlers[h].on_message;
+                    m->on_close = handlers[h].on_close;
+                }
+            }
+            for (size_t c = 0; c < ARRAY_SIZE(client_streaming); c++)
+                if (strcmp(client_streaming[c], md->name) == 0)
+                    m->client_streaming = true;
+        }
+        n_methods = svc->n_methods;
+    }
+    *out = methods;
+    *n = n_methods;
+}
+
+daemon_ctx *api_daemon(rpc_call *call)
+{
+    return rpc_server_userdata(rpc_call_server(call));
+}
+
+void api_fail(rpc_call *call, hypr_error *err)
+{
+    if (err->status == HYPR_INTERNAL || err->status == HYPR_UNKNOWN || err->status == HYPR_OK)
+        log_error("%s: %s", rpc_call_path(call), err->message ? err->message : "unknown error");
+    else
+        log_debug("%s: %s: %s", rpc_call_path(call), hypr_status_name(err->status),
+                  err->message ? err->message : "");
+    rpc_call_finish_error(call, err);
+}

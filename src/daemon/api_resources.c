@@ -1,0 +1,274 @@
+/* List and Get RPCs over the state: records from the store become API messages. */
+#define LOG_MODULE "api"
+#include "daemon.h"
+
+#include <string.h>
+
+static const struct {
+    const char *name;
+    Hypr__V1__VMStatus status;
+} vm_statuses[] = {
+    {"created", HYPR__V1__VMSTATUS__VM_STATUS_CREATED},
+    {"booting", HYPR__V1__VMSTATUS__VM_STATUS_BOOTING},
+    {"running", HYPR__V1__VMSTATUS__VM_STATUS_RUNNING},
+    {"stopping", HYPR__V1__VMSTATUS__VM_STATUS_STOPPING},
+    {"stopped", HYPR__V1__VMSTATUS__VM_STATUS_STOPPED},
+    {"failed", HYPR__V1__VMSTATUS__VM_STATUS_FAILED},
+    {"restarting", HYPR__V1__VMSTATUS__VM_STATUS_RESTARTING},
+};
+
+static Hypr__V1__VMStatus vm_status_from_string(const char *s)
+{
+    for (size_t i = 0; s && i < ARRAY_SIZE(vm_statuses); i++)
+        if (strcmp(vm_statuses[i].name, s) == 0)
+            return vm_statuses[i].status;
+    return HYPR__V1__VMSTATUS__VM_STATUS_UNSPECIFIED;
+}
+
+/* The returned message points into vm; free it with vm_message_free. */
+static ProtobufCMessage *vm_message(const void *rec)
+{
+    const store_vm *vm = rec;
+    Hypr__V1__VM *m = xmalloc(sizeof(*m));
+    hypr__v1__vm__init(m);
+    m->id = (char *)vm->id;
+    m->name = vm->name;
+    m->status = vm_status_from_string(vm->status);
+    m->ip_address = vm->ip_address ? vm->ip_address : "";
+    m->exit_code = vm->exit_code;
+    m->error = vm->error ? vm->error : "";
+    m->created_at = vm->created_at;
+    m->started_at = vm->started_at;
+    m->stopped_at = vm->stopped_at;
+    m->pid = vm->pid;
+    m->image_id = vm->image_id ? vm->image_id : "";
+    m->restart_count = (uint32_t)vm->restart_count;
+    m->stack = vm->stack ? vm->stack : "";
+    if (vm->config_len > 0)
+        m->config = hypr__v1__vmconfig__unpack(NULL, vm->config_len, (const uint8_t *)vm->config);
+    return &m->base;
+}
+
+static void vm_message_free(ProtobufCMessage *msg)
+{
+    Hypr__V1__VM *m = (Hypr__V1__VM *)msg;
+    if (m->config)
+        hypr__v1__vmconfig__free_unpacked(m->config, NULL);
+    free(m);
+}
+
+/* Like `docker ps`: without `all`, only VMs that are up. */
+static bool vm_listed(const void *rec, const ProtobufCMessage *req)
+{
+    const store_vm *vm = rec;
+    if (((const Hypr__V1__ListVmsRequest *)req)->all)
+        return true;
+    static const char *const up[] = {"running", "booting", "restarting", "stopping"};
+    for (size_t i = 0; i < ARRAY_SIZE(up); i++)
+        if (vm->status && strcmp(vm->status, up[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Images: the manifest JSON carries entrypoint/env/ports; the issue that adds
+ * pulling fills those fields from it. */
+static ProtobufCMessage *image_message(const void *rec)
+{
+    const store_image *img = rec;
+    Hypr__V1__Image *m = xmalloc(sizeof(*m));
+    hypr__v1__image__init(m);
+    m->id = (char *)img->id;
+    m->name = img->name;
+    m->tag = img->tag;
+    m->digest = img->digest ? img->digest : "";
+    m->size_bytes = img->size_bytes;
+    m->created_at = img->created_at;
+    m->path = img->path ? img->path : "";
+    return &m->base;
+}
+
+static ProtobufCMessage *network_message(const void *rec)
+{
+    const store_network *net = rec;
+    Hypr__V1__Network *m = xmalloc(sizeof(*m));
+    hypr__v1__network__init(m);
+    m->id = (char *)net->id;
+    m->name = net->name;
+    m->driver = net->driver ? net->driver : "bridge";
+    m->subnet = net->subnet ? net->subnet : "";
+    m->gateway = net->gateway ? net->gateway : "";
+    m->bridge = net->bridge ? net->bridge : "";
+    m->internal = net->internal;
+    m->created_at = net->created_at;
+    return &m->base;
+}
+
+static ProtobufCMessage *volume_message(const void *rec)
+{
+    const store_volume *v = rec;
+    Hypr__V1__Volume *m = xmalloc(sizeof(*m));
+    hypr__v1__volume__init(m);
+    m->name = v->name;
+    m->driver = v->driver ? v->driver : "local";
+    m->mountpoint = v->mountpoint ? v->mountpoint : "";
+    m->stack = v->stack ? v->stack : "";
+    m->created_at = v->created_at;
+    return &m->base;
+}
+
+static ProtobufCMessage *stack_message(const void *rec)
+{
+    const store_stack *st = rec;
+    Hypr__V1__Stack *m = xmalloc(sizeof(*m));
+    hypr__v1__stack__init(m);
+    m->id = (char *)st->id;
+    m->name = st->name;
+    m->status = st->status ? st->status : "";
+    m->compose_file = st->compose ? st->compose : "";
+    m->created_at = st->created_at;
+    return &m->base;
+}
+
+/* ---- one path for every List and Get RPC ------------------------------------ */
+
+typedef struct resource_kind {
+    const char *what;       /* for messages: "VM" */
+    const char *list_field; /* repeated field of the List response */
+    const char *get_field;  /* message field of the Get response */
+    const char *ref_field;  /* field of the Get request naming the record */
+    size_t record_size;
+    int (*list)(store *s, void **out, size_t *n, hypr_error *err);
+    int (*find)(store *s, const char *ref, void *out, hypr_error *err);
+    void (*clear)(void *rec);
+    /* The message points into the record; free_message frees only the message. */
+    ProtobufCMessage *(*to_message)(const void *rec);
+    void (*free_message)(ProtobufCMessage *msg);
+    bool (*listed)(const void *rec, const ProtobufCMessage *req); /* NULL = all */
+} resource_kind;
+
+/* Typed store functions behind the generic signatures above. */
+#define STORE_ADAPTERS(prefix, type)                                                               \
+    static int prefix##_list(store *s, void **out, size_t *n, hypr_error *err)                     \
+    {                                                                                              \
+        return store_##prefix##_list(s, (type **)out, n, err);                                     \
+    }                                                                                              \
+    static int prefix##_find(store *s, const char *ref, void *out, hypr_error *err)                \
+    {                                                                                              \
+        return store_##prefix##_find(s, ref, out, err);                                            \
+    }                                                                                              \
+    static void prefix##_clear(void *rec)                                                          \
+    {                                                                                              \
+        store_##prefix##_clear(rec);                                                               \
+    }
+
+STORE_ADAPTERS(vm, store_vm)
+STORE_ADAPTERS(image, store_image)
+STORE_ADAPTERS(network, store_network)
+STORE_ADAPTERS(volume, store_volume)
+STORE_ADAPTERS(stack, store_stack)
+
+static void free_plain(ProtobufCMessage *msg)
+{
+    free(msg);
+}
+
+#define KIND(prefix, type, label, plural, single, ref, free_fn, filter)                            \
+    static const resource_kind prefix##_kind = {                                                   \
+        label,         plural,         single,           ref,     sizeof(type), prefix##_list,     \
+        prefix##_find, prefix##_clear, prefix##_message, free_fn, filter}
+
+KIND(vm, store_vm, "VM", "vms", "vm", "id", vm_message_free, vm_listed);
+KIND(image, store_image, "image", "images", "image", "id", free_plain, NULL);
+KIND(network, store_network, "network", "networks", "network", "id", free_plain, NULL);
+KIND(volume, store_volume, "volume", "volumes", "volume", "name", free_plain, NULL);
+KIND(stack, store_stack, "stack", "stacks", "stack", "name", free_plain, NULL);
+
+static const ProtobufCMessageDescriptor *response_descriptor(rpc_call *call)
+{
+    const char *name = strrchr(rpc_call_path(call), '/') + 1;
+    return protobuf_c_service_descriptor_get_method_by_name(&hypr__v1__hypr_service__descriptor,
+                                                            name)
+        ->output;
+}
+
+static void *field_at(void *msg, const ProtobufCMessageDescriptor *desc, const char *field,
+                      bool quantifier)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(desc, field);
+    return (char *)msg + (quantifier ? f->quantifier_offset : f->offset);
+}
+
+static void list_reply(rpc_call *call, ProtobufCMessage *req, const resource_kind *k)
+{
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    void *recs = NULL;
+    size_t n = 0;
+    if (k->list(api_daemon(call)->db, &recs, &n, &err) < 0) {
+        protobuf_c_message_free_unpacked(req, NULL);
+        hypr_err_prefix(&err, "list %ss", k->what);
+        api_fail(call, &err);
+        return;
+    }
+    const ProtobufCMessageDescriptor *desc = response_descriptor(call);
+    ProtobufCMessage *resp = xcalloc(1, desc->sizeof_message);
+    protobuf_c_message_init(desc, resp);
+    ProtobufCMessage **items = xcalloc(n, sizeof(*items));
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        const void *rec = (char *)recs + i * k->record_size;
+        if (!k->listed || k->listed(rec, req))
+            items[count++] = k->to_message(rec);
+    }
+    *(size_t *)field_at(resp, desc, k->list_field, true) = count;
+    *(ProtobufCMessage ***)field_at(resp, desc, k->list_field, false) = items;
+    rpc_call_reply(call, resp);
+
+    for (size_t i = 0; i < count; i++)
+        k->free_message(items[i]);
+    free(items);
+    free(resp);
+    for (size_t i = 0; i < n; i++)
+        k->clear((char *)recs + i * k->record_size);
+    free(recs);
+    protobuf_c_message_free_unpacked(req, NULL);
+}
+
+static void get_reply(rpc_call *call, ProtobufCMessage *req, const resource_kind *k)
+{
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    const char *ref = *(char **)field_at(req, req->descriptor, k->ref_field, false);
+    _cleanup_free_ void *rec = xcalloc(1, k->record_size);
+    int r = str_empty(ref) ? hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL,
+                                      "a %s ID or name is required", k->what)
+                           : k->find(api_daemon(call)->db, ref, rec, &err);
+    protobuf_c_message_free_unpacked(req, NULL);
+    if (r < 0) {
+        api_fail(call, &err);
+        return;
+    }
+    const ProtobufCMessageDescriptor *desc = response_descriptor(call);
+    _cleanup_free_ ProtobufCMessage *resp = xcalloc(1, desc->sizeof_message);
+    protobuf_c_message_init(desc, resp);
+    ProtobufCMessage *item = k->to_message(rec);
+    *(ProtobufCMessage **)field_at(resp, desc, k->get_field, false) = item;
+    rpc_call_reply(call, resp);
+    k->free_message(item);
+    k->clear(rec);
+}
+
+#define RESOURCE_HANDLERS(prefix, plural)                                                          \
+    void api_list_##plural(rpc_call *call, ProtobufCMessage *msg)                                  \
+    {                                                                                              \
+        list_reply(call, msg, &prefix##_kind);                                                     \
+    }                                                                                              \
+    void api_get_##prefix(rpc_call *call, ProtobufCMessage *msg)                                   \
+    {                                                                                              \
+        get_reply(call, msg, &prefix##_kind);                                                      \
+    }
+
+RESOURCE_HANDLERS(vm, vms)
+RESOURCE_HANDLERS(image, images)
+RESOURCE_HANDLERS(network, networks)
+RESOURCE_HANDLERS(volume, volumes)
+RESOURCE_HANDLERS(stack, stacks)

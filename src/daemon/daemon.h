@@ -1,0 +1,98 @@
+/* hyprd: the daemon's shared context and the interfaces between its parts
+ * (API handlers, settings, events, system stats). */
+#ifndef HYPR_DAEMON_H
+#define HYPR_DAEMON_H
+
+#include "common/common.h"
+#include "rpc/rpc.h"
+#include "state/state.h"
+
+#include "hypr.pb-c.h"
+
+#include <uv.h>
+
+typedef struct event_bus event_bus;
+
+typedef struct daemon_ctx {
+    uv_loop_t *loop;
+    char *data_dir;
+    char *run_dir;
+    char *socket_path;
+    char *pid_path;
+    store *db;
+    rpc_server *server;
+    event_bus *events;
+    int64_t started_at_ms; /* wall clock */
+    int64_t started_mono_ms;
+    int pid_fd; /* holds the pid-file lock while we run */
+    bool shutting_down;
+    uv_signal_t sig_term, sig_int;
+} daemon_ctx;
+
+/* ---- settings (settings.c) ------------------------------------------------- */
+
+typedef struct setting_def {
+    const char *key;
+    const char *default_value;
+    const char *description;
+    /* Returns 0 or -EINVAL with err naming the setting and what it accepts. */
+    int (*validate)(const struct setting_def *def, const char *value, hypr_error *err);
+    int64_t min, max;           /* for integer settings */
+    const char *const *choices; /* NULL-terminated, for enum settings */
+} setting_def;
+
+const setting_def *settings_find(const char *key);
+const setting_def *settings_all(size_t *n);
+/* Current value (stored or default); caller frees. */
+char *settings_get(daemon_ctx *d, const char *key);
+int64_t settings_get_int(daemon_ctx *d, const char *key);
+bool settings_get_bool(daemon_ctx *d, const char *key);
+/* Validates every pair first; stores all of them in one transaction or none. */
+int settings_update(daemon_ctx *d, const store_kv *kv, size_t n, hypr_error *err);
+/* Applies settings with an immediate effect (log level). */
+void settings_apply(daemon_ctx *d);
+
+/* ---- events (events.c) ----------------------------------------------------- */
+
+int event_bus_new(event_bus **out);
+void event_bus_free(event_bus *bus);
+/* Adds a SubscribeEvents call; it stays until the call closes. */
+void event_bus_subscribe(event_bus *bus, rpc_call *call, char **type_filters);
+void event_bus_unsubscribe(event_bus *bus, rpc_call *call);
+size_t event_bus_subscribers(event_bus *bus);
+/* attrs: NULL-terminated key, value, key, value, ... (may be NULL). */
+void event_publish(event_bus *bus, const char *type, const char *id, const char *message,
+                   char *const *attrs);
+/* Ends every subscription (daemon shutdown). */
+void event_bus_close_all(event_bus *bus);
+
+/* ---- API (api.c, api_system.c) ------------------------------------------------ */
+
+/* Builds the method table for every RPC of HyprService; unimplemented ones
+ * answer UNIMPLEMENTED naming the RPC. *out is static storage. */
+void api_methods(const rpc_method **out, size_t *n);
+daemon_ctx *api_daemon(rpc_call *call);
+/* Finishes a call with the error record (logs internal errors once). */
+void api_fail(rpc_call *call, hypr_error *err);
+
+/* Handlers in api_system.c. */
+void api_health(rpc_call *call, ProtobufCMessage *msg);
+void api_get_settings(rpc_call *call, ProtobufCMessage *msg);
+void api_update_settings(rpc_call *call, ProtobufCMessage *msg);
+void api_get_system_stats(rpc_call *call, ProtobufCMessage *msg);
+void api_subscribe_events(rpc_call *call, ProtobufCMessage *msg);
+void api_subscribe_events_close(rpc_call *call, bool cancelled);
+
+/* Handlers in api_resources.c (lists and lookups over the state). */
+void api_list_vms(rpc_call *call, ProtobufCMessage *msg);
+void api_get_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_list_images(rpc_call *call, ProtobufCMessage *msg);
+void api_get_image(rpc_call *call, ProtobufCMessage *msg);
+void api_list_networks(rpc_call *call, ProtobufCMessage *msg);
+void api_get_network(rpc_call *call, ProtobufCMessage *msg);
+void api_list_volumes(rpc_call *call, ProtobufCMessage *msg);
+void api_get_volume(rpc_call *call, ProtobufCMessage *msg);
+void api_list_stacks(rpc_call *call, ProtobufCMessage *msg);
+void api_get_stack(rpc_call *call, ProtobufCMessage *msg);
+
+#endif
