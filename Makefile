@@ -30,7 +30,7 @@ unit-asan: $(BUILD_ASAN)/build.ninja
 	  meson test -C $(BUILD_ASAN) --suite unit --print-errorlogs
 
 system: build
-	HYPR_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider tests/system
+	unshare -n sh -c 'ip link set lo up && exec env HYPR_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider tests/system'
 
 $(BUILD_FUZZ)/build.ninja:
 	CC=clang meson setup $(BUILD_FUZZ) -Dfuzz=true -Dtests=false
@@ -52,7 +52,7 @@ demo: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory build
-	HYPR_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) bench/run.py
+	unshare -n sh -c 'ip link set lo up && exec env HYPR_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) bench/run.py'
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

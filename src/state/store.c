@@ -82,7 +82,8 @@ int store_exec(store *s, const char *sql, hypr_error *err, const char *op)
 /* ---- transactions -------------------------------------------------------- */
 
 /* Prefixes err with the caller's context when BEGIN or COMMIT failed. */
-static int tx_context(hypr_error *err, int r, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static int tx_context(hypr_error *err, int r, const char *fmt,
+                                                            va_list ap)
 {
     _cleanup_free_ char *ctx = xvasprintf(fmt, ap);
     hypr_err_prefix(err, "%s", ctx);

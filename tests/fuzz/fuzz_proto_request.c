@@ -16,14 +16,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const ProtobufCMethodDescriptor *m = &svc->methods[data[0] % svc->n_methods];
     ProtobufCMessage *msg = protobuf_c_message_unpack(m->input, NULL, size - 1, data + 1);
     if (msg) {
-        /* A decoded message must re-encode to a size the decoder accepts again. */
+        /* Handlers re-encode parts of requests (a VM's config is stored packed):
+         * that must not overrun. protobuf-c keeps unknown fields verbatim, even
+         * ones it would refuse on a second decode, so no round-trip is asserted. */
         size_t len = protobuf_c_message_get_packed_size(msg);
         uint8_t *buf = malloc(len ? len : 1);
-        protobuf_c_message_pack(msg, buf);
-        ProtobufCMessage *again = protobuf_c_message_unpack(m->input, NULL, len, buf);
-        if (!again)
+        if (protobuf_c_message_pack(msg, buf) != len)
             __builtin_trap();
-        protobuf_c_message_free_unpacked(again, NULL);
         free(buf);
         protobuf_c_message_free_unpacked(msg, NULL);
     }

@@ -1,0 +1,117 @@
+"""Black-box tests of the `hypr` CLI against a real hyprd."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+
+import pytest
+
+from conftest import HYPR_BIN
+
+COMMANDS = ["run", "ps", "start", "stop", "rm", "logs", "exec", "build", "images", "pull",
+            "rmi", "image", "volume", "network", "compose", "gpu", "system", "health"]
+
+START_HINT = "Is hyprd running? Start it with: sudo hyprd"
+
+
+def hypr(*args, env=None, timeout=30):
+    assert os.path.exists(HYPR_BIN), "hypr not built: %s" % HYPR_BIN
+    e = dict(os.environ)
+    e.pop("HYPR_HOST", None)
+    e.update(env or {})
+    p = subprocess.run([HYPR_BIN, *args], capture_output=True, timeout=timeout, env=e,
+                       stdin=subprocess.DEVNULL)
+    p.out = p.stdout.decode("utf-8", "replace")
+    p.err = p.stderr.decode("utf-8", "replace")
+    return p
+
+
+def assert_not_crashed(p):
+    assert p.returncode >= 0, "hypr killed by signal %d" % -p.returncode
+    for bad in ("Traceback", "Segmentation fault", "AddressSanitizer", "runtime error"):
+        assert bad not in p.out + p.err, p.out + p.err
+
+
+def test_health(hyprd):
+    """`hypr -H <sock> health` prints Status: healthy and the version, exit 0."""
+    p = hypr("-H", hyprd.socket, "health")
+    assert p.returncode == 0, p.err
+    assert re.search(r"^\s*Status:\s+healthy\s*$", p.out, re.M), p.out
+    assert re.search(r"^\s*Version:\s+0\.1\.0\s*$", p.out, re.M), p.out
+
+
+def test_ps_json_empty(hyprd):
+    """`hypr ps --format json` on a fresh daemon prints an empty JSON list."""
+    p = hypr("-H", hyprd.socket, "ps", "--format", "json")
+    assert p.returncode == 0, p.err
+    assert json.loads(p.out) == []
+
+
+def test_help_lists_every_command():
+    """`hypr --help` exits 0 and lists every top-level command."""
+    p = hypr("--help")
+    assert p.returncode == 0, p.err
+    missing = [c for c in COMMANDS if not re.search(r"^\s+%s\b(?![-.])" % re.escape(c), p.out, re.M)]
+    assert not missing, "not listed: %s\n%s" % (missing, p.out)
+
+
+def test_run_help():
+    """`hypr run --help` exits 0 and describes `hypr run` (no daemon needed)."""
+    p = hypr("-H", "/nonexistent/hypr.sock", "run", "--help")
+    assert p.returncode == 0, p.err
+    assert "run" in p.out, p.out
+    assert_not_crashed(p)
+
+
+def test_unknown_command_fails():
+    """An unknown command exits non-zero with a message on stderr."""
+    p = hypr("no-such-command")
+    assert p.returncode != 0
+    assert p.err.strip(), "no error message"
+    assert_not_crashed(p)
+
+
+def _stale_socket(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.close()  # the file stays, nobody listens: ECONNREFUSED
+
+
+@pytest.mark.parametrize("kind", ["missing", "stale"])
+def test_no_daemon_message(short_tmp, kind):
+    """With no daemon at the socket (no file, or a dead socket file) hypr exits 1,
+    names the socket path and says how to start hyprd."""
+    sock = str(short_tmp / "hypr.sock")
+    if kind == "stale":
+        _stale_socket(sock)
+    p = hypr("-H", sock, "health")
+    assert p.returncode == 1, (p.returncode, p.out, p.err)
+    assert sock in p.err, p.err
+    assert START_HINT in p.err, p.err
+    assert_not_crashed(p)
+
+
+@pytest.mark.parametrize("args,rpc", [
+    (["volume", "create", "x"], "CreateVolume"),
+    (["network", "create", "n1"], "CreateNetwork"),
+])
+def test_unimplemented_command_reports_server_message(hyprd, args, rpc):
+    """A command whose RPC is not implemented prints the server's message (naming the
+    RPC) and exits non-zero."""
+    p = hypr("-H", hyprd.socket, *args)
+    assert p.returncode != 0, p.out
+    assert rpc in p.err + p.out, (p.out, p.err)
+    assert_not_crashed(p)
+
+
+def test_hypr_host_env(hyprd, short_tmp):
+    """HYPR_HOST selects the socket like -H does."""
+    p = hypr("health", env={"HYPR_HOST": hyprd.socket})
+    assert p.returncode == 0, p.err
+    assert re.search(r"^\s*Status:\s+healthy\s*$", p.out, re.M), p.out
+    missing = str(short_tmp / "elsewhere.sock")
+    p = hypr("health", env={"HYPR_HOST": missing})
+    assert p.returncode == 1
+    assert missing in p.err, p.err
