@@ -1,0 +1,116 @@
+/* hypr per-VM runtime manifest: written by hyprd, read by kestrel.
+ *
+ * Shared verbatim by both sides; depends only on libc. The host puts it at
+ * MANIFEST_PATH inside a small cpio appended to the initramfs.
+ *
+ * Format (version 1): UTF-8/ASCII text, one entry per line ('\n'):
+ *   hypr-manifest 1            first non-comment line, required
+ *   # comment                  blank lines and '#' lines are ignored
+ *   KEY TOKEN...               key, then tokens separated by single spaces
+ * A token is either bare (printable ASCII except '"' and '\\', no spaces) or a
+ * double-quoted C string with the escapes \\ \" \n \t \r \a \b \f \v \e \xHH and
+ * \NNN (octal); \x00 is refused. The encoder quotes every string and escapes
+ * every byte outside 0x20..0x7e, so the file is plain ASCII.
+ *
+ * Keys (lists repeat the key, one element per line, in order):
+ *   hostname S            workdir S             user S ("uid[:gid]" or "name[:group]")
+ *   entrypoint S (list)   cmd S (list)          image_env "K=V" (list)   env "K=V" (list)
+ *   restart S             "no" | "always" | "unless-stopped" | "on-failure[:max]"
+ *   stop_timeout N        seconds before SIGKILL after a stop request (default 10)
+ *   mode S                "run" (default) | "build" (no workload; exec sessions only)
+ *   ip S ("10.88.0.5/16") gateway S           dns S (list)    interface S (default eth0)
+ *   volume SRC DST FSTYPE OPTS   (list; OPTS: comma list of ro,rw,nosuid,nodev,noexec
+ *                                 plus fs data passed through, "" for none)
+ *   rootfs S (default /dev/vda)  rootfs_type S (default squashfs)
+ *   upper S               block device for a persistent overlay upper (ext4);
+ *                         none = tmpfs
+ *   module S (list)       extra per-VM .ko files, loaded after /hypr/modules.order
+ *   metrics_interval_ms N (default 5000, 0 = off)
+ * Unknown keys are ignored (forward compatibility). Scalar keys given twice: the
+ * last one wins. Required: the version line, and in run mode a non-empty
+ * entrypoint or cmd. A version above MANIFEST_VERSION is refused. */
+#ifndef HYPR_MANIFEST_H
+#define HYPR_MANIFEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MANIFEST_PATH     "/hypr/manifest"
+#define MODULES_ORDER     "/hypr/modules.order"
+#define MANIFEST_VERSION  1
+#define MANIFEST_MAX_SIZE (4u << 20)
+
+typedef enum restart_policy {
+    RESTART_NO = 0,
+    RESTART_ALWAYS,
+    RESTART_ON_FAILURE,
+    RESTART_UNLESS_STOPPED,
+} restart_policy;
+
+typedef enum manifest_mode {
+    MANIFEST_MODE_RUN = 0,
+    MANIFEST_MODE_BUILD,
+} manifest_mode;
+
+/* A NULL-terminated string vector with its length. */
+typedef struct manifest_strv {
+    char **v;
+    size_t n;
+} manifest_strv;
+
+typedef struct manifest_volume {
+    char *source;
+    char *target;
+    char *fstype;
+    char *options;
+} manifest_volume;
+
+typedef struct kestrel_manifest {
+    unsigned version;
+    manifest_mode mode;
+    char *hostname;
+    char *workdir;
+    char *user;
+    manifest_strv entrypoint;
+    manifest_strv cmd;
+    manifest_strv image_env;
+    manifest_strv env;
+    restart_policy restart;
+    uint32_t restart_max; /* on-failure:max; 0 = unlimited */
+    uint32_t stop_timeout_s;
+    char *ip; /* CIDR */
+    char *gateway;
+    char *interface;
+    manifest_strv dns;
+    manifest_volume *volumes;
+    size_t n_volumes;
+    char *rootfs;
+    char *rootfs_type;
+    char *upper;
+    manifest_strv modules;
+    uint32_t metrics_interval_ms;
+} kestrel_manifest;
+
+/* Sets the defaults (what an empty manifest body means). */
+void manifest_init(kestrel_manifest *m);
+void manifest_free(kestrel_manifest *m);
+
+/* Parses data[0..len). 0, or -EINVAL (malformed; errbuf says which line and why),
+ * -EPROTONOSUPPORT (newer version), -EFBIG (above MANIFEST_MAX_SIZE), -ENOMEM.
+ * On error *m is left freed/initialised. errbuf may be NULL. */
+int manifest_parse(const char *data, size_t len, kestrel_manifest *m, char *errbuf, size_t errlen);
+/* Encodes into a malloc'd NUL-terminated text (*out, *out_len). 0, -ENOMEM, or
+ * -EINVAL when a string holds a NUL-free-but-invalid value (e.g. NULL list entry). */
+int manifest_encode(const kestrel_manifest *m, char **out, size_t *out_len);
+
+/* List and string helpers for building a manifest (host side and tests). */
+int manifest_strv_push(manifest_strv *v, const char *s);
+int manifest_add_volume(kestrel_manifest *m, const char *source, const char *target,
+                        const char *fstype, const char *options);
+/* "no", "always", "unless-stopped", "on-failure", "on-failure:N". */
+int restart_policy_parse(const char *s, restart_policy *policy, uint32_t *max);
+/* Writes the policy the way restart_policy_parse reads it; buf >= 32 bytes. */
+void restart_policy_format(restart_policy policy, uint32_t max, char *buf, size_t len);
+
+#endif

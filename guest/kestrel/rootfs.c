@@ -1,0 +1,166 @@
+/* kestrel: the image's read-only rootfs under a writable overlay, made the root.
+ *
+ *   /hypr/lower  <- rootfs (squashfs on /dev/vda), read-only
+ *   /hypr/rw     <- tmpfs (or the per-VM "upper" disk): upper/ + work/
+ *   /hypr/root   <- overlay, then /dev /proc /sys are moved in, and it is
+ *                   moved onto / and chroot'ed into (the initramfs cannot be
+ *                   pivot_root'ed). */
+#include "kestrel.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define LOWER "/hypr/lower"
+#define RW    "/hypr/rw"
+#define ROOT  "/hypr/root"
+
+static int wait_device(const char *dev, int ms)
+{
+    struct stat st;
+    for (int i = 0; i <= ms / 10; i++) {
+        if (stat(dev, &st) == 0)
+            return 0;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return -ENODEV;
+}
+
+static int mount_at(const char *src, const char *target, const char *type, unsigned long flags,
+                    const char *data)
+{
+    if (mkdir_parents(target, 0755) < 0)
+        return -errno;
+    if (mount(src, target, type, flags, data) < 0) {
+        int e = -errno;
+        klog("mount %s (%s) on %s: %s", src, type ? type : "move", target, strerror(-e));
+        return e;
+    }
+    return 0;
+}
+
+int rootfs_setup(const kestrel_manifest *m)
+{
+    const char *dev = m->rootfs ? m->rootfs : "/dev/vda";
+    const char *type = m->rootfs_type ? m->rootfs_type : "squashfs";
+    int r;
+    if ((r = wait_device(dev, 5000)) < 0) {
+        klog("rootfs device %s did not appear", dev);
+        return r;
+    }
+    if ((r = mount_at(dev, LOWER, type, MS_RDONLY, NULL)) < 0)
+        return r;
+    if (m->upper) {
+        if ((r = wait_device(m->upper, 5000)) < 0) {
+            klog("upper device %s did not appear", m->upper);
+            return r;
+        }
+        r = mount_at(m->upper, RW, "ext4", MS_NOATIME, NULL);
+    } else {
+        r = mount_at("rootfs-rw", RW, "tmpfs", 0, "mode=0755");
+    }
+    if (r < 0)
+        return r;
+    if ((r = mkdir_parents(RW "/upper", 0755)) < 0 || (r = mkdir_parents(RW "/work", 0755)) < 0)
+        return r;
+    r = mount_at("overlay", ROOT, "overlay", 0,
+                 "lowerdir=" LOWER ",upperdir=" RW "/upper,workdir=" RW "/work");
+    if (r < 0)
+        return r;
+
+    static const char *const moves[] = {"/dev", "/proc", "/sys"};
+    for (size_t i = 0; i < sizeof(moves) / sizeof(moves[0]); i++) {
+        char target[64];
+        snprintf(target, sizeof(target), ROOT "%s", moves[i]);
+        if ((r = mount_at(moves[i], target, NULL, MS_MOVE, NULL)) < 0)
+            return r;
+    }
+    if (chdir(ROOT) < 0)
+        return -errno;
+    if (mount(ROOT, "/", NULL, MS_MOVE, NULL) < 0) {
+        r = -errno;
+        klog("move %s to /: %s", ROOT, strerror(-r));
+        return r;
+    }
+    if (chroot(".") < 0 || chdir("/") < 0)
+        return -errno;
+    return 0;
+}
+
+/* Joins parts into one malloc'd string; NULL on ENOMEM. */
+static char *concat(const char *const *parts, size_t n)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(parts[i]);
+    char *s = malloc(len);
+    if (!s)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(parts[i]);
+        memcpy(s + o, parts[i], l);
+        o += l;
+    }
+    s[o] = 0;
+    return s;
+}
+
+int rootfs_identity(const kestrel_manifest *m)
+{
+    int r = 0;
+    const char *host = m->hostname && m->hostname[0] ? m->hostname : "localhost";
+    if (sethostname(host, strlen(host)) < 0)
+        r = -errno;
+    if (mkdir("/etc", 0755) < 0 && errno != EEXIST)
+        return -errno;
+
+    _cleanup_free_ char *hn = concat((const char *const[]){host, "\n"}, 2);
+    if (hn)
+        write_file_str("/etc/hostname", hn, 0644);
+
+    /* The guest's own address for its name, as docker does. */
+    char addr[64] = "127.0.1.1";
+    if (m->ip) {
+        size_t l = strcspn(m->ip, "/");
+        if (l < sizeof(addr)) {
+            memcpy(addr, m->ip, l);
+            addr[l] = 0;
+        }
+    }
+    _cleanup_free_ char *hosts = concat(
+        (const char *const[]){"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+                              addr, "\t", host, "\n"},
+        5);
+    if (hosts) {
+        unlink("/etc/hosts");
+        write_file_str("/etc/hosts", hosts, 0644);
+    }
+
+    if (m->dns.n) {
+        size_t cap = 1;
+        for (size_t i = 0; i < m->dns.n; i++)
+            cap += strlen("nameserver \n") + strlen(m->dns.v[i]);
+        _cleanup_free_ char *rc = malloc(cap);
+        if (!rc)
+            return -ENOMEM;
+        size_t o = 0;
+        for (size_t i = 0; i < m->dns.n; i++) {
+            const char *parts[] = {"nameserver ", m->dns.v[i], "\n"};
+            for (size_t j = 0; j < 3; j++) {
+                size_t l = strlen(parts[j]);
+                memcpy(rc + o, parts[j], l);
+                o += l;
+            }
+        }
+        rc[o] = 0;
+        unlink("/etc/resolv.conf"); /* may be a dangling symlink into /run */
+        int e = write_file_str("/etc/resolv.conf", rc, 0644);
+        if (e < 0)
+            klog("/etc/resolv.conf: %s", strerror(-e));
+    }
+    return r;
+}

@@ -1,0 +1,262 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manifest.h"
+
+static int parse(const char *text, kestrel_manifest *m, char *err, size_t errlen)
+{
+    return manifest_parse(text, strlen(text), m, err, errlen);
+}
+
+static void test_round_trip_full(void **state)
+{
+    (void)state;
+    kestrel_manifest m;
+    manifest_init(&m);
+    m.hostname = strdup("web-1");
+    m.workdir = strdup("/srv/my app");
+    m.user = strdup("www-data:www-data");
+    m.ip = strdup("10.88.0.5/16");
+    m.gateway = strdup("10.88.0.1");
+    m.interface = strdup("eth0");
+    m.rootfs = strdup("/dev/vda");
+    m.rootfs_type = strdup("squashfs");
+    m.upper = strdup("/dev/vdb");
+    m.restart = RESTART_ON_FAILURE;
+    m.restart_max = 5;
+    m.stop_timeout_s = 30;
+    m.metrics_interval_ms = 1000;
+    const char *tricky[] = {
+        "nginx",
+        "-g",
+        "daemon off;",
+        "with \"quotes\" and \\backslash\\",
+        "multi\nline\r\ttabbed",
+        "caf\xc3\xa9 \xe2\x98\x95 \xf0\x9f\x90\xa6", /* UTF-8 */
+        "\x01\x1b[31mred\x7f\xff",
+        " leading and trailing ",
+        "",
+        "# not a comment",
+    };
+    for (size_t i = 0; i < sizeof(tricky) / sizeof(tricky[0]); i++)
+        assert_int_equal(manifest_strv_push(&m.cmd, tricky[i]), 0);
+    assert_int_equal(manifest_strv_push(&m.entrypoint, "/docker-entrypoint.sh"), 0);
+    assert_int_equal(manifest_strv_push(&m.image_env, "PATH=/usr/bin:/bin"), 0);
+    assert_int_equal(manifest_strv_push(&m.env, "GREETING=hello world"), 0);
+    assert_int_equal(manifest_strv_push(&m.env, "EMPTY="), 0);
+    assert_int_equal(manifest_strv_push(&m.dns, "10.88.0.1"), 0);
+    assert_int_equal(manifest_strv_push(&m.dns, "1.1.1.1"), 0);
+    assert_int_equal(manifest_strv_push(&m.modules, "extra/gpu.ko debug=1"), 0);
+    assert_int_equal(manifest_add_volume(&m, "/dev/vdc", "/var/lib/data", "ext4", "rw,noatime"), 0);
+    assert_int_equal(manifest_add_volume(&m, "hyprfs0", "/mnt/my share", "virtiofs", ""), 0);
+
+    char *text;
+    size_t len;
+    assert_int_equal(manifest_encode(&m, &text, &len), 0);
+    assert_int_equal(strlen(text), len);
+    /* the encoding is plain printable ASCII lines */
+    for (size_t i = 0; i < len; i++)
+        assert_true(text[i] == '\n' || (text[i] >= 0x20 && text[i] < 0x7f));
+    assert_true(strncmp(text, "hypr-manifest 1\n", 16) == 0);
+
+    kestrel_manifest d;
+    char err[256];
+    assert_int_equal(manifest_parse(text, len, &d, err, sizeof(err)), 0);
+    assert_string_equal(d.hostname, "web-1");
+    assert_string_equal(d.workdir, "/srv/my app");
+    assert_string_equal(d.user, "www-data:www-data");
+    assert_string_equal(d.ip, "10.88.0.5/16");
+    assert_string_equal(d.gateway, "10.88.0.1");
+    assert_string_equal(d.interface, "eth0");
+    assert_string_equal(d.upper, "/dev/vdb");
+    assert_int_equal(d.restart, RESTART_ON_FAILURE);
+    assert_int_equal(d.restart_max, 5);
+    assert_int_equal(d.stop_timeout_s, 30);
+    assert_int_equal(d.metrics_interval_ms, 1000);
+    assert_int_equal(d.cmd.n, m.cmd.n);
+    for (size_t i = 0; i < m.cmd.n; i++)
+        assert_string_equal(d.cmd.v[i], m.cmd.v[i]);
+    assert_null(d.cmd.v[d.cmd.n]);
+    assert_int_equal(d.entrypoint.n, 1);
+    assert_string_equal(d.env.v[0], "GREETING=hello world");
+    assert_string_equal(d.env.v[1], "EMPTY=");
+    assert_int_equal(d.dns.n, 2);
+    assert_string_equal(d.modules.v[0], "extra/gpu.ko debug=1");
+    assert_int_equal(d.n_volumes, 2);
+    assert_string_equal(d.volumes[1].target, "/mnt/my share");
+    assert_string_equal(d.volumes[1].options, "");
+    assert_string_equal(d.volumes[0].options, "rw,noatime");
+
+    /* encode(decode(encode(m))) == encode(m) */
+    char *text2;
+    size_t len2;
+    assert_int_equal(manifest_encode(&d, &text2, &len2), 0);
+    assert_int_equal(len, len2);
+    assert_memory_equal(text, text2, len);
+    free(text);
+    free(text2);
+    manifest_free(&d);
+    manifest_free(&m);
+}
+
+static void test_defaults_and_forward_compat(void **state)
+{
+    (void)state;
+    kestrel_manifest m;
+    char err[256];
+    const char *text = "# written by hyprd\n"
+                       "\n"
+                       "hypr-manifest 1\r\n"
+                       "cmd sh\n"
+                       "future_key \"whatever\" 1 2 3\n"
+                       "hostname first\n"
+                       "hostname second\n"
+                       "restart always\n"
+                       "restart no\n"
+                       "stop_timeout 3";
+    assert_int_equal(parse(text, &m, err, sizeof(err)), 0);
+    assert_string_equal(m.cmd.v[0], "sh");
+    assert_string_equal(m.hostname, "second"); /* last wins */
+    assert_int_equal(m.restart, RESTART_NO);
+    assert_int_equal(m.stop_timeout_s, 3);
+    assert_int_equal(m.metrics_interval_ms, 5000);
+    assert_null(m.ip);
+    assert_int_equal(m.mode, MANIFEST_MODE_RUN);
+    manifest_free(&m);
+
+    assert_int_equal(parse("hypr-manifest 1\nmode build\n", &m, err, sizeof(err)), 0);
+    assert_int_equal(m.mode, MANIFEST_MODE_BUILD);
+    manifest_free(&m);
+
+    /* escapes the encoder never writes are still read */
+    assert_int_equal(
+        parse("hypr-manifest 1\ncmd \"\\101\\x42\\e\\'\\?\\a\"\n", &m, err, sizeof(err)), 0);
+    assert_string_equal(m.cmd.v[0], "AB\x1b'?\a");
+    manifest_free(&m);
+}
+
+static void test_malformed(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int err;
+        const char *line;
+    } cases[] = {
+        {"", -EINVAL, "missing"},
+        {"cmd sh\n", -EINVAL, "line 1"},
+        {"hypr-manifest 2\ncmd sh\n", -EPROTONOSUPPORT, "line 1"},
+        {"hypr-manifest 0\ncmd sh\n", -EPROTONOSUPPORT, "line 1"},
+        {"hypr-manifest one\n", -EINVAL, "line 1"},
+        {"hypr-manifest 1\n", -EINVAL, "no entrypoint"},
+        {"hypr-manifest 1\ncmd \"unterminated\n", -EINVAL, "line 2"},
+        {"hypr-manifest 1\ncmd \"a\"b\n", -EINVAL, "line 2"},
+        {"hypr-manifest 1\ncmd  sh\n", -EINVAL, "line 2"},
+        {"hypr-manifest 1\ncmd sh \n", -EINVAL, "line 2"},
+        {"hypr-manifest 1\ncmd a b\n", -EINVAL, "line 2"},
+        {"hypr-manifest 1\ncmd\n", -EINVAL, "line 2"},
+        {"hypr-manifest 1\ncmd \"\\x00\"\n", -EINVAL, "line 2"},
+        {"hypr-manifest 1\ncmd \"\\0\"\n", -EINVAL, "line 2"},
+        {"hypr-manifest 1\ncmd \"\\q\"\n", -EINVAL, "line 2"},
+        {"hypr-manifest 1\ncmd \"\\xZZ\"\n", -EINVAL, "line 2"},
+        {"hypr-manifest 1\ncmd \"\\777\"\n", -EINVAL, "line 2"},
+        {"hypr-manifest 1\ncmd \"tab\there\"\n", -EINVAL, "line 2"},
+        {"hypr-manifest 1\ncmd caf\xc3\xa9\n", -EINVAL, "line 2"},
+        {"hypr-manifest 1\ncmd sh\nstop_timeout -1\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nstop_timeout 4294967296\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nrestart sometimes\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nrestart on-failure:x\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nmode debug\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nvolume a /b ext4\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nvolume a b ext4 \"\"\n", -EINVAL, "line 3"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        kestrel_manifest m;
+        char err[256];
+        int r = parse(cases[i].text, &m, err, sizeof(err));
+        if (r != cases[i].err || !strstr(err, cases[i].line))
+            fail_msg("case %zu: got %d (%s), want %d (%s)", i, r, err, cases[i].err, cases[i].line);
+        assert_null(m.cmd.v); /* nothing left behind */
+    }
+    kestrel_manifest m;
+    char nul[] = "hypr-manifest 1\ncmd s\0h\n";
+    assert_int_equal(manifest_parse(nul, sizeof(nul) - 1, &m, NULL, 0), -EINVAL);
+}
+
+static void test_long_values(void **state)
+{
+    (void)state;
+    kestrel_manifest m;
+    manifest_init(&m);
+    size_t n = 1u << 20;
+    char *big = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)(1 + i % 255); /* every byte but NUL */
+    big[n] = 0;
+    assert_int_equal(manifest_strv_push(&m.cmd, big), 0);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(manifest_strv_push(&m.env, "K=v"), 0);
+    char *text;
+    size_t len;
+    assert_int_equal(manifest_encode(&m, &text, &len), 0);
+    assert_true(len > n);
+    kestrel_manifest d;
+    char err[256];
+    int r = manifest_parse(text, len, &d, err, sizeof(err));
+    if (len <= MANIFEST_MAX_SIZE) {
+        assert_int_equal(r, 0);
+        assert_string_equal(d.cmd.v[0], big);
+        assert_int_equal(d.env.n, 1000);
+        manifest_free(&d);
+    } else {
+        assert_int_equal(r, -EFBIG);
+    }
+    free(text);
+    manifest_free(&m);
+    free(big);
+
+    /* above the size limit: refused before parsing */
+    size_t huge = MANIFEST_MAX_SIZE + 1;
+    char *h = malloc(huge);
+    memset(h, '#', huge);
+    assert_int_equal(manifest_parse(h, huge, &d, err, sizeof(err)), -EFBIG);
+    free(h);
+}
+
+static void test_restart_policy_strings(void **state)
+{
+    (void)state;
+    restart_policy p;
+    uint32_t max;
+    char buf[32];
+    assert_int_equal(restart_policy_parse("on-failure:7", &p, &max), 0);
+    assert_int_equal(p, RESTART_ON_FAILURE);
+    assert_int_equal(max, 7);
+    restart_policy_format(p, max, buf, sizeof(buf));
+    assert_string_equal(buf, "on-failure:7");
+    assert_int_equal(restart_policy_parse("unless-stopped", &p, &max), 0);
+    assert_int_equal(p, RESTART_UNLESS_STOPPED);
+    assert_int_equal(restart_policy_parse("on-failure", &p, &max), 0);
+    assert_int_equal(max, 0);
+    assert_int_equal(restart_policy_parse("on-failure:", &p, &max), -EINVAL);
+    assert_int_equal(restart_policy_parse("on-failures", &p, &max), -EINVAL);
+    assert_int_equal(restart_policy_parse("on-failure:99999999999", &p, &max), -ERANGE);
+    assert_int_equal(restart_policy_parse("Always", &p, &max), -EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_full),
+        cmocka_unit_test(test_defaults_and_forward_compat),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_long_values),
+        cmocka_unit_test(test_restart_policy_strings),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
