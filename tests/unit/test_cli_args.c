@@ -88,8 +88,9 @@ static void test_combined_and_repeatable(void **state)
     (void)state;
     run_opts o = {0};
     cli_command c = make_cmd(&o, true);
-    const char *w[] = {"run", "-dit", "-e", "A=1", "--env=B=2", "-eC=3", "-p", "80:80",
-                       "--publish", "127.0.0.1:53:53/udp", "--rm=false", "img", NULL};
+    const char *w[] = {"run",        "-dit", "-e",    "A=1",       "--env=B=2",
+                       "-eC=3",      "-p",   "80:80", "--publish", "127.0.0.1:53:53/udp",
+                       "--rm=false", "img",  NULL};
     _cleanup_parsed_ cli_parsed p = {0};
     _cleanup_free_ char *error = NULL;
     assert_int_equal(parse_words(&c, w, &p, &error), 0);
@@ -266,9 +267,8 @@ static void test_ports(void **state)
     cli_port_free(&p);
 
     static const char *const bad[] = {
-        "80",     "0:80",         "70000:80",   "abc:80",        "80:abc",   "80:0",
-        "80:80/sctp", "1.2.3:80:80", "::80",   "8000-8010:80",  "a:b:c:d",  "",
-        "127.0.0.1::80",
+        "80",          "0:80", "70000:80",     "abc:80",  "80:abc", "80:0",          "80:80/sctp",
+        "1.2.3:80:80", "::80", "8000-8010:80", "a:b:c:d", "",       "127.0.0.1::80",
     };
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         assert_true(cli_parse_port(bad[i], &p, &err) < 0);
@@ -355,7 +355,7 @@ static void test_volumes(void **state)
     assert_true(v.source[0] == '/');
     assert_true(str_endswith(v.source, "/site"));
     cli_volume_free(&v);
-    static const char *const bad[] = {"/data", "a:b", "a:/b:rx", "a:/b:ro:x",
+    static const char *const bad[] = {"/data", "a:b",         "a:/b:rx", "a:/b:ro:x",
                                       ":/b",   "bad name:/b", "/a::ro"};
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
         assert_true(cli_parse_volume(bad[i], &v, &err) < 0);
@@ -399,7 +399,7 @@ static void test_sizes_cpus_restart(void **state)
     assert_string_equal(r.name, "on-failure");
     assert_int_equal(r.max_retries, 3);
     static const char *const badr[] = {"sometimes", "always:3", "on-failure:x", "on-failure:-1",
-                                       "", "on", "never"};
+                                       "",          "on",       "never"};
     for (size_t i = 0; i < ARRAY_SIZE(badr); i++)
         assert_true(cli_parse_restart(badr[i], &r, &err) < 0);
 
@@ -483,16 +483,11 @@ static void test_hosts_and_helpers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_long_short_equals),
-        cmocka_unit_test(test_combined_and_repeatable),
-        cmocka_unit_test(test_stop_at_positional),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_help_and_counts),
-        cmocka_unit_test(test_ports),
-        cmocka_unit_test(test_env_and_labels),
-        cmocka_unit_test(test_volumes),
-        cmocka_unit_test(test_sizes_cpus_restart),
-        cmocka_unit_test(test_hosts_and_helpers),
+        cmocka_unit_test(test_long_short_equals),  cmocka_unit_test(test_combined_and_repeatable),
+        cmocka_unit_test(test_stop_at_positional), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_help_and_counts),    cmocka_unit_test(test_ports),
+        cmocka_unit_test(test_env_and_labels),     cmocka_unit_test(test_volumes),
+        cmocka_unit_test(test_sizes_cpus_restart), cmocka_unit_test(test_hosts_and_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,183 @@
+/* hypr CLI: private header shared by the command files.
+ *
+ * Two layers:
+ *  - the option parser and the value parsers (args.c, parse.c), built into
+ *    cli_lib with no rpc dependency so the unit test links them alone;
+ *  - command groups (cmd_*.c) and their shared helpers (util.c, output.c),
+ *    which talk to hyprd through the rpc client. */
+#ifndef HYPR_CLI_H
+#define HYPR_CLI_H
+
+#include "common/common.h"
+
+#include <stdio.h>
+
+/* ---- option parser (args.c) ---------------------------------------------- */
+
+typedef enum cli_opt_kind {
+    CLI_OPT_END = 0,
+    CLI_OPT_BOOL,   /* dest: bool*; "--x", "--x=true|false" */
+    CLI_OPT_STRING, /* dest: const char** (points into argv); the last one wins */
+    CLI_OPT_LIST,   /* dest: cli_list*; repeatable, every value kept in order */
+    CLI_OPT_INT,    /* dest: int64_t*; checked against [min, max] */
+} cli_opt_kind;
+
+/* Values of a repeatable option, pointing into argv (not copied). */
+typedef struct cli_list {
+    const char **items;
+    size_t n;
+} cli_list;
+void cli_list_push(cli_list *l, const char *s);
+void cli_list_free(cli_list *l);
+static inline void cli_list_freep(cli_list *l)
+{
+    cli_list_free(l);
+}
+#define _cleanup_list_ _cleanup_(cli_list_freep)
+
+typedef struct cli_option {
+    cli_opt_kind kind;
+    char short_name;       /* 0 = none */
+    const char *long_name; /* NULL = none */
+    const char *metavar;   /* shown in help after the flag: "string", "list", "int" */
+    const char *help;
+    void *dest;
+    int64_t min, max; /* CLI_OPT_INT */
+} cli_option;
+
+#define CLI_BOOL(s, l, d, h)                                                                       \
+    {                                                                                              \
+        CLI_OPT_BOOL, s, l, NULL, h, d, 0, 0                                                       \
+    }
+#define CLI_STRING(s, l, mv, d, h)                                                                 \
+    {                                                                                              \
+        CLI_OPT_STRING, s, l, mv, h, d, 0, 0                                                       \
+    }
+#define CLI_LIST(s, l, mv, d, h)                                                                   \
+    {                                                                                              \
+        CLI_OPT_LIST, s, l, mv, h, d, 0, 0                                                         \
+    }
+#define CLI_INT(s, l, mv, d, lo, hi, h)                                                            \
+    {                                                                                              \
+        CLI_OPT_INT, s, l, mv, h, d, lo, hi                                                        \
+    }
+#define CLI_OPTIONS_END                                                                            \
+    {                                                                                              \
+        CLI_OPT_END, 0, NULL, NULL, NULL, NULL, 0, 0                                               \
+    }
+
+typedef struct cli_command {
+    const char *name;  /* full command path as typed: "hypr run", "hypr volume ls" */
+    const char *usage; /* after the name: "[OPTIONS] IMAGE [COMMAND] [ARG...]" */
+    const char *description;
+    const cli_option *options; /* terminated by CLI_OPTIONS_END; may be NULL */
+    int min_args;
+    int max_args; /* -1 = unlimited */
+    /* Everything from the first positional on is positional ("run IMAGE CMD...",
+     * "exec VM CMD..."): the command's own flags belong to the command. A "--"
+     * right after that first positional is dropped. */
+    bool stop_at_positional;
+    int error_exit;    /* exit code for usage errors; 0 means 1 ("run" uses 125, like Docker) */
+    const char *notes; /* extra help text after the options table; may be NULL */
+} cli_command;
+
+typedef struct cli_parsed {
+    char **args; /* positional arguments (array owned, strings point into argv) */
+    int nargs;
+} cli_parsed;
+void cli_parsed_free(cli_parsed *p);
+static inline void cli_parsed_freep(cli_parsed *p)
+{
+    cli_parsed_free(p);
+}
+#define _cleanup_parsed_ _cleanup_(cli_parsed_freep)
+
+#define CLI_PARSE_HELP 1
+/* Parses argv[1..argc) (argv[0] is the command's own name) into the option
+ * destinations and out. Prints nothing. Returns 0, CLI_PARSE_HELP when -h/--help
+ * was given, or -EINVAL with *error set to a Docker-style message ("unknown flag:
+ * --foo", "flag needs an argument: 'n' in -n", "\"hypr rm\" requires at least 1
+ * argument.") that the caller frees. */
+int cli_parse(const cli_command *cmd, int argc, char **argv, cli_parsed *out, char **error);
+/* The usual wrapper: parses; prints help (stdout) or the error + usage hint
+ * (stderr). Returns true when the command should run; otherwise *exit_code is
+ * what the command returns (0 after help). */
+bool cli_parse_or_exit(const cli_command *cmd, int argc, char **argv, cli_parsed *out,
+                       int *exit_code);
+void cli_print_help(const cli_command *cmd, FILE *f);
+/* "-p, --publish" or "--format" for messages. Caller frees. */
+char *cli_option_display(const cli_command *cmd, const char *long_name);
+/* Prints `invalid argument "VALUE" for "-p, --publish" flag: REASON` and the
+ * "See 'hypr run --help'." hint; returns the command's usage-error exit code. */
+int cli_invalid_value(const cli_command *cmd, const char *long_name, const char *value,
+                      const char *reason);
+/* Prints a free-form usage error plus the hint; returns the usage-error exit code. */
+int cli_usage_error(const cli_command *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int cli_error_exit(const cli_command *cmd);
+
+/* ---- value parsers (parse.c) --------------------------------------------- */
+
+typedef struct cli_port {
+    char *host_ip; /* NULL = daemon default (127.0.0.1) */
+    uint32_t host_port;
+    uint32_t guest_port;
+    char protocol[4]; /* "tcp" or "udp" */
+} cli_port;
+void cli_port_free(cli_port *p);
+/* [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]; HOST_IP may be [v6]. */
+int cli_parse_port(const char *spec, cli_port *out, hypr_error *err);
+
+/* K=V, or K alone = take V from the CLI's environment (like Docker). Returns 1
+ * with *key and *value set (caller frees), 0 when K alone is not in the environment
+ * (skip it), <0 on a malformed entry. */
+int cli_parse_env(const char *spec, char **key, char **value, hypr_error *err);
+/* K=V or K (empty value). Returns 0 / <0. */
+int cli_parse_label(const char *spec, char **key, char **value, hypr_error *err);
+/* An --env-file's lines as env specs ("K=V" or "K"); blank and # lines skipped. */
+int cli_read_env_file(const char *path, char ***out, hypr_error *err);
+
+typedef struct cli_volume {
+    char *source; /* absolute host path or volume name */
+    char *target; /* absolute guest path */
+    bool read_only;
+} cli_volume;
+void cli_volume_free(cli_volume *v);
+/* SRC:DST[:ro|rw]; a relative SRC starting with "." is made absolute against the cwd. */
+int cli_parse_volume(const char *spec, cli_volume *out, hypr_error *err);
+
+/* "512m", "2g", "512" (MiB), "1024k" -> MiB (at least 1). */
+int cli_parse_memory(const char *s, uint64_t *out_mib, hypr_error *err);
+/* A whole number of vCPUs, 1..256. */
+int cli_parse_cpus(const char *s, uint32_t *out, hypr_error *err);
+
+typedef struct cli_restart {
+    char name[16]; /* "no", "always", "unless-stopped", "on-failure" */
+    uint32_t max_retries;
+} cli_restart;
+int cli_parse_restart(const char *s, cli_restart *out, hypr_error *err);
+
+/* "all" -> -1, or a count >= 0. */
+int cli_parse_tail(const char *s, int32_t *out, hypr_error *err);
+
+/* -H / HYPR_HOST: a socket path, unix:///path, unix:/path, tcp://HOST:PORT, HOST:PORT.
+ * *target is what rpc_client_connect takes; *display is the canonical URL for
+ * messages ("unix:///run/hypr/hypr.sock"). Both freed by the caller. */
+int cli_parse_host(const char *host, char **target, char **display, hypr_error *err);
+
+/* "json" / "table" (NULL or "" = table). Returns 1 for json, 0 for table, <0 otherwise. */
+int cli_parse_format(const char *s, hypr_error *err);
+
+/* Docker's units.HumanDuration: "Less than a second", "About a minute", "3 hours"... */
+void cli_human_duration(int64_t seconds, char *out, size_t outlen);
+/* RFC 3339 UTC timestamp ("2024-05-01T10:00:00Z"); 0 -> "0001-01-01T00:00:00Z". */
+void cli_rfc3339(int64_t unix_seconds, char *out, size_t outlen);
+/* Image name for tables: "docker.io/library/nginx" -> "nginx". Returns a pointer into name. */
+const char *cli_short_image_name(const char *name);
+/* Splits "name:tag" (the colon after the last slash); "name" -> tag "latest" when
+ * default_latest, else "". Digest references ("name@sha256:..") keep the digest in *tag. */
+void cli_split_reference(const char *ref, char **name, char **tag, bool default_latest);
+/* Compose project name from a directory basename: lowercased, only [a-z0-9_-]. */
+char *cli_project_name(const char *dir);
+
+#endif

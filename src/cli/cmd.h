@@ -1,0 +1,193 @@
+/* hypr CLI command side: the context every command gets, the command tables,
+ * and the helpers shared by the cmd_*.c files (connecting, calling, printing
+ * errors, tables, JSON, progress bars). */
+#ifndef HYPR_CLI_CMD_H
+#define HYPR_CLI_CMD_H
+
+#include "cli/cli.h"
+#include "rpc/rpc.h"
+
+#include "hypr.pb-c.h"
+
+#include <jansson.h>
+
+#define RPC_METHOD(name) "/hypr.v1.HyprService/" name
+
+#define HYPR_DEFAULT_HOST "unix:///run/hypr/hypr.sock"
+
+typedef struct cli_ctx {
+    char *target;  /* what rpc_client_connect takes */
+    char *display; /* "unix:///run/hypr/hypr.sock" for messages */
+    bool debug;
+    char *cmdpath; /* "hypr volume ls": the command as typed, for usage lines */
+    rpc_client *client;
+} cli_ctx;
+
+typedef int (*cli_handler)(cli_ctx *ctx, int argc, char **argv);
+
+typedef struct cli_subcommand {
+    const char *name;
+    const char *aliases; /* comma-separated, or NULL */
+    const char *summary;
+    cli_handler fn;
+} cli_subcommand;
+
+/* "hypr volume COMMAND": help with no command or --help, dispatch otherwise. */
+int cli_dispatch_group(cli_ctx *ctx, const char *description, const cli_subcommand *subs, size_t n,
+                       int argc, char **argv);
+/* Looks a name or alias up in a table. */
+const cli_subcommand *cli_find_subcommand(const cli_subcommand *subs, size_t n, const char *name);
+/* Runs a handler with ctx->cmdpath extended by name for the duration of the call. */
+int cli_run_subcommand(cli_ctx *ctx, const cli_subcommand *sub, const char *name, int argc,
+                       char **argv);
+
+/* ---- talking to hyprd (util.c) ------------------------------------------- */
+
+/* Connects once; on failure prints the two-line "Cannot connect" message and
+ * returns NULL (the command then exits 1). */
+rpc_client *cli_connect(cli_ctx *ctx);
+/* Prints "Error: <server message>" for a failed call. Returns 1. */
+int cli_print_rpc_error(const hypr_error *err);
+/* Unary call; on error prints it and returns -1 (err kept for callers that
+ * look at the status when err is non-NULL). */
+int cli_unary(cli_ctx *ctx, const char *method, const void *req,
+              const ProtobufCMessageDescriptor *resp_desc, void *resp_out);
+int cli_unary_err(cli_ctx *ctx, const char *method, const void *req,
+                  const ProtobufCMessageDescriptor *resp_desc, void *resp_out, hypr_error *err);
+/* Opens a server-streaming call: sends the request and half-closes. */
+int cli_open_stream(cli_ctx *ctx, const char *method, const void *req, rpc_stream **out,
+                    hypr_error *err);
+
+static inline void pb_freep(void *p)
+{
+    ProtobufCMessage **m = p;
+    if (*m)
+        protobuf_c_message_free_unpacked(*m, NULL);
+}
+#define _cleanup_pb_ _cleanup_(pb_freep)
+DEFINE_CLEANUP_FUNC(rpc_stream, rpc_stream_free)
+#define _cleanup_stream_ _cleanup_(rpc_stream_freep)
+/* jansson provides json_decrefp (for its json_auto_t). */
+#define _cleanup_json_ _cleanup_(json_decrefp)
+
+/* A protobuf map under construction. Every generated map-entry type is laid
+ * out as {base, key, value}, so one builder serves them all. */
+typedef struct pb_kv {
+    ProtobufCMessage base;
+    char *key;
+    char *value;
+} pb_kv;
+typedef struct cli_map {
+    pb_kv **entries;
+    size_t n;
+} cli_map;
+/* Sets key (a later value replaces an earlier one, like repeated -e K=V). */
+void cli_map_set(cli_map *m, const ProtobufCMessageDescriptor *entry_desc, const char *key,
+                 const char *value);
+void cli_map_free(cli_map *m);
+static inline void cli_map_freep(cli_map *m)
+{
+    cli_map_free(m);
+}
+#define _cleanup_map_ _cleanup_(cli_map_freep)
+/* Fills a map from -l K=V specs; on a bad one prints the error, returns the exit code. */
+int cli_labels_to_map(const cli_command *cmd, const char *long_name, const cli_list *specs,
+                      const ProtobufCMessageDescriptor *entry_desc, cli_map *m);
+
+/* Asks "... [y/N] " on stderr; true for y/yes. If stdin is not a terminal,
+ * prints why it refuses (pass -f) and returns false. */
+bool cli_confirm(const char *warning);
+/* write(2) until done; -errno on failure. */
+int cli_write_all(int fd, const void *data, size_t len);
+/* Maps a --format value; on error prints it (naming the flag) and returns <0. */
+int cli_format_or_error(const cli_command *cmd, const char *format, int *exit_code);
+
+/* ---- output (output.c) --------------------------------------------------- */
+
+typedef struct cli_table {
+    size_t ncols;
+    char **cells; /* row-major, header first */
+    size_t nrows;
+} cli_table;
+void table_init(cli_table *t, size_t ncols, ...); /* header cells */
+void table_add(cli_table *t, ...);                /* ncols const char* cells (NULL = "") */
+/* Columns padded to their widest cell + 3 spaces, like Docker's tabwriter. */
+void table_print(cli_table *t, FILE *f);
+void table_free(cli_table *t);
+static inline void table_freep(cli_table *t)
+{
+    table_free(t);
+}
+#define _cleanup_table_ _cleanup_(table_freep)
+
+/* Prints v (4-space indented, like docker inspect) and a newline to stdout. */
+void cli_print_json(json_t *v);
+json_t *json_from_map(pb_kv **entries, size_t n); /* pass (pb_kv **)msg->labels */
+json_t *json_from_strv(char **v, size_t n);
+json_t *json_time(int64_t unix_seconds);
+#define JSON_MAP(msg, field) json_from_map((pb_kv **)(msg)->field, (msg)->n_##field)
+
+const char *vm_state_name(Hypr__V1__VMStatus s); /* "running", "exited", ... */
+/* Docker-like STATUS cell: "Up 3 minutes", "Exited (0) 2 minutes ago". Caller frees. */
+char *vm_status_text(const Hypr__V1__VM *vm, int64_t now);
+/* "127.0.0.1:8080->80/tcp, ..." Caller frees. */
+char *ports_text(Hypr__V1__PortMapping **ports, size_t n);
+json_t *vm_summary_json(const Hypr__V1__VM *vm, int64_t now);
+json_t *vm_inspect_json(const Hypr__V1__VM *vm);
+/* Full ID unless trunc, then the first 12 characters (a "sha256:" prefix dropped). */
+char *short_id(const char *id, bool trunc);
+
+/* ---- pull progress (progress.c) ------------------------------------------ */
+
+typedef struct cli_progress cli_progress;
+/* tty: redraw one bar per layer in place with ANSI; else print a line per change. */
+cli_progress *progress_new(FILE *f, bool tty);
+void progress_update(cli_progress *p, const Hypr__V1__PullProgress *msg);
+/* Ends the in-place block (so later output starts on a fresh line). */
+void progress_done(cli_progress *p);
+/* True when at least one layer was downloaded (vs. already present). */
+bool progress_downloaded(const cli_progress *p);
+void progress_free(cli_progress *p);
+DEFINE_CLEANUP_FUNC(cli_progress, progress_free)
+/* Docker's "Using default tag"/"TAG: Pulling from REPO" header for a reference. */
+void progress_print_header(FILE *f, const char *reference);
+
+/* ---- commands ------------------------------------------------------------ */
+
+int cmd_run(cli_ctx *ctx, int argc, char **argv);
+int cmd_ps(cli_ctx *ctx, int argc, char **argv);
+int cmd_start(cli_ctx *ctx, int argc, char **argv);
+int cmd_stop(cli_ctx *ctx, int argc, char **argv);
+int cmd_restart(cli_ctx *ctx, int argc, char **argv);
+int cmd_rm(cli_ctx *ctx, int argc, char **argv);
+int cmd_logs(cli_ctx *ctx, int argc, char **argv);
+int cmd_inspect(cli_ctx *ctx, int argc, char **argv);
+int cmd_exec(cli_ctx *ctx, int argc, char **argv);
+/* Writes a LogEntry to stdout/stderr by its stream ("console" entries only when
+ * console is set, to stderr). prefix (may be NULL) and the timestamp start each
+ * line; line_start[0] / [1] track stdout / stderr between calls (init true).
+ * Returns 0 or -errno (EPIPE when our reader went away). */
+int cli_write_log_entry(const Hypr__V1__LogEntry *e, bool timestamps, bool console,
+                        const char *prefix, bool line_start[2]);
+
+int cmd_images(cli_ctx *ctx, int argc, char **argv);
+int cmd_pull(cli_ctx *ctx, int argc, char **argv);
+int cmd_rmi(cli_ctx *ctx, int argc, char **argv);
+int cmd_image(cli_ctx *ctx, int argc, char **argv);
+int cmd_build(cli_ctx *ctx, int argc, char **argv);
+/* Removes images no VM uses: dangling ones, or every unused one with all.
+ * Adds reclaimed bytes; prints "Deleted Images:" lines. Returns 0 or 1. */
+int cli_prune_images(cli_ctx *ctx, bool all, uint64_t *reclaimed);
+
+int cmd_volume(cli_ctx *ctx, int argc, char **argv);
+int cmd_network(cli_ctx *ctx, int argc, char **argv);
+/* Removes networks with no VMs except the default "bridge"; prints "Deleted Networks:". */
+int cli_prune_networks(cli_ctx *ctx);
+int cmd_compose(cli_ctx *ctx, int argc, char **argv);
+int cmd_system(cli_ctx *ctx, int argc, char **argv);
+int cmd_health(cli_ctx *ctx, int argc, char **argv);
+int cmd_version(cli_ctx *ctx, int argc, char **argv);
+int cmd_info(cli_ctx *ctx, int argc, char **argv);
+int cmd_gpu(cli_ctx *ctx, int argc, char **argv);
+
+#endif

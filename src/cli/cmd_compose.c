@@ -1,0 +1,490 @@
+/* hypr compose: up, down, ps, logs, ls. The CLI only finds and reads the
+ * compose file; the daemon parses it and deploys the stack. */
+#define LOG_MODULE "cli"
+#include "cli/cmd.h"
+
+#include <libgen.h>
+#include <string.h>
+#include <time.h>
+
+extern char **environ;
+
+/* Compose-level options, shared by the subcommands (handlers take no extra args). */
+static struct {
+    cli_list files;
+    const char *project;
+} copts;
+
+static const char *const default_files[] = {"compose.yaml", "compose.yml", "docker-compose.yaml",
+                                            "docker-compose.yml"};
+
+/* Finds the compose file; fills its absolute path. Prints an error on failure. */
+static int find_compose_file(char **out)
+{
+    if (copts.files.n > 1) {
+        fprintf(stderr, "Error: several -f files are not supported yet; merge them into one\n");
+        return -EINVAL;
+    }
+    const char *f = copts.files.n ? copts.files.items[0] : NULL;
+    if (!f) {
+        for (size_t i = 0; i < ARRAY_SIZE(default_files) && !f; i++)
+            if (access(default_files[i], R_OK) == 0)
+                f = default_files[i];
+        if (!f) {
+            fprintf(stderr, "Error: no configuration file provided: not found (looked for "
+                            "compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml "
+                            "in the current directory)\n");
+            return -ENOENT;
+        }
+    }
+    char *real = realpath(f, NULL);
+    if (!real) {
+        fprintf(stderr, "Error: open %s: %s\n", f, strerror(errno));
+        return -errno;
+    }
+    *out = real;
+    return 0;
+}
+
+/* -p, else COMPOSE_PROJECT_NAME, else the compose file's directory name. */
+static char *project_name(const char *compose_path)
+{
+    if (!str_empty(copts.project))
+        return xstrdup(copts.project);
+    const char *env = getenv("COMPOSE_PROJECT_NAME");
+    if (!str_empty(env))
+        return xstrdup(env);
+    if (compose_path) {
+        _cleanup_free_ char *copy = xstrdup(compose_path);
+        return cli_project_name(dirname(copy));
+    }
+    _cleanup_free_ char *cwd = getcwd(NULL, 0);
+    return cli_project_name(cwd ? cwd : "default");
+}
+
+/* The project name for commands that do not need the file (down, ps, logs):
+ * a missing file is fine when -p names the project. */
+static int resolve_project(char **name)
+{
+    _cleanup_free_ char *path = NULL;
+    if (str_empty(copts.project) && str_empty(getenv("COMPOSE_PROJECT_NAME"))) {
+        int r = find_compose_file(&path);
+        if (r < 0)
+            return r;
+    }
+    *name = project_name(path);
+    if (!name_is_valid(*name)) {
+        fprintf(stderr, "Error: invalid project name \"%s\": use [a-zA-Z0-9][a-zA-Z0-9_.-]*\n",
+                *name);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int stream_stack_logs(cli_ctx *ctx, const char *stack, const char *service, bool follow,
+                             int32_t tail, bool timestamps)
+{
+    /* Pad prefixes to the longest service name, like docker compose. */
+    size_t width = 0;
+    Hypr__V1__GetStackRequest greq = HYPR__V1__GET_STACK_REQUEST__INIT;
+    greq.name = (char *)stack;
+    _cleanup_pb_ Hypr__V1__GetStackResponse *g = NULL;
+    _cleanup_error_ hypr_error gerr = HYPR_ERROR_INIT;
+    if (cli_unary_err(ctx, RPC_METHOD("GetStack"), &greq, &hypr__v1__get_stack_response__descriptor,
+                      &g, &gerr) == 0 &&
+        g->stack)
+        for (size_t i = 0; i < g->stack->n_services; i++)
+            if (strlen(g->stack->services[i]->name) > width)
+                width = strlen(g->stack->services[i]->name);
+
+    Hypr__V1__StreamStackServiceLogsRequest req = HYPR__V1__STREAM_STACK_SERVICE_LOGS_REQUEST__INIT;
+    req.stack = (char *)stack;
+    if (service)
+        req.service = (char *)service;
+    req.follow = follow;
+    req.tail = tail;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    _cleanup_stream_ rpc_stream *s = NULL;
+    if (cli_open_stream(ctx, RPC_METHOD("StreamStackServiceLogs"), &req, &s, &err) < 0)
+        return cli_print_rpc_error(&err);
+    /* Services interleave: hold each service's partial line until its newline
+     * arrives, so every printed line carries the right prefix. */
+    typedef struct {
+        char *service;
+        hypr_buf partial[2]; /* stdout, stderr */
+    } svc_state;
+    svc_state *states = NULL;
+    size_t nstates = 0;
+    int rc = 0;
+    for (;;) {
+        _cleanup_pb_ Hypr__V1__StackLogEntry *e = NULL;
+        int r = rpc_stream_recv(s, &hypr__v1__stack_log_entry__descriptor, (ProtobufCMessage **)&e,
+                                -1, &err);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            rc = cli_print_rpc_error(&err);
+            break;
+        }
+        if (!e->entry || !strcmp(e->entry->stream, "console"))
+            continue;
+        svc_state *st = NULL;
+        for (size_t i = 0; i < nstates; i++)
+            if (!strcmp(states[i].service, e->service))
+                st = &states[i];
+        if (!st) {
+            states = xrealloc(states, (nstates + 1) * sizeof(*states));
+            st = &states[nstates++];
+            *st = (svc_state){.service = xstrdup(e->service)};
+        }
+        int which = !strcmp(e->entry->stream, "stderr");
+        hypr_buf *b = &st->partial[which];
+        buf_append(b, e->entry->data.data, e->entry->data.len);
+        size_t done = 0;
+        for (char *nl; (nl = memchr(b->data + done, '\n', b->len - done));) {
+            size_t n = (size_t)(nl - (b->data + done)) + 1;
+            Hypr__V1__LogEntry line = *e->entry;
+            line.data.data = (uint8_t *)b->data + done;
+            line.data.len = n;
+            bool start[2] = {true, true};
+            _cleanup_free_ char *prefix = xasprintf("%-*s | ", (int)width, e->service);
+            if (cli_write_log_entry(&line, timestamps, false, prefix, start) < 0) {
+                rc = errno == EPIPE ? 0 : 1;
+                goto out;
+            }
+            done += n;
+        }
+        buf_consume(b, done);
+    }
+    /* The stream is over: what is left has no newline; print it with one. */
+    for (size_t i = 0; i < nstates; i++)
+        for (int w = 0; w < 2; w++)
+            if (states[i].partial[w].len) {
+                FILE *f = w ? stderr : stdout;
+                fprintf(f, "%-*s | %.*s\n", (int)width, states[i].service,
+                        (int)states[i].partial[w].len, states[i].partial[w].data);
+            }
+out:
+    for (size_t i = 0; i < nstates; i++) {
+        free(states[i].service);
+        buf_free(&states[i].partial[0]);
+        buf_free(&states[i].partial[1]);
+    }
+    free(states);
+    return rc;
+}
+
+static int compose_up(cli_ctx *ctx, int argc, char **argv)
+{
+    bool detach = false;
+    const cli_option opts[] = {
+        CLI_BOOL('d', "detach", &detach, "Detached mode: Run VMs in the background"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS]",
+        .description = "Create and start VMs for the services of the compose file",
+        .options = opts,
+        .max_args = 0,
+        .notes = "Without -d, the services' logs are followed; Ctrl-C detaches and leaves the\n"
+                 "stack running ('hypr compose down' removes it).",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    _cleanup_free_ char *path = NULL;
+    if (find_compose_file(&path) < 0)
+        return 1;
+    _cleanup_free_ char *name = project_name(path);
+    if (!name_is_valid(name)) {
+        fprintf(stderr, "Error: invalid project name \"%s\": use [a-zA-Z0-9][a-zA-Z0-9_.-]*\n",
+                name);
+        return 1;
+    }
+    _cleanup_free_ char *yaml = NULL;
+    size_t len = 0;
+    int r = read_file(path, 16u * 1024 * 1024, &yaml, &len);
+    if (r < 0) {
+        fprintf(stderr, "Error: read %s: %s\n", path, strerror(-r));
+        return 1;
+    }
+    _cleanup_free_ char *dir_copy = xstrdup(path);
+    Hypr__V1__DeployStackRequest req = HYPR__V1__DEPLOY_STACK_REQUEST__INIT;
+    req.name = name;
+    req.compose_yaml.data = (uint8_t *)yaml;
+    req.compose_yaml.len = len;
+    req.project_dir = dirname(dir_copy);
+    /* The daemon interpolates ${VAR} from the environment compose would see: ours. */
+    _cleanup_map_ cli_map env = {0};
+    for (char **e = environ; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (!eq || eq == *e)
+            continue;
+        _cleanup_free_ char *k = xstrndup(*e, (size_t)(eq - *e));
+        cli_map_set(&env, &hypr__v1__deploy_stack_request__env_entry__descriptor, k, eq + 1);
+    }
+    req.env = (Hypr__V1__DeployStackRequest__EnvEntry **)env.entries;
+    req.n_env = env.n;
+    if (!cli_connect(ctx))
+        return 1;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    _cleanup_stream_ rpc_stream *s = NULL;
+    if (cli_open_stream(ctx, RPC_METHOD("DeployStack"), &req, &s, &err) < 0)
+        return cli_print_rpc_error(&err);
+    bool failed = false;
+    for (;;) {
+        _cleanup_pb_ Hypr__V1__DeployStackEvent *ev = NULL;
+        r = rpc_stream_recv(s, &hypr__v1__deploy_stack_event__descriptor, (ProtobufCMessage **)&ev,
+                            -1, &err);
+        if (r == 0)
+            break;
+        if (r < 0)
+            return cli_print_rpc_error(&err);
+        const char *svc = str_empty(ev->service) ? name : ev->service;
+        if (!str_empty(ev->error)) {
+            fprintf(stderr, " ✘ %s  Error: %s\n", svc, ev->error);
+            failed = true;
+        } else if (!str_empty(ev->message)) {
+            fprintf(stderr, " ✔ %s  %s\n", svc, ev->message);
+        }
+    }
+    if (failed)
+        return 1;
+    if (detach)
+        return 0;
+    fprintf(stderr, "Attaching to %s (Ctrl-C to detach)\n", name);
+    return stream_stack_logs(ctx, name, NULL, true, -1, false);
+}
+
+static int compose_down(cli_ctx *ctx, int argc, char **argv)
+{
+    bool volumes = false;
+    const cli_option opts[] = {
+        CLI_BOOL('v', "volumes", &volumes, "Remove named volumes declared in the compose file"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS]",
+        .description = "Stop and remove the stack's VMs and networks",
+        .options = opts,
+        .max_args = 0,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    _cleanup_free_ char *name = NULL;
+    if (resolve_project(&name) < 0)
+        return 1;
+    Hypr__V1__DestroyStackRequest req = HYPR__V1__DESTROY_STACK_REQUEST__INIT;
+    req.name = name;
+    req.remove_volumes = volumes;
+    _cleanup_pb_ Hypr__V1__DestroyStackResponse *resp = NULL;
+    if (cli_unary(ctx, RPC_METHOD("DestroyStack"), &req,
+                  &hypr__v1__destroy_stack_response__descriptor, &resp) < 0)
+        return 1;
+    fprintf(stderr, " ✔ Stack %s  Removed\n", name);
+    return 0;
+}
+
+static int compose_ps(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *format = NULL;
+    bool quiet = false;
+    const cli_option opts[] = {
+        CLI_STRING(0, "format", "string", &format,
+                   "Format output: table (default) or json (a JSON array; keys Service, ID, "
+                   "Image, Status, IPAddress, Ports)"),
+        CLI_BOOL('q', "quiet", &quiet, "Only display IDs"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS]",
+        .description = "List the stack's services and their VMs",
+        .options = opts,
+        .max_args = 0,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    int json = cli_format_or_error(&cmd, format, &ec);
+    if (json < 0)
+        return ec;
+    _cleanup_free_ char *name = NULL;
+    if (resolve_project(&name) < 0)
+        return 1;
+    Hypr__V1__GetStackRequest req = HYPR__V1__GET_STACK_REQUEST__INIT;
+    req.name = name;
+    _cleanup_pb_ Hypr__V1__GetStackResponse *resp = NULL;
+    if (cli_unary(ctx, RPC_METHOD("GetStack"), &req, &hypr__v1__get_stack_response__descriptor,
+                  &resp) < 0)
+        return 1;
+    size_t n = resp->stack ? resp->stack->n_services : 0;
+    Hypr__V1__StackService **svcs = resp->stack ? resp->stack->services : NULL;
+    if (json) {
+        _cleanup_json_ json_t *a = json_array();
+        for (size_t i = 0; i < n; i++) {
+            _cleanup_free_ char *ports = ports_text(svcs[i]->ports, svcs[i]->n_ports);
+            json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "Service",
+                                               svcs[i]->name, "ID", svcs[i]->vm_id, "Image",
+                                               svcs[i]->image, "Status", svcs[i]->status,
+                                               "IPAddress", svcs[i]->ip_address, "Ports", ports));
+        }
+        cli_print_json(a);
+        return 0;
+    }
+    _cleanup_table_ cli_table t = {0};
+    table_init(&t, 6, "SERVICE", "VM ID", "IMAGE", "STATUS", "IP", "PORTS");
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_free_ char *id = short_id(svcs[i]->vm_id, true);
+        if (quiet) {
+            printf("%s\n", svcs[i]->vm_id);
+            continue;
+        }
+        _cleanup_free_ char *ports = ports_text(svcs[i]->ports, svcs[i]->n_ports);
+        table_add(&t, svcs[i]->name, id, svcs[i]->image, svcs[i]->status, svcs[i]->ip_address,
+                  ports);
+    }
+    if (!quiet)
+        table_print(&t, stdout);
+    return 0;
+}
+
+static int compose_logs(cli_ctx *ctx, int argc, char **argv)
+{
+    bool follow = false, timestamps = false;
+    const char *tail = "all";
+    const cli_option opts[] = {
+        CLI_BOOL('f', "follow", &follow, "Follow log output"),
+        CLI_STRING('n', "tail", "string", &tail,
+                   "Number of lines to show from the end (default \"all\")"),
+        CLI_BOOL('t', "timestamps", &timestamps, "Show timestamps"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] [SERVICE]",
+        .description = "View output from the stack's services",
+        .options = opts,
+        .max_args = 1,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    int32_t t;
+    if (cli_parse_tail(tail, &t, &err) < 0)
+        return cli_invalid_value(&cmd, "tail", tail, err.message);
+    _cleanup_free_ char *name = NULL;
+    if (resolve_project(&name) < 0)
+        return 1;
+    if (!cli_connect(ctx))
+        return 1;
+    return stream_stack_logs(ctx, name, p.nargs ? p.args[0] : NULL, follow, t, timestamps);
+}
+
+static int compose_ls(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *format = NULL;
+    const cli_option opts[] = {
+        CLI_STRING(0, "format", "string", &format, "Format output: table (default) or json"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS]",
+        .description = "List stacks",
+        .options = opts,
+        .max_args = 0,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    int json = cli_format_or_error(&cmd, format, &ec);
+    if (json < 0)
+        return ec;
+    Hypr__V1__ListStacksRequest req = HYPR__V1__LIST_STACKS_REQUEST__INIT;
+    _cleanup_pb_ Hypr__V1__ListStacksResponse *resp = NULL;
+    if (cli_unary(ctx, RPC_METHOD("ListStacks"), &req, &hypr__v1__list_stacks_response__descriptor,
+                  &resp) < 0)
+        return 1;
+    _cleanup_json_ json_t *a = json_array();
+    _cleanup_table_ cli_table t = {0};
+    table_init(&t, 4, "NAME", "STATUS", "SERVICES", "CONFIG FILE");
+    for (size_t i = 0; i < resp->n_stacks; i++) {
+        const Hypr__V1__Stack *st = resp->stacks[i];
+        _cleanup_free_ char *n = xasprintf("%zu", st->n_services);
+        table_add(&t, st->name, st->status, n, st->compose_file);
+        json_array_append_new(
+            a, json_pack("{s:s, s:s, s:s, s:I, s:s, s:o}", "Name", st->name, "ID", st->id, "Status",
+                         st->status, "Services", (json_int_t)st->n_services, "ConfigFile",
+                         st->compose_file, "CreatedAt", json_time(st->created_at)));
+    }
+    if (json)
+        cli_print_json(a);
+    else
+        table_print(&t, stdout);
+    return 0;
+}
+
+int cmd_compose(cli_ctx *ctx, int argc, char **argv)
+{
+    static const cli_subcommand subs[] = {
+        {"down", NULL, "Stop and remove the stack", compose_down},
+        {"logs", NULL, "View output from the services", compose_logs},
+        {"ls", "list", "List running stacks", compose_ls},
+        {"ps", NULL, "List the stack's VMs", compose_ps},
+        {"up", NULL, "Create and start the stack", compose_up},
+    };
+    const cli_option opts[] = {
+        CLI_LIST('f', "file", "stringArray", &copts.files,
+                 "Compose configuration file (default: compose.yaml, compose.yml, "
+                 "docker-compose.yaml or docker-compose.yml)"),
+        CLI_STRING('p', "project-name", "string", &copts.project,
+                   "Project name (default: the compose file's directory name)"),
+        CLI_OPTIONS_END,
+    };
+    _cleanup_buf_ hypr_buf notes = {0};
+    buf_puts(&notes, "Commands:\n");
+    for (size_t i = 0; i < ARRAY_SIZE(subs); i++)
+        buf_printf(&notes, "  %-11s %s\n", subs[i].name, subs[i].summary);
+    buf_printf(&notes, "\nRun '%s COMMAND --help' for more information on a command.",
+               ctx->cmdpath);
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] COMMAND",
+        .description = "Define and run multi-VM applications",
+        .options = opts,
+        .max_args = -1,
+        .stop_at_positional = true,
+        .notes = notes.data,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    bool ok = cli_parse_or_exit(&cmd, argc, argv, &p, &ec);
+    if (ok && p.nargs == 0) {
+        cli_print_help(&cmd, stdout);
+        ec = 0;
+    } else if (ok) {
+        int first = 1;
+        while (first < argc && argv[first] != p.args[0])
+            first++;
+        const cli_subcommand *sub = cli_find_subcommand(subs, ARRAY_SIZE(subs), argv[first]);
+        if (!sub) {
+            fprintf(stderr, "%s: '%s' is not a %s command.\nSee '%s --help'.\n", ctx->cmdpath,
+                    argv[first], ctx->cmdpath, ctx->cmdpath);
+            ec = 1;
+        } else {
+            ec = cli_run_subcommand(ctx, sub, argv[first], argc - first, argv + first);
+        }
+    }
+    cli_list_free(&copts.files);
+    return ec;
+}

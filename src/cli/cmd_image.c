@@ -1,0 +1,509 @@
+/* Image commands: images, pull, rmi, and the "image" group (ls, pull, rm,
+ * inspect, prune, history, build). */
+#define LOG_MODULE "cli"
+#include "cli/cmd.h"
+
+#include <string.h>
+#include <time.h>
+
+/* ---- images / image ls ---------------------------------------------------- */
+
+static int cmp_image_created_desc(const void *a, const void *b)
+{
+    const Hypr__V1__Image *x = *(Hypr__V1__Image *const *)a, *y = *(Hypr__V1__Image *const *)b;
+    return (x->created_at < y->created_at) - (x->created_at > y->created_at);
+}
+
+/* One row per repository tag, like Docker; untagged images show <none>. */
+typedef void (*image_row_fn)(const Hypr__V1__Image *img, const char *repo, const char *tag,
+                             void *userdata);
+
+static void for_each_image_row(const Hypr__V1__Image *img, image_row_fn fn, void *userdata)
+{
+    if (img->n_repo_tags) {
+        for (size_t i = 0; i < img->n_repo_tags; i++) {
+            _cleanup_free_ char *name = NULL, *tag = NULL;
+            cli_split_reference(img->repo_tags[i], &name, &tag, false);
+            fn(img, cli_short_image_name(name), str_empty(tag) ? "<none>" : tag, userdata);
+        }
+        return;
+    }
+    fn(img, str_empty(img->name) ? "<none>" : cli_short_image_name(img->name),
+       str_empty(img->tag) ? "<none>" : img->tag, userdata);
+}
+
+typedef struct rows_ctx {
+    cli_table *table;
+    json_t *json;
+    int64_t now;
+    bool no_trunc;
+    const char *want_repo, *want_tag; /* "hypr images REPOSITORY[:TAG]" filter */
+} rows_ctx;
+
+static bool row_wanted(const rows_ctx *rc, const char *repo, const char *tag)
+{
+    if (rc->want_repo && strcmp(repo, rc->want_repo) &&
+        strcmp(repo, cli_short_image_name(rc->want_repo)))
+        return false;
+    return !rc->want_tag || !strcmp(tag, rc->want_tag);
+}
+
+static void add_table_row(const Hypr__V1__Image *img, const char *repo, const char *tag, void *u)
+{
+    rows_ctx *rc = u;
+    if (!row_wanted(rc, repo, tag))
+        return;
+    _cleanup_free_ char *id = short_id(img->id, !rc->no_trunc);
+    char size[32], ago[64], created[80];
+    format_size(img->size_bytes, size, sizeof(size));
+    if (img->created_at > 0) {
+        cli_human_duration(rc->now - img->created_at, ago, sizeof(ago));
+        snprintf(created, sizeof(created), "%s ago", ago);
+    } else {
+        snprintf(created, sizeof(created), "N/A");
+    }
+    table_add(rc->table, repo, tag, id, created, size);
+}
+
+static void add_json_row(const Hypr__V1__Image *img, const char *repo, const char *tag, void *u)
+{
+    rows_ctx *rc = u;
+    if (!row_wanted(rc, repo, tag))
+        return;
+    char size[32], ago[64];
+    format_size(img->size_bytes, size, sizeof(size));
+    cli_human_duration(rc->now - img->created_at, ago, sizeof(ago));
+    _cleanup_free_ char *since = xasprintf("%s ago", ago);
+    json_t *o = json_object();
+    json_object_set_new(o, "ID", json_string(img->id));
+    json_object_set_new(o, "Repository", json_string(repo));
+    json_object_set_new(o, "Tag", json_string(tag));
+    json_object_set_new(o, "Digest", json_string(str_empty(img->digest) ? "<none>" : img->digest));
+    json_object_set_new(o, "CreatedAt", json_time(img->created_at));
+    json_object_set_new(o, "CreatedSince", json_string(since));
+    json_object_set_new(o, "Size", json_string(size));
+    json_object_set_new(o, "SizeBytes", json_integer((json_int_t)img->size_bytes));
+    json_array_append_new(rc->json, o);
+}
+
+int cmd_images(cli_ctx *ctx, int argc, char **argv)
+{
+    bool all = false, quiet = false, no_trunc = false;
+    const char *format = NULL;
+    const cli_option opts[] = {
+        CLI_BOOL('a', "all", &all, "Show all images (default hides intermediate images)"),
+        CLI_STRING(0, "format", "string", &format,
+                   "Format output: table (default) or json (a JSON array; keys ID, "
+                   "Repository, Tag, Digest, CreatedAt, CreatedSince, Size, SizeBytes)"),
+        CLI_BOOL(0, "no-trunc", &no_trunc, "Don't truncate output"),
+        CLI_BOOL('q', "quiet", &quiet, "Only show image IDs"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] [REPOSITORY[:TAG]]",
+        .description = "List images",
+        .options = opts,
+        .max_args = 1,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    int json = cli_format_or_error(&cmd, format, &ec);
+    if (json < 0)
+        return ec;
+    Hypr__V1__ListImagesRequest req = HYPR__V1__LIST_IMAGES_REQUEST__INIT;
+    req.all = all;
+    _cleanup_pb_ Hypr__V1__ListImagesResponse *resp = NULL;
+    if (cli_unary(ctx, RPC_METHOD("ListImages"), &req, &hypr__v1__list_images_response__descriptor,
+                  &resp) < 0)
+        return 1;
+    if (resp->n_images > 1)
+        qsort(resp->images, resp->n_images, sizeof(*resp->images), cmp_image_created_desc);
+    _cleanup_free_ char *want_repo = NULL, *want_tag = NULL;
+    if (p.nargs) {
+        cli_split_reference(p.args[0], &want_repo, &want_tag, false);
+        if (!*want_tag) {
+            free(want_tag);
+            want_tag = NULL;
+        }
+    }
+    _cleanup_table_ cli_table t = {0};
+    _cleanup_json_ json_t *a = json ? json_array() : NULL;
+    rows_ctx rc = {.table = &t,
+                   .json = a,
+                   .now = time(NULL),
+                   .no_trunc = no_trunc,
+                   .want_repo = want_repo,
+                   .want_tag = want_tag};
+    table_init(&t, 5, "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
+    if (quiet && !json) {
+        /* Each image once, even when it has several tags. */
+        for (size_t i = 0; i < resp->n_images; i++) {
+            size_t before = t.nrows;
+            for_each_image_row(resp->images[i], add_table_row, &rc);
+            if (t.nrows == before)
+                continue;
+            _cleanup_free_ char *id = short_id(resp->images[i]->id, !no_trunc);
+            printf("%s\n", id);
+        }
+        return 0;
+    }
+    for (size_t i = 0; i < resp->n_images; i++)
+        for_each_image_row(resp->images[i], json ? add_json_row : add_table_row, &rc);
+    if (json)
+        cli_print_json(a);
+    else
+        table_print(&t, stdout);
+    return 0;
+}
+
+/* ---- pull ----------------------------------------------------------------- */
+
+static bool has_tag_or_digest(const char *ref)
+{
+    const char *slash = strrchr(ref, '/');
+    return strchr(ref, '@') || strchr(slash ? slash : ref, ':');
+}
+
+int cmd_pull(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *platform = NULL;
+    bool quiet = false;
+    const cli_option opts[] = {
+        CLI_STRING(0, "platform", "string", &platform,
+                   "Set platform, e.g. linux/amd64, linux/arm64"),
+        CLI_BOOL('q', "quiet", &quiet, "Suppress verbose output"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] NAME[:TAG|@DIGEST]",
+        .description = "Download an image from a registry",
+        .options = opts,
+        .min_args = 1,
+        .max_args = 1,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    const char *ref = p.args[0];
+    Hypr__V1__PullImageRequest req = HYPR__V1__PULL_IMAGE_REQUEST__INIT;
+    req.reference = (char *)ref;
+    if (platform)
+        req.platform = (char *)platform;
+    if (!cli_connect(ctx))
+        return 1;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    _cleanup_stream_ rpc_stream *s = NULL;
+    if (cli_open_stream(ctx, RPC_METHOD("PullImage"), &req, &s, &err) < 0)
+        return cli_print_rpc_error(&err);
+    FILE *out = quiet ? NULL : stdout;
+    if (out)
+        progress_print_header(out, ref);
+    _cleanup_(progress_freep) cli_progress *prog =
+        progress_new(out ? out : stderr, out && isatty(STDOUT_FILENO));
+    _cleanup_free_ char *digest = NULL;
+    for (;;) {
+        _cleanup_pb_ Hypr__V1__PullProgress *m = NULL;
+        int r = rpc_stream_recv(s, &hypr__v1__pull_progress__descriptor, (ProtobufCMessage **)&m,
+                                -1, &err);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            if (out)
+                progress_done(prog);
+            return cli_print_rpc_error(&err);
+        }
+        if (out)
+            progress_update(prog, m);
+        if (!str_empty(m->digest)) {
+            free(digest);
+            digest = xstrdup(m->digest);
+        }
+    }
+    _cleanup_free_ char *full = has_tag_or_digest(ref) ? xstrdup(ref) : xasprintf("%s:latest", ref);
+    if (out) {
+        progress_done(prog);
+        if (digest)
+            printf("Digest: %s\n", digest);
+        printf("Status: %s for %s\n",
+               progress_downloaded(prog) ? "Downloaded newer image" : "Image is up to date", full);
+    }
+    printf("%s\n", full);
+    return 0;
+}
+
+/* ---- rmi / image rm ------------------------------------------------------- */
+
+int cmd_rmi(cli_ctx *ctx, int argc, char **argv)
+{
+    bool force = false;
+    const cli_option opts[] = {
+        CLI_BOOL('f', "force", &force, "Force removal of the image"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] IMAGE [IMAGE...]",
+        .description = "Remove one or more images",
+        .options = opts,
+        .min_args = 1,
+        .max_args = -1,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    if (!cli_connect(ctx))
+        return 1;
+    int rc = 0;
+    for (int i = 0; i < p.nargs; i++) {
+        Hypr__V1__DeleteImageRequest req = HYPR__V1__DELETE_IMAGE_REQUEST__INIT;
+        req.id = p.args[i];
+        req.force = force;
+        _cleanup_pb_ Hypr__V1__DeleteImageResponse *resp = NULL;
+        if (cli_unary(ctx, RPC_METHOD("DeleteImage"), &req,
+                      &hypr__v1__delete_image_response__descriptor, &resp) < 0) {
+            rc = 1;
+            continue;
+        }
+        if (!resp->n_deleted)
+            printf("Untagged: %s\n", p.args[i]);
+        for (size_t j = 0; j < resp->n_deleted; j++)
+            printf("Deleted: %s\n", resp->deleted[j]);
+    }
+    return rc;
+}
+
+/* ---- image inspect / history ---------------------------------------------- */
+
+static json_t *keys_object(char **v, size_t n)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(o, v[i], json_object());
+    return o;
+}
+
+static json_t *image_inspect_json(const Hypr__V1__Image *img)
+{
+    json_t *config = json_object();
+    json_object_set_new(config, "Entrypoint", json_from_strv(img->entrypoint, img->n_entrypoint));
+    json_object_set_new(config, "Cmd", json_from_strv(img->cmd, img->n_cmd));
+    json_object_set_new(config, "Env", json_from_strv(img->env, img->n_env));
+    json_object_set_new(config, "WorkingDir", json_string(img->workdir));
+    json_object_set_new(config, "User", json_string(img->user));
+    json_object_set_new(config, "ExposedPorts",
+                        keys_object(img->exposed_ports, img->n_exposed_ports));
+    json_object_set_new(config, "Volumes", keys_object(img->volumes, img->n_volumes));
+    json_object_set_new(config, "Labels", JSON_MAP(img, labels));
+    json_t *digests = json_array();
+    if (!str_empty(img->digest) && !str_empty(img->name)) {
+        _cleanup_free_ char *d = xasprintf("%s@%s", img->name, img->digest);
+        json_array_append_new(digests, json_string(d));
+    }
+    _cleanup_free_ char *id = xasprintf("sha256:%s", img->id);
+    json_t *o = json_object();
+    json_object_set_new(o, "Id", json_string(id));
+    json_object_set_new(o, "RepoTags", json_from_strv(img->repo_tags, img->n_repo_tags));
+    json_object_set_new(o, "RepoDigests", digests);
+    json_object_set_new(o, "Created", json_time(img->created_at));
+    json_object_set_new(o, "Size", json_integer((json_int_t)img->size_bytes));
+    json_object_set_new(o, "Architecture", json_string(img->architecture));
+    json_object_set_new(o, "Os", json_string(img->os));
+    if (!str_empty(img->variant))
+        json_object_set_new(o, "Variant", json_string(img->variant));
+    json_object_set_new(o, "Config", config);
+    json_object_set_new(o, "StorePath", json_string(img->path));
+    return o;
+}
+
+static int image_inspect(cli_ctx *ctx, int argc, char **argv)
+{
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "IMAGE [IMAGE...]",
+        .description = "Display detailed information on one or more images (a JSON array)",
+        .min_args = 1,
+        .max_args = -1,
+        .notes = "Docker-like keys: Id, RepoTags, RepoDigests, Created, Size, Architecture, Os,\n"
+                 "Config{Entrypoint, Cmd, Env, WorkingDir, User, ExposedPorts, Volumes, Labels}.",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    if (!cli_connect(ctx))
+        return 1;
+    _cleanup_json_ json_t *a = json_array();
+    int rc = 0;
+    for (int i = 0; i < p.nargs; i++) {
+        Hypr__V1__GetImageRequest req = HYPR__V1__GET_IMAGE_REQUEST__INIT;
+        req.id = p.args[i];
+        _cleanup_pb_ Hypr__V1__GetImageResponse *resp = NULL;
+        if (cli_unary(ctx, RPC_METHOD("GetImage"), &req, &hypr__v1__get_image_response__descriptor,
+                      &resp) < 0) {
+            rc = 1;
+            continue;
+        }
+        if (resp->image)
+            json_array_append_new(a, image_inspect_json(resp->image));
+    }
+    cli_print_json(a);
+    return rc;
+}
+
+static int image_history(cli_ctx *ctx, int argc, char **argv)
+{
+    bool no_trunc = false, quiet = false;
+    const cli_option opts[] = {
+        CLI_BOOL(0, "no-trunc", &no_trunc, "Don't truncate output"),
+        CLI_BOOL('q', "quiet", &quiet, "Only show created-by lines"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] IMAGE",
+        .description = "Show the history of an image",
+        .options = opts,
+        .min_args = 1,
+        .max_args = 1,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    Hypr__V1__GetImageHistoryRequest req = HYPR__V1__GET_IMAGE_HISTORY_REQUEST__INIT;
+    req.id = p.args[0];
+    _cleanup_pb_ Hypr__V1__GetImageHistoryResponse *resp = NULL;
+    if (cli_unary(ctx, RPC_METHOD("GetImageHistory"), &req,
+                  &hypr__v1__get_image_history_response__descriptor, &resp) < 0)
+        return 1;
+    int64_t now = time(NULL);
+    _cleanup_table_ cli_table t = {0};
+    table_init(&t, 4, "CREATED", "CREATED BY", "SIZE", "COMMENT");
+    for (size_t i = 0; i < resp->n_history; i++) {
+        const Hypr__V1__ImageHistoryEntry *h = resp->history[i];
+        if (quiet) {
+            printf("%s\n", h->created_by);
+            continue;
+        }
+        char ago[64], size[32];
+        cli_human_duration(now - h->created_at, ago, sizeof(ago));
+        _cleanup_free_ char *created =
+            h->created_at > 0 ? xasprintf("%s ago", ago) : xstrdup("N/A");
+        format_size(h->size_bytes, size, sizeof(size));
+        _cleanup_free_ char *by = xstrdup(h->created_by);
+        for (char *c = by; *c; c++)
+            if (*c == '\n' || *c == '\t')
+                *c = ' ';
+        if (!no_trunc && strlen(by) > 45)
+            memcpy(by + 42, "...", 4);
+        table_add(&t, created, by, size, h->comment);
+    }
+    if (!quiet)
+        table_print(&t, stdout);
+    return 0;
+}
+
+/* ---- image prune ---------------------------------------------------------- */
+
+int cli_prune_images(cli_ctx *ctx, bool all, uint64_t *reclaimed)
+{
+    Hypr__V1__ListImagesRequest ireq = HYPR__V1__LIST_IMAGES_REQUEST__INIT;
+    ireq.all = true;
+    _cleanup_pb_ Hypr__V1__ListImagesResponse *images = NULL;
+    if (cli_unary(ctx, RPC_METHOD("ListImages"), &ireq, &hypr__v1__list_images_response__descriptor,
+                  &images) < 0)
+        return 1;
+    Hypr__V1__ListVmsRequest vreq = HYPR__V1__LIST_VMS_REQUEST__INIT;
+    vreq.all = true;
+    _cleanup_pb_ Hypr__V1__ListVmsResponse *vms = NULL;
+    if (cli_unary(ctx, RPC_METHOD("ListVms"), &vreq, &hypr__v1__list_vms_response__descriptor,
+                  &vms) < 0)
+        return 1;
+    int rc = 0;
+    bool header = false;
+    for (size_t i = 0; i < images->n_images; i++) {
+        const Hypr__V1__Image *img = images->images[i];
+        bool dangling = !img->n_repo_tags && str_empty(img->tag);
+        if (!all && !dangling)
+            continue;
+        bool used = false;
+        for (size_t j = 0; j < vms->n_vms && !used; j++)
+            used = !strcmp(vms->vms[j]->image_id, img->id);
+        if (used)
+            continue;
+        Hypr__V1__DeleteImageRequest req = HYPR__V1__DELETE_IMAGE_REQUEST__INIT;
+        req.id = img->id;
+        _cleanup_pb_ Hypr__V1__DeleteImageResponse *resp = NULL;
+        if (cli_unary(ctx, RPC_METHOD("DeleteImage"), &req,
+                      &hypr__v1__delete_image_response__descriptor, &resp) < 0) {
+            rc = 1;
+            continue;
+        }
+        if (!header) {
+            printf("Deleted Images:\n");
+            header = true;
+        }
+        for (size_t j = 0; j < img->n_repo_tags; j++)
+            printf("untagged: %s\n", img->repo_tags[j]);
+        printf("deleted: sha256:%s\n", img->id);
+        *reclaimed += img->size_bytes;
+    }
+    if (header)
+        printf("\n");
+    return rc;
+}
+
+static int image_prune(cli_ctx *ctx, int argc, char **argv)
+{
+    bool all = false, force = false;
+    const cli_option opts[] = {
+        CLI_BOOL('a', "all", &all, "Remove all unused images, not just dangling ones"),
+        CLI_BOOL('f', "force", &force, "Do not prompt for confirmation"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS]",
+        .description = "Remove unused images",
+        .options = opts,
+        .max_args = 0,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    if (!force && !cli_confirm(all ? "WARNING! This will remove all images without at least one "
+                                     "VM associated to them."
+                                   : "WARNING! This will remove all dangling images."))
+        return 1;
+    if (!cli_connect(ctx))
+        return 1;
+    uint64_t reclaimed = 0;
+    int rc = cli_prune_images(ctx, all, &reclaimed);
+    char size[32];
+    format_size(reclaimed, size, sizeof(size));
+    printf("Total reclaimed space: %s\n", size);
+    return rc;
+}
+
+/* ---- image group ---------------------------------------------------------- */
+
+int cmd_image(cli_ctx *ctx, int argc, char **argv)
+{
+    static const cli_subcommand subs[] = {
+        {"build", NULL, "Build an image from a Dockerfile", cmd_build},
+        {"history", NULL, "Show the history of an image", image_history},
+        {"inspect", NULL, "Display detailed information on one or more images", image_inspect},
+        {"ls", "list", "List images", cmd_images},
+        {"prune", NULL, "Remove unused images", image_prune},
+        {"pull", NULL, "Download an image from a registry", cmd_pull},
+        {"rm", "remove,rmi", "Remove one or more images", cmd_rmi},
+    };
+    return cli_dispatch_group(ctx, "Manage images", subs, ARRAY_SIZE(subs), argc, argv);
+}

@@ -1,0 +1,426 @@
+/* System commands: health, version, info, system df/prune/info, gpu list. */
+#define LOG_MODULE "cli"
+#include "cli/cmd.h"
+
+#include <dirent.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+
+static const cli_command *no_args_cmd(cli_ctx *ctx, cli_command *c, const char *desc,
+                                      const cli_option *opts)
+{
+    *c = (cli_command){.name = ctx->cmdpath,
+                       .usage = opts ? "[OPTIONS]" : "",
+                       .description = desc,
+                       .options = opts,
+                       .max_args = 0};
+    return c;
+}
+
+static int get_health(cli_ctx *ctx, Hypr__V1__HealthResponse **out)
+{
+    Hypr__V1__HealthRequest req = HYPR__V1__HEALTH_REQUEST__INIT;
+    return cli_unary(ctx, RPC_METHOD("Health"), &req, &hypr__v1__health_response__descriptor, out);
+}
+
+static int get_stats(cli_ctx *ctx, Hypr__V1__GetSystemStatsResponse **out)
+{
+    Hypr__V1__GetSystemStatsRequest req = HYPR__V1__GET_SYSTEM_STATS_REQUEST__INIT;
+    return cli_unary(ctx, RPC_METHOD("GetSystemStats"), &req,
+                     &hypr__v1__get_system_stats_response__descriptor, out);
+}
+
+int cmd_health(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *format = NULL;
+    const cli_option opts[] = {
+        CLI_STRING(0, "format", "string", &format,
+                   "Format output: text (default) or json (keys Status, Version, UptimeSeconds, "
+                   "StartedAt)"),
+        CLI_OPTIONS_END,
+    };
+    cli_command c;
+    const cli_command *cmd = no_args_cmd(ctx, &c, "Check that the daemon is up", opts);
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(cmd, argc, argv, &p, &ec))
+        return ec;
+    int json = format && !strcmp(format, "text") ? 0 : cli_format_or_error(cmd, format, &ec);
+    if (json < 0)
+        return ec;
+    _cleanup_pb_ Hypr__V1__HealthResponse *h = NULL;
+    if (get_health(ctx, &h) < 0)
+        return 1;
+    if (json) {
+        _cleanup_json_ json_t *o = json_pack(
+            "{s:s, s:s, s:I, s:o}", "Status", h->status, "Version", h->version, "UptimeSeconds",
+            (json_int_t)h->uptime_seconds, "StartedAt", json_time(h->started_at));
+        cli_print_json(o);
+    } else {
+        char up[64];
+        cli_human_duration(h->uptime_seconds, up, sizeof(up));
+        printf("Status: %s\nVersion: %s\nUptime: %s\n", h->status, h->version, up);
+    }
+    return strcmp(h->status, "healthy") ? 1 : 0;
+}
+
+static void print_client_version(cli_ctx *ctx)
+{
+    struct utsname u;
+    uname(&u);
+    /* OCI platform names, as docker version shows them. */
+    const char *arch = !strcmp(u.machine, "x86_64")    ? "amd64"
+                       : !strcmp(u.machine, "aarch64") ? "arm64"
+                                                       : u.machine;
+    printf("Client:\n Version:     %s\n OS/Arch:     linux/%s\n Host:        %s\n", HYPR_VERSION,
+           arch, ctx->display);
+}
+
+int cmd_version(cli_ctx *ctx, int argc, char **argv)
+{
+    cli_command c;
+    const cli_command *cmd = no_args_cmd(ctx, &c, "Show the hypr version information", NULL);
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(cmd, argc, argv, &p, &ec))
+        return ec;
+    print_client_version(ctx);
+    fflush(stdout);
+    _cleanup_pb_ Hypr__V1__HealthResponse *h = NULL;
+    if (get_health(ctx, &h) < 0)
+        return 1;
+    char up[64];
+    cli_human_duration(h->uptime_seconds, up, sizeof(up));
+    printf("\nServer:\n Version:     %s\n Status:      %s\n Uptime:      %s\n", h->version,
+           h->status, up);
+    return 0;
+}
+
+int cmd_info(cli_ctx *ctx, int argc, char **argv)
+{
+    cli_command c;
+    const cli_command *cmd = no_args_cmd(ctx, &c, "Display system-wide information", NULL);
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(cmd, argc, argv, &p, &ec))
+        return ec;
+    _cleanup_pb_ Hypr__V1__HealthResponse *h = NULL;
+    _cleanup_pb_ Hypr__V1__GetSystemStatsResponse *s = NULL;
+    if (get_health(ctx, &h) < 0 || get_stats(ctx, &s) < 0)
+        return 1;
+    char mem[32], avail[32], disk[32], dfree[32], used[32];
+    format_size(s->host_memory_total_bytes, mem, sizeof(mem));
+    format_size(s->host_memory_available_bytes, avail, sizeof(avail));
+    format_size(s->disk_total_bytes, disk, sizeof(disk));
+    format_size(s->disk_free_bytes, dfree, sizeof(dfree));
+    format_size(s->disk_used_by_hypr_bytes, used, sizeof(used));
+    printf("Client:\n Version:    %s\n Host:       %s\n\n", HYPR_VERSION, ctx->display);
+    printf("Server:\n VMs: %u\n  Running: %u\n  Stopped: %u\n Images: %u\n Networks: %u\n"
+           " Volumes: %u\n Stacks: %u\n Server Version: %s\n CPUs: %u\n Total Memory: %s "
+           "(%s available)\n Hypr Root Dir: %s\n Disk: %s (%s free, %s used by hypr)\n",
+           s->vms_total, s->vms_running, s->vms_total - s->vms_running, s->images, s->networks,
+           s->volumes, s->stacks, h->version, s->host_cpus, mem, avail, s->data_dir, disk, dfree,
+           used);
+    return 0;
+}
+
+/* ---- system df ------------------------------------------------------------ */
+
+static int system_df(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *format = NULL;
+    const cli_option opts[] = {
+        CLI_STRING(0, "format", "string", &format,
+                   "Format output: table (default) or json (the daemon's counters, "
+                   "lowerCamel keys)"),
+        CLI_OPTIONS_END,
+    };
+    cli_command c;
+    const cli_command *cmd = no_args_cmd(ctx, &c, "Show hypr disk usage", opts);
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(cmd, argc, argv, &p, &ec))
+        return ec;
+    int json = cli_format_or_error(cmd, format, &ec);
+    if (json < 0)
+        return ec;
+    _cleanup_pb_ Hypr__V1__GetSystemStatsResponse *s = NULL;
+    if (get_stats(ctx, &s) < 0)
+        return 1;
+    if (json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "hostCpus", json_integer(s->host_cpus));
+        json_object_set_new(o, "hostMemoryTotalBytes",
+                            json_integer((json_int_t)s->host_memory_total_bytes));
+        json_object_set_new(o, "hostMemoryAvailableBytes",
+                            json_integer((json_int_t)s->host_memory_available_bytes));
+        json_object_set_new(o, "diskTotalBytes", json_integer((json_int_t)s->disk_total_bytes));
+        json_object_set_new(o, "diskFreeBytes", json_integer((json_int_t)s->disk_free_bytes));
+        json_object_set_new(o, "diskUsedByHyprBytes",
+                            json_integer((json_int_t)s->disk_used_by_hypr_bytes));
+        json_object_set_new(o, "vmsTotal", json_integer(s->vms_total));
+        json_object_set_new(o, "vmsRunning", json_integer(s->vms_running));
+        json_object_set_new(o, "images", json_integer(s->images));
+        json_object_set_new(o, "networks", json_integer(s->networks));
+        json_object_set_new(o, "volumes", json_integer(s->volumes));
+        json_object_set_new(o, "stacks", json_integer(s->stacks));
+        json_object_set_new(o, "imagesSizeBytes", json_integer((json_int_t)s->images_size_bytes));
+        json_object_set_new(o, "volumesSizeBytes", json_integer((json_int_t)s->volumes_size_bytes));
+        json_object_set_new(o, "logsSizeBytes", json_integer((json_int_t)s->logs_size_bytes));
+        json_object_set_new(o, "dataDir", json_string(s->data_dir));
+        cli_print_json(o);
+        json_decref(o);
+        return 0;
+    }
+    char isz[32], vsz[32], lsz[32];
+    format_size(s->images_size_bytes, isz, sizeof(isz));
+    format_size(s->volumes_size_bytes, vsz, sizeof(vsz));
+    format_size(s->logs_size_bytes, lsz, sizeof(lsz));
+    _cleanup_free_ char *ni = xasprintf("%u", s->images), *nv = xasprintf("%u", s->vms_total),
+                        *nr = xasprintf("%u", s->vms_running), *nvol = xasprintf("%u", s->volumes);
+    _cleanup_table_ cli_table t = {0};
+    table_init(&t, 4, "TYPE", "TOTAL", "ACTIVE", "SIZE");
+    table_add(&t, "Images", ni, "-", isz);
+    table_add(&t, "VMs", nv, nr, "-");
+    table_add(&t, "Volumes", nvol, "-", vsz);
+    table_add(&t, "Logs", "-", "-", lsz);
+    table_print(&t, stdout);
+    char mem[32], avail[32], disk[32], dfree[32], used[32];
+    format_size(s->host_memory_total_bytes, mem, sizeof(mem));
+    format_size(s->host_memory_available_bytes, avail, sizeof(avail));
+    format_size(s->disk_total_bytes, disk, sizeof(disk));
+    format_size(s->disk_free_bytes, dfree, sizeof(dfree));
+    format_size(s->disk_used_by_hypr_bytes, used, sizeof(used));
+    printf("\nHost: %u CPUs, %s memory (%s available); disk %s (%s free); hypr uses %s in %s\n",
+           s->host_cpus, mem, avail, disk, dfree, used, s->data_dir);
+    return 0;
+}
+
+/* ---- system prune --------------------------------------------------------- */
+
+static bool vm_is_stopped(const Hypr__V1__VM *vm)
+{
+    return vm->status == HYPR__V1__VMSTATUS__VM_STATUS_STOPPED ||
+           vm->status == HYPR__V1__VMSTATUS__VM_STATUS_FAILED ||
+           vm->status == HYPR__V1__VMSTATUS__VM_STATUS_CREATED;
+}
+
+static int prune_vms(cli_ctx *ctx)
+{
+    Hypr__V1__ListVmsRequest req = HYPR__V1__LIST_VMS_REQUEST__INIT;
+    req.all = true;
+    _cleanup_pb_ Hypr__V1__ListVmsResponse *resp = NULL;
+    if (cli_unary(ctx, RPC_METHOD("ListVms"), &req, &hypr__v1__list_vms_response__descriptor,
+                  &resp) < 0)
+        return 1;
+    int rc = 0;
+    bool header = false;
+    for (size_t i = 0; i < resp->n_vms; i++) {
+        const Hypr__V1__VM *vm = resp->vms[i];
+        if (!vm_is_stopped(vm))
+            continue;
+        Hypr__V1__DeleteVMRequest d = HYPR__V1__DELETE_VMREQUEST__INIT;
+        d.id = vm->id;
+        _cleanup_pb_ Hypr__V1__DeleteVMResponse *dr = NULL;
+        if (cli_unary(ctx, RPC_METHOD("DeleteVM"), &d, &hypr__v1__delete_vmresponse__descriptor,
+                      &dr) < 0) {
+            rc = 1;
+            continue;
+        }
+        if (!header) {
+            printf("Deleted VMs:\n");
+            header = true;
+        }
+        printf("%s\n", vm->id);
+    }
+    if (header)
+        printf("\n");
+    return rc;
+}
+
+static int system_prune(cli_ctx *ctx, int argc, char **argv)
+{
+    bool all = false, force = false, volumes = false;
+    const cli_option opts[] = {
+        CLI_BOOL('a', "all", &all, "Remove all unused images not just dangling ones"),
+        CLI_BOOL('f', "force", &force, "Do not prompt for confirmation"),
+        CLI_BOOL(0, "volumes", &volumes, "Prune volumes"),
+        CLI_OPTIONS_END,
+    };
+    cli_command c;
+    const cli_command *cmd = no_args_cmd(ctx, &c, "Remove unused data", opts);
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(cmd, argc, argv, &p, &ec))
+        return ec;
+    _cleanup_free_ char *warning = xasprintf(
+        "WARNING! This will remove:\n  - all stopped VMs\n  - all networks not used by "
+        "at least one VM\n%s  - %s\n",
+        volumes ? "  - all volumes not used by at least one VM\n" : "",
+        all ? "all images without at least one VM associated to them" : "all dangling images");
+    if (!force && !cli_confirm(warning))
+        return 1;
+    if (!cli_connect(ctx))
+        return 1;
+    uint64_t reclaimed = 0;
+    int rc = prune_vms(ctx);
+    rc |= cli_prune_networks(ctx);
+    if (volumes) {
+        Hypr__V1__PruneVolumesRequest req = HYPR__V1__PRUNE_VOLUMES_REQUEST__INIT;
+        _cleanup_pb_ Hypr__V1__PruneVolumesResponse *resp = NULL;
+        if (cli_unary(ctx, RPC_METHOD("PruneVolumes"), &req,
+                      &hypr__v1__prune_volumes_response__descriptor, &resp) < 0) {
+            rc = 1;
+        } else if (resp->n_deleted) {
+            printf("Deleted Volumes:\n");
+            for (size_t i = 0; i < resp->n_deleted; i++)
+                printf("%s\n", resp->deleted[i]);
+            printf("\n");
+            reclaimed += resp->reclaimed_bytes;
+        }
+    }
+    rc |= cli_prune_images(ctx, all, &reclaimed);
+    char size[32];
+    format_size(reclaimed, size, sizeof(size));
+    printf("Total reclaimed space: %s\n", size);
+    return rc;
+}
+
+int cmd_system(cli_ctx *ctx, int argc, char **argv)
+{
+    static const cli_subcommand subs[] = {
+        {"df", NULL, "Show hypr disk usage", system_df},
+        {"info", NULL, "Display system-wide information", cmd_info},
+        {"prune", NULL, "Remove unused data", system_prune},
+    };
+    return cli_dispatch_group(ctx, "Manage hypr", subs, ARRAY_SIZE(subs), argc, argv);
+}
+
+/* ---- gpu list ------------------------------------------------------------- */
+
+/* Reads a small sysfs attribute, trimmed; NULL when absent. */
+static char *read_attr(const char *dir, const char *name)
+{
+    _cleanup_free_ char *path = path_join(dir, name);
+    char *data = NULL;
+    size_t len;
+    if (read_file(path, 4096, &data, &len) < 0)
+        return NULL;
+    while (len && (data[len - 1] == '\n' || data[len - 1] == ' '))
+        data[--len] = '\0';
+    return data;
+}
+
+static const char *vendor_name(const char *id)
+{
+    static const struct {
+        const char *id, *name;
+    } vendors[] = {
+        {"0x10de", "NVIDIA"},  {"0x1002", "AMD"},     {"0x8086", "Intel"},
+        {"0x1af4", "Red Hat"}, {"0x1b36", "Red Hat"}, {"0x1234", "QEMU"},
+        {"0x15ad", "VMware"},  {"0x1a03", "ASPEED"},  {"0x102b", "Matrox"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(vendors); i++)
+        if (id && !strcmp(id, vendors[i].id))
+            return vendors[i].name;
+    return NULL;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int gpu_list(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *format = NULL;
+    const cli_option opts[] = {
+        CLI_STRING(0, "format", "string", &format,
+                   "Format output: table (default) or json (keys Address, VendorId, Vendor, "
+                   "DeviceId, Driver, IommuGroup)"),
+        CLI_OPTIONS_END,
+    };
+    cli_command c;
+    const cli_command *cmd =
+        no_args_cmd(ctx, &c, "List the host's GPUs (PCI display devices)", opts);
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(cmd, argc, argv, &p, &ec))
+        return ec;
+    int json = cli_format_or_error(cmd, format, &ec);
+    if (json < 0)
+        return ec;
+    /* HYPR_SYSFS_ROOT lets tests point at a fake tree. */
+    const char *root = getenv("HYPR_SYSFS_ROOT");
+    _cleanup_free_ char *devdir = path_join(str_empty(root) ? "/sys" : root, "bus/pci/devices");
+    _cleanup_strv_ char **addrs = NULL;
+    DIR *d = opendir(devdir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)))
+            if (de->d_name[0] != '.')
+                addrs = strv_append(addrs, de->d_name);
+        closedir(d);
+    }
+    size_t n = strv_length(addrs);
+    if (n)
+        qsort(addrs, n, sizeof(*addrs), cmp_str);
+    _cleanup_json_ json_t *a = json_array();
+    _cleanup_table_ cli_table t = {0};
+    table_init(&t, 5, "ADDRESS", "VENDOR", "DEVICE", "DRIVER", "IOMMU GROUP");
+    size_t found = 0;
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_free_ char *dir = path_join(devdir, addrs[i]);
+        _cleanup_free_ char *cls = read_attr(dir, "class");
+        /* PCI base class 0x03: display controllers (VGA, 3D, other). */
+        if (!cls || !str_startswith(cls, "0x03"))
+            continue;
+        found++;
+        _cleanup_free_ char *vendor = read_attr(dir, "vendor");
+        _cleanup_free_ char *device = read_attr(dir, "device");
+        _cleanup_free_ char *drv_link = path_join(dir, "driver");
+        _cleanup_free_ char *grp_link = path_join(dir, "iommu_group");
+        char target[4096];
+        ssize_t k = readlink(drv_link, target, sizeof(target) - 1);
+        _cleanup_free_ char *driver = NULL;
+        if (k > 0) {
+            target[k] = '\0';
+            const char *base = strrchr(target, '/');
+            driver = xstrdup(base ? base + 1 : target);
+        }
+        k = readlink(grp_link, target, sizeof(target) - 1);
+        _cleanup_free_ char *group = NULL;
+        if (k > 0) {
+            target[k] = '\0';
+            const char *base = strrchr(target, '/');
+            group = xstrdup(base ? base + 1 : target);
+        }
+        const char *vname = vendor_name(vendor);
+        _cleanup_free_ char *vcell =
+            vname ? xasprintf("%s (%s)", vname, vendor + 2) : xstrdup(vendor ? vendor : "?");
+        json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "Address", addrs[i],
+                                           "VendorId", vendor ? vendor : "", "Vendor",
+                                           vname ? vname : "", "DeviceId", device ? device : "",
+                                           "Driver", driver ? driver : "", "IommuGroup",
+                                           group ? group : ""));
+        table_add(&t, addrs[i], vcell, device ? device : "?", driver ? driver : "-",
+                  group ? group : "-");
+    }
+    if (json)
+        cli_print_json(a);
+    else if (!found)
+        printf("No GPUs found\n");
+    else
+        table_print(&t, stdout);
+    return 0;
+}
+
+int cmd_gpu(cli_ctx *ctx, int argc, char **argv)
+{
+    static const cli_subcommand subs[] = {
+        {"list", "ls", "List the host's GPUs", gpu_list},
+    };
+    return cli_dispatch_group(ctx, "Manage GPUs (PCI passthrough candidates for 'hypr run --gpu')",
+                              subs, ARRAY_SIZE(subs), argc, argv);
+}

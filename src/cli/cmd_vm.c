@@ -1,0 +1,724 @@
+/* VM commands: run, ps, start, stop, restart, rm, logs, inspect. */
+#define LOG_MODULE "cli"
+#include "cli/cmd.h"
+
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- run ------------------------------------------------------------------ */
+
+typedef struct run_opts {
+    const char *name, *cpus, *memory, *entrypoint, *workdir, *user, *restart, *hostname, *gpu;
+    cli_list env, env_file, publish, volume, network, label;
+    bool rm, detach, interactive, tty;
+    int64_t stop_timeout;
+} run_opts;
+
+static void run_opts_free(run_opts *o)
+{
+    cli_list_free(&o->env);
+    cli_list_free(&o->env_file);
+    cli_list_free(&o->publish);
+    cli_list_free(&o->volume);
+    cli_list_free(&o->network);
+    cli_list_free(&o->label);
+}
+
+/* Owns everything a VMConfig built from flags points at. */
+typedef struct run_config {
+    Hypr__V1__VMConfig cfg;
+    Hypr__V1__RestartPolicy restart;
+    cli_restart restart_policy;
+    Hypr__V1__GpuRequest gpu;
+    cli_map env, labels;
+    Hypr__V1__PortMapping *ports;
+    Hypr__V1__PortMapping **port_ptrs;
+    cli_port *cports;
+    Hypr__V1__VolumeMount *vols;
+    Hypr__V1__VolumeMount **vol_ptrs;
+    cli_volume *cvols;
+    char *entrypoint[1];
+} run_config;
+
+static void run_config_free(run_config *rc)
+{
+    cli_map_free(&rc->env);
+    cli_map_free(&rc->labels);
+    for (size_t i = 0; i < rc->cfg.n_ports; i++)
+        cli_port_free(&rc->cports[i]);
+    for (size_t i = 0; i < rc->cfg.n_volumes; i++)
+        cli_volume_free(&rc->cvols[i]);
+    free(rc->ports);
+    free(rc->port_ptrs);
+    free(rc->cports);
+    free(rc->vols);
+    free(rc->vol_ptrs);
+    free(rc->cvols);
+}
+
+static int add_env(const cli_command *cmd, const char *flag, const char *spec, run_config *rc)
+{
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    _cleanup_free_ char *k = NULL, *v = NULL;
+    int r = cli_parse_env(spec, &k, &v, &err);
+    if (r < 0)
+        return cli_invalid_value(cmd, flag, spec, err.message);
+    if (r > 0)
+        cli_map_set(&rc->env, &hypr__v1__vmconfig__env_entry__descriptor, k, v);
+    return 0;
+}
+
+/* Turns flags into a VMConfig; on a bad value prints it and returns the exit code. */
+static int build_config(const cli_command *cmd, run_opts *o, cli_parsed *p, run_config *rc)
+{
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    Hypr__V1__VMConfig *c = &rc->cfg;
+    *c = (Hypr__V1__VMConfig)HYPR__V1__VMCONFIG__INIT;
+    c->image = p->args[0];
+    if (o->name) {
+        if (!name_is_valid(o->name))
+            return cli_invalid_value(cmd, "name", o->name,
+                                     "names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*");
+        c->name = (char *)o->name;
+    }
+    if (o->cpus && cli_parse_cpus(o->cpus, &c->cpus, &err) < 0)
+        return cli_invalid_value(cmd, "cpus", o->cpus, err.message);
+    if (o->memory && cli_parse_memory(o->memory, &c->memory_mb, &err) < 0)
+        return cli_invalid_value(cmd, "memory", o->memory, err.message);
+    /* Docker order: --env-file first, then -e overrides. */
+    for (size_t i = 0; i < o->env_file.n; i++) {
+        _cleanup_strv_ char **lines = NULL;
+        if (cli_read_env_file(o->env_file.items[i], &lines, &err) < 0)
+            return cli_invalid_value(cmd, "env-file", o->env_file.items[i], err.message);
+        for (char **l = lines; *l; l++) {
+            int r = add_env(cmd, "env-file", *l, rc);
+            if (r)
+                return r;
+        }
+    }
+    for (size_t i = 0; i < o->env.n; i++) {
+        int r = add_env(cmd, "env", o->env.items[i], rc);
+        if (r)
+            return r;
+    }
+    c->env = (Hypr__V1__VMConfig__EnvEntry **)rc->env.entries;
+    c->n_env = rc->env.n;
+    int r = cli_labels_to_map(cmd, "label", &o->label,
+                              &hypr__v1__vmconfig__labels_entry__descriptor, &rc->labels);
+    if (r)
+        return r;
+    c->labels = (Hypr__V1__VMConfig__LabelsEntry **)rc->labels.entries;
+    c->n_labels = rc->labels.n;
+
+    rc->cports = xcalloc(o->publish.n + 1, sizeof(*rc->cports));
+    rc->ports = xcalloc(o->publish.n + 1, sizeof(*rc->ports));
+    rc->port_ptrs = xcalloc(o->publish.n + 1, sizeof(*rc->port_ptrs));
+    for (size_t i = 0; i < o->publish.n; i++) {
+        if (cli_parse_port(o->publish.items[i], &rc->cports[i], &err) < 0)
+            return cli_invalid_value(cmd, "publish", o->publish.items[i], err.message);
+        c->n_ports = i + 1;
+        Hypr__V1__PortMapping *pm = &rc->ports[i];
+        *pm = (Hypr__V1__PortMapping)HYPR__V1__PORT_MAPPING__INIT;
+        if (rc->cports[i].host_ip)
+            pm->host_ip = rc->cports[i].host_ip;
+        pm->host_port = rc->cports[i].host_port;
+        pm->guest_port = rc->cports[i].guest_port;
+        pm->protocol = rc->cports[i].protocol;
+        rc->port_ptrs[i] = pm;
+    }
+    c->ports = rc->port_ptrs;
+
+    rc->cvols = xcalloc(o->volume.n + 1, sizeof(*rc->cvols));
+    rc->vols = xcalloc(o->volume.n + 1, sizeof(*rc->vols));
+    rc->vol_ptrs = xcalloc(o->volume.n + 1, sizeof(*rc->vol_ptrs));
+    for (size_t i = 0; i < o->volume.n; i++) {
+        if (cli_parse_volume(o->volume.items[i], &rc->cvols[i], &err) < 0)
+            return cli_invalid_value(cmd, "volume", o->volume.items[i], err.message);
+        c->n_volumes = i + 1;
+        Hypr__V1__VolumeMount *vm = &rc->vols[i];
+        *vm = (Hypr__V1__VolumeMount)HYPR__V1__VOLUME_MOUNT__INIT;
+        vm->source = rc->cvols[i].source;
+        vm->target = rc->cvols[i].target;
+        vm->read_only = rc->cvols[i].read_only;
+        rc->vol_ptrs[i] = vm;
+    }
+    c->volumes = rc->vol_ptrs;
+
+    for (size_t i = 0; i < o->network.n; i++)
+        if (!name_is_valid(o->network.items[i]))
+            return cli_invalid_value(cmd, "network", o->network.items[i],
+                                     "not a valid network name");
+    c->networks = (char **)o->network.items;
+    c->n_networks = o->network.n;
+
+    if (o->entrypoint) {
+        /* --entrypoint "" clears the image's entrypoint, like Docker. */
+        c->entrypoint_set = true;
+        rc->entrypoint[0] = (char *)o->entrypoint;
+        c->entrypoint = rc->entrypoint;
+        c->n_entrypoint = *o->entrypoint ? 1 : 0;
+    }
+    c->cmd = p->args + 1;
+    c->n_cmd = (size_t)(p->nargs - 1);
+    if (o->workdir) {
+        if (o->workdir[0] != '/')
+            return cli_invalid_value(cmd, "workdir", o->workdir, "must be an absolute path");
+        c->workdir = (char *)o->workdir;
+    }
+    if (o->user)
+        c->user = (char *)o->user;
+    if (o->hostname)
+        c->hostname = (char *)o->hostname;
+    if (o->restart) {
+        cli_restart *rp = &rc->restart_policy;
+        if (cli_parse_restart(o->restart, rp, &err) < 0)
+            return cli_invalid_value(cmd, "restart", o->restart, err.message);
+        if (o->rm && strcmp(rp->name, "no"))
+            return cli_usage_error(cmd, "Conflicting options: --restart and --rm");
+        rc->restart = (Hypr__V1__RestartPolicy)HYPR__V1__RESTART_POLICY__INIT;
+        rc->restart.name = rp->name;
+        rc->restart.max_retries = rp->max_retries;
+        c->restart = &rc->restart;
+    }
+    if (o->gpu) {
+        rc->gpu = (Hypr__V1__GpuRequest)HYPR__V1__GPU_REQUEST__INIT;
+        rc->gpu.pci_address = (char *)o->gpu;
+        c->gpu = &rc->gpu;
+    }
+    c->auto_remove = o->rm;
+    if (o->stop_timeout >= 0)
+        c->stop_timeout = (uint32_t)o->stop_timeout;
+    return 0;
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_interrupt(int sig)
+{
+    interrupted = sig;
+}
+
+/* Shows the VM's output until it stops; Ctrl-C stops the VM (like docker run's
+ * signal proxy) instead of leaving it running behind the user's back. */
+static int attach_and_wait(cli_ctx *ctx, const char *id)
+{
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    Hypr__V1__StreamLogsRequest lreq = HYPR__V1__STREAM_LOGS_REQUEST__INIT;
+    lreq.id = (char *)id;
+    lreq.follow = true;
+    lreq.tail = -1;
+    rpc_stream *s = NULL;
+    if (cli_open_stream(ctx, RPC_METHOD("StreamLogs"), &lreq, &s, &err) < 0)
+        return cli_print_rpc_error(&err);
+    struct sigaction sa = {.sa_handler = on_interrupt}, old_int, old_term;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    bool line_start[2] = {true, true};
+    int r;
+    for (;;) {
+        Hypr__V1__LogEntry *e = NULL;
+        r = rpc_stream_recv(s, &hypr__v1__log_entry__descriptor, (ProtobufCMessage **)&e, 250,
+                            &err);
+        if (interrupted)
+            break;
+        if (r == -ETIMEDOUT || r == -EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        int w = cli_write_log_entry(e, false, ctx->debug, NULL, line_start);
+        protobuf_c_message_free_unpacked(&e->base, NULL);
+        if (w < 0)
+            break;
+    }
+    rpc_stream_free(s);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (interrupted) {
+        fprintf(stderr, "Stopping %.12s...\n", id);
+        Hypr__V1__StopVMRequest sreq = HYPR__V1__STOP_VMREQUEST__INIT;
+        sreq.id = (char *)id;
+        _cleanup_pb_ Hypr__V1__StopVMResponse *sresp = NULL;
+        cli_unary(ctx, RPC_METHOD("StopVM"), &sreq, &hypr__v1__stop_vmresponse__descriptor, &sresp);
+        return 128 + interrupted;
+    }
+    if (r < 0)
+        return cli_print_rpc_error(&err);
+    Hypr__V1__GetVMRequest greq = HYPR__V1__GET_VMREQUEST__INIT;
+    greq.id = (char *)id;
+    _cleanup_pb_ Hypr__V1__GetVMResponse *g = NULL;
+    hypr_error_clear(&err);
+    r = cli_unary_err(ctx, RPC_METHOD("GetVM"), &greq, &hypr__v1__get_vmresponse__descriptor, &g,
+                      &err);
+    if (r < 0) {
+        /* --rm: the daemon removed it as soon as it stopped; the exit code is gone with it. */
+        if (err.status == HYPR_NOT_FOUND)
+            return 0;
+        return cli_print_rpc_error(&err);
+    }
+    if (!g->vm)
+        return 0;
+    if (g->vm->status == HYPR__V1__VMSTATUS__VM_STATUS_FAILED) {
+        fprintf(stderr, "Error: %s\n", str_empty(g->vm->error) ? "the VM failed" : g->vm->error);
+        return g->vm->exit_code ? g->vm->exit_code : 1;
+    }
+    return g->vm->exit_code;
+}
+
+int cmd_run(cli_ctx *ctx, int argc, char **argv)
+{
+    _cleanup_(run_opts_free) run_opts o = {.stop_timeout = -1};
+    const cli_option opts[] = {
+        CLI_STRING('c', "cpus", "uint", &o.cpus, "Number of vCPUs"),
+        CLI_BOOL('d', "detach", &o.detach, "Run VM in background and print VM ID"),
+        CLI_LIST('e', "env", "list", &o.env, "Set environment variables (K=V, or K to copy it)"),
+        CLI_LIST(0, "env-file", "list", &o.env_file, "Read in a file of environment variables"),
+        CLI_STRING(0, "entrypoint", "string", &o.entrypoint,
+                   "Overwrite the default ENTRYPOINT of the image"),
+        CLI_STRING(0, "gpu", "string", &o.gpu, "Pass through the GPU at this PCI address"),
+        CLI_STRING('h', "hostname", "string", &o.hostname, "VM host name"),
+        CLI_BOOL('i', "interactive", &o.interactive, "Not supported: use run -d, then exec -it"),
+        CLI_LIST('l', "label", "list", &o.label, "Set metadata on a VM (K=V)"),
+        CLI_STRING('m', "memory", "bytes", &o.memory, "Memory limit: 512m, 2g, 512 (MiB)"),
+        CLI_STRING('n', "name", "string", &o.name, "Assign a name to the VM"),
+        CLI_LIST(0, "network", "list", &o.network, "Connect a VM to a network (repeatable)"),
+        CLI_LIST('p', "publish", "list", &o.publish,
+                 "Publish a VM's port to the host: [HOST_IP:]HOST_PORT:GUEST_PORT[/udp]"),
+        CLI_STRING(0, "restart", "string", &o.restart,
+                   "Restart policy: no, always, unless-stopped, on-failure[:N] (default \"no\")"),
+        CLI_BOOL(0, "rm", &o.rm, "Automatically remove the VM when it exits"),
+        CLI_INT(0, "stop-timeout", "int", &o.stop_timeout, 0, 86400,
+                "Seconds to wait for the VM to stop before killing it"),
+        CLI_BOOL('t', "tty", &o.tty, "Not supported: use run -d, then exec -it"),
+        CLI_STRING('u', "user", "string", &o.user,
+                   "Username or UID (format: <name|uid>[:<group|gid>])"),
+        CLI_LIST('v', "volume", "list", &o.volume, "Mount a volume: SOURCE:TARGET[:ro]"),
+        CLI_STRING('w', "workdir", "string", &o.workdir, "Working directory inside the VM"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] IMAGE [COMMAND] [ARG...]",
+        .description = "Create and run a new VM from an image",
+        .options = opts,
+        .min_args = 1,
+        .max_args = -1,
+        .stop_at_positional = true,
+        .error_exit = 125,
+        .notes = "The host port is required in -p (hypr never picks a random one). Without -d,\n"
+                 "the VM's output is shown until it exits and hypr exits with its exit code;\n"
+                 "Ctrl-C stops the VM. Exit code 125 means hypr itself failed to run the VM.",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    if (o.interactive || o.tty)
+        return cli_usage_error(&cmd, "interactive run (-i/-t) is not supported yet: start the VM "
+                                     "with 'hypr run -d ...', then 'hypr exec -it VM sh'");
+    _cleanup_(run_config_free) run_config rc = {0};
+    int r = build_config(&cmd, &o, &p, &rc);
+    if (r)
+        return r;
+    if (!cli_connect(ctx))
+        return 1;
+
+    Hypr__V1__RunVMRequest req = HYPR__V1__RUN_VMREQUEST__INIT;
+    req.config = &rc.cfg;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    _cleanup_stream_ rpc_stream *s = NULL;
+    r = cli_open_stream(ctx, RPC_METHOD("RunVM"), &req, &s, &err);
+    if (r < 0) {
+        cli_print_rpc_error(&err);
+        return 125;
+    }
+    _cleanup_(progress_freep) cli_progress *prog = NULL;
+    _cleanup_free_ char *id = NULL;
+    for (;;) {
+        _cleanup_pb_ Hypr__V1__RunVMEvent *ev = NULL;
+        r = rpc_stream_recv(s, &hypr__v1__run_vmevent__descriptor, (ProtobufCMessage **)&ev, -1,
+                            &err);
+        if (r <= 0)
+            break;
+        if (ev->vm && !str_empty(ev->vm->id) && !id)
+            id = xstrdup(ev->vm->id);
+        switch (ev->phase) {
+        case HYPR__V1__RUN_VMEVENT__PHASE__PULLING:
+            if (!prog) {
+                fprintf(stderr, "Unable to find image '%s' locally\n", rc.cfg.image);
+                progress_print_header(stderr, rc.cfg.image);
+                prog = progress_new(stderr, isatty(STDERR_FILENO));
+            }
+            if (ev->pull)
+                progress_update(prog, ev->pull);
+            else if (!str_empty(ev->message))
+                fprintf(stderr, "%s\n", ev->message);
+            break;
+        case HYPR__V1__RUN_VMEVENT__PHASE__FAILED:
+            if (prog)
+                progress_done(prog);
+            fprintf(stderr, "Error: %s\n",
+                    !str_empty(ev->message)               ? ev->message
+                    : ev->vm && !str_empty(ev->vm->error) ? ev->vm->error
+                                                          : "the VM failed to start");
+            return 125;
+        default:
+            if (prog && ev->phase != HYPR__V1__RUN_VMEVENT__PHASE__PULLING) {
+                progress_done(prog);
+                progress_free(TAKE_PTR(prog));
+                prog = progress_new(stderr, false); /* keep the header printed once */
+            }
+            if (ctx->debug && !str_empty(ev->message))
+                fprintf(stderr, "%s\n", ev->message);
+            break;
+        }
+    }
+    if (r < 0) {
+        cli_print_rpc_error(&err);
+        return 125;
+    }
+    if (!id) {
+        fprintf(stderr, "Error: the daemon ended RunVM without reporting a VM\n");
+        return 125;
+    }
+    rpc_stream_free(TAKE_PTR(s));
+    if (o.detach) {
+        printf("%s\n", id);
+        return 0;
+    }
+    fflush(stdout);
+    return attach_and_wait(ctx, id);
+}
+
+/* ---- ps ------------------------------------------------------------------- */
+
+static int cmp_created_desc(const void *a, const void *b)
+{
+    const Hypr__V1__VM *x = *(Hypr__V1__VM *const *)a, *y = *(Hypr__V1__VM *const *)b;
+    return (x->created_at < y->created_at) - (x->created_at > y->created_at);
+}
+
+int cmd_ps(cli_ctx *ctx, int argc, char **argv)
+{
+    bool all = false, quiet = false, no_trunc = false;
+    const char *format = NULL;
+    _cleanup_list_ cli_list filters = {0};
+    const cli_option opts[] = {
+        CLI_BOOL('a', "all", &all, "Show all VMs (default shows just running)"),
+        CLI_LIST('f', "filter", "filter", &filters, "Filter output: label=KEY[=VALUE]"),
+        CLI_STRING(0, "format", "string", &format,
+                   "Format output: table (default) or json (a JSON array, full IDs)"),
+        CLI_BOOL(0, "no-trunc", &no_trunc, "Don't truncate output"),
+        CLI_BOOL('q', "quiet", &quiet, "Only display VM IDs"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS]",
+        .description = "List VMs",
+        .options = opts,
+        .max_args = 0,
+        .notes = "JSON keys: ID, Names, Image, ImageID, State, Status, ExitCode, IPAddress, "
+                 "Ports,\nNetworks, Labels, CreatedAt, Stack, Error.",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    int json = cli_format_or_error(&cmd, format, &ec);
+    if (json < 0)
+        return ec;
+    Hypr__V1__ListVmsRequest req = HYPR__V1__LIST_VMS_REQUEST__INIT;
+    req.all = all;
+    _cleanup_map_ cli_map lf = {0};
+    for (size_t i = 0; i < filters.n; i++) {
+        const char *f = filters.items[i];
+        if (!str_startswith(f, "label="))
+            return cli_invalid_value(&cmd, "filter", f, "only label=KEY[=VALUE] is supported");
+        const char *kv = f + 6;
+        const char *eq = strchr(kv, '=');
+        _cleanup_free_ char *k = eq ? xstrndup(kv, (size_t)(eq - kv)) : xstrdup(kv);
+        cli_map_set(&lf, &hypr__v1__list_vms_request__label_filter_entry__descriptor, k,
+                    eq ? eq + 1 : "");
+    }
+    req.label_filter = (Hypr__V1__ListVmsRequest__LabelFilterEntry **)lf.entries;
+    req.n_label_filter = lf.n;
+    _cleanup_pb_ Hypr__V1__ListVmsResponse *resp = NULL;
+    if (cli_unary(ctx, RPC_METHOD("ListVms"), &req, &hypr__v1__list_vms_response__descriptor,
+                  &resp) < 0)
+        return 1;
+    if (resp->n_vms > 1)
+        qsort(resp->vms, resp->n_vms, sizeof(*resp->vms), cmp_created_desc);
+    int64_t now = time(NULL);
+    if (json) {
+        _cleanup_json_ json_t *a = json_array();
+        for (size_t i = 0; i < resp->n_vms; i++)
+            json_array_append_new(a, vm_summary_json(resp->vms[i], now));
+        cli_print_json(a);
+        return 0;
+    }
+    if (quiet) {
+        for (size_t i = 0; i < resp->n_vms; i++) {
+            _cleanup_free_ char *id = short_id(resp->vms[i]->id, !no_trunc);
+            printf("%s\n", id);
+        }
+        return 0;
+    }
+    _cleanup_table_ cli_table t = {0};
+    table_init(&t, 6, "ID", "NAME", "IMAGE", "STATUS", "IP", "PORTS");
+    for (size_t i = 0; i < resp->n_vms; i++) {
+        const Hypr__V1__VM *vm = resp->vms[i];
+        _cleanup_free_ char *id = short_id(vm->id, !no_trunc);
+        _cleanup_free_ char *status = vm_status_text(vm, now);
+        _cleanup_free_ char *ports =
+            vm->config ? ports_text(vm->config->ports, vm->config->n_ports) : xstrdup("");
+        table_add(&t, id, vm->name, vm->config ? vm->config->image : "", status, vm->ip_address,
+                  ports);
+    }
+    table_print(&t, stdout);
+    return 0;
+}
+
+/* ---- start / stop / restart / rm ------------------------------------------ */
+
+typedef enum { ACT_START, ACT_STOP, ACT_RESTART, ACT_RM } vm_action;
+
+static int do_action(cli_ctx *ctx, vm_action act, const char *id, uint32_t timeout, bool force)
+{
+    if (act == ACT_STOP || act == ACT_RESTART) {
+        Hypr__V1__StopVMRequest req = HYPR__V1__STOP_VMREQUEST__INIT;
+        req.id = (char *)id;
+        req.timeout_seconds = timeout;
+        _cleanup_pb_ Hypr__V1__StopVMResponse *resp = NULL;
+        if (cli_unary(ctx, RPC_METHOD("StopVM"), &req, &hypr__v1__stop_vmresponse__descriptor,
+                      &resp) < 0)
+            return -1;
+    }
+    if (act == ACT_START || act == ACT_RESTART) {
+        Hypr__V1__StartVMRequest req = HYPR__V1__START_VMREQUEST__INIT;
+        req.id = (char *)id;
+        _cleanup_pb_ Hypr__V1__StartVMResponse *resp = NULL;
+        if (cli_unary(ctx, RPC_METHOD("StartVM"), &req, &hypr__v1__start_vmresponse__descriptor,
+                      &resp) < 0)
+            return -1;
+    }
+    if (act == ACT_RM) {
+        Hypr__V1__DeleteVMRequest req = HYPR__V1__DELETE_VMREQUEST__INIT;
+        req.id = (char *)id;
+        req.force = force;
+        _cleanup_pb_ Hypr__V1__DeleteVMResponse *resp = NULL;
+        if (cli_unary(ctx, RPC_METHOD("DeleteVM"), &req, &hypr__v1__delete_vmresponse__descriptor,
+                      &resp) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Docker prints each name as it succeeds, keeps going, and fails at the end. */
+static int for_each_vm(cli_ctx *ctx, vm_action act, cli_parsed *p, uint32_t timeout, bool force)
+{
+    if (!cli_connect(ctx))
+        return 1;
+    int rc = 0;
+    for (int i = 0; i < p->nargs; i++) {
+        if (do_action(ctx, act, p->args[i], timeout, force) < 0) {
+            rc = 1;
+            continue;
+        }
+        printf("%s\n", p->args[i]);
+        fflush(stdout);
+    }
+    return rc;
+}
+
+static int simple_vm_cmd(cli_ctx *ctx, int argc, char **argv, vm_action act)
+{
+    int64_t timeout = -1;
+    bool force = false;
+    const cli_option stop_opts[] = {
+        CLI_INT('t', "time", "int", &timeout, 0, 86400,
+                "Seconds to wait before killing the VM (default: the VM's stop timeout)"),
+        CLI_OPTIONS_END,
+    };
+    const cli_option rm_opts[] = {
+        CLI_BOOL('f', "force", &force, "Force the removal of a running VM"),
+        CLI_OPTIONS_END,
+    };
+    static const char *const desc[] = {"Start one or more stopped VMs",
+                                       "Stop one or more running VMs", "Restart one or more VMs",
+                                       "Remove one or more VMs"};
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] VM [VM...]",
+        .description = desc[act],
+        .options = act == ACT_RM                           ? rm_opts
+                   : act == ACT_STOP || act == ACT_RESTART ? stop_opts
+                                                           : NULL,
+        .min_args = 1,
+        .max_args = -1,
+        .notes = "A VM is named by its name, ID, or a unique ID prefix.",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    return for_each_vm(ctx, act, &p, timeout < 0 ? 0 : (uint32_t)timeout, force);
+}
+
+int cmd_start(cli_ctx *ctx, int argc, char **argv)
+{
+    return simple_vm_cmd(ctx, argc, argv, ACT_START);
+}
+int cmd_stop(cli_ctx *ctx, int argc, char **argv)
+{
+    return simple_vm_cmd(ctx, argc, argv, ACT_STOP);
+}
+int cmd_restart(cli_ctx *ctx, int argc, char **argv)
+{
+    return simple_vm_cmd(ctx, argc, argv, ACT_RESTART);
+}
+int cmd_rm(cli_ctx *ctx, int argc, char **argv)
+{
+    return simple_vm_cmd(ctx, argc, argv, ACT_RM);
+}
+
+/* ---- logs ----------------------------------------------------------------- */
+
+static int write_prefix(int fd, const char *prefix, bool timestamps, int64_t ts_ms)
+{
+    int r = 0;
+    if (prefix)
+        r = cli_write_all(fd, prefix, strlen(prefix));
+    if (r >= 0 && timestamps) {
+        char base[48], out[64];
+        cli_rfc3339(ts_ms / 1000, base, sizeof(base));
+        base[strlen(base) - 1] = '\0'; /* drop Z: the milliseconds go before it */
+        int n = snprintf(out, sizeof(out), "%s.%03dZ ", base, (int)(ts_ms % 1000));
+        r = cli_write_all(fd, out, (size_t)n);
+    }
+    return r;
+}
+
+int cli_write_log_entry(const Hypr__V1__LogEntry *e, bool timestamps, bool console,
+                        const char *prefix, bool line_start[2])
+{
+    int fd;
+    if (!strcmp(e->stream, "stderr"))
+        fd = STDERR_FILENO;
+    else if (!strcmp(e->stream, "console")) {
+        if (!console)
+            return 0;
+        fd = STDERR_FILENO;
+    } else
+        fd = STDOUT_FILENO;
+    bool *start = &line_start[fd == STDERR_FILENO];
+    if (!prefix && !timestamps)
+        return cli_write_all(fd, e->data.data, e->data.len);
+    const char *p = (const char *)e->data.data, *end = p + e->data.len;
+    while (p < end) {
+        if (*start) {
+            int r = write_prefix(fd, prefix, timestamps, e->timestamp_ms);
+            if (r < 0)
+                return r;
+            *start = false;
+        }
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl + 1 : end;
+        int r = cli_write_all(fd, p, (size_t)(stop - p));
+        if (r < 0)
+            return r;
+        if (nl)
+            *start = true;
+        p = stop;
+    }
+    return 0;
+}
+
+int cmd_logs(cli_ctx *ctx, int argc, char **argv)
+{
+    bool follow = false, timestamps = false, console = false;
+    const char *tail = "all";
+    const cli_option opts[] = {
+        CLI_BOOL(0, "console", &console, "Include the VM's console (kernel and agent messages)"),
+        CLI_BOOL('f', "follow", &follow, "Follow log output"),
+        CLI_STRING('n', "tail", "string", &tail,
+                   "Number of lines to show from the end of the logs (default \"all\")"),
+        CLI_BOOL('t', "timestamps", &timestamps, "Show timestamps"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] VM",
+        .description = "Fetch the logs of a VM",
+        .options = opts,
+        .min_args = 1,
+        .max_args = 1,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    Hypr__V1__StreamLogsRequest req = HYPR__V1__STREAM_LOGS_REQUEST__INIT;
+    if (cli_parse_tail(tail, &req.tail, &err) < 0)
+        return cli_invalid_value(&cmd, "tail", tail, err.message);
+    req.id = p.args[0];
+    req.follow = follow;
+    if (!cli_connect(ctx))
+        return 1;
+    _cleanup_stream_ rpc_stream *s = NULL;
+    if (cli_open_stream(ctx, RPC_METHOD("StreamLogs"), &req, &s, &err) < 0)
+        return cli_print_rpc_error(&err);
+    bool line_start[2] = {true, true};
+    for (;;) {
+        _cleanup_pb_ Hypr__V1__LogEntry *e = NULL;
+        int r =
+            rpc_stream_recv(s, &hypr__v1__log_entry__descriptor, (ProtobufCMessage **)&e, -1, &err);
+        if (r == 0)
+            return 0;
+        if (r < 0)
+            return cli_print_rpc_error(&err);
+        if (cli_write_log_entry(e, timestamps, console, NULL, line_start) < 0)
+            return errno == EPIPE ? 0 : 1;
+    }
+}
+
+/* ---- inspect -------------------------------------------------------------- */
+
+int cmd_inspect(cli_ctx *ctx, int argc, char **argv)
+{
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "VM [VM...]",
+        .description = "Return low-level information on VMs as a JSON array",
+        .min_args = 1,
+        .max_args = -1,
+        .notes = "Docker-like keys: Id, Name, Created, Image, State{Status, Running, Pid, "
+                 "ExitCode,\nError, StartedAt, FinishedAt}, Config, HostConfig, Mounts, "
+                 "NetworkSettings.\nFor images, volumes and networks use 'hypr image inspect', "
+                 "'hypr volume\ninspect', 'hypr network inspect'.",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    if (!cli_connect(ctx))
+        return 1;
+    _cleanup_json_ json_t *a = json_array();
+    int rc = 0;
+    for (int i = 0; i < p.nargs; i++) {
+        Hypr__V1__GetVMRequest req = HYPR__V1__GET_VMREQUEST__INIT;
+        req.id = p.args[i];
+        _cleanup_pb_ Hypr__V1__GetVMResponse *resp = NULL;
+        _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+        if (cli_unary_err(ctx, RPC_METHOD("GetVM"), &req, &hypr__v1__get_vmresponse__descriptor,
+                          &resp, &err) < 0) {
+            cli_print_rpc_error(&err);
+            rc = 1;
+            continue;
+        }
+        if (resp->vm)
+            json_array_append_new(a, vm_inspect_json(resp->vm));
+    }
+    cli_print_json(a);
+    return rc;
+}

@@ -1,0 +1,306 @@
+/* Output helpers: aligned tables, JSON, and the VM renderings (status text,
+ * ports, JSON objects) shared by ps, inspect, compose ps and system prune. */
+#include "cli/cmd.h"
+
+#include <string.h>
+#include <time.h>
+
+void table_init(cli_table *t, size_t ncols, ...)
+{
+    t->ncols = ncols;
+    t->nrows = 1;
+    t->cells = xcalloc(ncols, sizeof(char *));
+    va_list ap;
+    va_start(ap, ncols);
+    for (size_t i = 0; i < ncols; i++)
+        t->cells[i] = xstrdup(va_arg(ap, const char *));
+    va_end(ap);
+}
+
+void table_add(cli_table *t, ...)
+{
+    t->cells = xrealloc(t->cells, (t->nrows + 1) * t->ncols * sizeof(char *));
+    va_list ap;
+    va_start(ap, t);
+    for (size_t i = 0; i < t->ncols; i++) {
+        const char *c = va_arg(ap, const char *);
+        t->cells[t->nrows * t->ncols + i] = xstrdup(c ? c : "");
+    }
+    va_end(ap);
+    t->nrows++;
+}
+
+/* Display width: count UTF-8 lead bytes, so "✔" counts as one column. */
+static size_t text_width(const char *s)
+{
+    size_t w = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        w += (*p & 0xC0) != 0x80;
+    return w;
+}
+
+void table_print(cli_table *t, FILE *f)
+{
+    _cleanup_free_ size_t *width = xcalloc(t->ncols, sizeof(size_t));
+    for (size_t r = 0; r < t->nrows; r++)
+        for (size_t c = 0; c < t->ncols; c++) {
+            size_t w = text_width(t->cells[r * t->ncols + c]);
+            if (w > width[c])
+                width[c] = w;
+        }
+    for (size_t r = 0; r < t->nrows; r++) {
+        _cleanup_buf_ hypr_buf line = {0};
+        for (size_t c = 0; c < t->ncols; c++) {
+            const char *cell = t->cells[r * t->ncols + c];
+            buf_puts(&line, cell);
+            if (c + 1 < t->ncols)
+                for (size_t pad = text_width(cell); pad < width[c] + 3; pad++)
+                    buf_append(&line, " ", 1);
+        }
+        while (line.len && line.data[line.len - 1] == ' ')
+            line.data[--line.len] = '\0';
+        fprintf(f, "%s\n", line.data ? line.data : "");
+    }
+}
+
+void table_free(cli_table *t)
+{
+    for (size_t i = 0; i < t->nrows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    t->cells = NULL;
+    t->nrows = 0;
+}
+
+void cli_print_json(json_t *v)
+{
+    _cleanup_free_ char *s = json_dumps(v, JSON_INDENT(4) | JSON_ENCODE_ANY);
+    if (s)
+        printf("%s\n", s);
+}
+
+json_t *json_from_map(pb_kv **entries, size_t n)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(o, entries[i]->key, json_string(entries[i]->value));
+    return o;
+}
+
+json_t *json_from_strv(char **v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+json_t *json_time(int64_t unix_seconds)
+{
+    char buf[64];
+    cli_rfc3339(unix_seconds, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+char *short_id(const char *id, bool trunc)
+{
+    if (str_startswith(id, "sha256:"))
+        id += 7;
+    return trunc ? xstrndup(id, HYPR_SHORT_ID_LEN) : xstrdup(id);
+}
+
+const char *vm_state_name(Hypr__V1__VMStatus s)
+{
+    switch (s) {
+    case HYPR__V1__VMSTATUS__VM_STATUS_CREATED:
+        return "created";
+    case HYPR__V1__VMSTATUS__VM_STATUS_BOOTING:
+        return "booting";
+    case HYPR__V1__VMSTATUS__VM_STATUS_RUNNING:
+        return "running";
+    case HYPR__V1__VMSTATUS__VM_STATUS_STOPPING:
+        return "stopping";
+    case HYPR__V1__VMSTATUS__VM_STATUS_STOPPED:
+        return "exited";
+    case HYPR__V1__VMSTATUS__VM_STATUS_FAILED:
+        return "failed";
+    case HYPR__V1__VMSTATUS__VM_STATUS_RESTARTING:
+        return "restarting";
+    default:
+        return "unknown";
+    }
+}
+
+char *vm_status_text(const Hypr__V1__VM *vm, int64_t now)
+{
+    char d[64];
+    switch (vm->status) {
+    case HYPR__V1__VMSTATUS__VM_STATUS_CREATED:
+        return xstrdup("Created");
+    case HYPR__V1__VMSTATUS__VM_STATUS_BOOTING:
+        return xstrdup("Booting");
+    case HYPR__V1__VMSTATUS__VM_STATUS_RUNNING:
+        cli_human_duration(vm->started_at > 0 ? now - vm->started_at : 0, d, sizeof(d));
+        return xasprintf("Up %s", d);
+    case HYPR__V1__VMSTATUS__VM_STATUS_STOPPING:
+        return xstrdup("Stopping");
+    case HYPR__V1__VMSTATUS__VM_STATUS_STOPPED:
+        if (vm->stopped_at <= 0)
+            return xasprintf("Exited (%d)", vm->exit_code);
+        cli_human_duration(now - vm->stopped_at, d, sizeof(d));
+        return xasprintf("Exited (%d) %s ago", vm->exit_code, d);
+    case HYPR__V1__VMSTATUS__VM_STATUS_FAILED:
+        return xstrdup("Failed");
+    case HYPR__V1__VMSTATUS__VM_STATUS_RESTARTING:
+        if (vm->stopped_at <= 0)
+            return xasprintf("Restarting (%d)", vm->exit_code);
+        cli_human_duration(now - vm->stopped_at, d, sizeof(d));
+        return xasprintf("Restarting (%d) %s ago", vm->exit_code, d);
+    default:
+        return xstrdup("Unknown");
+    }
+}
+
+char *ports_text(Hypr__V1__PortMapping **ports, size_t n)
+{
+    hypr_buf b = {0};
+    buf_puts(&b, "");
+    for (size_t i = 0; i < n; i++) {
+        const Hypr__V1__PortMapping *p = ports[i];
+        const char *ip = str_empty(p->host_ip) ? "127.0.0.1" : p->host_ip;
+        bool v6 = strchr(ip, ':') != NULL;
+        buf_printf(&b, "%s%s%s%s:%u->%u/%s", i ? ", " : "", v6 ? "[" : "", ip, v6 ? "]" : "",
+                   p->host_port, p->guest_port, str_empty(p->protocol) ? "tcp" : p->protocol);
+    }
+    return buf_steal(&b);
+}
+
+static json_t *ports_json(Hypr__V1__PortMapping **ports, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            a, json_pack("{s:s, s:I, s:I, s:s}", "HostIp",
+                         str_empty(ports[i]->host_ip) ? "127.0.0.1" : ports[i]->host_ip, "HostPort",
+                         (json_int_t)ports[i]->host_port, "GuestPort",
+                         (json_int_t)ports[i]->guest_port, "Protocol",
+                         str_empty(ports[i]->protocol) ? "tcp" : ports[i]->protocol));
+    return a;
+}
+
+static const Hypr__V1__VMConfig empty_config = HYPR__V1__VMCONFIG__INIT;
+
+json_t *vm_summary_json(const Hypr__V1__VM *vm, int64_t now)
+{
+    const Hypr__V1__VMConfig *c = vm->config ? vm->config : &empty_config;
+    _cleanup_free_ char *status = vm_status_text(vm, now);
+    _cleanup_free_ char *ports = ports_text(c->ports, c->n_ports);
+    json_t *o = json_object();
+    json_object_set_new(o, "ID", json_string(vm->id));
+    json_object_set_new(o, "Names", json_string(vm->name));
+    json_object_set_new(o, "Image", json_string(c->image));
+    json_object_set_new(o, "ImageID", json_string(vm->image_id));
+    json_object_set_new(o, "State", json_string(vm_state_name(vm->status)));
+    json_object_set_new(o, "Status", json_string(status));
+    json_object_set_new(o, "ExitCode", json_integer(vm->exit_code));
+    json_object_set_new(o, "IPAddress", json_string(vm->ip_address));
+    json_object_set_new(o, "Ports", json_string(ports));
+    json_object_set_new(o, "Networks", json_from_strv(c->networks, c->n_networks));
+    json_object_set_new(o, "Labels", JSON_MAP(c, labels));
+    json_object_set_new(o, "CreatedAt", json_time(vm->created_at));
+    json_object_set_new(o, "Stack", json_string(vm->stack));
+    json_object_set_new(o, "Error", json_string(vm->error));
+    return o;
+}
+
+json_t *vm_inspect_json(const Hypr__V1__VM *vm)
+{
+    const Hypr__V1__VMConfig *c = vm->config ? vm->config : &empty_config;
+    json_t *env = json_array();
+    for (size_t i = 0; i < c->n_env; i++) {
+        _cleanup_free_ char *kv = xasprintf("%s=%s", c->env[i]->key, c->env[i]->value);
+        json_array_append_new(env, json_string(kv));
+    }
+    json_t *mounts = json_array();
+    for (size_t i = 0; i < c->n_volumes; i++)
+        json_array_append_new(mounts,
+                              json_pack("{s:s, s:s, s:s, s:b}", "Type",
+                                        c->volumes[i]->source[0] == '/' ? "bind" : "volume",
+                                        "Source", c->volumes[i]->source, "Destination",
+                                        c->volumes[i]->target, "RW", !c->volumes[i]->read_only));
+    bool running = vm->status == HYPR__V1__VMSTATUS__VM_STATUS_RUNNING;
+    json_t *state = json_object();
+    json_object_set_new(state, "Status", json_string(vm_state_name(vm->status)));
+    json_object_set_new(state, "Running", json_boolean(running));
+    json_object_set_new(state, "Restarting",
+                        json_boolean(vm->status == HYPR__V1__VMSTATUS__VM_STATUS_RESTARTING));
+    json_object_set_new(state, "Pid", json_integer(vm->pid));
+    json_object_set_new(state, "ExitCode", json_integer(vm->exit_code));
+    json_object_set_new(state, "Error", json_string(vm->error));
+    json_object_set_new(state, "StartedAt", json_time(vm->started_at));
+    json_object_set_new(state, "FinishedAt", json_time(vm->stopped_at));
+
+    json_t *config = json_object();
+    json_object_set_new(config, "Image", json_string(c->image));
+    json_object_set_new(config, "Hostname", json_string(c->hostname));
+    json_object_set_new(config, "User", json_string(c->user));
+    json_object_set_new(config, "Env", env);
+    json_object_set_new(config, "Entrypoint",
+                        c->entrypoint_set || c->n_entrypoint
+                            ? json_from_strv(c->entrypoint, c->n_entrypoint)
+                            : json_null());
+    json_object_set_new(config, "Cmd", json_from_strv(c->cmd, c->n_cmd));
+    json_object_set_new(config, "WorkingDir", json_string(c->workdir));
+    json_object_set_new(config, "Labels", JSON_MAP(c, labels));
+    json_object_set_new(config, "StopTimeout", json_integer(c->stop_timeout));
+
+    json_t *host = json_object();
+    json_object_set_new(host, "Cpus", json_integer(c->cpus));
+    json_object_set_new(host, "MemoryMB", json_integer((json_int_t)c->memory_mb));
+    json_object_set_new(host, "AutoRemove", json_boolean(c->auto_remove));
+    json_object_set_new(
+        host, "RestartPolicy",
+        json_pack("{s:s, s:I}", "Name",
+                  c->restart && !str_empty(c->restart->name) ? c->restart->name : "no",
+                  "MaximumRetryCount", (json_int_t)(c->restart ? c->restart->max_retries : 0)));
+    json_object_set_new(host, "PortBindings", ports_json(c->ports, c->n_ports));
+    if (c->gpu && !str_empty(c->gpu->pci_address))
+        json_object_set_new(
+            host, "Gpu",
+            json_pack("{s:s, s:s}", "PciAddress", c->gpu->pci_address, "Vendor", c->gpu->vendor));
+
+    json_t *net = json_object();
+    json_object_set_new(net, "IPAddress", json_string(vm->ip_address));
+    json_object_set_new(net, "Networks", json_from_strv(c->networks, c->n_networks));
+    json_t *ports = json_object();
+    for (size_t i = 0; i < c->n_ports; i++) {
+        const Hypr__V1__PortMapping *p = c->ports[i];
+        _cleanup_free_ char *key =
+            xasprintf("%u/%s", p->guest_port, str_empty(p->protocol) ? "tcp" : p->protocol);
+        _cleanup_free_ char *hp = xasprintf("%u", p->host_port);
+        json_t *list = json_object_get(ports, key);
+        if (!list) {
+            list = json_array();
+            json_object_set_new(ports, key, list);
+        }
+        json_array_append_new(list, json_pack("{s:s, s:s}", "HostIp",
+                                              str_empty(p->host_ip) ? "127.0.0.1" : p->host_ip,
+                                              "HostPort", hp));
+    }
+    json_object_set_new(net, "Ports", ports);
+
+    json_t *o = json_object();
+    json_object_set_new(o, "Id", json_string(vm->id));
+    json_object_set_new(o, "Name", json_string(vm->name));
+    json_object_set_new(o, "Created", json_time(vm->created_at));
+    json_object_set_new(o, "Image", json_string(vm->image_id));
+    json_object_set_new(o, "State", state);
+    json_object_set_new(o, "RestartCount", json_integer(vm->restart_count));
+    json_object_set_new(o, "Hypervisor", json_string(vm->hypervisor));
+    json_object_set_new(o, "Stack", json_string(vm->stack));
+    json_object_set_new(o, "Config", config);
+    json_object_set_new(o, "HostConfig", host);
+    json_object_set_new(o, "Mounts", mounts);
+    json_object_set_new(o, "NetworkSettings", net);
+    return o;
+}
