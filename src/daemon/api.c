@@ -2,7 +2,7 @@
  * so every RPC of the contract is served, and those whose issue has not landed
  * answer UNIMPLEMENTED naming the RPC. */
 #define LOG_MODULE "api"
-#include "daemon.h"
+#include "vm.h"
 
 #include <string.h>
 
@@ -10,6 +10,7 @@ typedef struct handler_entry {
     const char *name;
     void (*on_message)(rpc_call *call, ProtobufCMessage *msg);
     void (*on_close)(rpc_call *call, bool cancelled);
+    void (*on_half_close)(rpc_call *call);
 } handler_entry;
 
 static const handler_entry handlers[] = {
@@ -18,6 +19,13 @@ static const handler_entry handlers[] = {
     {"UpdateSettings", api_update_settings, NULL},
     {"GetSystemStats", api_get_system_stats, NULL},
     {"SubscribeEvents", api_subscribe_events, api_subscribe_events_close},
+    {"CreateVM", api_create_vm, NULL},
+    {"StartVM", api_start_vm, NULL},
+    {"StopVM", api_stop_vm, api_vm_call_close},
+    {"DeleteVM", api_delete_vm, api_vm_call_close},
+    {"RunVM", api_run_vm, api_vm_call_close},
+    {"StreamLogs", api_stream_logs, api_stream_logs_close},
+    {"StreamVMMetrics", api_stream_vm_metrics, api_stream_vm_metrics_close},
     {"ListVms", api_list_vms, NULL},
     {"GetVM", api_get_vm, NULL},
     {"ListImages", api_list_images, NULL},
@@ -28,6 +36,7 @@ static const handler_entry handlers[] = {
     {"GetVolume", api_get_volume, NULL},
     {"ListStacks", api_list_stacks, NULL},
     {"GetStack", api_get_stack, NULL},
+    {"Exec", api_exec, api_exec_close, api_exec_half_close},
 };
 
 /* RPCs whose requests are client streams (protobuf-c's descriptor does not say). */
@@ -62,6 +71,7 @@ void api_methods(const rpc_method **out, size_t *n)
                 if (strcmp(handlers[h].name, md->name) == 0) {
                     m->on_message = handlers[h].on_message;
                     m->on_close = handlers[h].on_close;
+                    m->on_half_close = handlers[h].on_half_close;
                 }
             }
             for (size_t c = 0; c < ARRAY_SIZE(client_streaming); c++)

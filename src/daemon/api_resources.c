@@ -1,60 +1,17 @@
 /* List and Get RPCs over the state: records from the store become API messages. */
 #define LOG_MODULE "api"
-#include "daemon.h"
+#include "vm.h"
 
 #include <string.h>
 
-static const struct {
-    const char *name;
-    Hypr__V1__VMStatus status;
-} vm_statuses[] = {
-    {"created", HYPR__V1__VMSTATUS__VM_STATUS_CREATED},
-    {"booting", HYPR__V1__VMSTATUS__VM_STATUS_BOOTING},
-    {"running", HYPR__V1__VMSTATUS__VM_STATUS_RUNNING},
-    {"stopping", HYPR__V1__VMSTATUS__VM_STATUS_STOPPING},
-    {"stopped", HYPR__V1__VMSTATUS__VM_STATUS_STOPPED},
-    {"failed", HYPR__V1__VMSTATUS__VM_STATUS_FAILED},
-    {"restarting", HYPR__V1__VMSTATUS__VM_STATUS_RESTARTING},
-};
-
-static Hypr__V1__VMStatus vm_status_from_string(const char *s)
-{
-    for (size_t i = 0; s && i < ARRAY_SIZE(vm_statuses); i++)
-        if (strcmp(vm_statuses[i].name, s) == 0)
-            return vm_statuses[i].status;
-    return HYPR__V1__VMSTATUS__VM_STATUS_UNSPECIFIED;
-}
-
-/* The returned message points into vm; free it with vm_message_free. */
 static ProtobufCMessage *vm_message(const void *rec)
 {
-    const store_vm *vm = rec;
-    Hypr__V1__VM *m = xmalloc(sizeof(*m));
-    hypr__v1__vm__init(m);
-    m->id = (char *)vm->id;
-    m->name = vm->name;
-    m->status = vm_status_from_string(vm->status);
-    m->ip_address = vm->ip_address ? vm->ip_address : "";
-    m->exit_code = vm->exit_code;
-    m->error = vm->error ? vm->error : "";
-    m->created_at = vm->created_at;
-    m->started_at = vm->started_at;
-    m->stopped_at = vm->stopped_at;
-    m->pid = vm->pid;
-    m->image_id = vm->image_id ? vm->image_id : "";
-    m->restart_count = (uint32_t)vm->restart_count;
-    m->stack = vm->stack ? vm->stack : "";
-    if (vm->config_len > 0)
-        m->config = hypr__v1__vmconfig__unpack(NULL, vm->config_len, (const uint8_t *)vm->config);
-    return &m->base;
+    return &vm_to_message(rec)->base;
 }
 
-static void vm_message_free(ProtobufCMessage *msg)
+static void vm_message_release(ProtobufCMessage *msg)
 {
-    Hypr__V1__VM *m = (Hypr__V1__VM *)msg;
-    if (m->config)
-        hypr__v1__vmconfig__free_unpacked(m->config, NULL);
-    free(m);
+    vm_message_free((Hypr__V1__VM *)msg);
 }
 
 /* Like `docker ps`: without `all`, only VMs that are up. */
@@ -177,7 +134,7 @@ static void free_plain(ProtobufCMessage *msg)
         label,         plural,         single,           ref,     sizeof(type), prefix##_list,     \
         prefix##_find, prefix##_clear, prefix##_message, free_fn, filter}
 
-KIND(vm, store_vm, "VM", "vms", "vm", "id", vm_message_free, vm_listed);
+KIND(vm, store_vm, "VM", "vms", "vm", "id", vm_message_release, vm_listed);
 KIND(image, store_image, "image", "images", "image", "id", free_plain, NULL);
 KIND(network, store_network, "network", "networks", "network", "id", free_plain, NULL);
 KIND(volume, store_volume, "volume", "volumes", "volume", "name", free_plain, NULL);

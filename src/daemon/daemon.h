@@ -27,6 +27,8 @@ typedef struct daemon_ctx {
     int pid_fd; /* holds the pid-file lock while we run */
     bool shutting_down;
     uv_signal_t sig_term, sig_int;
+    struct vm_runtime *vms;  /* VMs with a hypervisor process (vm_start.c) */
+    struct vm_host *vm_host; /* kernel and initramfs, found on first start */
 } daemon_ctx;
 
 /* ---- settings (settings.c) ------------------------------------------------- */
@@ -82,6 +84,15 @@ void api_update_settings(rpc_call *call, ProtobufCMessage *msg);
 void api_get_system_stats(rpc_call *call, ProtobufCMessage *msg);
 void api_subscribe_events(rpc_call *call, ProtobufCMessage *msg);
 void api_subscribe_events_close(rpc_call *call, bool cancelled);
+
+/* Handlers in api_vm.c. */
+void api_create_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_start_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_stop_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_delete_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_run_vm(rpc_call *call, ProtobufCMessage *msg);
+/* on_close of calls that wait on a VM (RunVM, StopVM, DeleteVM). */
+void api_vm_call_close(rpc_call *call, bool cancelled);
 
 /* Handlers in api_resources.c (lists and lookups over the state). */
 void api_list_vms(rpc_call *call, ProtobufCMessage *msg);

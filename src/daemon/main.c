@@ -1,7 +1,7 @@
 /* hyprd: the hypr daemon. Owns the state, serves the gRPC API on a unix socket
  * (and optionally TCP), and shuts down cleanly on SIGTERM/SIGINT. */
 #define LOG_MODULE "hyprd"
-#include "daemon.h"
+#include "vm.h"
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -112,6 +112,13 @@ static void on_server_closed(rpc_server *s)
     uv_close((uv_handle_t *)&d->sig_int, NULL);
 }
 
+/* VMs stop first (their calls may still be answered), then the API closes. */
+static void on_vms_stopped(daemon_ctx *d)
+{
+    event_bus_close_all(d->events);
+    rpc_server_shutdown(d->server, on_server_closed);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     daemon_ctx *d = h->data;
@@ -119,8 +126,7 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     d->shutting_down = true;
     log_info("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    event_bus_close_all(d->events);
-    rpc_server_shutdown(d->server, on_server_closed);
+    vm_manager_shutdown(d, on_vms_stopped);
 }
 
 /* Group `hypr` may use the socket when that group exists (like docker's group). */
@@ -171,6 +177,7 @@ static int run(daemon_ctx *d, hypr_error *err)
         return r;
     settings_apply(d);
     event_bus_new(&d->events);
+    vm_manager_init(d);
 
     const rpc_method *methods;
     size_t n_methods;
@@ -190,6 +197,7 @@ static int run(daemon_ctx *d, hypr_error *err)
     uv_signal_start(&d->sig_int, on_signal, SIGINT);
     signal(SIGPIPE, SIG_IGN);
 
+    vm_manager_reconcile(d);
     log_info("hyprd %s ready (data %s, run %s)", HYPR_VERSION, d->data_dir, d->run_dir);
     notify_ready();
     uv_run(d->loop, UV_RUN_DEFAULT);
@@ -202,6 +210,7 @@ static void cleanup(daemon_ctx *d)
     if (d->server)
         rpc_server_free(d->server);
     event_bus_free(d->events);
+    vm_manager_free(d);
     store_close(d->db);
     pidfile_release(d);
     free(d->data_dir);

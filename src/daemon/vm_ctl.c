@@ -1,0 +1,216 @@
+/* The host end of the control channel: the daemon listens on
+ * <run-dir>/<id>.vsock, the hypervisor connects (qemu's virtio-serial chardev,
+ * or a hybrid-vsock forward), and kestrel's frames arrive on that stream. */
+#define LOG_MODULE "vm"
+#include "vm.h"
+
+#include <string.h>
+
+typedef struct ctl_write {
+    uv_write_t req;
+    uint8_t *data;
+} ctl_write;
+
+static void conn_drop(vm_runtime *vm, const char *why)
+{
+    if (!vm->ctl_connected)
+        return;
+    log_debug("VM %s: control channel closed: %s", vm->name, why);
+    vm->ctl_connected = false;
+    ctl_decoder_reset(&vm->dec);
+    vm_exec_end_all(vm, "the VM's control channel closed");
+    vm_close_handle(vm, (uv_handle_t *)&vm->ctl_conn);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    ctl_write *w = (ctl_write *)req;
+    free(w->data);
+    free(w);
+    (void)status;
+}
+
+int vm_ctl_send(vm_runtime *vm, ctl_buf *frame)
+{
+    if (!vm->ctl_connected)
+        return -ENOTCONN;
+    ctl_write *w = xcalloc(1, sizeof(*w));
+    w->data = frame->data;
+    uv_buf_t b = uv_buf_init((char *)frame->data, (unsigned)frame->len);
+    frame->data = NULL;
+    frame->len = frame->cap = 0;
+    int r = uv_write(&w->req, (uv_stream_t *)&vm->ctl_conn, &b, 1, on_write);
+    if (r < 0) {
+        free(w->data);
+        free(w);
+        return r;
+    }
+    return 0;
+}
+
+static void record_phases(vm_runtime *vm, const ctl_frame *f)
+{
+    ctl_hello h;
+    if (ctl_parse_hello(f->payload, f->len, &h) < 0)
+        return;
+    vm->boot_phases = h;
+    bool started = false;
+    for (size_t i = 0; i < h.n; i++)
+        if (h.ts[i].phase == CTL_PHASE_WORKLOAD_START)
+            started = true;
+    if (!started || vm->workload_started)
+        return;
+    vm->workload_started = true;
+    uv_timer_stop(&vm->boot_timer);
+    if (vm->stop_requested)
+        return;
+    log_info("VM %s is running (booted in %" PRId64 " ms)", vm->name,
+             time_monotonic_ms() - vm->boot_started_ms);
+    vm_set_status(vm, "running", "vm.started");
+    vm_notify_run_waiters(vm, HYPR__V1__RUN_VMEVENT__PHASE__RUNNING, NULL);
+}
+
+static void on_workload_exit(vm_runtime *vm, const ctl_frame *f)
+{
+    int32_t code;
+    bool again;
+    uint32_t restarts;
+    if (ctl_parse_workload_exit(f->payload, f->len, &code, &again, &restarts) < 0)
+        return;
+    vm->exit_code = code;
+    vm->restarts = restarts;
+    vm_log_flush(vm);
+    if (again) {
+        log_info("VM %s: workload exited with %d, restarting (restart %u)", vm->name, code,
+                 restarts + 1);
+        vm->restarts = restarts + 1;
+        vm_set_status(vm, "running", "vm.restarting");
+        return;
+    }
+    /* kestrel powers the VM off now; the process exit settles the status. */
+    vm->workload_exited = true;
+    log_debug("VM %s: workload finished with exit code %d", vm->name, code);
+}
+
+static void dispatch(vm_runtime *vm, const ctl_frame *f)
+{
+    if (f->session != 0) {
+        vm_exec_frame(vm, f);
+        return;
+    }
+    switch (f->type) {
+    case CTL_HELLO:
+        record_phases(vm, f);
+        break;
+    case CTL_LOG: {
+        uint8_t stream;
+        const uint8_t *data;
+        size_t len;
+        if (ctl_parse_log(f->payload, f->len, &stream, &data, &len) == 0 &&
+            (stream == CTL_LOG_STDOUT || stream == CTL_LOG_STDERR))
+            vm_log_append(vm, stream, data, len);
+        break;
+    }
+    case CTL_METRICS:
+        vm_metrics_frame(vm, f);
+        break;
+    case CTL_WORKLOAD_EXIT:
+        on_workload_exit(vm, f);
+        break;
+    case CTL_ERROR: {
+        uint32_t errnum;
+        char *msg = NULL;
+        if (ctl_parse_error(f->payload, f->len, &errnum, &msg) == 0)
+            log_warn("VM %s: guest agent: %s", vm->name, msg);
+        free(msg);
+        break;
+    }
+    default:
+        log_debug("VM %s: ignoring %s frame", vm->name, ctl_type_name(f->type));
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    buf->base = xmalloc(65536);
+    buf->len = 65536;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    vm_runtime *vm = s->data;
+    if (n < 0) {
+        free(buf->base);
+        conn_drop(vm, uv_strerror((int)n));
+        return;
+    }
+    int r = n > 0 ? ctl_decoder_feed(&vm->dec, buf->base, (size_t)n) : 0;
+    free(buf->base);
+    ctl_frame f;
+    while (r >= 0 && (r = ctl_decoder_next(&vm->dec, &f)) == 1) {
+        dispatch(vm, &f);
+        if (!vm->ctl_connected)
+            return;
+    }
+    if (r < 0)
+        conn_drop(vm, strerror(-r));
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    vm_runtime *vm = server->data;
+    if (status < 0)
+        return;
+    if (vm->ctl_connected || uv_is_closing((uv_handle_t *)&vm->ctl_conn)) {
+        /* One channel per VM: a second connection replaces nothing. */
+        uv_pipe_t *extra = xmalloc(sizeof(*extra));
+        uv_pipe_init(vm->d->loop, extra, 0);
+        if (uv_accept(server, (uv_stream_t *)extra) == 0)
+            log_warn("VM %s: refusing a second control connection", vm->name);
+        uv_close((uv_handle_t *)extra, (uv_close_cb)free);
+        return;
+    }
+    uv_pipe_init(vm->d->loop, &vm->ctl_conn, 0);
+    vm->ctl_conn.data = vm;
+    if (uv_accept(server, (uv_stream_t *)&vm->ctl_conn) < 0) {
+        vm_close_handle(vm, (uv_handle_t *)&vm->ctl_conn);
+        return;
+    }
+    vm->ctl_connected = true;
+    ctl_decoder_reset(&vm->dec);
+    uv_read_start((uv_stream_t *)&vm->ctl_conn, on_alloc, on_read);
+    /* kestrel answers a HELLO with its boot phases so far. */
+    ctl_buf hello = {0};
+    if (ctl_encode_hello(&hello, NULL, 0) == 0)
+        vm_ctl_send(vm, &hello);
+    ctl_buf_free(&hello);
+    log_debug("VM %s: control channel connected", vm->name);
+}
+
+int vm_ctl_listen(vm_runtime *vm, hypr_error *err)
+{
+    vm->ctl_path = vm->adapter->ops->control_path(vm->adapter, &vm->cfg);
+    unlink(vm->ctl_path);
+    uv_pipe_init(vm->d->loop, &vm->ctl_listener, 0);
+    vm->ctl_listener.data = vm;
+    vm->ctl_listening = true;
+    int r = uv_pipe_bind(&vm->ctl_listener, vm->ctl_path);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&vm->ctl_listener, 4, on_connection);
+    if (r < 0)
+        return hypr_err(err, HYPR_INTERNAL, -r, "listen on %s: %s", vm->ctl_path, uv_strerror(r));
+    return 0;
+}
+
+void vm_ctl_close(vm_runtime *vm)
+{
+    conn_drop(vm, "VM stopped");
+    if (vm->ctl_listening) {
+        vm->ctl_listening = false;
+        vm_close_handle(vm, (uv_handle_t *)&vm->ctl_listener);
+        if (vm->ctl_path)
+            unlink(vm->ctl_path);
+    }
+}

@@ -1,0 +1,238 @@
+/* Exec: relays one bidirectional Exec call to one session of kestrel's
+ * control channel (stdin, resize and signals in; output and exit code out). */
+#define LOG_MODULE "vm"
+#include "vm.h"
+
+#include <signal.h>
+#include <string.h>
+
+struct exec_session {
+    rpc_call *call;
+    vm_runtime *vm; /* NULL once the VM is gone */
+    uint32_t session;
+    bool started;
+    bool eof_sent;
+    bool done;
+    exec_session *next;
+};
+
+static void session_unlink(exec_session *s)
+{
+    if (!s->vm)
+        return;
+    for (exec_session **p = &s->vm->execs; *p; p = &(*p)->next) {
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    }
+    s->vm = NULL;
+}
+
+static void session_end(exec_session *s, hypr_status status, const char *message)
+{
+    if (s->done)
+        return;
+    s->done = true;
+    session_unlink(s);
+    rpc_call_finish(s->call, status, message);
+}
+
+static int send_frame(exec_session *s, int r, ctl_buf *b)
+{
+    if (r == 0)
+        r = vm_ctl_send(s->vm, b);
+    ctl_buf_free(b);
+    return r;
+}
+
+static void exec_start(rpc_call *call, exec_session *s, Hypr__V1__ExecStart *st)
+{
+    daemon_ctx *d = api_daemon(call);
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    store_vm rec = {0};
+    if (store_vm_find(d->db, st->id, &rec, &err) < 0) {
+        s->done = true;
+        api_fail(call, &err);
+        return;
+    }
+    vm_runtime *vm = vm_runtime_find(d, rec.id);
+    if (!vm || !vm->workload_started || !vm->ctl_connected) {
+        _cleanup_free_ char *m =
+            xasprintf("VM %s is not running (status: %s)", rec.name, vm ? vm->status : rec.status);
+        store_vm_clear(&rec);
+        s->done = true;
+        rpc_call_finish(call, HYPR_FAILED_PRECONDITION, m);
+        return;
+    }
+    store_vm_clear(&rec);
+
+    ctl_exec_start e = {0};
+    static char *const default_cmd[] = {"/bin/sh", NULL};
+    e.argv = st->n_command ? st->command : (char **)default_cmd;
+    e.argc = st->n_command ? st->n_command : 1;
+    char **env = xcalloc(st->n_env + 1, sizeof(char *));
+    for (size_t i = 0; i < st->n_env; i++)
+        env[i] = xasprintf("%s=%s", st->env[i]->key, st->env[i]->value);
+    e.env = env;
+    e.envc = st->n_env;
+    e.workdir = st->workdir ? st->workdir : "";
+    e.user = st->user ? st->user : "";
+    e.tty = st->tty;
+    if (st->size) {
+        e.rows = (uint16_t)st->size->rows;
+        e.cols = (uint16_t)st->size->cols;
+    }
+    /* argv is a NULL-terminated copy: protobuf-c's repeated field is not. */
+    char **argv = xcalloc(e.argc + 1, sizeof(char *));
+    for (size_t i = 0; i < e.argc; i++)
+        argv[i] = e.argv[i];
+    e.argv = argv;
+
+    s->vm = vm;
+    s->session = ++vm->next_session;
+    s->next = vm->execs;
+    vm->execs = s;
+    ctl_buf b = {0};
+    int r = send_frame(s, ctl_encode_exec_start(&b, s->session, &e), &b);
+    free(argv);
+    strv_free(env);
+    if (r < 0) {
+        _cleanup_free_ char *m = xasprintf("exec: cannot reach the VM's agent: %s", strerror(-r));
+        session_end(s, r == -EMSGSIZE ? HYPR_INVALID_ARGUMENT : HYPR_UNAVAILABLE, m);
+        return;
+    }
+    s->started = true;
+    if (!st->interactive) {
+        /* Nothing will come on stdin. */
+        ctl_buf eof = {0};
+        send_frame(s, ctl_encode_raw(&eof, CTL_STDIN_EOF, s->session, NULL, 0), &eof);
+        s->eof_sent = true;
+    }
+}
+
+void api_exec(rpc_call *call, ProtobufCMessage *msg)
+{
+    Hypr__V1__ExecRequest *req = (Hypr__V1__ExecRequest *)msg;
+    exec_session *s = rpc_call_get_data(call);
+    if (!s) {
+        s = xcalloc(1, sizeof(*s));
+        s->call = call;
+        rpc_call_set_data(call, s);
+        if (req->msg_case != HYPR__V1__EXEC_REQUEST__MSG_START)
+            session_end(s, HYPR_INVALID_ARGUMENT, "the first Exec message must be a start");
+        else
+            exec_start(call, s, req->start);
+        protobuf_c_message_free_unpacked(msg, NULL);
+        return;
+    }
+    if (s->done || !s->vm) {
+        protobuf_c_message_free_unpacked(msg, NULL);
+        return;
+    }
+    ctl_buf b = {0};
+    int r = 0;
+    switch (req->msg_case) {
+    case HYPR__V1__EXEC_REQUEST__MSG_STDIN:
+        r = ctl_encode_data(&b, CTL_STDIN, s->session, req->stdin.data, req->stdin.len);
+        break;
+    case HYPR__V1__EXEC_REQUEST__MSG_RESIZE:
+        r = ctl_encode_resize(&b, s->session, (uint16_t)req->resize->rows,
+                              (uint16_t)req->resize->cols);
+        break;
+    case HYPR__V1__EXEC_REQUEST__MSG_SIGNAL:
+        r = ctl_encode_signal(&b, s->session, (uint32_t)req->signal);
+        break;
+    case HYPR__V1__EXEC_REQUEST__MSG_STDIN_EOF:
+        if (!s->eof_sent)
+            r = ctl_encode_raw(&b, CTL_STDIN_EOF, s->session, NULL, 0);
+        s->eof_sent = true;
+        break;
+    default:
+        r = -EINVAL;
+    }
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (b.len > 0)
+        r = send_frame(s, r, &b);
+    else
+        ctl_buf_free(&b);
+    if (r < 0)
+        session_end(s, HYPR_INVALID_ARGUMENT, "bad Exec message");
+}
+
+void api_exec_half_close(rpc_call *call)
+{
+    exec_session *s = rpc_call_get_data(call);
+    if (!s || s->done || !s->vm || s->eof_sent)
+        return;
+    s->eof_sent = true;
+    ctl_buf b = {0};
+    send_frame(s, ctl_encode_raw(&b, CTL_STDIN_EOF, s->session, NULL, 0), &b);
+}
+
+void api_exec_close(rpc_call *call, bool cancelled)
+{
+    exec_session *s = rpc_call_get_data(call);
+    if (!s)
+        return;
+    if (!s->done && s->vm && s->started) {
+        /* The client went away: the command must not outlive it. */
+        ctl_buf b = {0};
+        send_frame(s, ctl_encode_signal(&b, s->session, SIGKILL), &b);
+    }
+    (void)cancelled;
+    session_unlink(s);
+    free(s);
+}
+
+void vm_exec_frame(vm_runtime *vm, const ctl_frame *f)
+{
+    exec_session *s = vm->execs;
+    while (s && s->session != f->session)
+        s = s->next;
+    if (!s)
+        return;
+    Hypr__V1__ExecResponse resp = HYPR__V1__EXEC_RESPONSE__INIT;
+    switch (f->type) {
+    case CTL_STDOUT:
+    case CTL_STDERR:
+        if (f->type == CTL_STDOUT) {
+            resp.msg_case = HYPR__V1__EXEC_RESPONSE__MSG_STDOUT;
+            resp.stdout = (ProtobufCBinaryData){f->len, (uint8_t *)f->payload};
+        } else {
+            resp.msg_case = HYPR__V1__EXEC_RESPONSE__MSG_STDERR;
+            resp.stderr = (ProtobufCBinaryData){f->len, (uint8_t *)f->payload};
+        }
+        rpc_call_send(s->call, &resp.base);
+        break;
+    case CTL_EXIT: {
+        int32_t code = 0;
+        if (ctl_parse_exit(f->payload, f->len, &code) < 0) {
+            session_end(s, HYPR_INTERNAL, "malformed exit frame from the guest agent");
+            return;
+        }
+        resp.msg_case = HYPR__V1__EXEC_RESPONSE__MSG_EXIT_CODE;
+        resp.exit_code = code;
+        rpc_call_send(s->call, &resp.base);
+        session_end(s, HYPR_OK, NULL);
+        break;
+    }
+    case CTL_ERROR: {
+        uint32_t errnum = 0;
+        char *msg = NULL;
+        ctl_parse_error(f->payload, f->len, &errnum, &msg);
+        _cleanup_free_ char *m = xasprintf("exec: %s", msg ? msg : "failed in the guest");
+        free(msg);
+        session_end(s, errnum == EINVAL ? HYPR_INVALID_ARGUMENT : HYPR_FAILED_PRECONDITION, m);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+void vm_exec_end_all(vm_runtime *vm, const char *why)
+{
+    while (vm->execs)
+        session_end(vm->execs, HYPR_UNAVAILABLE, why);
+}
