@@ -10,6 +10,10 @@ PACKAGES="
   libfuzzer-14-dev libclang-rt-14-dev
   python3-grpcio python3-protobuf python3-pytest
   procps iproute2 util-linux
+  libcurl4-openssl-dev libarchive-dev libsquashfs-dev libssl-dev
+  docker-registry skopeo umoci squashfs-tools squashfs-tools-ng busybox-static
+  apache2-utils zstd curl
+  qemu-system-x86 linux-image-amd64 zlib1g-dev liblzma-dev libzstd-dev
 "
 
 missing=""

@@ -1,6 +1,7 @@
 /* List and Get RPCs over the state: records from the store become API messages. */
 #define LOG_MODULE "api"
 #include "vm.h"
+#include "image/image.h"
 
 #include <string.h>
 
@@ -27,21 +28,10 @@ static bool vm_listed(const void *rec, const ProtobufCMessage *req)
     return false;
 }
 
-/* Images: the manifest JSON carries entrypoint/env/ports; the issue that adds
- * pulling fills those fields from it. */
+/* Images: entrypoint/env/ports/... come from the image's manifest.json (api_image.c). */
 static ProtobufCMessage *image_message(const void *rec)
 {
-    const store_image *img = rec;
-    Hypr__V1__Image *m = xmalloc(sizeof(*m));
-    hypr__v1__image__init(m);
-    m->id = (char *)img->id;
-    m->name = img->name;
-    m->tag = img->tag;
-    m->digest = img->digest ? img->digest : "";
-    m->size_bytes = img->size_bytes;
-    m->created_at = img->created_at;
-    m->path = img->path ? img->path : "";
-    return &m->base;
+    return api_image_message(rec);
 }
 
 static ProtobufCMessage *network_message(const void *rec)
@@ -119,7 +109,20 @@ typedef struct resource_kind {
     }
 
 STORE_ADAPTERS(vm, store_vm)
-STORE_ADAPTERS(image, store_image)
+/* Images are also found by normalised reference ("busybox" names
+ * docker.io/library/busybox:latest in the store). */
+static int image_list(store *s, void **out, size_t *n, hypr_error *err)
+{
+    return store_image_list(s, (store_image **)out, n, err);
+}
+static int image_find(store *s, const char *ref, void *out, hypr_error *err)
+{
+    return image_store_find(s, ref, out, err);
+}
+static void image_clear(void *rec)
+{
+    store_image_clear(rec);
+}
 STORE_ADAPTERS(network, store_network)
 STORE_ADAPTERS(volume, store_volume)
 STORE_ADAPTERS(stack, store_stack)
@@ -135,7 +138,7 @@ static void free_plain(ProtobufCMessage *msg)
         prefix##_find, prefix##_clear, prefix##_message, free_fn, filter}
 
 KIND(vm, store_vm, "VM", "vms", "vm", "id", vm_message_release, vm_listed);
-KIND(image, store_image, "image", "images", "image", "id", free_plain, NULL);
+KIND(image, store_image, "image", "images", "image", "id", api_image_message_free, NULL);
 KIND(network, store_network, "network", "networks", "network", "id", free_plain, NULL);
 KIND(volume, store_volume, "volume", "volumes", "volume", "name", free_plain, NULL);
 KIND(stack, store_stack, "stack", "stacks", "stack", "name", free_plain, NULL);

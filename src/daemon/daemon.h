@@ -106,4 +106,14 @@ void api_get_volume(rpc_call *call, ProtobufCMessage *msg);
 void api_list_stacks(rpc_call *call, ProtobufCMessage *msg);
 void api_get_stack(rpc_call *call, ProtobufCMessage *msg);
 
+/* Handlers in api_image.c (pull, import, delete, history; Image messages). */
+void api_pull_image(rpc_call *call, ProtobufCMessage *msg);
+void api_import_image(rpc_call *call, ProtobufCMessage *msg);
+void api_image_job_close(rpc_call *call, bool cancelled);
+void api_delete_image(rpc_call *call, ProtobufCMessage *msg);
+void api_get_image_history(rpc_call *call, ProtobufCMessage *msg);
+/* The Image message of a row (fields from its manifest.json); free with api_image_message_free. */
+ProtobufCMessage *api_image_message(const store_image *img);
+void api_image_message_free(ProtobufCMessage *msg);
+
 #endif

@@ -263,7 +263,6 @@ int vm_delete(daemon_ctx *d, const char *ref, bool force, hypr_error *err)
         }
         /* The record goes once the hypervisor is gone (vm_start.c). */
         rt->remove_after = true;
-        rt->stop_requested = true;
         store_vm_clear(&vm);
         return 1;
     }

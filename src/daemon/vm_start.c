@@ -626,8 +626,12 @@ int vm_stop(daemon_ctx *d, const char *ref, int timeout_s, rpc_call *waiter, hyp
         w->next = vm->stop_waiters;
         vm->stop_waiters = w;
     }
-    if (vm->stop_requested)
+    if (vm->stop_requested) {
+        /* A stop is under way; a forced one (timeout 0) does not wait for it. */
+        if (timeout_s == 0 && vm->proc_running)
+            uv_process_kill(&vm->proc, SIGKILL);
         return 0;
+    }
     vm->stop_requested = true;
     if (!vm->proc_running) {
         /* Still preparing: start_work_done sees stop_requested and ends it. */
@@ -644,7 +648,7 @@ int vm_stop(daemon_ctx *d, const char *ref, int timeout_s, rpc_call *waiter, hyp
     }
     /* kestrel gives the workload timeout_s after SIGTERM; the VM then needs a
      * moment to power off. */
-    uv_timer_start(&vm->stop_timer, on_stop_timeout, (uint64_t)timeout_s * 1000 + 3000, 0);
+    uv_timer_start(&vm->stop_timer, on_stop_timeout, (uint64_t)timeout_s * 1000 + 500, 0);
     return 0;
 }
 
@@ -755,12 +759,22 @@ void vm_manager_reconcile(daemon_ctx *d)
     store_vms_free(vms, n);
 }
 
+/* Shutdown gives VMs this long to stop by themselves before they are killed. */
+#define SHUTDOWN_GRACE_MS 8000
+
 static void (*shutdown_done)(daemon_ctx *d);
 static uv_timer_t shutdown_poll;
+static int64_t shutdown_deadline;
 
 static void on_shutdown_poll(uv_timer_t *t)
 {
     daemon_ctx *d = t->data;
+    if (d->vms && time_monotonic_ms() > shutdown_deadline) {
+        for (vm_runtime *vm = d->vms; vm; vm = vm->next)
+            if (vm->proc_running)
+                uv_process_kill(&vm->proc, SIGKILL);
+        shutdown_deadline = INT64_MAX;
+    }
     if (d->vms)
         return;
     uv_close((uv_handle_t *)t, NULL);
@@ -770,6 +784,7 @@ static void on_shutdown_poll(uv_timer_t *t)
 void vm_manager_shutdown(daemon_ctx *d, void (*done)(daemon_ctx *d))
 {
     shutdown_done = done;
+    shutdown_deadline = time_monotonic_ms() + SHUTDOWN_GRACE_MS;
     for (vm_runtime *vm = d->vms; vm; vm = vm->next) {
         _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
         vm_stop(d, vm->id, 5, NULL, &err);

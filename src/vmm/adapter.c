@@ -106,9 +106,7 @@ static vmm_adapter *adapter_new(const vmm_adapter_ops *ops, char *binary_path, b
     a->ops = ops;
     a->binary_path = binary_path;
     a->kvm = kvm;
-    /* A TCG boot of a distribution kernel takes ~4 s on an idle machine; leave
-     * room for a loaded one. With KVM a boot is well under a second. */
-    a->boot_timeout_ms = kvm ? 15000 : 90000;
+    a->boot_timeout_ms = kvm ? VMM_KVM_BOOT_TIMEOUT_MS : VMM_TCG_BOOT_TIMEOUT_MS;
     return a;
 }
 

@@ -16,11 +16,10 @@
 static int wait_fd(int fd, short events, int64_t deadline_ms)
 {
     for (;;) {
+        /* Past the deadline, still take what is ready now. */
         int64_t left = deadline_ms - time_monotonic_ms();
-        if (left <= 0)
-            return -ETIMEDOUT;
         struct pollfd p = {.fd = fd, .events = events};
-        int r = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
+        int r = poll(&p, 1, left <= 0 ? 0 : left > 1000000 ? 1000000 : (int)left);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -28,6 +27,8 @@ static int wait_fd(int fd, short events, int64_t deadline_ms)
         }
         if (r > 0)
             return 0;
+        if (left <= 0)
+            return -ETIMEDOUT;
     }
 }
 
@@ -54,17 +55,16 @@ int vmm_write_all(int fd, const void *data, size_t len, int64_t deadline_ms)
 
 ssize_t vmm_read_some(int fd, void *buf, size_t len, int64_t deadline_ms)
 {
+    /* poll, then read: works for sockets and pipes, blocking or not. */
     for (;;) {
-        ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
-        if (n >= 0)
-            return n;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
         int r = wait_fd(fd, POLLIN, deadline_ms);
         if (r < 0)
             return r;
+        ssize_t n = read(fd, buf, len);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
     }
 }
 
@@ -72,8 +72,7 @@ int vmm_unix_connect(const char *path, int timeout_ms, hypr_error *err)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path))
-        return hypr_err(err, HYPR_INVALID_ARGUMENT, ENAMETOOLONG, "socket path too long: %s",
-                        path);
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, ENAMETOOLONG, "socket path too long: %s", path);
     memcpy(sa.sun_path, path, strlen(path) + 1);
     int64_t deadline = time_monotonic_ms() + timeout_ms;
     for (;;) {
@@ -232,8 +231,8 @@ int vmm_http_request(const char *socket_path, const vmm_api_request *req, int ti
         if (r == 0)
             break;
         if (r != -EAGAIN)
-            return hypr_err(err, HYPR_INTERNAL, -r, "%s %s: malformed HTTP response",
-                            req->method, req->path);
+            return hypr_err(err, HYPR_INTERNAL, -r, "%s %s: malformed HTTP response", req->method,
+                            req->path);
         if (in.len > HTTP_MAX_RESPONSE)
             return hypr_err(err, HYPR_INTERNAL, EFBIG, "%s %s: response too large", req->method,
                             req->path);
@@ -260,8 +259,8 @@ int vmm_http_request(const char *socket_path, const vmm_api_request *req, int ti
     return 0;
 }
 
-int vmm_api_send_all(const char *socket_path, const vmm_api_request *reqs, size_t n,
-                     int timeout_ms, hypr_error *err)
+int vmm_api_send_all(const char *socket_path, const vmm_api_request *reqs, size_t n, int timeout_ms,
+                     hypr_error *err)
 {
     int64_t deadline = time_monotonic_ms() + timeout_ms;
     for (size_t i = 0; i < n; i++) {

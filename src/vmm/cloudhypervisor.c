@@ -85,13 +85,13 @@ int ch_request_create(const vmm_config *cfg, vmm_api_request *out, hypr_error *e
         json_array_append_new(disks, json_pack("{s:s,s:b,s:s}", "path", d.path, "readonly",
                                                d.readonly, "serial", d.id));
     }
-    json_t *body = json_pack(
-        "{s:{s:s,s:s,s:s},s:{s:i,s:i},s:{s:I},s:o,s:{s:I,s:s},s:{s:s},s:{s:s}}", "payload",
-        "kernel", cfg->kernel, "initramfs", cfg->initramfs, "cmdline", cmdline, "cpus",
-        "boot_vcpus", (int)cfg->vcpus, "max_vcpus", (int)cfg->vcpus, "memory", "size",
-        (json_int_t)cfg->memory_mb * 1024 * 1024, "disks", disks, "vsock", "cid",
-        (json_int_t)vmm_guest_cid(cfg), "socket", vsock, "serial", "mode", "Tty", "console", "mode",
-        "Off");
+    json_t *body =
+        json_pack("{s:{s:s,s:s,s:s},s:{s:i,s:i},s:{s:I},s:o,s:{s:I,s:s},s:{s:s},s:{s:s}}",
+                  "payload", "kernel", cfg->kernel, "initramfs", cfg->initramfs, "cmdline", cmdline,
+                  "cpus", "boot_vcpus", (int)cfg->vcpus, "max_vcpus", (int)cfg->vcpus, "memory",
+                  "size", (json_int_t)cfg->memory_mb * 1024 * 1024, "disks", disks, "vsock", "cid",
+                  (json_int_t)vmm_guest_cid(cfg), "socket", vsock, "serial", "mode", "Tty",
+                  "console", "mode", "Off");
     if (cfg->tap) {
         json_t *net = json_pack("{s:s}", "tap", cfg->tap);
         if (cfg->mac)
@@ -119,8 +119,7 @@ static int ch_send_action(const vmm_config *cfg, const char *action, int timeout
     return r;
 }
 
-static int ch_create(const vmm_adapter *a, const vmm_config *cfg, int timeout_ms,
-                     hypr_error *err)
+static int ch_create(const vmm_adapter *a, const vmm_config *cfg, int timeout_ms, hypr_error *err)
 {
     _cleanup_free_ char *api = ch_api_socket(cfg);
     vmm_api_request req = {0};

@@ -48,8 +48,7 @@ static void push(vmm_api_request **reqs, size_t *n, const char *path, json_t *bo
     (*n)++;
 }
 
-int fc_requests_configure(const vmm_config *cfg, vmm_api_request **out, size_t *n,
-                          hypr_error *err)
+int fc_requests_configure(const vmm_config *cfg, vmm_api_request **out, size_t *n, hypr_error *err)
 {
     *out = NULL;
     *n = 0;
@@ -61,12 +60,12 @@ int fc_requests_configure(const vmm_config *cfg, vmm_api_request **out, size_t *
     _cleanup_free_ char *cmdline = vmm_kernel_cmdline(cfg, FC_CMDLINE_BASE, true);
     _cleanup_free_ char *vsock = vmm_vm_path(cfg, ".vsock");
 
-    push(&reqs, &count, "/machine-config",
-         json_pack("{s:i,s:i}", "vcpu_count", (int)cfg->vcpus, "mem_size_mib",
-                   (int)cfg->memory_mb));
+    push(
+        &reqs, &count, "/machine-config",
+        json_pack("{s:i,s:i}", "vcpu_count", (int)cfg->vcpus, "mem_size_mib", (int)cfg->memory_mb));
     push(&reqs, &count, "/boot-source",
-         json_pack("{s:s,s:s,s:s}", "kernel_image_path", cfg->kernel, "initrd_path",
-                   cfg->initramfs, "boot_args", cmdline));
+         json_pack("{s:s,s:s,s:s}", "kernel_image_path", cfg->kernel, "initrd_path", cfg->initramfs,
+                   "boot_args", cmdline));
     for (size_t i = 0; i < vmm_disk_count(cfg); i++) {
         vmm_disk_info d;
         vmm_disk_at(cfg, i, &d);
@@ -105,8 +104,7 @@ static int fc_send_action(const vmm_config *cfg, const char *action, int timeout
     return r;
 }
 
-static int fc_create(const vmm_adapter *a, const vmm_config *cfg, int timeout_ms,
-                     hypr_error *err)
+static int fc_create(const vmm_adapter *a, const vmm_config *cfg, int timeout_ms, hypr_error *err)
 {
     _cleanup_free_ char *api = fc_api_socket(cfg);
     vmm_api_request *reqs = NULL;

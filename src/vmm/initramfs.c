@@ -325,8 +325,8 @@ int vmm_initramfs_ensure(const vmm_initramfs_opts *o, bool *rebuilt, hypr_error 
     _cleanup_buf_ hypr_buf order = {0};
     cpio_writer w;
     cpio_init(&w, &out);
-    const char *dirs[] = {"/dev", "/proc", "/sys", "/run", "/tmp", "/mnt", "/hypr", "/lib",
-                          "/lib/modules"};
+    const char *dirs[] = {"/dev", "/proc", "/sys", "/run",        "/tmp",
+                          "/mnt", "/hypr", "/lib", "/lib/modules"};
     for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
         cpio_add_dir(&w, dirs[i], 0755);
     cpio_add_file(&w, "/init", 0755, kestrel, klen);
@@ -357,8 +357,7 @@ int vmm_write_vm_initrd(const char *base_cpio, const void *manifest, size_t mani
     size_t blen = 0;
     int r = read_file(base_cpio, MAX_BASE_SIZE, &base, &blen);
     if (r < 0)
-        return hypr_err(err, HYPR_FAILED_PRECONDITION, -r, "read %s: %s", base_cpio,
-                        strerror(-r));
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, -r, "read %s: %s", base_cpio, strerror(-r));
     _cleanup_buf_ hypr_buf b = {0};
     buf_append(&b, base, blen);
     /* The kernel reads the next archive from a 4-byte boundary. */

@@ -18,7 +18,7 @@
 #include "vmm/vmm-private.h"
 
 #define NO_KERNEL_MSG                                                                              \
-    "no guest kernel found: install one with 'apt-get install linux-image-amd64', or set the "   \
+    "no guest kernel found: install one with 'apt-get install linux-image-amd64', or set the "     \
     "kernel setting to an uncompressed vmlinux"
 /* A decompressed kernel is ~60 MiB; anything far larger is not one. */
 #define MAX_DECOMPRESSED ((size_t)1 << 30)
@@ -224,8 +224,7 @@ int vmm_decompress_stream(const void *data, size_t len, hypr_buf *out, hypr_erro
 {
     comp_kind k = detect(data, len);
     if (k == COMP_NONE)
-        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                        "not gzip, xz or zstd compressed data");
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL, "not gzip, xz or zstd compressed data");
     return decompress_kind(k, data, len, out, err);
 }
 
@@ -355,8 +354,8 @@ static int extract_to_cache(const char *src, const mapped_file *m, const char *v
         return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
                         "kernel %s is compressed and there is no data dir to cache it in", src);
     _cleanup_free_ char *dir = xasprintf("%s/kernel/cache", data_dir);
-    _cleanup_free_ char *cached = xasprintf("%s/vmlinux-%s-%08x", dir, version ? version : "x",
-                                            image_stamp(src, &m->st));
+    _cleanup_free_ char *cached =
+        xasprintf("%s/vmlinux-%s-%08x", dir, version ? version : "x", image_stamp(src, &m->st));
     if (is_regular(cached)) {
         *out_path = TAKE_PTR(cached);
         return 0;

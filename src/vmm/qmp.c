@@ -46,8 +46,7 @@ static int qmp_read_message(qmp_conn *c, json_t **msg, hypr_error *err)
 }
 
 /* Sends {"execute": command} and waits for its answer, skipping events. */
-static int qmp_command(qmp_conn *c, const char *command, bool eof_ok, json_t **ret,
-                       hypr_error *err)
+static int qmp_command(qmp_conn *c, const char *command, bool eof_ok, json_t **ret, hypr_error *err)
 {
     _cleanup_json_ json_t *req = json_pack("{s:s}", "execute", command);
     _cleanup_free_ char *text = json_dumps(req, JSON_COMPACT);
@@ -69,16 +68,16 @@ static int qmp_command(qmp_conn *c, const char *command, bool eof_ok, json_t **r
             /* qemu may close the socket as it quits, before answering. */
             if (eof_ok)
                 return 0;
-            return hypr_err(err, HYPR_UNAVAILABLE, ECONNRESET,
-                            "qmp %s: %s: connection closed", c->path, command);
+            return hypr_err(err, HYPR_UNAVAILABLE, ECONNRESET, "qmp %s: %s: connection closed",
+                            c->path, command);
         }
         if (json_object_get(msg, "event"))
             continue;
         json_t *e = json_object_get(msg, "error");
         if (e) {
             const char *desc = json_string_value(json_object_get(e, "desc"));
-            return hypr_err(err, HYPR_FAILED_PRECONDITION, EIO, "qmp %s: %s: %s", c->path,
-                            command, desc ? desc : "error");
+            return hypr_err(err, HYPR_FAILED_PRECONDITION, EIO, "qmp %s: %s: %s", c->path, command,
+                            desc ? desc : "error");
         }
         json_t *rv = json_object_get(msg, "return");
         if (!rv)

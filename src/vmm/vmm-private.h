@@ -6,6 +6,11 @@
 
 #include "vmm/vmm.h"
 
+#define VMM_KVM_BOOT_TIMEOUT_MS 15000
+/* A TCG boot of a distribution kernel takes ~3 s on an idle machine; leave
+ * room for a loaded one. */
+#define VMM_TCG_BOOT_TIMEOUT_MS 90000
+
 extern const vmm_adapter_ops vmm_qemu_ops;
 extern const vmm_adapter_ops vmm_cloud_hypervisor_ops;
 extern const vmm_adapter_ops vmm_firecracker_ops;
@@ -70,8 +75,8 @@ void vmm_api_request_set(vmm_api_request *r, const char *method, const char *pat
 int vmm_http_request(const char *socket_path, const vmm_api_request *req, int timeout_ms,
                      int *status, char **resp_body, hypr_error *err);
 /* Sends each request in order, stopping at the first failure. */
-int vmm_api_send_all(const char *socket_path, const vmm_api_request *reqs, size_t n,
-                     int timeout_ms, hypr_error *err);
+int vmm_api_send_all(const char *socket_path, const vmm_api_request *reqs, size_t n, int timeout_ms,
+                     hypr_error *err);
 /* Parses a complete HTTP response in data[0..len). Returns -EAGAIN when more
  * bytes are needed, 0 when complete (body_off/body_len set). */
 int vmm_http_parse_response(const char *data, size_t len, bool eof, int *status, size_t *body_off,
@@ -90,8 +95,7 @@ int ch_request_create(const vmm_config *cfg, vmm_api_request *out, hypr_error *e
 /* "vm.boot", "vm.shutdown", "vm.power-button", "vm.delete", "vmm.shutdown". */
 void ch_request_action(const char *action, vmm_api_request *out);
 /* The configuration requests before InstanceStart, in order. */
-int fc_requests_configure(const vmm_config *cfg, vmm_api_request **out, size_t *n,
-                          hypr_error *err);
+int fc_requests_configure(const vmm_config *cfg, vmm_api_request **out, size_t *n, hypr_error *err);
 void fc_request_action(const char *action_type, vmm_api_request *out);
 void vmm_api_requests_free(vmm_api_request *reqs, size_t n);
 

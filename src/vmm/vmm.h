@@ -70,10 +70,10 @@ typedef struct vmm_config {
                               first disk (/dev/vda) */
     const vmm_disk *disks; /* further disks (/dev/vdb, ...) */
     size_t n_disks;
-    const char *tap;      /* TAP device name, NULL = no network interface */
-    const char *mac;      /* guest MAC "02:xx:..", NULL = hypervisor default */
-    const char *run_dir;  /* per-VM sockets live here */
-    uint32_t guest_cid;   /* vsock CID for cloud-hypervisor/firecracker; 0 = 3 */
+    const char *tap;         /* TAP device name, NULL = no network interface */
+    const char *mac;         /* guest MAC "02:xx:..", NULL = hypervisor default */
+    const char *run_dir;     /* per-VM sockets live here */
+    uint32_t guest_cid;      /* vsock CID for cloud-hypervisor/firecracker; 0 = 3 */
     const char *console_log; /* serial console log (<data-dir>/logs/<id>.log); NULL =
                                 <run-dir>/<id>.log. Becomes vmm_command.stdout_path. */
 } vmm_config;
@@ -151,8 +151,16 @@ void vmm_adapter_free(vmm_adapter *a);
 DEFINE_CLEANUP_FUNC(vmm_adapter, vmm_adapter_free)
 #define _cleanup_vmm_adapter_ _cleanup_(vmm_adapter_freep)
 
-/* True when /dev/kvm opens read-write. */
+/* True when /dev/kvm opens read-write and creates a VM. */
 bool vmm_kvm_usable(void);
+
+/* qemu with KVM only (else a no-op): /dev/kvm can create VMs and still fail
+ * to run a real guest (nested setups stop with "KVM internal error" and qemu
+ * hangs). Boots `kernel` (the ELF vmlinux) under KVM for at most timeout_ms
+ * (5000 is plenty) without a root filesystem; unless it gets to the root mount,
+ * the adapter switches to TCG with one warning. Call it once after
+ * vmm_kernel_find(), on the thread pool. Errors only when qemu cannot be spawned. */
+int vmm_adapter_verify_kvm(vmm_adapter *a, const char *kernel, int timeout_ms, hypr_error *err);
 
 /* "<run-dir>/<id><suffix>": the naming rule for every per-VM file. Caller frees. */
 char *vmm_vm_path(const vmm_config *cfg, const char *suffix);

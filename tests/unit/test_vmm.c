@@ -111,7 +111,8 @@ static void test_qemu_tcg(void **state)
                         "id=root,file=/var/lib/hypr/images/abc/rootfs.squashfs,format=raw,if=none,"
                         "readonly=on");
     assert_non_null(argv_value(v, "-device", "virtio-blk-device,drive=root"));
-    assert_string_equal(argv_value(v, "-qmp", ""), "unix:/run/hypr/" VM_ID ".qmp,server=on,wait=off");
+    assert_string_equal(argv_value(v, "-qmp", ""),
+                        "unix:/run/hypr/" VM_ID ".qmp,server=on,wait=off");
     assert_string_equal(argv_value(v, "-chardev", "socket"),
                         "socket,id=ctl,path=/run/hypr/" VM_ID ".vsock,server=off,reconnect=1");
     assert_string_equal(argv_value(v, "-device", "virtserialport"),
@@ -283,8 +284,9 @@ static void test_fc(void **state)
     vmm_api_request *reqs = NULL;
     size_t n = 0;
     assert_int_equal(fc_requests_configure(&cfg, &reqs, &n, NULL), 0);
-    const char *paths[] = {"/machine-config", "/boot-source", "/drives/root", "/drives/disk1",
-                           "/network-interfaces/eth0", "/vsock"};
+    const char *paths[] = {
+        "/machine-config",          "/boot-source", "/drives/root", "/drives/disk1",
+        "/network-interfaces/eth0", "/vsock"};
     assert_int_equal(n, ARRAY_SIZE(paths));
     for (size_t i = 0; i < n; i++) {
         assert_string_equal(reqs[i].method, "PUT");
@@ -296,10 +298,9 @@ static void test_fc(void **state)
                       " \"initrd_path\": \"/run/hypr/" VM_ID ".initrd\","
                       " \"boot_args\": \"console=ttyS0 reboot=k panic=-1 pci=off i8042.noaux"
                       " i8042.nomux i8042.nopnp i8042.dumbkbd hypr.ctl=vsock hypr.debug=1\"}");
-    assert_json_equal(reqs[2].body,
-                      "{\"drive_id\": \"root\", \"path_on_host\":"
-                      " \"/var/lib/hypr/images/abc/rootfs.squashfs\","
-                      " \"is_root_device\": false, \"is_read_only\": true}");
+    assert_json_equal(reqs[2].body, "{\"drive_id\": \"root\", \"path_on_host\":"
+                                    " \"/var/lib/hypr/images/abc/rootfs.squashfs\","
+                                    " \"is_root_device\": false, \"is_read_only\": true}");
     assert_json_equal(reqs[3].body, "{\"drive_id\": \"disk1\", \"path_on_host\": \"/data/vol.img\","
                                     " \"is_root_device\": false, \"is_read_only\": false}");
     assert_json_equal(reqs[4].body, "{\"iface_id\": \"eth0\", \"host_dev_name\": \"t0\","
@@ -336,8 +337,8 @@ static void test_factory(void **state)
     vmm_host host = {.path_env = path_env, .kvm = 1};
     assert_int_equal(vmm_adapter_get_host("firecracker", &host, &a, &err), -ENOENT);
     assert_null(a);
-    assert_string_equal(err.message,
-                        "hypervisor 'firecracker' is not installed (firecracker not found in PATH)");
+    assert_string_equal(
+        err.message, "hypervisor 'firecracker' is not installed (firecracker not found in PATH)");
     assert_int_equal(err.status, HYPR_FAILED_PRECONDITION);
 
     assert_int_equal(vmm_adapter_get_host("bochs", &host, &a, &err), -EINVAL);
@@ -726,10 +727,8 @@ static void test_initramfs(void **state)
     _cleanup_free_ char *kestrel = tmp_path("kestrel");
     _cleanup_free_ char *out = tmp_path("kestrel-initramfs.cpio");
     write_str(kestrel, "\177ELF kestrel v1");
-    vmm_initramfs_opts o = {.kestrel = kestrel,
-                            .kernel_version = "6.1.0-test",
-                            .modules_dir = dir,
-                            .out = out};
+    vmm_initramfs_opts o = {
+        .kestrel = kestrel, .kernel_version = "6.1.0-test", .modules_dir = dir, .out = out};
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     bool rebuilt = false;
     assert_int_equal(vmm_initramfs_ensure(&o, &rebuilt, &err), 0);
@@ -947,8 +946,8 @@ static void test_delete(void **state)
         write_str(p, "x");
     }
     vmm_adapter a = {.ops = &vmm_qemu_ops};
-    assert_int_equal(a.ops->delete(&a, &cfg, NULL), 0);
-    assert_int_equal(a.ops->delete(&a, &cfg, NULL), 0);
+    assert_int_equal(a.ops->delete (&a, &cfg, NULL), 0);
+    assert_int_equal(a.ops->delete (&a, &cfg, NULL), 0);
     for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
         _cleanup_free_ char *p = vmm_vm_path(&cfg, files[i]);
         assert_int_equal(access(p, F_OK), -1);
