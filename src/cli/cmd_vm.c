@@ -200,7 +200,30 @@ static void on_interrupt(int sig)
 
 /* Shows the VM's output until it stops; Ctrl-C stops the VM (like docker run's
  * signal proxy) instead of leaving it running behind the user's back. */
-static int attach_and_wait(cli_ctx *ctx, const char *id)
+/* The exit code of a --rm VM that the daemon already removed: from the
+ * vm.stopped/vm.failed event that the events stream (opened before RunVM) saw. */
+static int exit_code_from_events(rpc_stream *events, const char *id)
+{
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    for (int i = 0; events && i < 64; i++) {
+        _cleanup_pb_ Hypr__V1__Event *ev = NULL;
+        if (rpc_stream_recv(events, &hypr__v1__event__descriptor, (ProtobufCMessage **)&ev, 5000,
+                            &err) <= 0)
+            break;
+        if (strcmp(ev->id, id) != 0)
+            continue;
+        for (size_t a = 0; a < ev->n_attributes; a++) {
+            if (strcmp(ev->attributes[a]->key, "exit_code") == 0) {
+                if (strcmp(ev->type, "vm.failed") == 0 && !str_empty(ev->message))
+                    fprintf(stderr, "Error: %s\n", ev->message);
+                return atoi(ev->attributes[a]->value);
+            }
+        }
+    }
+    return 0;
+}
+
+static int attach_and_wait(cli_ctx *ctx, const char *id, rpc_stream *events)
 {
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     Hypr__V1__StreamLogsRequest lreq = HYPR__V1__STREAM_LOGS_REQUEST__INIT;
@@ -250,9 +273,9 @@ static int attach_and_wait(cli_ctx *ctx, const char *id)
     r = cli_unary_err(ctx, RPC_METHOD("GetVM"), &greq, &hypr__v1__get_vmresponse__descriptor, &g,
                       &err);
     if (r < 0) {
-        /* --rm: the daemon removed it as soon as it stopped; the exit code is gone with it. */
+        /* --rm: the daemon removed it as soon as it stopped. */
         if (err.status == HYPR_NOT_FOUND)
-            return 0;
+            return exit_code_from_events(events, id);
         return cli_print_rpc_error(&err);
     }
     if (!g->vm)
@@ -322,9 +345,19 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     if (!cli_connect(ctx))
         return 1;
 
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    /* Subscribed before the VM exists, so its end cannot be missed. */
+    _cleanup_stream_ rpc_stream *events = NULL;
+    if (!o.detach && o.rm) {
+        Hypr__V1__SubscribeEventsRequest ereq = HYPR__V1__SUBSCRIBE_EVENTS_REQUEST__INIT;
+        char *types[] = {"vm.stopped", "vm.failed"};
+        ereq.types = types;
+        ereq.n_types = ARRAY_SIZE(types);
+        if (cli_open_stream(ctx, RPC_METHOD("SubscribeEvents"), &ereq, &events, &err) < 0)
+            hypr_error_clear(&err);
+    }
     Hypr__V1__RunVMRequest req = HYPR__V1__RUN_VMREQUEST__INIT;
     req.config = &rc.cfg;
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     _cleanup_stream_ rpc_stream *s = NULL;
     r = cli_open_stream(ctx, RPC_METHOD("RunVM"), &req, &s, &err);
     if (r < 0) {
@@ -386,7 +419,7 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         return 0;
     }
     fflush(stdout);
-    return attach_and_wait(ctx, id);
+    return attach_and_wait(ctx, id, events);
 }
 
 /* ---- ps ------------------------------------------------------------------- */
