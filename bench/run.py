@@ -285,5 +285,13 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_p3():
+    """P3 (image pull + convert) lives in bench/pull.py; `make bench` runs both."""
+    p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "pull.py")])
+    if p.returncode != 0:
+        die("bench/pull.py failed (%d)" % p.returncode)
+
+
 if __name__ == "__main__":
     main()
+    run_p3()

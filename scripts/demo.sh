@@ -42,8 +42,33 @@ step ps -a; hypr ps -a
 step images; hypr images
 step network ls; hypr network ls
 step system df; hypr system df
-step run busybox echo hello
-hypr run busybox echo hello || echo "(running VMs arrives with the VM issue)"
+# A default image made locally: Debian's static busybox in a rootfs directory.
+root="$work/rootfs"
+mkdir -p "$root/bin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/www"
+cp /bin/busybox "$root/bin/busybox"
+for applet in sh echo ls cat sleep id env pwd uname httpd wget hostname; do
+  ln -sf busybox "$root/bin/$applet"
+done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+echo 'root:x:0:' >"$root/etc/group"
+echo '<h1>hello from a hypr microVM</h1>' >"$root/www/index.html"
+
+step image import "$root" busybox:latest
+hypr image import "$root" busybox:latest
+step images; hypr images
+
+step run --rm busybox echo hello from a microVM
+hypr run --rm busybox echo hello from a microVM
+
+step run -d --name web busybox httpd -f -p 80 -h /www
+hypr run -d --name web busybox httpd -f -p 80 -h /www
+step ps; hypr ps
+step exec web -- uname -a; hypr exec web -- uname -a
+step exec web -- wget -qO- http://127.0.0.1/
+hypr exec web -- wget -qO- http://127.0.0.1/
+step logs web; hypr logs web
+step rm -f web; hypr rm -f web
+step ps -a; hypr ps -a
 
 kill -TERM "$pid"
 wait "$pid"

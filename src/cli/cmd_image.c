@@ -3,6 +3,7 @@
 #define LOG_MODULE "cli"
 #include "cli/cmd.h"
 
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -492,6 +493,61 @@ static int image_prune(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+/* ---- image import ---------------------------------------------------------- */
+
+static int image_import(cli_ctx *ctx, int argc, char **argv)
+{
+    _cleanup_list_ cli_list env = {0};
+    _cleanup_list_ cli_list ports = {0};
+    const char *entrypoint = NULL, *user = NULL, *workdir = NULL;
+    const cli_option opts[] = {
+        CLI_STRING(0, "entrypoint", "string", &entrypoint, "Entrypoint (run by /bin/sh -c)"),
+        CLI_LIST('e', "env", "list", &env, "Environment variables (K=V)"),
+        CLI_LIST(0, "expose", "list", &ports, "Exposed ports (80/tcp)"),
+        CLI_STRING('u', "user", "string", &user, "User (name or uid[:gid])"),
+        CLI_STRING('w', "workdir", "string", &workdir, "Working directory"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] SOURCE REPOSITORY[:TAG]",
+        .description = "Create an image from a rootfs tarball or directory",
+        .options = opts,
+        .min_args = 2,
+        .max_args = 2,
+        .notes = "SOURCE is a tar (plain, gzip or zstd) or a directory on the daemon's host.",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    _cleanup_free_ char *source = realpath(p.args[0], NULL);
+    if (!source) {
+        fprintf(stderr, "hypr: %s: %s\n", p.args[0], strerror(errno));
+        return 1;
+    }
+    Hypr__V1__ImportImageRequest req = HYPR__V1__IMPORT_IMAGE_REQUEST__INIT;
+    req.source = source;
+    req.reference = p.args[1];
+    char *ep[] = {"/bin/sh", "-c", (char *)entrypoint};
+    if (entrypoint) {
+        req.n_entrypoint = 3;
+        req.entrypoint = ep;
+    }
+    req.n_env = env.n;
+    req.env = (char **)env.items;
+    req.n_exposed_ports = ports.n;
+    req.exposed_ports = (char **)ports.items;
+    req.user = (char *)(user ? user : "");
+    req.workdir = (char *)(workdir ? workdir : "");
+    _cleanup_pb_ Hypr__V1__ImportImageResponse *resp = NULL;
+    if (cli_unary(ctx, RPC_METHOD("ImportImage"), &req,
+                  &hypr__v1__import_image_response__descriptor, &resp) < 0)
+        return 1;
+    printf("sha256:%s\n", resp->image ? resp->image->id : "");
+    return 0;
+}
+
 /* ---- image group ---------------------------------------------------------- */
 
 int cmd_image(cli_ctx *ctx, int argc, char **argv)
@@ -499,6 +555,7 @@ int cmd_image(cli_ctx *ctx, int argc, char **argv)
     static const cli_subcommand subs[] = {
         {"build", NULL, "Build an image from a Dockerfile", cmd_build},
         {"history", NULL, "Show the history of an image", image_history},
+        {"import", NULL, "Create an image from a rootfs tarball or directory", image_import},
         {"inspect", NULL, "Display detailed information on one or more images", image_inspect},
         {"ls", "list", "List images", cmd_images},
         {"prune", NULL, "Remove unused images", image_prune},

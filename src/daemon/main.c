@@ -3,6 +3,8 @@
 #define LOG_MODULE "hyprd"
 #include "vm.h"
 
+#include "image/image.h"
+
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
@@ -175,6 +177,10 @@ static int run(daemon_ctx *d, hypr_error *err)
     r = store_open(db_path, &d->db, err);
     if (r < 0)
         return r;
+    /* Interrupted pulls leave temp dirs and partial blobs: never registered, so remove them. */
+    int removed = image_store_cleanup(d->data_dir);
+    if (removed > 0)
+        log_info("removed %d leftovers of interrupted pulls", removed);
     settings_apply(d);
     event_bus_new(&d->events);
     vm_manager_init(d);

@@ -3,6 +3,8 @@
 #define LOG_MODULE "vm"
 #include "vm.h"
 
+#include "image/image.h"
+
 #include <string.h>
 
 static const struct {
@@ -182,7 +184,7 @@ int vm_create(daemon_ctx *d, const Hypr__V1__VMConfig *in, store_vm *out, hypr_e
     int r = vm_config_check(d, cfg, err);
     store_image img = {0};
     if (r >= 0) {
-        r = store_image_find(d->db, cfg->image, &img, err);
+        r = image_store_find(d->db, cfg->image, &img, err);
         if (r == -ENOENT)
             hypr_err(err, HYPR_NOT_FOUND, ENOENT,
                      "image \"%s\" not found: pull it with 'hypr pull %s' or create it with "

@@ -4,10 +4,10 @@
 #define LOG_MODULE "vm"
 #include "vm.h"
 
+#include "image/image.h"
 #include "manifest.h"
 
 #include <fcntl.h>
-#include <jansson.h>
 #include <string.h>
 
 /* Restarts after a hypervisor crash back off up to this. */
@@ -113,40 +113,26 @@ void vm_manager_free(daemon_ctx *d)
 
 /* ---- the runtime manifest ------------------------------------------------- */
 
-static void strv_from_json(manifest_strv *out, json_t *arr)
+static void strv_push_all(manifest_strv *out, char **v)
 {
-    size_t i;
-    json_t *v;
-    json_array_foreach(arr, i, v)
-    {
-        if (json_is_string(v))
-            manifest_strv_push(out, json_string_value(v));
-    }
+    for (size_t i = 0; v && v[i]; i++)
+        manifest_strv_push(out, v[i]);
 }
 
 /* Entrypoint, cmd, env, workdir and user of the image, from its manifest.json. */
 static void image_defaults(const store_image *img, kestrel_manifest *m)
 {
-    if (str_empty(img->manifest))
+    image_info info = {0};
+    if (str_empty(img->manifest) || image_info_from_json(img->manifest, &info, NULL) < 0)
         return;
-    json_t *root = json_loads(img->manifest, 0, NULL);
-    if (!root)
-        return;
-    json_t *cfg = json_object_get(root, "config");
-    if (!json_is_object(cfg))
-        cfg = root;
-    strv_from_json(&m->entrypoint, json_object_get(cfg, "entrypoint"));
-    strv_from_json(&m->cmd, json_object_get(cfg, "cmd"));
-    strv_from_json(&m->image_env, json_object_get(cfg, "env"));
-    const char *workdir = json_string_value(json_object_get(cfg, "workdir"));
-    if (!workdir)
-        workdir = json_string_value(json_object_get(cfg, "working_dir"));
-    const char *user = json_string_value(json_object_get(cfg, "user"));
-    if (!str_empty(workdir))
-        m->workdir = xstrdup(workdir);
-    if (!str_empty(user))
-        m->user = xstrdup(user);
-    json_decref(root);
+    strv_push_all(&m->entrypoint, info.config.entrypoint);
+    strv_push_all(&m->cmd, info.config.cmd);
+    strv_push_all(&m->image_env, info.config.env);
+    if (!str_empty(info.config.workdir))
+        m->workdir = xstrdup(info.config.workdir);
+    if (!str_empty(info.config.user))
+        m->user = xstrdup(info.config.user);
+    image_info_clear(&info);
 }
 
 static void strv_reset(manifest_strv *v)

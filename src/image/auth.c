@@ -1,0 +1,226 @@
+/* Registry authentication helpers: WWW-Authenticate challenges, base64, and
+ * credentials from the Docker client's config.json ("auths": base64 "auth" or
+ * "username"/"password"). Credential helpers (credsStore) are not run. */
+#define LOG_MODULE "image"
+#include "image/image-private.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <pwd.h>
+#include <string.h>
+
+void auth_challenge_clear(auth_challenge *c)
+{
+    if (!c)
+        return;
+    free(c->scheme);
+    free(c->realm);
+    free(c->service);
+    free(c->scope);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Bearer realm="https://auth/token",service="registry",scope="repository:a:pull"
+ * Parameters may be quoted (with \-escapes) or bare tokens. Returns -EINVAL on
+ * an unusable header. */
+int auth_parse_challenge(const char *h, auth_challenge *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!h)
+        return -EINVAL;
+    while (*h == ' ' || *h == '\t')
+        h++;
+    size_t sl = 0;
+    while (h[sl] && !isspace((unsigned char)h[sl]))
+        sl++;
+    if (sl == 0)
+        return -EINVAL;
+    out->scheme = xstrndup(h, sl);
+    for (char *p = out->scheme; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    const char *p = h + sl;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        const char *k = p;
+        while (*p && *p != '=' && *p != ',' && !isspace((unsigned char)*p))
+            p++;
+        size_t klen = (size_t)(p - k);
+        while (*p == ' ')
+            p++;
+        if (*p != '=') {
+            /* token68 or junk: skip to the next comma */
+            while (*p && *p != ',')
+                p++;
+            continue;
+        }
+        p++;
+        while (*p == ' ')
+            p++;
+        hypr_buf v = {0};
+        if (*p == '"') {
+            p++;
+            while (*p && *p != '"') {
+                if (*p == '\\' && p[1])
+                    p++;
+                buf_append(&v, p, 1);
+                p++;
+            }
+            if (*p == '"')
+                p++;
+        } else {
+            const char *vs = p;
+            while (*p && *p != ',' && !isspace((unsigned char)*p))
+                p++;
+            buf_append(&v, vs, (size_t)(p - vs));
+        }
+        char **slot = NULL;
+        if (klen == 5 && !strncasecmp(k, "realm", 5))
+            slot = &out->realm;
+        else if (klen == 7 && !strncasecmp(k, "service", 7))
+            slot = &out->service;
+        else if (klen == 5 && !strncasecmp(k, "scope", 5))
+            slot = &out->scope;
+        if (slot) {
+            free(*slot);
+            *slot = buf_steal(&v);
+        } else {
+            buf_free(&v);
+        }
+    }
+    return 0;
+}
+
+char *auth_base64(const void *data, size_t len)
+{
+    size_t out_len = 4 * ((len + 2) / 3);
+    char *out = xmalloc(out_len + 1);
+    int n = EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+    out[n < 0 ? 0 : n] = '\0';
+    return out;
+}
+
+static char *base64_decode(const char *s, size_t *out_len)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len % 4 != 0 || len > 64 * 1024)
+        return NULL;
+    unsigned char *out = xmalloc(len / 4 * 3 + 1);
+    int n = EVP_DecodeBlock(out, (const unsigned char *)s, (int)len);
+    if (n < 0) {
+        free(out);
+        return NULL;
+    }
+    /* EVP_DecodeBlock counts padding as zero bytes. */
+    if (len >= 1 && s[len - 1] == '=')
+        n--;
+    if (len >= 2 && s[len - 2] == '=')
+        n--;
+    out[n] = '\0';
+    *out_len = (size_t)n;
+    return (char *)out;
+}
+
+char *auth_basic_header(const char *user, const char *pass)
+{
+    _cleanup_free_ char *pair = xasprintf("%s:%s", user, pass);
+    _cleanup_free_ char *b64 = auth_base64(pair, strlen(pair));
+    return xasprintf("Authorization: Basic %s", b64);
+}
+
+/* "https://index.docker.io/v1/" -> "index.docker.io"; "localhost:5000" stays. */
+static char *normalise_host(const char *key)
+{
+    const char *p = key;
+    if (str_startswith(p, "https://"))
+        p += strlen("https://");
+    else if (str_startswith(p, "http://"))
+        p += strlen("http://");
+    size_t n = strcspn(p, "/");
+    char *h = xstrndup(p, n);
+    for (char *c = h; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    return h;
+}
+
+static bool is_docker_hub(const char *h)
+{
+    return !strcmp(h, "docker.io") || !strcmp(h, "index.docker.io") ||
+           !strcmp(h, "registry-1.docker.io") || !strcmp(h, "registry.hub.docker.com");
+}
+
+static char *config_path(const char *config_dir)
+{
+    if (!str_empty(config_dir))
+        return path_join(config_dir, "config.json");
+    const char *env = getenv("DOCKER_CONFIG");
+    if (!str_empty(env))
+        return path_join(env, "config.json");
+    const char *home = getenv("HOME");
+    if (str_empty(home)) {
+        struct passwd *pw = getpwuid(getuid());
+        home = pw ? pw->pw_dir : NULL;
+    }
+    if (str_empty(home))
+        return NULL;
+    return xasprintf("%s/.docker/config.json", home);
+}
+
+int image_auth_lookup(const char *config_dir, const char *host, char **user, char **pass)
+{
+    *user = *pass = NULL;
+    _cleanup_free_ char *path = config_path(config_dir);
+    if (!path)
+        return -ENOENT;
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+    if (read_file(path, 1 << 20, &text, &len) < 0)
+        return -ENOENT;
+    json_error_t je;
+    json_t *root = json_loadb(text, len, 0, &je);
+    if (!root) {
+        log_warn("%s: invalid JSON (line %d: %s); ignoring registry credentials", path, je.line,
+                 je.text);
+        return -ENOENT;
+    }
+    _cleanup_free_ char *want = normalise_host(host);
+    json_t *auths = json_object_get(root, "auths");
+    const char *key;
+    json_t *entry;
+    int r = -ENOENT;
+    json_object_foreach(auths, key, entry)
+    {
+        _cleanup_free_ char *h = normalise_host(key);
+        if (strcmp(h, want) && !(is_docker_hub(h) && is_docker_hub(want)))
+            continue;
+        const char *auth = json_string_value(json_object_get(entry, "auth"));
+        const char *u = json_string_value(json_object_get(entry, "username"));
+        const char *p = json_string_value(json_object_get(entry, "password"));
+        if (!str_empty(auth)) {
+            size_t dl;
+            _cleanup_free_ char *dec = base64_decode(auth, &dl);
+            char *colon = dec ? memchr(dec, ':', dl) : NULL;
+            if (!colon || strlen(dec) != dl) {
+                log_warn("%s: auths.%s.auth is not base64 of user:password; ignored", path, key);
+                continue;
+            }
+            *user = xstrndup(dec, (size_t)(colon - dec));
+            *pass = xstrdup(colon + 1);
+            r = 0;
+            break;
+        }
+        if (!str_empty(u) && p) {
+            *user = xstrdup(u);
+            *pass = xstrdup(p);
+            r = 0;
+            break;
+        }
+    }
+    if (r < 0 && (json_object_get(root, "credsStore") || json_object_get(root, "credHelpers")))
+        log_debug("%s: credential helpers are not supported; no credentials for %s", path, host);
+    json_decref(root);
+    return r;
+}

@@ -1,0 +1,166 @@
+/* Internals shared by the image module's files (not for other modules). */
+#ifndef HYPR_IMAGE_PRIVATE_H
+#define HYPR_IMAGE_PRIVATE_H
+
+#include "image/image.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+
+/* ---- the in-memory tree (layers.c) ------------------------------------------- */
+
+typedef struct img_xattr {
+    char *key;
+    void *value;
+    size_t len;
+} img_xattr;
+
+/* One inode; hard links share it (nlink counts the tree paths naming it). */
+typedef struct img_inode {
+    mode_t mode; /* type and permission bits */
+    uint32_t uid, gid;
+    int64_t mtime;
+    uint64_t size;  /* regular files */
+    char *target;   /* symlinks */
+    uint32_t devno; /* devices, Linux encoding */
+    img_xattr *xattrs;
+    size_t n_xattrs;
+    uint32_t nlink;
+    /* Where a regular file's bytes are: entry `ordinal` of layer `layer`, or a
+     * host file (import). */
+    int layer;
+    int64_t ordinal;
+    char *host_path;
+    /* squashfs writer state */
+    void *sq_inode; /* sqfs_inode_generic_t *, filled by the block processor */
+    uint32_t ino_num;
+    uint64_t ino_ref;
+    bool numbered, written;
+} img_inode;
+
+typedef struct img_node {
+    char *name;
+    struct img_node *parent;
+    img_inode *ino;
+    int layer;                  /* layer that created or last declared this path */
+    unsigned depth;             /* components from the root (bounded: the writers recurse) */
+    struct img_node **children; /* directories: sorted by strcmp (squashfs order) */
+    size_t n_children, cap_children;
+} img_node;
+
+struct image_tree {
+    img_node *root;
+    size_t n_nodes;
+    size_t n_inodes;
+    /* tar entry counters */
+    uint64_t entries;
+};
+
+#define IMG_MAX_NODES     (4u * 1024 * 1024)
+#define IMG_MAX_NAME      255
+#define IMG_MAX_TARGET    4095
+#define IMG_MAX_SYMLINKS  40
+#define IMG_MAX_XATTR_LEN (64 * 1024)
+#define IMG_MAX_DEPTH     512
+
+/* Opens a layer source for reading (tar, gzip/zstd/xz/bzip2 or plain). */
+int img_layer_open(const image_layer_src *src, struct archive **out, hypr_error *err);
+const char *img_layer_label(const image_layer_src *src);
+void img_archive_freep(struct archive **a);
+#define _cleanup_archive_ _cleanup_(img_archive_freep)
+
+/* A layer's headers, read ahead (possibly on another thread). */
+typedef struct img_scan {
+    struct archive_entry **entries;
+    size_t n, cap;
+} img_scan;
+int img_layer_scan(const image_layer_src *layer, const image_progress *cancel, img_scan *out,
+                   hypr_error *err);
+void img_scan_free(img_scan *s);
+int img_tree_apply_scan(image_tree *t, const img_scan *scan, int index, const char *label,
+                        hypr_error *err);
+/* Applies n layers in order, reading ahead up to `threads` layers in parallel. */
+int img_tree_apply_layers(image_tree *t, const image_layer_src *layers, size_t n,
+                          const image_progress *cancel, hypr_error *err);
+
+/* Pre-order traversal helper: calls fn for every node (dirs before children). */
+int img_tree_walk(img_node *n, int (*fn)(img_node *n, void *ud), void *ud);
+
+/* ---- progress helpers ---------------------------------------------------------- */
+
+static inline bool img_cancelled(const image_progress *p)
+{
+    return p && image_progress_cancelled(p);
+}
+
+/* ---- sha256 (blobs.c) ------------------------------------------------------------- */
+
+/* "sha256:<hex>" of a buffer (caller frees). */
+char *img_sha256_digest(const void *data, size_t len);
+/* Hashes a file; -errno. */
+int img_sha256_file(const char *path, char **digest_out);
+
+/* ---- registry client (registry.c, auth.c) ------------------------------------------ */
+
+typedef struct registry_client registry_client;
+
+typedef struct registry_opts {
+    const image_ref *ref;
+    char **insecure;
+    const char *ca_file;
+    const char *config_dir;
+    const image_progress *cancel;
+} registry_opts;
+
+int registry_client_new(const registry_opts *o, registry_client **out, hypr_error *err);
+void registry_client_free(registry_client *c);
+DEFINE_CLEANUP_FUNC(registry_client, registry_client_free)
+/* GET /v2/ and set up authentication from its challenge. */
+int registry_ping(registry_client *c, hypr_error *err);
+/* GET /v2/<repo>/manifests/<ref>: body and content type; digest is the
+ * sha256 of the body (verified against the reference when it is a digest). */
+int registry_get_manifest(registry_client *c, const char *reference, char **body, size_t *len,
+                          char **content_type, char **digest, hypr_error *err);
+/* A small blob (config) into memory, verified. */
+int registry_get_blob_mem(registry_client *c, const char *digest, size_t max, char **body,
+                          size_t *len, hypr_error *err);
+/* URL of a blob and the headers a request for it needs (auth); caller frees. */
+char *registry_blob_url(registry_client *c, const char *digest);
+struct curl_slist *registry_auth_headers(registry_client *c);
+/* After a 401 on a blob: refresh the token from the last challenge. */
+int registry_reauth(registry_client *c, const char *www_authenticate, hypr_error *err);
+const char *registry_host(registry_client *c);
+void registry_apply_tls(registry_client *c, void *curl_easy);
+
+/* auth.c */
+typedef struct auth_challenge {
+    char *scheme; /* "bearer" / "basic" (lowercase) */
+    char *realm, *service, *scope;
+} auth_challenge;
+int auth_parse_challenge(const char *header, auth_challenge *out);
+void auth_challenge_clear(auth_challenge *c);
+char *auth_basic_header(const char *user, const char *pass);
+char *auth_base64(const void *data, size_t len);
+
+/* ---- blobs (blobs.c) ---------------------------------------------------------------- */
+
+typedef struct blob_job {
+    const char *digest;
+    int64_t size;
+    size_t progress_index; /* layer index in the progress record */
+    char *path;            /* cache path once present (filled) */
+} blob_job;
+
+/* Downloads missing blobs into <data_dir>/cache/blobs/sha256 with at most
+ * max_parallel transfers, verifying each digest while streaming. */
+int blobs_fetch(registry_client *c, const char *data_dir, blob_job *jobs, size_t n,
+                int max_parallel, image_progress *progress, hypr_error *err);
+char *blobs_cache_path(const char *data_dir, const char *digest);
+
+/* ---- store helpers (store.c) ------------------------------------------------------ */
+
+int img_stage_write(image_staged *st, const char *data_dir, image_tree *tree,
+                    const image_layer_src *layers, size_t n_layers, image_progress *progress,
+                    hypr_error *err);
+
+#endif

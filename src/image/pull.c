@@ -1,0 +1,329 @@
+/* A pull, start to end, on the calling (worker) thread: resolve the reference
+ * and platform, fetch the manifest and config, download the layers, apply
+ * them and write the squashfs into a temp dir of the image store. The result
+ * is staged; the daemon's loop thread commits it (or discards it when the
+ * client went away), so an interrupted pull never leaves a registered image. */
+#define LOG_MODULE "image"
+#include "image/image-private.h"
+
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_CONFIG (16u * 1024 * 1024)
+
+/* ---- progress --------------------------------------------------------------------- */
+
+void image_progress_init(image_progress *p, void (*notify)(void *ud), void *ud)
+{
+    memset(p, 0, sizeof(*p));
+    pthread_mutex_init(&p->lock, NULL);
+    atomic_init(&p->cancelled, false);
+    p->phase = IMAGE_PHASE_RESOLVING;
+    p->notify = notify;
+    p->ud = ud;
+}
+
+void image_progress_destroy(image_progress *p)
+{
+    for (size_t i = 0; i < p->n_layers; i++)
+        free(p->layers[i].digest);
+    free(p->layers);
+    free(p->message);
+    free(p->digest);
+    pthread_mutex_destroy(&p->lock);
+}
+
+void image_progress_cancel(image_progress *p)
+{
+    atomic_store(&p->cancelled, true);
+}
+
+bool image_progress_cancelled(const image_progress *p)
+{
+    return atomic_load(&((image_progress *)p)->cancelled);
+}
+
+static void changed(image_progress *p)
+{
+    p->generation++;
+    pthread_mutex_unlock(&p->lock);
+    if (p->notify)
+        p->notify(p->ud);
+}
+
+void image_progress_set_phase(image_progress *p, image_phase phase, const char *message)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->phase = phase;
+    free(p->message);
+    p->message = message ? xstrdup(message) : NULL;
+    changed(p);
+}
+
+void image_progress_set_layers(image_progress *p, const image_descriptor *layers, size_t n)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->n_layers; i++)
+        free(p->layers[i].digest);
+    free(p->layers);
+    p->layers = xcalloc(n ? n : 1, sizeof(*p->layers));
+    p->n_layers = n;
+    for (size_t i = 0; i < n; i++) {
+        p->layers[i].digest = xstrdup(layers[i].digest);
+        p->layers[i].total = layers[i].size > 0 ? (uint64_t)layers[i].size : 0;
+        p->layers[i].status = "waiting";
+    }
+    changed(p);
+}
+
+void image_progress_layer(image_progress *p, size_t i, uint64_t done, const char *status)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    if (i >= p->n_layers || (p->layers[i].done == done && !strcmp(p->layers[i].status, status))) {
+        pthread_mutex_unlock(&p->lock);
+        return;
+    }
+    p->layers[i].done = done;
+    p->layers[i].status = status;
+    changed(p);
+}
+
+void image_progress_set_digest(image_progress *p, const char *digest)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    free(p->digest);
+    p->digest = digest ? xstrdup(digest) : NULL;
+    changed(p);
+}
+
+/* ---- the pull ------------------------------------------------------------------------ */
+
+static bool layer_type_ok(const char *mt)
+{
+    if (!mt)
+        return true;
+    static const char *const ok[] = {
+        "application/vnd.oci.image.layer.v1.tar",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        "application/vnd.docker.image.rootfs.diff.tar",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(ok); i++)
+        if (!strcmp(mt, ok[i]))
+            return true;
+    return false;
+}
+
+/* The image already in the store under this name (same manifest and config)? */
+static bool already_present(const image_pull_opts *o, const char *name, const image_ref *ref,
+                            const char *digest, const char *config_digest, store_image *out)
+{
+    if (!o->db)
+        return false;
+    _cleanup_free_ char *key =
+        ref->tag ? xasprintf("%s:%s", name, ref->tag) : xasprintf("%s@%s", name, digest);
+    store_image img;
+    if (store_image_find(o->db, key, &img, NULL) < 0)
+        return false;
+    image_info info;
+    bool same = img.digest && !strcmp(img.digest, digest) &&
+                image_info_from_json(img.manifest, &info, NULL) == 0;
+    if (same) {
+        same = info.config_digest && !strcmp(info.config_digest, config_digest);
+        image_info_clear(&info);
+    }
+    struct stat st;
+    if (same && img.path) {
+        _cleanup_free_ char *sq = path_join(img.path, "rootfs.squashfs");
+        same = stat(sq, &st) == 0;
+    }
+    if (!same) {
+        store_image_clear(&img);
+        return false;
+    }
+    *out = img;
+    return true;
+}
+
+int image_pull(const image_pull_opts *o, image_progress *progress, image_staged *out,
+               hypr_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    image_ref ref;
+    int r = image_ref_parse(o->reference, &ref, err);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *name = image_ref_name(&ref);
+    _cleanup_free_ char *full = image_ref_string(&ref);
+    image_platform want;
+    if (!str_empty(o->platform)) {
+        r = image_platform_parse(o->platform, &want, err);
+        if (r < 0) {
+            image_ref_clear(&ref);
+            return r;
+        }
+    } else {
+        image_platform_host(&want);
+    }
+    registry_client *reg = NULL;
+    image_manifest idx = {0}, man = {0};
+    image_config cfg = {0};
+    char *body = NULL, *ctype = NULL, *digest = NULL, *mdigest = NULL, *cfg_body = NULL;
+    blob_job *jobs = NULL;
+    image_layer_src *srcs = NULL;
+    image_tree *tree = NULL;
+    size_t len = 0;
+
+    _cleanup_free_ char *resolving = xasprintf("Resolving %s", full);
+    image_progress_set_phase(progress, IMAGE_PHASE_RESOLVING, resolving);
+    registry_opts ro = {.ref = &ref,
+                        .insecure = o->insecure,
+                        .ca_file = o->ca_file,
+                        .config_dir = o->config_dir,
+                        .cancel = progress};
+    if ((r = registry_client_new(&ro, &reg, err)) < 0 || (r = registry_ping(reg, err)) < 0)
+        goto out;
+    r = registry_get_manifest(reg, ref.digest ? ref.digest : ref.tag, &body, &len, &ctype, &digest,
+                              err);
+    if (r < 0)
+        goto out;
+    r = image_manifest_parse(ctype, body, len, &idx, err);
+    if (r < 0)
+        goto out;
+    if (idx.kind == IMAGE_MEDIA_OCI_INDEX || idx.kind == IMAGE_MEDIA_DOCKER_LIST) {
+        const image_descriptor *d;
+        if ((r = image_index_select(&idx, &want, &d, err)) < 0)
+            goto out;
+        free(body);
+        free(ctype);
+        body = ctype = NULL;
+        if ((r = registry_get_manifest(reg, d->digest, &body, &len, &ctype, &mdigest, err)) < 0)
+            goto out;
+        if ((r = image_manifest_parse(ctype, body, len, &man, err)) < 0)
+            goto out;
+        if (man.kind != IMAGE_MEDIA_OCI_MANIFEST && man.kind != IMAGE_MEDIA_DOCKER_MANIFEST) {
+            r = hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                         "index entry %s is not an image manifest", d->digest);
+            goto out;
+        }
+    } else {
+        man = idx;
+        memset(&idx, 0, sizeof(idx));
+    }
+    image_progress_set_digest(progress, digest);
+    for (size_t i = 0; i < man.n_layers; i++) {
+        if (!layer_type_ok(man.layers[i].media_type)) {
+            r = hypr_err(err, HYPR_FAILED_PRECONDITION, ENOTSUP,
+                         "layer %s: unsupported media type %s (not a container image?)",
+                         man.layers[i].digest, man.layers[i].media_type);
+            goto out;
+        }
+    }
+    if (already_present(o, name, &ref, digest, man.config.digest, &out->existing)) {
+        out->up_to_date = true;
+        memcpy(out->id, out->existing.id, sizeof(out->id));
+        r = 0;
+        goto out;
+    }
+    size_t cfg_len = 0;
+    if ((r = registry_get_blob_mem(reg, man.config.digest, MAX_CONFIG, &cfg_body, &cfg_len, err)) <
+            0 ||
+        (r = image_config_parse(cfg_body, cfg_len, &cfg, err)) < 0)
+        goto out;
+    if (cfg.platform.os && strcmp(cfg.platform.os, "linux")) {
+        r = hypr_err(err, HYPR_FAILED_PRECONDITION, ENOTSUP,
+                     "image is for %s, hypr runs linux images", cfg.platform.os);
+        goto out;
+    }
+    if (!cfg.platform.arch && want.arch)
+        cfg.platform.arch = xstrdup(want.arch);
+
+    /* Layers. */
+    image_progress_set_layers(progress, man.layers, man.n_layers);
+    image_progress_set_phase(progress, IMAGE_PHASE_DOWNLOADING, NULL);
+    jobs = xcalloc(man.n_layers ? man.n_layers : 1, sizeof(*jobs));
+    for (size_t i = 0; i < man.n_layers; i++) {
+        jobs[i].digest = man.layers[i].digest;
+        jobs[i].size = man.layers[i].size;
+        jobs[i].progress_index = i;
+    }
+    int64_t t_dl = time_monotonic_ms();
+    r = blobs_fetch(reg, o->data_dir, jobs, man.n_layers, o->max_parallel, progress, err);
+    if (r < 0)
+        goto out;
+    log_debug("pull %s: blobs in %" PRId64 " ms", full, time_monotonic_ms() - t_dl);
+
+    /* Convert. */
+    image_progress_set_phase(progress, IMAGE_PHASE_CONVERTING, "Converting layers to squashfs");
+    srcs = xcalloc(man.n_layers ? man.n_layers : 1, sizeof(*srcs));
+    char **labels = xcalloc(man.n_layers + 1, sizeof(char *));
+    for (size_t i = 0; i < man.n_layers; i++) {
+        labels[i] = xasprintf("layer %.19s", man.layers[i].digest);
+        srcs[i].path = jobs[i].path;
+        srcs[i].label = labels[i];
+    }
+    tree = image_tree_new();
+    int64_t t_apply = time_monotonic_ms();
+    r = img_tree_apply_layers(tree, srcs, man.n_layers, progress, err);
+    log_debug("pull %s: %zu layers applied in %" PRId64 " ms (%zu inodes)", full, man.n_layers,
+              time_monotonic_ms() - t_apply, image_tree_count(tree));
+    int64_t t_sq = time_monotonic_ms();
+    if (r >= 0) {
+        out->info.name = xstrdup(name);
+        out->info.tag = ref.tag ? xstrdup(ref.tag) : NULL;
+        out->info.digest = xstrdup(digest);
+        out->info.config_digest = xstrdup(man.config.digest);
+        for (size_t i = 0; i < man.n_layers; i++)
+            out->info.layer_digests = strv_append(out->info.layer_digests, man.layers[i].digest);
+        /* history: non-empty entries made the layers, in order */
+        for (size_t i = 0, l = 0; i < cfg.n_history; i++)
+            if (!cfg.history[i].empty_layer && l < man.n_layers)
+                cfg.history[i].size = (uint64_t)man.layers[l++].size;
+        out->info.config = cfg;
+        memset(&cfg, 0, sizeof(cfg));
+        r = img_stage_write(out, o->data_dir, tree, srcs, man.n_layers, progress, err);
+        log_debug("pull %s: squashfs written in %" PRId64 " ms", full, time_monotonic_ms() - t_sq);
+    }
+    strv_free(labels);
+    if (r >= 0)
+        memcpy(out->id, man.config.digest + strlen("sha256:"), HYPR_ID_LEN + 1);
+
+out:
+    if (r < 0) {
+        if (r != -ECANCELED && err && err->status != HYPR_CANCELLED)
+            hypr_err_prefix(err, "pull %s", o->reference);
+        image_staged_discard(out);
+        image_staged_clear(out);
+    }
+    if (tree)
+        image_tree_free(tree);
+    for (size_t i = 0; jobs && i < man.n_layers; i++)
+        free(jobs[i].path);
+    free(jobs);
+    free(srcs);
+    free(body);
+    free(ctype);
+    free(digest);
+    free(mdigest);
+    free(cfg_body);
+    image_config_clear(&cfg);
+    image_manifest_clear(&idx);
+    image_manifest_clear(&man);
+    registry_client_free(reg);
+    image_platform_clear(&want);
+    image_ref_clear(&ref);
+    return r;
+}
