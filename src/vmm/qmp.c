@@ -97,7 +97,6 @@ int qmp_execute(const char *socket_path, const char *command, int timeout_ms, js
     c.fd = vmm_unix_connect(socket_path, timeout_ms, err);
     if (c.fd < 0)
         return c.fd;
-    _cleanup_close_ int fd = c.fd;
     _cleanup_json_ json_t *greeting = NULL;
     int r = qmp_read_message(&c, &greeting, err);
     if (r >= 0 && (!greeting || !json_object_get(greeting, "QMP")))
@@ -107,5 +106,6 @@ int qmp_execute(const char *socket_path, const char *command, int timeout_ms, js
     if (r >= 0)
         r = qmp_command(&c, command, strcmp(command, "quit") == 0, ret, err);
     buf_free(&c.in);
+    close(c.fd);
     return r;
 }

@@ -343,7 +343,14 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     if rep.failed:
-        for d in getattr(item, "_hypr_daemons", []):
+        daemons = list(getattr(item, "_hypr_daemons", []))
+        # Daemons shared by a module (e.g. test_vms.py's `vmd`) reach the test as a
+        # fixture value: a Daemon, or an object holding one as `.daemon`.
+        for value in getattr(item, "funcargs", {}).values():
+            d = value if isinstance(value, Daemon) else getattr(value, "daemon", None)
+            if isinstance(d, Daemon) and d not in daemons:
+                daemons.append(d)
+        for d in daemons:
             text = d.log_text()
             if len(text) > 20000:
                 text = "...\n" + text[-20000:]
@@ -354,3 +361,46 @@ def free_tcp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---- busybox images for VM tests ------------------------------------------------------
+
+BUSYBOX_BIN = "/bin/busybox"  # Debian's busybox-static
+BUSYBOX_APPLETS = ["sh", "echo", "ls", "cat", "sleep", "id", "env", "pwd", "true", "false",
+                   "stty", "tty", "seq", "poweroff", "mount", "uname", "hostname", "kill"]
+
+
+def build_busybox_rootfs(root):
+    """A minimal rootfs directory: /bin/busybox with applet symlinks, /etc/passwd with
+    root and app (1000:1000, home /tmp), /etc/group, and empty mount points."""
+    root = pathlib.Path(root)
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(BUSYBOX_BIN, root / "bin" / "busybox")
+    for applet in BUSYBOX_APPLETS:
+        os.symlink("busybox", root / "bin" / applet)
+    for d in ("etc", "proc", "sys", "dev", "tmp", "root", "run"):
+        (root / d).mkdir(exist_ok=True)
+    os.chmod(root / "tmp", 0o1777)
+    (root / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/tmp:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\napp:x:1000:\n")
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs():
+    """A busybox rootfs directory (session-wide, read-only by convention)."""
+    assert os.path.exists(BUSYBOX_BIN), "needs busybox-static (make deps)"
+    base = tempfile.mkdtemp(prefix="hypr-bb-")
+    try:
+        yield build_busybox_rootfs(os.path.join(base, "rootfs"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def import_busybox(daemon, rootfs, reference="busybox:latest", cmd=("sh",), timeout=120):
+    """Imports the rootfs into daemon as reference with default cmd `sh` (through the
+    ImportImage RPC: the CLI has no flag for the default cmd)."""
+    resp = daemon.call("ImportImage", source=rootfs, reference=reference, cmd=list(cmd),
+                       timeout=timeout)
+    return resp.image
