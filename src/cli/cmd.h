@@ -11,7 +11,8 @@
 
 #include <jansson.h>
 
-#define RPC_METHOD(name) "/hypr.v1.HyprService/" name
+#define RPC_SERVICE      "/hypr.v1.HyprService/"
+#define RPC_METHOD(name) RPC_SERVICE name
 
 #define HYPR_DEFAULT_HOST "unix:///run/hypr/hypr.sock"
 
@@ -101,6 +102,10 @@ bool cli_confirm(const char *warning);
 int cli_write_all(int fd, const void *data, size_t len);
 /* Maps a --format value; on error prints it (naming the flag) and returns <0. */
 int cli_format_or_error(const cli_command *cmd, const char *format, int *exit_code);
+/* cli_parse_or_exit, then the --format value it filled: 1 json, 0 table, <0 (help
+ * shown or an error printed) when the command returns *exit_code. */
+int cli_parse_with_format(const cli_command *cmd, int argc, char **argv, cli_parsed *p,
+                          const char *const *format, int *exit_code);
 
 /* ---- output (output.c) --------------------------------------------------- */
 
@@ -110,7 +115,8 @@ typedef struct cli_table {
     size_t nrows;
 } cli_table;
 void table_init(cli_table *t, size_t ncols, ...); /* header cells */
-void table_add(cli_table *t, ...);                /* ncols const char* cells (NULL = "") */
+void table_init_array(cli_table *t, size_t ncols, const char *const *header);
+void table_add(cli_table *t, ...); /* ncols const char* cells (NULL = "") */
 /* Columns padded to their widest cell + 3 spaces, like Docker's tabwriter. */
 void table_print(cli_table *t, FILE *f);
 void table_free(cli_table *t);
@@ -119,6 +125,13 @@ static inline void table_freep(cli_table *t)
     table_free(t);
 }
 #define _cleanup_table_ _cleanup_(table_freep)
+
+/* What the renderings of a resource get: --no-trunc, and the time for "3 minutes ago". */
+typedef struct cli_view_opts {
+    bool no_trunc;
+    int64_t now;
+} cli_view_opts;
+typedef json_t *(*cli_json_fn)(const void *item, const cli_view_opts *o);
 
 /* Prints v (4-space indented, like docker inspect) and a newline to stdout. */
 void cli_print_json(json_t *v);
@@ -132,10 +145,84 @@ const char *vm_state_name(Hypr__V1__VMStatus s); /* "running", "exited", ... */
 char *vm_status_text(const Hypr__V1__VM *vm, int64_t now);
 /* "127.0.0.1:8080->80/tcp, ..." Caller frees. */
 char *ports_text(Hypr__V1__PortMapping **ports, size_t n);
-json_t *vm_summary_json(const Hypr__V1__VM *vm, int64_t now);
-json_t *vm_inspect_json(const Hypr__V1__VM *vm);
+/* ps / inspect JSON of a VM (cli_json_fn: item is a Hypr__V1__VM). */
+json_t *vm_summary_json(const void *item, const cli_view_opts *o);
+json_t *vm_inspect_json(const void *item, const cli_view_opts *o);
 /* Full ID unless trunc, then the first 12 characters (a "sha256:" prefix dropped). */
 char *short_id(const char *id, bool trunc);
+
+/* ---- resources: one path for inspect, rm, ls and prune (resource.c) ------- */
+
+/* Unary call by RPC name ("GetVolume"); the types come from the service
+ * descriptor. req NULL sends an empty request. Errors are printed (cli_unary). */
+int cli_call(cli_ctx *ctx, const char *rpc, const void *req, void *resp_out);
+/* Calls rpc with a request whose ref_field is ref (and whose "force" is set when force). */
+int cli_call_ref(cli_ctx *ctx, const char *rpc, const char *ref_field, const char *ref, bool force,
+                 void *resp_out);
+
+/* Runs fn on each positional argument after connecting: Docker keeps going
+ * after a failure (fn returns <0; it prints its own output) and returns 1 at the end. */
+typedef int (*cli_arg_fn)(cli_ctx *ctx, const char *arg, void *userdata);
+int cli_for_each_arg(cli_ctx *ctx, const cli_parsed *p, cli_arg_fn fn, void *userdata);
+
+/* A kind of resource as the API serves it. */
+typedef struct cli_resource {
+    const char *get_rpc, *delete_rpc, *list_rpc; /* "GetVolume", "DeleteVolume", "ListVolumes" */
+    /* The Get/Delete request field naming one ("name"), also the resource's own field. */
+    const char *ref_field;
+    const char *item_field; /* the resource in the Get response: "volume" */
+    const char *list_field; /* the resources in the List response: "volumes" */
+    const char *noun;       /* in usage lines: "VOLUME" */
+    cli_json_fn inspect_json;
+    const char *inspect_help, *inspect_notes; /* "inspect" --help */
+    const char *rm_help, *force_help;         /* "rm" --help */
+    /* What rm prints for a removed one; NULL prints the argument. */
+    void (*removed)(const char *ref, const ProtobufCMessage *delete_resp);
+} cli_resource;
+
+int cli_delete(cli_ctx *ctx, const cli_resource *r, const char *ref, bool force);
+/* Calls r's List RPC (req NULL: an empty request); *items and *n point into *resp. */
+int cli_list_resources(cli_ctx *ctx, const cli_resource *r, const void *req,
+                       ProtobufCMessage **resp, void ***items, size_t *n);
+/* "X inspect NAME...": a JSON array of what was found; exit 1 if anything was not. */
+int cli_inspect_command(cli_ctx *ctx, int argc, char **argv, const cli_resource *r);
+/* "X rm [-f] NAME...": removes each, printing it (or r->removed's lines). */
+int cli_rm_command(cli_ctx *ctx, int argc, char **argv, const cli_resource *r);
+
+/* How a list prints: --format json, -q, or a table. */
+typedef struct cli_view {
+    cli_json_fn json;
+    char *(*quiet)(const void *item, const cli_view_opts *o); /* the -q line; caller frees */
+    size_t ncols;
+    const char *const *header;
+    void (*row)(cli_table *t, const void *item, const cli_view_opts *o);
+} cli_view;
+/* The -q line of a resource with an "id": short unless --no-trunc. */
+char *cli_item_short_id(const void *item, const cli_view_opts *o);
+void cli_print_items(void *const *items, size_t n, const cli_view *v, int json, bool quiet,
+                     const cli_view_opts *o);
+/* "X ls": --format, and --no-trunc / -q when their help is set. */
+typedef struct cli_ls_spec {
+    const cli_resource *resource;
+    const char *description, *notes;
+    const char *format_help, *no_trunc_help, *quiet_help;
+    cli_view view;
+} cli_ls_spec;
+int cli_ls_command(cli_ctx *ctx, int argc, char **argv, const cli_ls_spec *s);
+
+/* Prune commands: asks unless force, then connects. False: exit 1. */
+bool cli_prune_confirmed(cli_ctx *ctx, bool force, const char *warning);
+/* Deletes the prunable items (by r->ref_field), "title" before the first and a
+ * blank line after the last; deleted prints each. Returns 1 if a delete failed. */
+typedef struct cli_prune_rule {
+    const cli_resource *resource;
+    const char *title; /* "Deleted Networks:" */
+    bool (*prunable)(const void *item, void *userdata);
+    void (*deleted)(const void *item, void *userdata);
+} cli_prune_rule;
+int cli_prune_items(cli_ctx *ctx, const cli_prune_rule *rule, void *const *items, size_t n,
+                    void *userdata);
+void cli_print_reclaimed(uint64_t bytes); /* "Total reclaimed space: 1.2kB" */
 
 /* ---- pull progress (progress.c) ------------------------------------------ */
 
@@ -162,6 +249,7 @@ int cmd_restart(cli_ctx *ctx, int argc, char **argv);
 int cmd_rm(cli_ctx *ctx, int argc, char **argv);
 int cmd_logs(cli_ctx *ctx, int argc, char **argv);
 int cmd_inspect(cli_ctx *ctx, int argc, char **argv);
+extern const cli_resource cli_vm_resource;
 int cmd_exec(cli_ctx *ctx, int argc, char **argv);
 /* Writes a LogEntry to stdout/stderr by its stream ("console" entries only when
  * console is set, to stderr). prefix (may be NULL) and the timestamp start each
@@ -183,6 +271,8 @@ int cmd_volume(cli_ctx *ctx, int argc, char **argv);
 int cmd_network(cli_ctx *ctx, int argc, char **argv);
 /* Removes networks with no VMs except the default "bridge"; prints "Deleted Networks:". */
 int cli_prune_networks(cli_ctx *ctx);
+/* The daemon's PruneVolumes; prints "Deleted Volumes:" and adds the reclaimed bytes. */
+int cli_prune_volumes(cli_ctx *ctx, uint64_t *reclaimed);
 int cmd_compose(cli_ctx *ctx, int argc, char **argv);
 int cmd_system(cli_ctx *ctx, int argc, char **argv);
 int cmd_health(cli_ctx *ctx, int argc, char **argv);

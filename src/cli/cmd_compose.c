@@ -290,6 +290,29 @@ static int compose_down(cli_ctx *ctx, int argc, char **argv)
     return 0;
 }
 
+static json_t *service_json(const void *item, const cli_view_opts *o)
+{
+    const Hypr__V1__StackService *svc = item;
+    _cleanup_free_ char *ports = ports_text(svc->ports, svc->n_ports);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "Service", svc->name, "ID", svc->vm_id,
+                     "Image", svc->image, "Status", svc->status, "IPAddress", svc->ip_address,
+                     "Ports", ports);
+}
+
+/* -q prints full VM IDs (the table shows them short). */
+static char *service_vm_id(const void *item, const cli_view_opts *o)
+{
+    return xstrdup(((const Hypr__V1__StackService *)item)->vm_id);
+}
+
+static void service_row(cli_table *t, const void *item, const cli_view_opts *o)
+{
+    const Hypr__V1__StackService *svc = item;
+    _cleanup_free_ char *id = short_id(svc->vm_id, true);
+    _cleanup_free_ char *ports = ports_text(svc->ports, svc->n_ports);
+    table_add(t, svc->name, id, svc->image, svc->status, svc->ip_address, ports);
+}
+
 static int compose_ps(cli_ctx *ctx, int argc, char **argv)
 {
     const char *format = NULL;
@@ -310,48 +333,21 @@ static int compose_ps(cli_ctx *ctx, int argc, char **argv)
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    int json = cli_format_or_error(&cmd, format, &ec);
+    int json = cli_parse_with_format(&cmd, argc, argv, &p, &format, &ec);
     if (json < 0)
         return ec;
     _cleanup_free_ char *name = NULL;
     if (resolve_project(&name) < 0)
         return 1;
-    Hypr__V1__GetStackRequest req = HYPR__V1__GET_STACK_REQUEST__INIT;
-    req.name = name;
     _cleanup_pb_ Hypr__V1__GetStackResponse *resp = NULL;
-    if (cli_unary(ctx, RPC_METHOD("GetStack"), &req, &hypr__v1__get_stack_response__descriptor,
-                  &resp) < 0)
+    if (cli_call_ref(ctx, "GetStack", "name", name, false, &resp) < 0)
         return 1;
+    static const char *const header[] = {"SERVICE", "VM ID", "IMAGE", "STATUS", "IP", "PORTS"};
+    static const cli_view view = {service_json, service_vm_id, ARRAY_SIZE(header), header,
+                                  service_row};
+    const cli_view_opts o = {0};
     size_t n = resp->stack ? resp->stack->n_services : 0;
-    Hypr__V1__StackService **svcs = resp->stack ? resp->stack->services : NULL;
-    if (json) {
-        _cleanup_json_ json_t *a = json_array();
-        for (size_t i = 0; i < n; i++) {
-            _cleanup_free_ char *ports = ports_text(svcs[i]->ports, svcs[i]->n_ports);
-            json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "Service",
-                                               svcs[i]->name, "ID", svcs[i]->vm_id, "Image",
-                                               svcs[i]->image, "Status", svcs[i]->status,
-                                               "IPAddress", svcs[i]->ip_address, "Ports", ports));
-        }
-        cli_print_json(a);
-        return 0;
-    }
-    _cleanup_table_ cli_table t = {0};
-    table_init(&t, 6, "SERVICE", "VM ID", "IMAGE", "STATUS", "IP", "PORTS");
-    for (size_t i = 0; i < n; i++) {
-        _cleanup_free_ char *id = short_id(svcs[i]->vm_id, true);
-        if (quiet) {
-            printf("%s\n", svcs[i]->vm_id);
-            continue;
-        }
-        _cleanup_free_ char *ports = ports_text(svcs[i]->ports, svcs[i]->n_ports);
-        table_add(&t, svcs[i]->name, id, svcs[i]->image, svcs[i]->status, svcs[i]->ip_address,
-                  ports);
-    }
-    if (!quiet)
-        table_print(&t, stdout);
+    cli_print_items(n ? (void **)resp->stack->services : NULL, n, &view, json, quiet, &o);
     return 0;
 }
 
@@ -389,49 +385,39 @@ static int compose_logs(cli_ctx *ctx, int argc, char **argv)
     return stream_stack_logs(ctx, name, p.nargs ? p.args[0] : NULL, follow, t, timestamps);
 }
 
+static const cli_resource stack_resource = {
+    .get_rpc = "GetStack",
+    .list_rpc = "ListStacks",
+    .ref_field = "name",
+    .item_field = "stack",
+    .list_field = "stacks",
+};
+
+static json_t *stack_json(const void *item, const cli_view_opts *o)
+{
+    const Hypr__V1__Stack *st = item;
+    return json_pack("{s:s, s:s, s:s, s:I, s:s, s:o}", "Name", st->name, "ID", st->id, "Status",
+                     st->status, "Services", (json_int_t)st->n_services, "ConfigFile",
+                     st->compose_file, "CreatedAt", json_time(st->created_at));
+}
+
+static void stack_row(cli_table *t, const void *item, const cli_view_opts *o)
+{
+    const Hypr__V1__Stack *st = item;
+    _cleanup_free_ char *n = xasprintf("%zu", st->n_services);
+    table_add(t, st->name, st->status, n, st->compose_file);
+}
+
 static int compose_ls(cli_ctx *ctx, int argc, char **argv)
 {
-    const char *format = NULL;
-    const cli_option opts[] = {
-        CLI_STRING(0, "format", "string", &format, "Format output: table (default) or json"),
-        CLI_OPTIONS_END,
-    };
-    const cli_command cmd = {
-        .name = ctx->cmdpath,
-        .usage = "[OPTIONS]",
+    static const char *const header[] = {"NAME", "STATUS", "SERVICES", "CONFIG FILE"};
+    static const cli_ls_spec spec = {
+        .resource = &stack_resource,
         .description = "List stacks",
-        .options = opts,
-        .max_args = 0,
+        .format_help = "Format output: table (default) or json",
+        .view = {stack_json, NULL, ARRAY_SIZE(header), header, stack_row},
     };
-    _cleanup_parsed_ cli_parsed p = {0};
-    int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    int json = cli_format_or_error(&cmd, format, &ec);
-    if (json < 0)
-        return ec;
-    Hypr__V1__ListStacksRequest req = HYPR__V1__LIST_STACKS_REQUEST__INIT;
-    _cleanup_pb_ Hypr__V1__ListStacksResponse *resp = NULL;
-    if (cli_unary(ctx, RPC_METHOD("ListStacks"), &req, &hypr__v1__list_stacks_response__descriptor,
-                  &resp) < 0)
-        return 1;
-    _cleanup_json_ json_t *a = json_array();
-    _cleanup_table_ cli_table t = {0};
-    table_init(&t, 4, "NAME", "STATUS", "SERVICES", "CONFIG FILE");
-    for (size_t i = 0; i < resp->n_stacks; i++) {
-        const Hypr__V1__Stack *st = resp->stacks[i];
-        _cleanup_free_ char *n = xasprintf("%zu", st->n_services);
-        table_add(&t, st->name, st->status, n, st->compose_file);
-        json_array_append_new(
-            a, json_pack("{s:s, s:s, s:s, s:I, s:s, s:o}", "Name", st->name, "ID", st->id, "Status",
-                         st->status, "Services", (json_int_t)st->n_services, "ConfigFile",
-                         st->compose_file, "CreatedAt", json_time(st->created_at)));
-    }
-    if (json)
-        cli_print_json(a);
-    else
-        table_print(&t, stdout);
-    return 0;
+    return cli_ls_command(ctx, argc, argv, &spec);
 }
 
 int cmd_compose(cli_ctx *ctx, int argc, char **argv)

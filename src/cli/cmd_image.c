@@ -109,16 +109,13 @@ int cmd_images(cli_ctx *ctx, int argc, char **argv)
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    int json = cli_format_or_error(&cmd, format, &ec);
+    int json = cli_parse_with_format(&cmd, argc, argv, &p, &format, &ec);
     if (json < 0)
         return ec;
     Hypr__V1__ListImagesRequest req = HYPR__V1__LIST_IMAGES_REQUEST__INIT;
     req.all = all;
     _cleanup_pb_ Hypr__V1__ListImagesResponse *resp = NULL;
-    if (cli_unary(ctx, RPC_METHOD("ListImages"), &req, &hypr__v1__list_images_response__descriptor,
-                  &resp) < 0)
+    if (cli_call(ctx, "ListImages", &req, &resp) < 0)
         return 1;
     if (resp->n_images > 1)
         qsort(resp->images, resp->n_images, sizeof(*resp->images), cmp_image_created_desc);
@@ -239,44 +236,38 @@ int cmd_pull(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- rmi / image rm ------------------------------------------------------- */
 
+static void print_removed_image(const char *ref, const ProtobufCMessage *delete_resp)
+{
+    const Hypr__V1__DeleteImageResponse *resp = (const Hypr__V1__DeleteImageResponse *)delete_resp;
+    if (!resp->n_deleted)
+        printf("Untagged: %s\n", ref);
+    for (size_t j = 0; j < resp->n_deleted; j++)
+        printf("Deleted: %s\n", resp->deleted[j]);
+}
+
+static json_t *image_inspect_json(const void *item, const cli_view_opts *vo);
+
+static const cli_resource image_resource = {
+    .get_rpc = "GetImage",
+    .delete_rpc = "DeleteImage",
+    .list_rpc = "ListImages",
+    .ref_field = "id",
+    .item_field = "image",
+    .list_field = "images",
+    .noun = "IMAGE",
+    .inspect_json = image_inspect_json,
+    .inspect_help = "Display detailed information on one or more images (a JSON array)",
+    .inspect_notes = "Docker-like keys: Id, RepoTags, RepoDigests, Created, Size, Architecture, "
+                     "Os,\nConfig{Entrypoint, Cmd, Env, WorkingDir, User, ExposedPorts, Volumes, "
+                     "Labels}.",
+    .rm_help = "Remove one or more images",
+    .force_help = "Force removal of the image",
+    .removed = print_removed_image,
+};
+
 int cmd_rmi(cli_ctx *ctx, int argc, char **argv)
 {
-    bool force = false;
-    const cli_option opts[] = {
-        CLI_BOOL('f', "force", &force, "Force removal of the image"),
-        CLI_OPTIONS_END,
-    };
-    const cli_command cmd = {
-        .name = ctx->cmdpath,
-        .usage = "[OPTIONS] IMAGE [IMAGE...]",
-        .description = "Remove one or more images",
-        .options = opts,
-        .min_args = 1,
-        .max_args = -1,
-    };
-    _cleanup_parsed_ cli_parsed p = {0};
-    int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    if (!cli_connect(ctx))
-        return 1;
-    int rc = 0;
-    for (int i = 0; i < p.nargs; i++) {
-        Hypr__V1__DeleteImageRequest req = HYPR__V1__DELETE_IMAGE_REQUEST__INIT;
-        req.id = p.args[i];
-        req.force = force;
-        _cleanup_pb_ Hypr__V1__DeleteImageResponse *resp = NULL;
-        if (cli_unary(ctx, RPC_METHOD("DeleteImage"), &req,
-                      &hypr__v1__delete_image_response__descriptor, &resp) < 0) {
-            rc = 1;
-            continue;
-        }
-        if (!resp->n_deleted)
-            printf("Untagged: %s\n", p.args[i]);
-        for (size_t j = 0; j < resp->n_deleted; j++)
-            printf("Deleted: %s\n", resp->deleted[j]);
-    }
-    return rc;
+    return cli_rm_command(ctx, argc, argv, &image_resource);
 }
 
 /* ---- image inspect / history ---------------------------------------------- */
@@ -289,8 +280,9 @@ static json_t *keys_object(char **v, size_t n)
     return o;
 }
 
-static json_t *image_inspect_json(const Hypr__V1__Image *img)
+static json_t *image_inspect_json(const void *item, const cli_view_opts *vo)
 {
+    const Hypr__V1__Image *img = item;
     json_t *config = json_object();
     json_object_set_new(config, "Entrypoint", json_from_strv(img->entrypoint, img->n_entrypoint));
     json_object_set_new(config, "Cmd", json_from_strv(img->cmd, img->n_cmd));
@@ -324,37 +316,7 @@ static json_t *image_inspect_json(const Hypr__V1__Image *img)
 
 static int image_inspect(cli_ctx *ctx, int argc, char **argv)
 {
-    const cli_command cmd = {
-        .name = ctx->cmdpath,
-        .usage = "IMAGE [IMAGE...]",
-        .description = "Display detailed information on one or more images (a JSON array)",
-        .min_args = 1,
-        .max_args = -1,
-        .notes = "Docker-like keys: Id, RepoTags, RepoDigests, Created, Size, Architecture, Os,\n"
-                 "Config{Entrypoint, Cmd, Env, WorkingDir, User, ExposedPorts, Volumes, Labels}.",
-    };
-    _cleanup_parsed_ cli_parsed p = {0};
-    int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    if (!cli_connect(ctx))
-        return 1;
-    _cleanup_json_ json_t *a = json_array();
-    int rc = 0;
-    for (int i = 0; i < p.nargs; i++) {
-        Hypr__V1__GetImageRequest req = HYPR__V1__GET_IMAGE_REQUEST__INIT;
-        req.id = p.args[i];
-        _cleanup_pb_ Hypr__V1__GetImageResponse *resp = NULL;
-        if (cli_unary(ctx, RPC_METHOD("GetImage"), &req, &hypr__v1__get_image_response__descriptor,
-                      &resp) < 0) {
-            rc = 1;
-            continue;
-        }
-        if (resp->image)
-            json_array_append_new(a, image_inspect_json(resp->image));
-    }
-    cli_print_json(a);
-    return rc;
+    return cli_inspect_command(ctx, argc, argv, &image_resource);
 }
 
 static int image_history(cli_ctx *ctx, int argc, char **argv)
@@ -377,11 +339,8 @@ static int image_history(cli_ctx *ctx, int argc, char **argv)
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
-    Hypr__V1__GetImageHistoryRequest req = HYPR__V1__GET_IMAGE_HISTORY_REQUEST__INIT;
-    req.id = p.args[0];
     _cleanup_pb_ Hypr__V1__GetImageHistoryResponse *resp = NULL;
-    if (cli_unary(ctx, RPC_METHOD("GetImageHistory"), &req,
-                  &hypr__v1__get_image_history_response__descriptor, &resp) < 0)
+    if (cli_call_ref(ctx, "GetImageHistory", "id", p.args[0], false, &resp) < 0)
         return 1;
     int64_t now = time(NULL);
     _cleanup_table_ cli_table t = {0};
@@ -412,52 +371,53 @@ static int image_history(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- image prune ---------------------------------------------------------- */
 
+typedef struct image_prune_ctx {
+    bool all;
+    const Hypr__V1__ListVmsResponse *vms;
+    uint64_t *reclaimed;
+} image_prune_ctx;
+
+static bool image_unused(const void *item, void *userdata)
+{
+    const Hypr__V1__Image *img = item;
+    const image_prune_ctx *pc = userdata;
+    bool dangling = !img->n_repo_tags && str_empty(img->tag);
+    if (!pc->all && !dangling)
+        return false;
+    for (size_t j = 0; j < pc->vms->n_vms; j++)
+        if (!strcmp(pc->vms->vms[j]->image_id, img->id))
+            return false;
+    return true;
+}
+
+static void print_pruned_image(const void *item, void *userdata)
+{
+    const Hypr__V1__Image *img = item;
+    const image_prune_ctx *pc = userdata;
+    for (size_t j = 0; j < img->n_repo_tags; j++)
+        printf("untagged: %s\n", img->repo_tags[j]);
+    printf("deleted: sha256:%s\n", img->id);
+    *pc->reclaimed += img->size_bytes;
+}
+
 int cli_prune_images(cli_ctx *ctx, bool all, uint64_t *reclaimed)
 {
+    static const cli_prune_rule rule = {&image_resource, "Deleted Images:", image_unused,
+                                        print_pruned_image};
     Hypr__V1__ListImagesRequest ireq = HYPR__V1__LIST_IMAGES_REQUEST__INIT;
     ireq.all = true;
-    _cleanup_pb_ Hypr__V1__ListImagesResponse *images = NULL;
-    if (cli_unary(ctx, RPC_METHOD("ListImages"), &ireq, &hypr__v1__list_images_response__descriptor,
-                  &images) < 0)
+    _cleanup_pb_ ProtobufCMessage *images = NULL;
+    void **items;
+    size_t n;
+    if (cli_list_resources(ctx, &image_resource, &ireq, &images, &items, &n) < 0)
         return 1;
     Hypr__V1__ListVmsRequest vreq = HYPR__V1__LIST_VMS_REQUEST__INIT;
     vreq.all = true;
     _cleanup_pb_ Hypr__V1__ListVmsResponse *vms = NULL;
-    if (cli_unary(ctx, RPC_METHOD("ListVms"), &vreq, &hypr__v1__list_vms_response__descriptor,
-                  &vms) < 0)
+    if (cli_call(ctx, "ListVms", &vreq, &vms) < 0)
         return 1;
-    int rc = 0;
-    bool header = false;
-    for (size_t i = 0; i < images->n_images; i++) {
-        const Hypr__V1__Image *img = images->images[i];
-        bool dangling = !img->n_repo_tags && str_empty(img->tag);
-        if (!all && !dangling)
-            continue;
-        bool used = false;
-        for (size_t j = 0; j < vms->n_vms && !used; j++)
-            used = !strcmp(vms->vms[j]->image_id, img->id);
-        if (used)
-            continue;
-        Hypr__V1__DeleteImageRequest req = HYPR__V1__DELETE_IMAGE_REQUEST__INIT;
-        req.id = img->id;
-        _cleanup_pb_ Hypr__V1__DeleteImageResponse *resp = NULL;
-        if (cli_unary(ctx, RPC_METHOD("DeleteImage"), &req,
-                      &hypr__v1__delete_image_response__descriptor, &resp) < 0) {
-            rc = 1;
-            continue;
-        }
-        if (!header) {
-            printf("Deleted Images:\n");
-            header = true;
-        }
-        for (size_t j = 0; j < img->n_repo_tags; j++)
-            printf("untagged: %s\n", img->repo_tags[j]);
-        printf("deleted: sha256:%s\n", img->id);
-        *reclaimed += img->size_bytes;
-    }
-    if (header)
-        printf("\n");
-    return rc;
+    image_prune_ctx pc = {all, vms, reclaimed};
+    return cli_prune_items(ctx, &rule, items, n, &pc);
 }
 
 static int image_prune(cli_ctx *ctx, int argc, char **argv)
@@ -479,17 +439,14 @@ static int image_prune(cli_ctx *ctx, int argc, char **argv)
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
-    if (!force && !cli_confirm(all ? "WARNING! This will remove all images without at least one "
-                                     "VM associated to them."
-                                   : "WARNING! This will remove all dangling images."))
-        return 1;
-    if (!cli_connect(ctx))
+    if (!cli_prune_confirmed(ctx, force,
+                             all ? "WARNING! This will remove all images without at least one "
+                                   "VM associated to them."
+                                 : "WARNING! This will remove all dangling images."))
         return 1;
     uint64_t reclaimed = 0;
     int rc = cli_prune_images(ctx, all, &reclaimed);
-    char size[32];
-    format_size(reclaimed, size, sizeof(size));
-    printf("Total reclaimed space: %s\n", size);
+    cli_print_reclaimed(reclaimed);
     return rc;
 }
 

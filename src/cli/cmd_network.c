@@ -7,8 +7,9 @@
 
 #define DEFAULT_NETWORK "bridge"
 
-static json_t *network_json(const Hypr__V1__Network *n)
+static json_t *network_json(const void *item, const cli_view_opts *vo)
 {
+    const Hypr__V1__Network *n = item;
     json_t *config = json_array();
     if (!str_empty(n->subnet) || !str_empty(n->gateway))
         json_array_append_new(config,
@@ -30,63 +31,41 @@ static json_t *network_json(const Hypr__V1__Network *n)
 static const char json_keys[] = "JSON keys: Name, Id, Created, Scope, Driver, IPAM{Driver, "
                                 "Config[{Subnet, Gateway}]},\nInternal, Bridge, VMs, Labels.";
 
-static int list_networks(cli_ctx *ctx, Hypr__V1__ListNetworksResponse **out)
+static const cli_resource network_resource = {
+    .get_rpc = "GetNetwork",
+    .delete_rpc = "DeleteNetwork",
+    .list_rpc = "ListNetworks",
+    .ref_field = "id",
+    .item_field = "network",
+    .list_field = "networks",
+    .noun = "NETWORK",
+    .inspect_json = network_json,
+    .inspect_help = "Display detailed information on one or more networks (a JSON array)",
+    .inspect_notes = json_keys,
+    .rm_help = "Remove one or more networks",
+    .force_help = "Force the removal of a network",
+};
+
+static void network_ls_row(cli_table *t, const void *item, const cli_view_opts *o)
 {
-    Hypr__V1__ListNetworksRequest req = HYPR__V1__LIST_NETWORKS_REQUEST__INIT;
-    return cli_unary(ctx, RPC_METHOD("ListNetworks"), &req,
-                     &hypr__v1__list_networks_response__descriptor, out);
+    const Hypr__V1__Network *n = item;
+    _cleanup_free_ char *id = cli_item_short_id(n, o);
+    table_add(t, id, n->name, str_empty(n->driver) ? "bridge" : n->driver, "local", n->subnet);
 }
 
 static int network_ls(cli_ctx *ctx, int argc, char **argv)
 {
-    bool quiet = false, no_trunc = false;
-    const char *format = NULL;
-    const cli_option opts[] = {
-        CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (a JSON array)"),
-        CLI_BOOL(0, "no-trunc", &no_trunc, "Do not truncate the output"),
-        CLI_BOOL('q', "quiet", &quiet, "Only display network IDs"),
-        CLI_OPTIONS_END,
-    };
-    const cli_command cmd = {
-        .name = ctx->cmdpath,
-        .usage = "[OPTIONS]",
+    static const char *const header[] = {"NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET"};
+    static const cli_ls_spec spec = {
+        .resource = &network_resource,
         .description = "List networks",
-        .options = opts,
-        .max_args = 0,
         .notes = json_keys,
+        .format_help = "Format output: table (default) or json (a JSON array)",
+        .no_trunc_help = "Do not truncate the output",
+        .quiet_help = "Only display network IDs",
+        .view = {network_json, cli_item_short_id, ARRAY_SIZE(header), header, network_ls_row},
     };
-    _cleanup_parsed_ cli_parsed p = {0};
-    int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    int json = cli_format_or_error(&cmd, format, &ec);
-    if (json < 0)
-        return ec;
-    _cleanup_pb_ Hypr__V1__ListNetworksResponse *resp = NULL;
-    if (list_networks(ctx, &resp) < 0)
-        return 1;
-    if (json) {
-        _cleanup_json_ json_t *a = json_array();
-        for (size_t i = 0; i < resp->n_networks; i++)
-            json_array_append_new(a, network_json(resp->networks[i]));
-        cli_print_json(a);
-        return 0;
-    }
-    _cleanup_table_ cli_table t = {0};
-    table_init(&t, 5, "NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET");
-    for (size_t i = 0; i < resp->n_networks; i++) {
-        const Hypr__V1__Network *n = resp->networks[i];
-        _cleanup_free_ char *id = short_id(n->id, !no_trunc);
-        if (quiet) {
-            printf("%s\n", id);
-            continue;
-        }
-        table_add(&t, id, n->name, str_empty(n->driver) ? "bridge" : n->driver, "local", n->subnet);
-    }
-    if (!quiet)
-        table_print(&t, stdout);
-    return 0;
+    return cli_ls_command(ctx, argc, argv, &spec);
 }
 
 static bool cidr_is_valid(const char *s)
@@ -170,106 +149,37 @@ static int network_create(cli_ctx *ctx, int argc, char **argv)
     return 0;
 }
 
-static int delete_network(cli_ctx *ctx, const char *id, bool force)
-{
-    Hypr__V1__DeleteNetworkRequest req = HYPR__V1__DELETE_NETWORK_REQUEST__INIT;
-    req.id = (char *)id;
-    req.force = force;
-    _cleanup_pb_ Hypr__V1__DeleteNetworkResponse *resp = NULL;
-    return cli_unary(ctx, RPC_METHOD("DeleteNetwork"), &req,
-                     &hypr__v1__delete_network_response__descriptor, &resp);
-}
-
 static int network_rm(cli_ctx *ctx, int argc, char **argv)
 {
-    bool force = false;
-    const cli_option opts[] = {
-        CLI_BOOL('f', "force", &force, "Force the removal of a network"),
-        CLI_OPTIONS_END,
-    };
-    const cli_command cmd = {
-        .name = ctx->cmdpath,
-        .usage = "[OPTIONS] NETWORK [NETWORK...]",
-        .description = "Remove one or more networks",
-        .options = opts,
-        .min_args = 1,
-        .max_args = -1,
-    };
-    _cleanup_parsed_ cli_parsed p = {0};
-    int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    if (!cli_connect(ctx))
-        return 1;
-    int rc = 0;
-    for (int i = 0; i < p.nargs; i++) {
-        if (delete_network(ctx, p.args[i], force) < 0) {
-            rc = 1;
-            continue;
-        }
-        printf("%s\n", p.args[i]);
-    }
-    return rc;
+    return cli_rm_command(ctx, argc, argv, &network_resource);
 }
 
 static int network_inspect(cli_ctx *ctx, int argc, char **argv)
 {
-    const cli_command cmd = {
-        .name = ctx->cmdpath,
-        .usage = "NETWORK [NETWORK...]",
-        .description = "Display detailed information on one or more networks (a JSON array)",
-        .min_args = 1,
-        .max_args = -1,
-        .notes = json_keys,
-    };
-    _cleanup_parsed_ cli_parsed p = {0};
-    int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    if (!cli_connect(ctx))
-        return 1;
-    _cleanup_json_ json_t *a = json_array();
-    int rc = 0;
-    for (int i = 0; i < p.nargs; i++) {
-        Hypr__V1__GetNetworkRequest req = HYPR__V1__GET_NETWORK_REQUEST__INIT;
-        req.id = p.args[i];
-        _cleanup_pb_ Hypr__V1__GetNetworkResponse *resp = NULL;
-        if (cli_unary(ctx, RPC_METHOD("GetNetwork"), &req,
-                      &hypr__v1__get_network_response__descriptor, &resp) < 0) {
-            rc = 1;
-            continue;
-        }
-        if (resp->network)
-            json_array_append_new(a, network_json(resp->network));
-    }
-    cli_print_json(a);
-    return rc;
+    return cli_inspect_command(ctx, argc, argv, &network_resource);
+}
+
+static bool network_unused(const void *item, void *userdata)
+{
+    const Hypr__V1__Network *n = item;
+    return !n->n_vm_ids && strcmp(n->name, DEFAULT_NETWORK);
+}
+
+static void print_network_name(const void *item, void *userdata)
+{
+    printf("%s\n", ((const Hypr__V1__Network *)item)->name);
 }
 
 int cli_prune_networks(cli_ctx *ctx)
 {
-    _cleanup_pb_ Hypr__V1__ListNetworksResponse *resp = NULL;
-    if (list_networks(ctx, &resp) < 0)
+    static const cli_prune_rule rule = {&network_resource, "Deleted Networks:", network_unused,
+                                        print_network_name};
+    _cleanup_pb_ ProtobufCMessage *resp = NULL;
+    void **items;
+    size_t n;
+    if (cli_list_resources(ctx, &network_resource, NULL, &resp, &items, &n) < 0)
         return 1;
-    int rc = 0;
-    bool header = false;
-    for (size_t i = 0; i < resp->n_networks; i++) {
-        const Hypr__V1__Network *n = resp->networks[i];
-        if (n->n_vm_ids || !strcmp(n->name, DEFAULT_NETWORK))
-            continue;
-        if (delete_network(ctx, n->id, false) < 0) {
-            rc = 1;
-            continue;
-        }
-        if (!header) {
-            printf("Deleted Networks:\n");
-            header = true;
-        }
-        printf("%s\n", n->name);
-    }
-    if (header)
-        printf("\n");
-    return rc;
+    return cli_prune_items(ctx, &rule, items, n, NULL);
 }
 
 static int network_prune(cli_ctx *ctx, int argc, char **argv)
@@ -291,10 +201,9 @@ static int network_prune(cli_ctx *ctx, int argc, char **argv)
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
-    if (!force && !cli_confirm("WARNING! This will remove all custom networks not used by at "
-                               "least one VM."))
-        return 1;
-    if (!cli_connect(ctx))
+    if (!cli_prune_confirmed(ctx, force,
+                             "WARNING! This will remove all custom networks not used by at "
+                             "least one VM."))
         return 1;
     return cli_prune_networks(ctx);
 }

@@ -7,28 +7,31 @@
 #include <sys/utsname.h>
 #include <time.h>
 
-static const cli_command *no_args_cmd(cli_ctx *ctx, cli_command *c, const char *desc,
-                                      const cli_option *opts)
+/* The commands here take no arguments. False: return *ec (help shown, or a usage error). */
+static bool parse_no_args(cli_ctx *ctx, cli_command *cmd, const char *desc, const cli_option *opts,
+                          int argc, char **argv, int *ec)
 {
-    *c = (cli_command){.name = ctx->cmdpath,
-                       .usage = opts ? "[OPTIONS]" : "",
-                       .description = desc,
-                       .options = opts,
-                       .max_args = 0};
-    return c;
+    *cmd = (cli_command){.name = ctx->cmdpath,
+                         .usage = opts ? "[OPTIONS]" : "",
+                         .description = desc,
+                         .options = opts,
+                         .max_args = 0};
+    _cleanup_parsed_ cli_parsed p = {0};
+    return cli_parse_or_exit(cmd, argc, argv, &p, ec);
 }
 
-static int get_health(cli_ctx *ctx, Hypr__V1__HealthResponse **out)
-{
-    Hypr__V1__HealthRequest req = HYPR__V1__HEALTH_REQUEST__INIT;
-    return cli_unary(ctx, RPC_METHOD("Health"), &req, &hypr__v1__health_response__descriptor, out);
-}
+/* The host's memory and disk, as info and df print them. */
+typedef struct host_sizes {
+    char mem[32], avail[32], disk[32], dfree[32], used[32];
+} host_sizes;
 
-static int get_stats(cli_ctx *ctx, Hypr__V1__GetSystemStatsResponse **out)
+static void format_host_sizes(const Hypr__V1__GetSystemStatsResponse *s, host_sizes *h)
 {
-    Hypr__V1__GetSystemStatsRequest req = HYPR__V1__GET_SYSTEM_STATS_REQUEST__INIT;
-    return cli_unary(ctx, RPC_METHOD("GetSystemStats"), &req,
-                     &hypr__v1__get_system_stats_response__descriptor, out);
+    format_size(s->host_memory_total_bytes, h->mem, sizeof(h->mem));
+    format_size(s->host_memory_available_bytes, h->avail, sizeof(h->avail));
+    format_size(s->disk_total_bytes, h->disk, sizeof(h->disk));
+    format_size(s->disk_free_bytes, h->dfree, sizeof(h->dfree));
+    format_size(s->disk_used_by_hypr_bytes, h->used, sizeof(h->used));
 }
 
 int cmd_health(cli_ctx *ctx, int argc, char **argv)
@@ -40,17 +43,15 @@ int cmd_health(cli_ctx *ctx, int argc, char **argv)
                    "StartedAt)"),
         CLI_OPTIONS_END,
     };
-    cli_command c;
-    const cli_command *cmd = no_args_cmd(ctx, &c, "Check that the daemon is up", opts);
-    _cleanup_parsed_ cli_parsed p = {0};
+    cli_command cmd;
     int ec;
-    if (!cli_parse_or_exit(cmd, argc, argv, &p, &ec))
+    if (!parse_no_args(ctx, &cmd, "Check that the daemon is up", opts, argc, argv, &ec))
         return ec;
-    int json = format && !strcmp(format, "text") ? 0 : cli_format_or_error(cmd, format, &ec);
+    int json = format && !strcmp(format, "text") ? 0 : cli_format_or_error(&cmd, format, &ec);
     if (json < 0)
         return ec;
     _cleanup_pb_ Hypr__V1__HealthResponse *h = NULL;
-    if (get_health(ctx, &h) < 0)
+    if (cli_call(ctx, "Health", NULL, &h) < 0)
         return 1;
     if (json) {
         _cleanup_json_ json_t *o = json_pack(
@@ -79,16 +80,14 @@ static void print_client_version(cli_ctx *ctx)
 
 int cmd_version(cli_ctx *ctx, int argc, char **argv)
 {
-    cli_command c;
-    const cli_command *cmd = no_args_cmd(ctx, &c, "Show the hypr version information", NULL);
-    _cleanup_parsed_ cli_parsed p = {0};
+    cli_command cmd;
     int ec;
-    if (!cli_parse_or_exit(cmd, argc, argv, &p, &ec))
+    if (!parse_no_args(ctx, &cmd, "Show the hypr version information", NULL, argc, argv, &ec))
         return ec;
     print_client_version(ctx);
     fflush(stdout);
     _cleanup_pb_ Hypr__V1__HealthResponse *h = NULL;
-    if (get_health(ctx, &h) < 0)
+    if (cli_call(ctx, "Health", NULL, &h) < 0)
         return 1;
     char up[64];
     cli_human_duration(h->uptime_seconds, up, sizeof(up));
@@ -99,29 +98,23 @@ int cmd_version(cli_ctx *ctx, int argc, char **argv)
 
 int cmd_info(cli_ctx *ctx, int argc, char **argv)
 {
-    cli_command c;
-    const cli_command *cmd = no_args_cmd(ctx, &c, "Display system-wide information", NULL);
-    _cleanup_parsed_ cli_parsed p = {0};
+    cli_command cmd;
     int ec;
-    if (!cli_parse_or_exit(cmd, argc, argv, &p, &ec))
+    if (!parse_no_args(ctx, &cmd, "Display system-wide information", NULL, argc, argv, &ec))
         return ec;
     _cleanup_pb_ Hypr__V1__HealthResponse *h = NULL;
     _cleanup_pb_ Hypr__V1__GetSystemStatsResponse *s = NULL;
-    if (get_health(ctx, &h) < 0 || get_stats(ctx, &s) < 0)
+    if (cli_call(ctx, "Health", NULL, &h) < 0 || cli_call(ctx, "GetSystemStats", NULL, &s) < 0)
         return 1;
-    char mem[32], avail[32], disk[32], dfree[32], used[32];
-    format_size(s->host_memory_total_bytes, mem, sizeof(mem));
-    format_size(s->host_memory_available_bytes, avail, sizeof(avail));
-    format_size(s->disk_total_bytes, disk, sizeof(disk));
-    format_size(s->disk_free_bytes, dfree, sizeof(dfree));
-    format_size(s->disk_used_by_hypr_bytes, used, sizeof(used));
+    host_sizes hs;
+    format_host_sizes(s, &hs);
     printf("Client:\n Version:    %s\n Host:       %s\n\n", HYPR_VERSION, ctx->display);
     printf("Server:\n VMs: %u\n  Running: %u\n  Stopped: %u\n Images: %u\n Networks: %u\n"
            " Volumes: %u\n Stacks: %u\n Server Version: %s\n CPUs: %u\n Total Memory: %s "
            "(%s available)\n Hypr Root Dir: %s\n Disk: %s (%s free, %s used by hypr)\n",
            s->vms_total, s->vms_running, s->vms_total - s->vms_running, s->images, s->networks,
-           s->volumes, s->stacks, h->version, s->host_cpus, mem, avail, s->data_dir, disk, dfree,
-           used);
+           s->volumes, s->stacks, h->version, s->host_cpus, hs.mem, hs.avail, s->data_dir, hs.disk,
+           hs.dfree, hs.used);
     return 0;
 }
 
@@ -136,17 +129,15 @@ static int system_df(cli_ctx *ctx, int argc, char **argv)
                    "lowerCamel keys)"),
         CLI_OPTIONS_END,
     };
-    cli_command c;
-    const cli_command *cmd = no_args_cmd(ctx, &c, "Show hypr disk usage", opts);
-    _cleanup_parsed_ cli_parsed p = {0};
+    cli_command cmd;
     int ec;
-    if (!cli_parse_or_exit(cmd, argc, argv, &p, &ec))
+    if (!parse_no_args(ctx, &cmd, "Show hypr disk usage", opts, argc, argv, &ec))
         return ec;
-    int json = cli_format_or_error(cmd, format, &ec);
+    int json = cli_format_or_error(&cmd, format, &ec);
     if (json < 0)
         return ec;
     _cleanup_pb_ Hypr__V1__GetSystemStatsResponse *s = NULL;
-    if (get_stats(ctx, &s) < 0)
+    if (cli_call(ctx, "GetSystemStats", NULL, &s) < 0)
         return 1;
     if (json) {
         json_t *o = json_object();
@@ -186,57 +177,40 @@ static int system_df(cli_ctx *ctx, int argc, char **argv)
     table_add(&t, "Volumes", nvol, "-", vsz);
     table_add(&t, "Logs", "-", "-", lsz);
     table_print(&t, stdout);
-    char mem[32], avail[32], disk[32], dfree[32], used[32];
-    format_size(s->host_memory_total_bytes, mem, sizeof(mem));
-    format_size(s->host_memory_available_bytes, avail, sizeof(avail));
-    format_size(s->disk_total_bytes, disk, sizeof(disk));
-    format_size(s->disk_free_bytes, dfree, sizeof(dfree));
-    format_size(s->disk_used_by_hypr_bytes, used, sizeof(used));
+    host_sizes hs;
+    format_host_sizes(s, &hs);
     printf("\nHost: %u CPUs, %s memory (%s available); disk %s (%s free); hypr uses %s in %s\n",
-           s->host_cpus, mem, avail, disk, dfree, used, s->data_dir);
+           s->host_cpus, hs.mem, hs.avail, hs.disk, hs.dfree, hs.used, s->data_dir);
     return 0;
 }
 
 /* ---- system prune --------------------------------------------------------- */
 
-static bool vm_is_stopped(const Hypr__V1__VM *vm)
+static bool vm_is_stopped(const void *item, void *userdata)
 {
+    const Hypr__V1__VM *vm = item;
     return vm->status == HYPR__V1__VMSTATUS__VM_STATUS_STOPPED ||
            vm->status == HYPR__V1__VMSTATUS__VM_STATUS_FAILED ||
            vm->status == HYPR__V1__VMSTATUS__VM_STATUS_CREATED;
 }
 
+static void print_vm_id(const void *item, void *userdata)
+{
+    printf("%s\n", ((const Hypr__V1__VM *)item)->id);
+}
+
 static int prune_vms(cli_ctx *ctx)
 {
+    static const cli_prune_rule rule = {&cli_vm_resource, "Deleted VMs:", vm_is_stopped,
+                                        print_vm_id};
     Hypr__V1__ListVmsRequest req = HYPR__V1__LIST_VMS_REQUEST__INIT;
     req.all = true;
-    _cleanup_pb_ Hypr__V1__ListVmsResponse *resp = NULL;
-    if (cli_unary(ctx, RPC_METHOD("ListVms"), &req, &hypr__v1__list_vms_response__descriptor,
-                  &resp) < 0)
+    _cleanup_pb_ ProtobufCMessage *resp = NULL;
+    void **vms;
+    size_t n;
+    if (cli_list_resources(ctx, &cli_vm_resource, &req, &resp, &vms, &n) < 0)
         return 1;
-    int rc = 0;
-    bool header = false;
-    for (size_t i = 0; i < resp->n_vms; i++) {
-        const Hypr__V1__VM *vm = resp->vms[i];
-        if (!vm_is_stopped(vm))
-            continue;
-        Hypr__V1__DeleteVMRequest d = HYPR__V1__DELETE_VMREQUEST__INIT;
-        d.id = vm->id;
-        _cleanup_pb_ Hypr__V1__DeleteVMResponse *dr = NULL;
-        if (cli_unary(ctx, RPC_METHOD("DeleteVM"), &d, &hypr__v1__delete_vmresponse__descriptor,
-                      &dr) < 0) {
-            rc = 1;
-            continue;
-        }
-        if (!header) {
-            printf("Deleted VMs:\n");
-            header = true;
-        }
-        printf("%s\n", vm->id);
-    }
-    if (header)
-        printf("\n");
-    return rc;
+    return cli_prune_items(ctx, &rule, vms, n, NULL);
 }
 
 static int system_prune(cli_ctx *ctx, int argc, char **argv)
@@ -248,42 +222,24 @@ static int system_prune(cli_ctx *ctx, int argc, char **argv)
         CLI_BOOL(0, "volumes", &volumes, "Prune volumes"),
         CLI_OPTIONS_END,
     };
-    cli_command c;
-    const cli_command *cmd = no_args_cmd(ctx, &c, "Remove unused data", opts);
-    _cleanup_parsed_ cli_parsed p = {0};
+    cli_command cmd;
     int ec;
-    if (!cli_parse_or_exit(cmd, argc, argv, &p, &ec))
+    if (!parse_no_args(ctx, &cmd, "Remove unused data", opts, argc, argv, &ec))
         return ec;
     _cleanup_free_ char *warning = xasprintf(
         "WARNING! This will remove:\n  - all stopped VMs\n  - all networks not used by "
         "at least one VM\n%s  - %s\n",
         volumes ? "  - all volumes not used by at least one VM\n" : "",
         all ? "all images without at least one VM associated to them" : "all dangling images");
-    if (!force && !cli_confirm(warning))
-        return 1;
-    if (!cli_connect(ctx))
+    if (!cli_prune_confirmed(ctx, force, warning))
         return 1;
     uint64_t reclaimed = 0;
     int rc = prune_vms(ctx);
     rc |= cli_prune_networks(ctx);
-    if (volumes) {
-        Hypr__V1__PruneVolumesRequest req = HYPR__V1__PRUNE_VOLUMES_REQUEST__INIT;
-        _cleanup_pb_ Hypr__V1__PruneVolumesResponse *resp = NULL;
-        if (cli_unary(ctx, RPC_METHOD("PruneVolumes"), &req,
-                      &hypr__v1__prune_volumes_response__descriptor, &resp) < 0) {
-            rc = 1;
-        } else if (resp->n_deleted) {
-            printf("Deleted Volumes:\n");
-            for (size_t i = 0; i < resp->n_deleted; i++)
-                printf("%s\n", resp->deleted[i]);
-            printf("\n");
-            reclaimed += resp->reclaimed_bytes;
-        }
-    }
+    if (volumes)
+        rc |= cli_prune_volumes(ctx, &reclaimed);
     rc |= cli_prune_images(ctx, all, &reclaimed);
-    char size[32];
-    format_size(reclaimed, size, sizeof(size));
-    printf("Total reclaimed space: %s\n", size);
+    cli_print_reclaimed(reclaimed);
     return rc;
 }
 
@@ -341,14 +297,12 @@ static int gpu_list(cli_ctx *ctx, int argc, char **argv)
                    "DeviceId, Driver, IommuGroup)"),
         CLI_OPTIONS_END,
     };
-    cli_command c;
-    const cli_command *cmd =
-        no_args_cmd(ctx, &c, "List the host's GPUs (PCI display devices)", opts);
-    _cleanup_parsed_ cli_parsed p = {0};
+    cli_command cmd;
     int ec;
-    if (!cli_parse_or_exit(cmd, argc, argv, &p, &ec))
+    if (!parse_no_args(ctx, &cmd, "List the host's GPUs (PCI display devices)", opts, argc, argv,
+                       &ec))
         return ec;
-    int json = cli_format_or_error(cmd, format, &ec);
+    int json = cli_format_or_error(&cmd, format, &ec);
     if (json < 0)
         return ec;
     /* HYPR_SYSFS_ROOT lets tests point at a fake tree. */

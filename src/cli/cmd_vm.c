@@ -223,6 +223,15 @@ static int exit_code_from_events(rpc_stream *events, const char *id)
     return 0;
 }
 
+static int stop_vm(cli_ctx *ctx, const char *id, uint32_t timeout)
+{
+    Hypr__V1__StopVMRequest req = HYPR__V1__STOP_VMREQUEST__INIT;
+    req.id = (char *)id;
+    req.timeout_seconds = timeout;
+    _cleanup_pb_ Hypr__V1__StopVMResponse *resp = NULL;
+    return cli_call(ctx, "StopVM", &req, &resp);
+}
+
 static int attach_and_wait(cli_ctx *ctx, const char *id, rpc_stream *events)
 {
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
@@ -258,10 +267,7 @@ static int attach_and_wait(cli_ctx *ctx, const char *id, rpc_stream *events)
     sigaction(SIGTERM, &old_term, NULL);
     if (interrupted) {
         fprintf(stderr, "Stopping %.12s...\n", id);
-        Hypr__V1__StopVMRequest sreq = HYPR__V1__STOP_VMREQUEST__INIT;
-        sreq.id = (char *)id;
-        _cleanup_pb_ Hypr__V1__StopVMResponse *sresp = NULL;
-        cli_unary(ctx, RPC_METHOD("StopVM"), &sreq, &hypr__v1__stop_vmresponse__descriptor, &sresp);
+        stop_vm(ctx, id, 0);
         return 128 + interrupted;
     }
     if (r < 0)
@@ -430,6 +436,16 @@ static int cmp_created_desc(const void *a, const void *b)
     return (x->created_at < y->created_at) - (x->created_at > y->created_at);
 }
 
+static void vm_row(cli_table *t, const void *item, const cli_view_opts *o)
+{
+    const Hypr__V1__VM *vm = item;
+    _cleanup_free_ char *id = cli_item_short_id(vm, o);
+    _cleanup_free_ char *status = vm_status_text(vm, o->now);
+    _cleanup_free_ char *ports =
+        vm->config ? ports_text(vm->config->ports, vm->config->n_ports) : xstrdup("");
+    table_add(t, id, vm->name, vm->config ? vm->config->image : "", status, vm->ip_address, ports);
+}
+
 int cmd_ps(cli_ctx *ctx, int argc, char **argv)
 {
     bool all = false, quiet = false, no_trunc = false;
@@ -455,9 +471,7 @@ int cmd_ps(cli_ctx *ctx, int argc, char **argv)
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    int json = cli_format_or_error(&cmd, format, &ec);
+    int json = cli_parse_with_format(&cmd, argc, argv, &p, &format, &ec);
     if (json < 0)
         return ec;
     Hypr__V1__ListVmsRequest req = HYPR__V1__LIST_VMS_REQUEST__INIT;
@@ -476,38 +490,15 @@ int cmd_ps(cli_ctx *ctx, int argc, char **argv)
     req.label_filter = (Hypr__V1__ListVmsRequest__LabelFilterEntry **)lf.entries;
     req.n_label_filter = lf.n;
     _cleanup_pb_ Hypr__V1__ListVmsResponse *resp = NULL;
-    if (cli_unary(ctx, RPC_METHOD("ListVms"), &req, &hypr__v1__list_vms_response__descriptor,
-                  &resp) < 0)
+    if (cli_call(ctx, "ListVms", &req, &resp) < 0)
         return 1;
     if (resp->n_vms > 1)
         qsort(resp->vms, resp->n_vms, sizeof(*resp->vms), cmp_created_desc);
-    int64_t now = time(NULL);
-    if (json) {
-        _cleanup_json_ json_t *a = json_array();
-        for (size_t i = 0; i < resp->n_vms; i++)
-            json_array_append_new(a, vm_summary_json(resp->vms[i], now));
-        cli_print_json(a);
-        return 0;
-    }
-    if (quiet) {
-        for (size_t i = 0; i < resp->n_vms; i++) {
-            _cleanup_free_ char *id = short_id(resp->vms[i]->id, !no_trunc);
-            printf("%s\n", id);
-        }
-        return 0;
-    }
-    _cleanup_table_ cli_table t = {0};
-    table_init(&t, 6, "ID", "NAME", "IMAGE", "STATUS", "IP", "PORTS");
-    for (size_t i = 0; i < resp->n_vms; i++) {
-        const Hypr__V1__VM *vm = resp->vms[i];
-        _cleanup_free_ char *id = short_id(vm->id, !no_trunc);
-        _cleanup_free_ char *status = vm_status_text(vm, now);
-        _cleanup_free_ char *ports =
-            vm->config ? ports_text(vm->config->ports, vm->config->n_ports) : xstrdup("");
-        table_add(&t, id, vm->name, vm->config ? vm->config->image : "", status, vm->ip_address,
-                  ports);
-    }
-    table_print(&t, stdout);
+    static const char *const header[] = {"ID", "NAME", "IMAGE", "STATUS", "IP", "PORTS"};
+    static const cli_view view = {vm_summary_json, cli_item_short_id, ARRAY_SIZE(header), header,
+                                  vm_row};
+    const cli_view_opts o = {.no_trunc = no_trunc, .now = time(NULL)};
+    cli_print_items((void **)resp->vms, resp->n_vms, &view, json, quiet, &o);
     return 0;
 }
 
@@ -515,52 +506,27 @@ int cmd_ps(cli_ctx *ctx, int argc, char **argv)
 
 typedef enum { ACT_START, ACT_STOP, ACT_RESTART, ACT_RM } vm_action;
 
-static int do_action(cli_ctx *ctx, vm_action act, const char *id, uint32_t timeout, bool force)
-{
-    if (act == ACT_STOP || act == ACT_RESTART) {
-        Hypr__V1__StopVMRequest req = HYPR__V1__STOP_VMREQUEST__INIT;
-        req.id = (char *)id;
-        req.timeout_seconds = timeout;
-        _cleanup_pb_ Hypr__V1__StopVMResponse *resp = NULL;
-        if (cli_unary(ctx, RPC_METHOD("StopVM"), &req, &hypr__v1__stop_vmresponse__descriptor,
-                      &resp) < 0)
-            return -1;
-    }
-    if (act == ACT_START || act == ACT_RESTART) {
-        Hypr__V1__StartVMRequest req = HYPR__V1__START_VMREQUEST__INIT;
-        req.id = (char *)id;
-        _cleanup_pb_ Hypr__V1__StartVMResponse *resp = NULL;
-        if (cli_unary(ctx, RPC_METHOD("StartVM"), &req, &hypr__v1__start_vmresponse__descriptor,
-                      &resp) < 0)
-            return -1;
-    }
-    if (act == ACT_RM) {
-        Hypr__V1__DeleteVMRequest req = HYPR__V1__DELETE_VMREQUEST__INIT;
-        req.id = (char *)id;
-        req.force = force;
-        _cleanup_pb_ Hypr__V1__DeleteVMResponse *resp = NULL;
-        if (cli_unary(ctx, RPC_METHOD("DeleteVM"), &req, &hypr__v1__delete_vmresponse__descriptor,
-                      &resp) < 0)
-            return -1;
-    }
-    return 0;
-}
+typedef struct vm_action_args {
+    vm_action act;
+    uint32_t timeout;
+    bool force;
+} vm_action_args;
 
-/* Docker prints each name as it succeeds, keeps going, and fails at the end. */
-static int for_each_vm(cli_ctx *ctx, vm_action act, cli_parsed *p, uint32_t timeout, bool force)
+/* Prints the name as soon as it succeeded (flushed, so it shows before a later error). */
+static int do_action(cli_ctx *ctx, const char *id, void *userdata)
 {
-    if (!cli_connect(ctx))
-        return 1;
-    int rc = 0;
-    for (int i = 0; i < p->nargs; i++) {
-        if (do_action(ctx, act, p->args[i], timeout, force) < 0) {
-            rc = 1;
-            continue;
-        }
-        printf("%s\n", p->args[i]);
-        fflush(stdout);
-    }
-    return rc;
+    const vm_action_args *a = userdata;
+    if ((a->act == ACT_STOP || a->act == ACT_RESTART) && stop_vm(ctx, id, a->timeout) < 0)
+        return -1;
+    _cleanup_pb_ Hypr__V1__StartVMResponse *started = NULL;
+    if ((a->act == ACT_START || a->act == ACT_RESTART) &&
+        cli_call_ref(ctx, "StartVM", "id", id, false, &started) < 0)
+        return -1;
+    if (a->act == ACT_RM && cli_delete(ctx, &cli_vm_resource, id, a->force) < 0)
+        return -1;
+    printf("%s\n", id);
+    fflush(stdout);
+    return 0;
 }
 
 static int simple_vm_cmd(cli_ctx *ctx, int argc, char **argv, vm_action act)
@@ -594,7 +560,8 @@ static int simple_vm_cmd(cli_ctx *ctx, int argc, char **argv, vm_action act)
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
-    return for_each_vm(ctx, act, &p, timeout < 0 ? 0 : (uint32_t)timeout, force);
+    vm_action_args a = {act, timeout < 0 ? 0 : (uint32_t)timeout, force};
+    return cli_for_each_arg(ctx, &p, do_action, &a);
 }
 
 int cmd_start(cli_ctx *ctx, int argc, char **argv)
@@ -717,41 +684,23 @@ int cmd_logs(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- inspect -------------------------------------------------------------- */
 
+const cli_resource cli_vm_resource = {
+    .get_rpc = "GetVM",
+    .delete_rpc = "DeleteVM",
+    .list_rpc = "ListVms",
+    .ref_field = "id",
+    .item_field = "vm",
+    .list_field = "vms",
+    .noun = "VM",
+    .inspect_json = vm_inspect_json,
+    .inspect_help = "Return low-level information on VMs as a JSON array",
+    .inspect_notes = "Docker-like keys: Id, Name, Created, Image, State{Status, Running, Pid, "
+                     "ExitCode,\nError, StartedAt, FinishedAt}, Config, HostConfig, Mounts, "
+                     "NetworkSettings.\nFor images, volumes and networks use 'hypr image "
+                     "inspect', 'hypr volume\ninspect', 'hypr network inspect'.",
+};
+
 int cmd_inspect(cli_ctx *ctx, int argc, char **argv)
 {
-    const cli_command cmd = {
-        .name = ctx->cmdpath,
-        .usage = "VM [VM...]",
-        .description = "Return low-level information on VMs as a JSON array",
-        .min_args = 1,
-        .max_args = -1,
-        .notes = "Docker-like keys: Id, Name, Created, Image, State{Status, Running, Pid, "
-                 "ExitCode,\nError, StartedAt, FinishedAt}, Config, HostConfig, Mounts, "
-                 "NetworkSettings.\nFor images, volumes and networks use 'hypr image inspect', "
-                 "'hypr volume\ninspect', 'hypr network inspect'.",
-    };
-    _cleanup_parsed_ cli_parsed p = {0};
-    int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    if (!cli_connect(ctx))
-        return 1;
-    _cleanup_json_ json_t *a = json_array();
-    int rc = 0;
-    for (int i = 0; i < p.nargs; i++) {
-        Hypr__V1__GetVMRequest req = HYPR__V1__GET_VMREQUEST__INIT;
-        req.id = p.args[i];
-        _cleanup_pb_ Hypr__V1__GetVMResponse *resp = NULL;
-        _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-        if (cli_unary_err(ctx, RPC_METHOD("GetVM"), &req, &hypr__v1__get_vmresponse__descriptor,
-                          &resp, &err) < 0) {
-            cli_print_rpc_error(&err);
-            rc = 1;
-            continue;
-        }
-        if (resp->vm)
-            json_array_append_new(a, vm_inspect_json(resp->vm));
-    }
-    cli_print_json(a);
-    return rc;
+    return cli_inspect_command(ctx, argc, argv, &cli_vm_resource);
 }

@@ -4,8 +4,9 @@
 
 #include <string.h>
 
-static json_t *volume_json(const Hypr__V1__Volume *v)
+static json_t *volume_json(const void *item, const cli_view_opts *vo)
 {
+    const Hypr__V1__Volume *v = item;
     json_t *vms = json_from_strv(v->vm_ids, v->n_vm_ids);
     json_t *o = json_object();
     json_object_set_new(o, "Name", json_string(v->name));
@@ -24,56 +25,44 @@ static const char json_keys[] =
     "JSON keys: Name, Driver, Mountpoint, CreatedAt, Labels, Scope, Size (bytes),\n"
     "Stack, VMs (IDs of the VMs using it).";
 
+static const cli_resource volume_resource = {
+    .get_rpc = "GetVolume",
+    .delete_rpc = "DeleteVolume",
+    .list_rpc = "ListVolumes",
+    .ref_field = "name",
+    .item_field = "volume",
+    .list_field = "volumes",
+    .noun = "VOLUME",
+    .inspect_json = volume_json,
+    .inspect_help = "Display detailed information on one or more volumes (a JSON array)",
+    .inspect_notes = json_keys,
+    .rm_help = "Remove one or more volumes",
+    .force_help = "Force the removal of one or more volumes",
+};
+
+static char *volume_ls_quiet(const void *item, const cli_view_opts *o)
+{
+    return xstrdup(((const Hypr__V1__Volume *)item)->name);
+}
+
+static void volume_ls_row(cli_table *t, const void *item, const cli_view_opts *o)
+{
+    const Hypr__V1__Volume *v = item;
+    table_add(t, str_empty(v->driver) ? "local" : v->driver, v->name);
+}
+
 static int volume_ls(cli_ctx *ctx, int argc, char **argv)
 {
-    bool quiet = false;
-    const char *format = NULL;
-    const cli_option opts[] = {
-        CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (a JSON array)"),
-        CLI_BOOL('q', "quiet", &quiet, "Only display volume names"),
-        CLI_OPTIONS_END,
-    };
-    const cli_command cmd = {
-        .name = ctx->cmdpath,
-        .usage = "[OPTIONS]",
+    static const char *const header[] = {"DRIVER", "VOLUME NAME"};
+    static const cli_ls_spec spec = {
+        .resource = &volume_resource,
         .description = "List volumes",
-        .options = opts,
-        .max_args = 0,
         .notes = json_keys,
+        .format_help = "Format output: table (default) or json (a JSON array)",
+        .quiet_help = "Only display volume names",
+        .view = {volume_json, volume_ls_quiet, ARRAY_SIZE(header), header, volume_ls_row},
     };
-    _cleanup_parsed_ cli_parsed p = {0};
-    int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    int json = cli_format_or_error(&cmd, format, &ec);
-    if (json < 0)
-        return ec;
-    Hypr__V1__ListVolumesRequest req = HYPR__V1__LIST_VOLUMES_REQUEST__INIT;
-    _cleanup_pb_ Hypr__V1__ListVolumesResponse *resp = NULL;
-    if (cli_unary(ctx, RPC_METHOD("ListVolumes"), &req,
-                  &hypr__v1__list_volumes_response__descriptor, &resp) < 0)
-        return 1;
-    if (json) {
-        _cleanup_json_ json_t *a = json_array();
-        for (size_t i = 0; i < resp->n_volumes; i++)
-            json_array_append_new(a, volume_json(resp->volumes[i]));
-        cli_print_json(a);
-        return 0;
-    }
-    if (quiet) {
-        for (size_t i = 0; i < resp->n_volumes; i++)
-            printf("%s\n", resp->volumes[i]->name);
-        return 0;
-    }
-    _cleanup_table_ cli_table t = {0};
-    table_init(&t, 2, "DRIVER", "VOLUME NAME");
-    for (size_t i = 0; i < resp->n_volumes; i++) {
-        const Hypr__V1__Volume *v = resp->volumes[i];
-        table_add(&t, str_empty(v->driver) ? "local" : v->driver, v->name);
-    }
-    table_print(&t, stdout);
-    return 0;
+    return cli_ls_command(ctx, argc, argv, &spec);
 }
 
 static int volume_create(cli_ctx *ctx, int argc, char **argv)
@@ -131,73 +120,27 @@ static int volume_create(cli_ctx *ctx, int argc, char **argv)
 
 static int volume_rm(cli_ctx *ctx, int argc, char **argv)
 {
-    bool force = false;
-    const cli_option opts[] = {
-        CLI_BOOL('f', "force", &force, "Force the removal of one or more volumes"),
-        CLI_OPTIONS_END,
-    };
-    const cli_command cmd = {
-        .name = ctx->cmdpath,
-        .usage = "[OPTIONS] VOLUME [VOLUME...]",
-        .description = "Remove one or more volumes",
-        .options = opts,
-        .min_args = 1,
-        .max_args = -1,
-    };
-    _cleanup_parsed_ cli_parsed p = {0};
-    int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    if (!cli_connect(ctx))
-        return 1;
-    int rc = 0;
-    for (int i = 0; i < p.nargs; i++) {
-        Hypr__V1__DeleteVolumeRequest req = HYPR__V1__DELETE_VOLUME_REQUEST__INIT;
-        req.name = p.args[i];
-        req.force = force;
-        _cleanup_pb_ Hypr__V1__DeleteVolumeResponse *resp = NULL;
-        if (cli_unary(ctx, RPC_METHOD("DeleteVolume"), &req,
-                      &hypr__v1__delete_volume_response__descriptor, &resp) < 0) {
-            rc = 1;
-            continue;
-        }
-        printf("%s\n", p.args[i]);
-    }
-    return rc;
+    return cli_rm_command(ctx, argc, argv, &volume_resource);
 }
 
 static int volume_inspect(cli_ctx *ctx, int argc, char **argv)
 {
-    const cli_command cmd = {
-        .name = ctx->cmdpath,
-        .usage = "VOLUME [VOLUME...]",
-        .description = "Display detailed information on one or more volumes (a JSON array)",
-        .min_args = 1,
-        .max_args = -1,
-        .notes = json_keys,
-    };
-    _cleanup_parsed_ cli_parsed p = {0};
-    int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    if (!cli_connect(ctx))
+    return cli_inspect_command(ctx, argc, argv, &volume_resource);
+}
+
+int cli_prune_volumes(cli_ctx *ctx, uint64_t *reclaimed)
+{
+    _cleanup_pb_ Hypr__V1__PruneVolumesResponse *resp = NULL;
+    if (cli_call(ctx, "PruneVolumes", NULL, &resp) < 0)
         return 1;
-    _cleanup_json_ json_t *a = json_array();
-    int rc = 0;
-    for (int i = 0; i < p.nargs; i++) {
-        Hypr__V1__GetVolumeRequest req = HYPR__V1__GET_VOLUME_REQUEST__INIT;
-        req.name = p.args[i];
-        _cleanup_pb_ Hypr__V1__GetVolumeResponse *resp = NULL;
-        if (cli_unary(ctx, RPC_METHOD("GetVolume"), &req,
-                      &hypr__v1__get_volume_response__descriptor, &resp) < 0) {
-            rc = 1;
-            continue;
-        }
-        if (resp->volume)
-            json_array_append_new(a, volume_json(resp->volume));
+    if (resp->n_deleted) {
+        printf("Deleted Volumes:\n");
+        for (size_t i = 0; i < resp->n_deleted; i++)
+            printf("%s\n", resp->deleted[i]);
+        printf("\n");
     }
-    cli_print_json(a);
-    return rc;
+    *reclaimed += resp->reclaimed_bytes;
+    return 0;
 }
 
 static int volume_prune(cli_ctx *ctx, int argc, char **argv)
@@ -218,23 +161,14 @@ static int volume_prune(cli_ctx *ctx, int argc, char **argv)
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
-    if (!force && !cli_confirm("WARNING! This will remove all local volumes not used by at least "
-                               "one VM."))
+    if (!cli_prune_confirmed(ctx, force,
+                             "WARNING! This will remove all local volumes not used by at least "
+                             "one VM."))
         return 1;
-    Hypr__V1__PruneVolumesRequest req = HYPR__V1__PRUNE_VOLUMES_REQUEST__INIT;
-    _cleanup_pb_ Hypr__V1__PruneVolumesResponse *resp = NULL;
-    if (cli_unary(ctx, RPC_METHOD("PruneVolumes"), &req,
-                  &hypr__v1__prune_volumes_response__descriptor, &resp) < 0)
+    uint64_t reclaimed = 0;
+    if (cli_prune_volumes(ctx, &reclaimed))
         return 1;
-    if (resp->n_deleted) {
-        printf("Deleted Volumes:\n");
-        for (size_t i = 0; i < resp->n_deleted; i++)
-            printf("%s\n", resp->deleted[i]);
-        printf("\n");
-    }
-    char size[32];
-    format_size(resp->reclaimed_bytes, size, sizeof(size));
-    printf("Total reclaimed space: %s\n", size);
+    cli_print_reclaimed(reclaimed);
     return 0;
 }
 

@@ -2,19 +2,29 @@
  * ports, JSON objects) shared by ps, inspect, compose ps and system prune. */
 #include "cli/cmd.h"
 
+#include <assert.h>
 #include <string.h>
 #include <time.h>
 
-void table_init(cli_table *t, size_t ncols, ...)
+void table_init_array(cli_table *t, size_t ncols, const char *const *header)
 {
     t->ncols = ncols;
     t->nrows = 1;
     t->cells = xcalloc(ncols, sizeof(char *));
+    for (size_t i = 0; i < ncols; i++)
+        t->cells[i] = xstrdup(header[i]);
+}
+
+void table_init(cli_table *t, size_t ncols, ...)
+{
+    const char *header[16];
+    assert(ncols <= ARRAY_SIZE(header));
     va_list ap;
     va_start(ap, ncols);
     for (size_t i = 0; i < ncols; i++)
-        t->cells[i] = xstrdup(va_arg(ap, const char *));
+        header[i] = va_arg(ap, const char *);
     va_end(ap);
+    table_init_array(t, ncols, header);
 }
 
 void table_add(cli_table *t, ...)
@@ -190,10 +200,11 @@ static json_t *ports_json(Hypr__V1__PortMapping **ports, size_t n)
 
 static const Hypr__V1__VMConfig empty_config = HYPR__V1__VMCONFIG__INIT;
 
-json_t *vm_summary_json(const Hypr__V1__VM *vm, int64_t now)
+json_t *vm_summary_json(const void *item, const cli_view_opts *vo)
 {
+    const Hypr__V1__VM *vm = item;
     const Hypr__V1__VMConfig *c = vm->config ? vm->config : &empty_config;
-    _cleanup_free_ char *status = vm_status_text(vm, now);
+    _cleanup_free_ char *status = vm_status_text(vm, vo->now);
     _cleanup_free_ char *ports = ports_text(c->ports, c->n_ports);
     json_t *o = json_object();
     json_object_set_new(o, "ID", json_string(vm->id));
@@ -213,8 +224,9 @@ json_t *vm_summary_json(const Hypr__V1__VM *vm, int64_t now)
     return o;
 }
 
-json_t *vm_inspect_json(const Hypr__V1__VM *vm)
+json_t *vm_inspect_json(const void *item, const cli_view_opts *vo)
 {
+    const Hypr__V1__VM *vm = item;
     const Hypr__V1__VMConfig *c = vm->config ? vm->config : &empty_config;
     json_t *env = json_array();
     for (size_t i = 0; i < c->n_env; i++) {

@@ -223,3 +223,11 @@ int cli_format_or_error(const cli_command *cmd, const char *format, int *exit_co
         *exit_code = cli_invalid_value(cmd, "format", format, err.message);
     return r;
 }
+
+int cli_parse_with_format(const cli_command *cmd, int argc, char **argv, cli_parsed *p,
+                          const char *const *format, int *exit_code)
+{
+    if (!cli_parse_or_exit(cmd, argc, argv, p, exit_code))
+        return -1;
+    return cli_format_or_error(cmd, *format, exit_code);
+}
