@@ -241,6 +241,8 @@ void progress_print_header(FILE *f, const char *reference);
 
 /* ---- commands ------------------------------------------------------------ */
 
+int cmd_login(cli_ctx *ctx, int argc, char **argv);
+int cmd_logout(cli_ctx *ctx, int argc, char **argv);
 int cmd_run(cli_ctx *ctx, int argc, char **argv);
 int cmd_ps(cli_ctx *ctx, int argc, char **argv);
 int cmd_start(cli_ctx *ctx, int argc, char **argv);

@@ -28,6 +28,8 @@ static const top_command commands[] = {
     {{"health", NULL, "Check that the daemon is up", cmd_health}, SEC_COMMON},
     {{"version", NULL, "Show the hypr version information", cmd_version}, SEC_COMMON},
     {{"info", NULL, "Display system-wide information", cmd_info}, SEC_COMMON},
+    {{"login", NULL, "Log in to a registry", cmd_login}, SEC_COMMON},
+    {{"logout", NULL, "Log out from a registry", cmd_logout}, SEC_COMMON},
     {{"compose", NULL, "Define and run multi-VM applications", cmd_compose}, SEC_MANAGEMENT},
     {{"gpu", NULL, "Manage GPUs", cmd_gpu}, SEC_MANAGEMENT},
     {{"image", NULL, "Manage images", cmd_image}, SEC_MANAGEMENT},

@@ -102,7 +102,8 @@ typedef struct image_job {
     uv_work_t work;
     uv_async_t async;
     daemon_ctx *d;
-    rpc_call *call; /* NULL once the call is over */
+    rpc_call *call;       /* NULL once the call is over */
+    api_pull_hooks hooks; /* JOB_PULL: who hears about progress and the end */
     image_progress progress;
     image_pull_opts pull;
     image_import_opts import;
@@ -122,10 +123,10 @@ static void job_notify(void *ud)
     uv_async_send(&j->async);
 }
 
-/* Sends the progress snapshot as one PullProgress message. */
+/* Hands the progress snapshot, as one PullProgress message, to the hooks. */
 static void send_progress(image_job *j, bool force)
 {
-    if (!j->call || j->kind != JOB_PULL || rpc_call_is_finished(j->call))
+    if (!j->call || j->kind != JOB_PULL || !j->hooks.progress || rpc_call_is_finished(j->call))
         return;
     image_progress *p = &j->progress;
     pthread_mutex_lock(&p->lock);
@@ -161,7 +162,7 @@ static void send_progress(image_job *j, bool force)
     j->sent_phase = p->phase;
     j->sent_ms = now;
     pthread_mutex_unlock(&p->lock);
-    rpc_call_send(j->call, &msg.base);
+    j->hooks.progress(j->call, &msg, j->hooks.ud);
     for (size_t i = 0; i < n; i++)
         free(digests[i]);
     free(digests);
@@ -177,6 +178,8 @@ static void on_async(uv_async_t *h)
 static void job_free(uv_handle_t *h)
 {
     image_job *j = h->data;
+    if (j->hooks.free_ud)
+        j->hooks.free_ud(j->hooks.ud);
     image_progress_destroy(&j->progress);
     image_staged_clear(&j->staged);
     hypr_error_clear(&j->err);
@@ -198,60 +201,71 @@ static void work_cb(uv_work_t *w)
         j->result = image_import(&j->import, &j->progress, &j->staged, &j->err);
 }
 
-static void finish_pull(image_job *j, const store_image *img)
+static void reply_import(rpc_call *call, const store_image *img)
 {
-    Hypr__V1__PullProgress msg = HYPR__V1__PULL_PROGRESS__INIT;
-    msg.phase = HYPR__V1__PULL_PROGRESS__PHASE__DONE;
-    msg.image_id = (char *)img->id;
-    msg.digest = img->digest ? img->digest : "";
-    /* No message: clients print their own "Status: ..." line from the phase. */
-    rpc_call_send(j->call, &msg.base);
-    rpc_call_finish(j->call, HYPR_OK, NULL);
+    Hypr__V1__ImportImageResponse resp = HYPR__V1__IMPORT_IMAGE_RESPONSE__INIT;
+    ProtobufCMessage *m = api_image_message(img);
+    resp.image = (Hypr__V1__Image *)m;
+    rpc_call_reply(call, &resp.base);
+    api_image_message_free(m);
+}
+
+/* Commits the staged image (loop thread); fills img. */
+static int job_commit(image_job *j, store_image *img, hypr_error *err)
+{
+    daemon_ctx *d = j->d;
+    send_progress(j, true);
+    int r = image_staged_commit(&j->staged, d->db, img, err);
+    if (r < 0) {
+        image_staged_discard(&j->staged);
+        return r;
+    }
+    _cleanup_free_ char *ref = xasprintf("%s:%s", img->name, img->tag ? img->tag : "");
+    char *attrs[] = {"name", ref, "digest", img->digest ? img->digest : "", NULL};
+    if (j->kind == JOB_IMPORT) {
+        log_info("imported %s (%s) from %s", ref, img->id, j->source);
+        event_publish(d->events, "image.imported", img->id, ref, attrs);
+    } else if (!j->staged.up_to_date) {
+        log_info("pulled %s (%s)", ref, img->id);
+        event_publish(d->events, "image.pulled", img->id, ref, attrs);
+    }
+    return 0;
 }
 
 static void after_work_cb(uv_work_t *w, int status)
 {
     image_job *j = w->data;
-    daemon_ctx *d = j->d;
-    bool gone = !j->call || rpc_call_is_finished(j->call) || status == UV_ECANCELED;
-    if (j->result < 0 || gone) {
+    rpc_call *call = j->call;
+    bool gone = !call || rpc_call_is_finished(call) || status == UV_ECANCELED;
+    store_image img = {0};
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    int r = j->result;
+    if (r < 0 || gone) {
         image_staged_discard(&j->staged);
-        if (!gone)
-            api_fail(j->call, &j->err);
-        else if (j->result >= 0)
+        if (gone && r >= 0)
             log_info("%s %s: client went away; discarded", j->kind == JOB_PULL ? "pull" : "import",
                      j->reference);
+        err = j->err;
+        j->err = (hypr_error)HYPR_ERROR_INIT;
+        if (r >= 0)
+            r = -ECANCELED;
     } else {
-        send_progress(j, true);
-        store_image img;
-        _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-        int r = image_staged_commit(&j->staged, d->db, &img, &err);
-        if (r < 0) {
-            image_staged_discard(&j->staged);
-            api_fail(j->call, &err);
-        } else {
-            _cleanup_free_ char *ref = xasprintf("%s:%s", img.name, img.tag ? img.tag : "");
-            char *attrs[] = {"name", ref, "digest", img.digest ? img.digest : "", NULL};
-            if (j->kind == JOB_PULL) {
-                if (!j->staged.up_to_date) {
-                    log_info("pulled %s (%s)", ref, img.id);
-                    event_publish(d->events, "image.pulled", img.id, ref, attrs);
-                }
-                finish_pull(j, &img);
-            } else {
-                log_info("imported %s (%s) from %s", ref, img.id, j->source);
-                event_publish(d->events, "image.imported", img.id, ref, attrs);
-                Hypr__V1__ImportImageResponse resp = HYPR__V1__IMPORT_IMAGE_RESPONSE__INIT;
-                ProtobufCMessage *m = api_image_message(&img);
-                resp.image = (Hypr__V1__Image *)m;
-                rpc_call_reply(j->call, &resp.base);
-                api_image_message_free(m);
-            }
-            store_image_clear(&img);
-        }
+        r = job_commit(j, &img, &err);
     }
-    if (j->call)
-        rpc_call_set_data(j->call, NULL);
+    /* The call is no longer the job's: the hooks may finish it or hand it on. */
+    j->call = NULL;
+    if (call)
+        rpc_call_set_data(call, NULL);
+    if (!gone) {
+        if (r < 0)
+            j->kind == JOB_PULL ? j->hooks.done(call, NULL, &err, j->hooks.ud)
+                                : api_fail(call, &err);
+        else
+            j->kind == JOB_PULL ? j->hooks.done(call, &img, NULL, j->hooks.ud)
+                                : reply_import(call, &img);
+    }
+    if (r >= 0)
+        store_image_clear(&img);
     uv_close((uv_handle_t *)&j->async, job_free);
 }
 
@@ -267,6 +281,7 @@ void api_image_job_close(rpc_call *call, bool cancelled)
         image_progress_cancel(&j->progress);
     }
     j->call = NULL;
+    rpc_call_set_data(call, NULL);
 }
 
 static char **split_list(const char *s)
@@ -302,9 +317,59 @@ static void job_start(image_job *j)
         rpc_call_set_data(call, NULL);
         j->call = NULL;
         hypr_err(&j->err, HYPR_INTERNAL, -r, "queue work: %s", uv_strerror(r));
-        api_fail(call, &j->err);
+        if (j->kind == JOB_PULL)
+            j->hooks.done(call, NULL, &j->err, j->hooks.ud);
+        else
+            api_fail(call, &j->err);
         uv_close((uv_handle_t *)&j->async, job_free);
     }
+}
+
+void api_image_pull(rpc_call *call, const char *reference, const char *platform,
+                    const api_pull_hooks *hooks)
+{
+    daemon_ctx *d = api_daemon(call);
+    image_job *j = job_new(call, JOB_PULL);
+    j->hooks = *hooks;
+    j->reference = xstrdup(reference);
+    j->platform = str_empty(platform) ? NULL : xstrdup(platform);
+    _cleanup_free_ char *insecure = settings_get(d, "insecure_registries");
+    j->insecure = split_list(insecure);
+    j->pull = (image_pull_opts){
+        .reference = j->reference,
+        .platform = j->platform,
+        .data_dir = j->data_dir,
+        .insecure = j->insecure,
+        .ca_file = getenv("HYPR_REGISTRY_CA_FILE"),
+        .max_parallel = 4,
+        .db = d->db,
+    };
+    log_info("pull %s%s%s", j->reference, j->platform ? " for " : "",
+             j->platform ? j->platform : "");
+    job_start(j);
+}
+
+/* PullImage streams the snapshots as they are. */
+static void pull_progress(rpc_call *call, const Hypr__V1__PullProgress *msg, void *ud)
+{
+    (void)ud;
+    rpc_call_send(call, &msg->base);
+}
+
+static void pull_done(rpc_call *call, const store_image *img, hypr_error *err, void *ud)
+{
+    (void)ud;
+    if (!img) {
+        api_fail(call, err);
+        return;
+    }
+    Hypr__V1__PullProgress msg = HYPR__V1__PULL_PROGRESS__INIT;
+    msg.phase = HYPR__V1__PULL_PROGRESS__PHASE__DONE;
+    msg.image_id = (char *)img->id;
+    msg.digest = img->digest ? img->digest : "";
+    /* No message: clients print their own "Status: ..." line from the phase. */
+    rpc_call_send(call, &msg.base);
+    rpc_call_finish(call, HYPR_OK, NULL);
 }
 
 void api_pull_image(rpc_call *call, ProtobufCMessage *msg)
@@ -324,24 +389,9 @@ void api_pull_image(rpc_call *call, ProtobufCMessage *msg)
         rpc_call_finish(call, HYPR_UNAVAILABLE, "hyprd is shutting down");
         return;
     }
-    image_job *j = job_new(call, JOB_PULL);
-    j->reference = xstrdup(req->reference);
-    j->platform = str_empty(req->platform) ? NULL : xstrdup(req->platform);
-    _cleanup_free_ char *insecure = settings_get(d, "insecure_registries");
-    j->insecure = split_list(insecure);
+    const api_pull_hooks hooks = {.progress = pull_progress, .done = pull_done};
+    api_image_pull(call, req->reference, req->platform, &hooks);
     protobuf_c_message_free_unpacked(msg, NULL);
-    j->pull = (image_pull_opts){
-        .reference = j->reference,
-        .platform = j->platform,
-        .data_dir = j->data_dir,
-        .insecure = j->insecure,
-        .ca_file = getenv("HYPR_REGISTRY_CA_FILE"),
-        .max_parallel = 4,
-        .db = d->db,
-    };
-    log_info("pull %s%s%s", j->reference, j->platform ? " for " : "",
-             j->platform ? j->platform : "");
-    job_start(j);
 }
 
 static char **strv_from(char **v, size_t n)

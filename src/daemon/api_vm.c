@@ -1,6 +1,11 @@
-/* VM RPCs: CreateVM, StartVM, StopVM, DeleteVM, RunVM and StreamVMMetrics. */
+/* VM RPCs: CreateVM, StartVM, StopVM, DeleteVM, RunVM and StreamVMMetrics.
+ * CreateVM and RunVM pull a missing registry image first (RunVM streams the
+ * pull's progress as PULLING events); a failed pull fails the call and
+ * creates nothing. */
 #define LOG_MODULE "api"
 #include "vm.h"
+
+#include "image/image.h"
 
 #include <string.h>
 
@@ -24,22 +29,6 @@ static void reply_vm(rpc_call *call, const char *id, bool create)
     }
     vm_message_free(m);
     store_vm_clear(&rec);
-}
-
-void api_create_vm(rpc_call *call, ProtobufCMessage *msg)
-{
-    Hypr__V1__CreateVMRequest *req = (Hypr__V1__CreateVMRequest *)msg;
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    store_vm vm = {0};
-    int r = req->config ? vm_create(api_daemon(call), req->config, &vm, &err)
-                        : hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL, "a VM config is required");
-    protobuf_c_message_free_unpacked(msg, NULL);
-    if (r < 0) {
-        api_fail(call, &err);
-        return;
-    }
-    reply_vm(call, vm.id, true);
-    store_vm_clear(&vm);
 }
 
 void api_start_vm(rpc_call *call, ProtobufCMessage *msg)
@@ -107,16 +96,26 @@ void api_vm_call_close(rpc_call *call, bool cancelled)
     vm_forget_call(api_daemon(call), call);
 }
 
-void api_run_vm(rpc_call *call, ProtobufCMessage *msg)
+/* ---- CreateVM / RunVM ------------------------------------------------------------ */
+
+static void create_vm(rpc_call *call, const Hypr__V1__VMConfig *cfg)
 {
-    Hypr__V1__RunVMRequest *req = (Hypr__V1__RunVMRequest *)msg;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    store_vm vm = {0};
+    if (vm_create(api_daemon(call), cfg, &vm, &err) < 0) {
+        api_fail(call, &err);
+        return;
+    }
+    reply_vm(call, vm.id, true);
+    store_vm_clear(&vm);
+}
+
+static void run_vm(rpc_call *call, const Hypr__V1__VMConfig *cfg)
+{
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_vm vm = {0};
-    int r = req->config ? vm_create(d, req->config, &vm, &err)
-                        : hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL, "a VM config is required");
-    protobuf_c_message_free_unpacked(msg, NULL);
-    if (r < 0) {
+    if (vm_create(d, cfg, &vm, &err) < 0) {
         api_fail(call, &err);
         return;
     }
@@ -125,8 +124,7 @@ void api_run_vm(rpc_call *call, ProtobufCMessage *msg)
     ev.vm = vm_to_message(&vm);
     rpc_call_send(call, &ev.base);
     vm_message_free(ev.vm);
-    r = vm_start(d, vm.id, call, &err);
-    if (r < 0) {
+    if (vm_start(d, vm.id, call, &err) < 0) {
         /* A VM that could not even start is not left behind. */
         store_vm_delete(d->db, vm.id, NULL);
         store_vm_clear(&vm);
@@ -142,6 +140,128 @@ void api_run_vm(rpc_call *call, ProtobufCMessage *msg)
         vm_message_free(booting.vm);
     }
     store_vm_clear(&vm);
+}
+
+/* A CreateVM/RunVM request waiting for its image to be pulled. */
+typedef struct vm_request {
+    ProtobufCMessage *msg;
+    const Hypr__V1__VMConfig *cfg; /* inside msg */
+    bool run;
+} vm_request;
+
+static void vm_request_free(void *ud)
+{
+    vm_request *vr = ud;
+    protobuf_c_message_free_unpacked(vr->msg, NULL);
+    free(vr);
+}
+
+static void send_pulling(rpc_call *call, const Hypr__V1__PullProgress *msg)
+{
+    Hypr__V1__RunVMEvent ev = HYPR__V1__RUN_VMEVENT__INIT;
+    ev.phase = HYPR__V1__RUN_VMEVENT__PHASE__PULLING;
+    ev.pull = (Hypr__V1__PullProgress *)msg;
+    rpc_call_send(call, &ev.base);
+}
+
+static void pull_progress(rpc_call *call, const Hypr__V1__PullProgress *msg, void *ud)
+{
+    vm_request *vr = ud;
+    if (vr->run)
+        send_pulling(call, msg);
+}
+
+static void pull_done(rpc_call *call, const store_image *img, hypr_error *err, void *ud)
+{
+    vm_request *vr = ud;
+    if (!img) {
+        /* The pull's own status and message: nothing was created. */
+        api_fail(call, err);
+        return;
+    }
+    if (!vr->run) {
+        create_vm(call, vr->cfg);
+        return;
+    }
+    Hypr__V1__PullProgress done = HYPR__V1__PULL_PROGRESS__INIT;
+    done.phase = HYPR__V1__PULL_PROGRESS__PHASE__DONE;
+    done.image_id = (char *)img->id;
+    done.digest = img->digest ? img->digest : "";
+    send_pulling(call, &done);
+    run_vm(call, vr->cfg);
+}
+
+/* When the config's image is not in the store and names a registry image,
+ * pulls it first; the create (and start) follow once it is in. Returns true
+ * when a pull was started: it then owns msg. */
+static bool pull_missing_image(rpc_call *call, ProtobufCMessage *msg, const Hypr__V1__VMConfig *cfg,
+                               bool run)
+{
+    daemon_ctx *d = api_daemon(call);
+    store_image img = {0};
+    int r = image_store_find(d->db, cfg->image, &img, NULL);
+    store_image_clear(&img);
+    image_ref ref;
+    /* A full image ID is never a repository name (Docker refuses those too). */
+    if (r != -ENOENT || id_is_valid(cfg->image) || image_ref_parse(cfg->image, &ref, NULL) < 0)
+        return false;
+    image_ref_clear(&ref);
+    if (d->shutting_down)
+        return false;
+    log_info("image %s is not in the store: pulling it for %s", cfg->image,
+             run ? "RunVM" : "CreateVM");
+    vm_request *vr = xcalloc(1, sizeof(*vr));
+    vr->msg = msg;
+    vr->cfg = cfg;
+    vr->run = run;
+    const api_pull_hooks hooks = {
+        .progress = pull_progress, .done = pull_done, .ud = vr, .free_ud = vm_request_free};
+    api_image_pull(call, cfg->image, NULL, &hooks);
+    return true;
+}
+
+/* Validates the config before anything (a pull included) happens. */
+static int check_request(rpc_call *call, Hypr__V1__VMConfig *cfg, hypr_error *err)
+{
+    if (!cfg)
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL, "a VM config is required");
+    return vm_config_check(api_daemon(call), cfg, err);
+}
+
+void api_create_vm(rpc_call *call, ProtobufCMessage *msg)
+{
+    Hypr__V1__CreateVMRequest *req = (Hypr__V1__CreateVMRequest *)msg;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    if (check_request(call, req->config, &err) < 0) {
+        protobuf_c_message_free_unpacked(msg, NULL);
+        api_fail(call, &err);
+        return;
+    }
+    if (pull_missing_image(call, msg, req->config, false))
+        return;
+    create_vm(call, req->config);
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+void api_run_vm(rpc_call *call, ProtobufCMessage *msg)
+{
+    Hypr__V1__RunVMRequest *req = (Hypr__V1__RunVMRequest *)msg;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    if (check_request(call, req->config, &err) < 0) {
+        protobuf_c_message_free_unpacked(msg, NULL);
+        api_fail(call, &err);
+        return;
+    }
+    if (pull_missing_image(call, msg, req->config, true))
+        return;
+    run_vm(call, req->config);
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+void api_vm_create_call_close(rpc_call *call, bool cancelled)
+{
+    api_image_job_close(call, cancelled);
+    vm_forget_call(api_daemon(call), call);
 }
 
 /* ---- metrics ---------------------------------------------------------------- */

@@ -93,6 +93,8 @@ void api_delete_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_run_vm(rpc_call *call, ProtobufCMessage *msg);
 /* on_close of calls that wait on a VM (RunVM, StopVM, DeleteVM). */
 void api_vm_call_close(rpc_call *call, bool cancelled);
+/* on_close of RunVM and CreateVM, which may be pulling their image first. */
+void api_vm_create_call_close(rpc_call *call, bool cancelled);
 
 /* Handlers in api_resources.c (lists and lookups over the state). */
 void api_list_vms(rpc_call *call, ProtobufCMessage *msg);
@@ -110,6 +112,23 @@ void api_get_stack(rpc_call *call, ProtobufCMessage *msg);
 void api_pull_image(rpc_call *call, ProtobufCMessage *msg);
 void api_import_image(rpc_call *call, ProtobufCMessage *msg);
 void api_image_job_close(rpc_call *call, bool cancelled);
+
+/* Who hears about a pull made for a call (PullImage, or RunVM/CreateVM whose
+ * image is missing). Both run on the loop thread while the call is open. */
+typedef struct api_pull_hooks {
+    /* A progress snapshot (at most ~10 a second, plus every phase change); may be NULL. */
+    void (*progress)(rpc_call *call, const Hypr__V1__PullProgress *msg, void *ud);
+    /* The pull ended: img is the committed image, or NULL with err saying why.
+     * Not called when the call closed first (the pull is cancelled and discarded). */
+    void (*done)(rpc_call *call, const store_image *img, hypr_error *err, void *ud);
+    void *ud;
+    void (*free_ud)(void *ud); /* when the pull is over, whether done ran or not; may be NULL */
+} api_pull_hooks;
+/* Pulls reference on the thread pool for call (a reference that parses). The
+ * call's data is the pull until done runs, so the call's on_close must call
+ * api_image_job_close. */
+void api_image_pull(rpc_call *call, const char *reference, const char *platform,
+                    const api_pull_hooks *hooks);
 void api_delete_image(rpc_call *call, ProtobufCMessage *msg);
 void api_get_image_history(rpc_call *call, ProtobufCMessage *msg);
 /* The Image message of a row (fields from its manifest.json); free with api_image_message_free. */

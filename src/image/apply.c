@@ -21,6 +21,7 @@ typedef struct scan_pool {
     size_t lookahead;
     scan_slot *slots;
     const image_progress *cancel;
+    const char *spill_dir;
     bool stop;
 } scan_pool;
 
@@ -39,7 +40,7 @@ static void *scan_worker(void *ud)
         scan_slot *s = &p->slots[i];
         hypr_error err = HYPR_ERROR_INIT;
         img_scan scan;
-        int r = img_layer_scan(&p->layers[i], p->cancel, &scan, &err);
+        int r = img_layer_scan(&p->layers[i], p->spill_dir, p->cancel, &scan, &err);
         pthread_mutex_lock(&p->lock);
         s->scan = scan;
         s->err = err;
@@ -66,10 +67,16 @@ int img_tree_apply_layers(image_tree *t, const image_layer_src *layers, size_t n
         }
         return 0;
     }
-    scan_pool p = {.layers = layers, .n = n, .lookahead = threads + 1, .cancel = cancel};
+    scan_pool p = {.layers = layers,
+                   .n = n,
+                   .lookahead = threads + 1,
+                   .cancel = cancel,
+                   .spill_dir = t->spill_dir};
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.cond, NULL);
     p.slots = xcalloc(n, sizeof(*p.slots));
+    for (size_t i = 0; i < n; i++)
+        p.slots[i].scan.spill_fd = -1;
     pthread_t *tids = xcalloc(threads, sizeof(*tids));
     size_t started = 0;
     for (; started < threads; started++)

@@ -224,3 +224,126 @@ int image_auth_lookup(const char *config_dir, const char *host, char **user, cha
     json_decref(root);
     return r;
 }
+
+/* ---- hypr login / logout: writing config.json ------------------------------------------ */
+
+char *image_auth_key(const char *server)
+{
+    if (str_empty(server))
+        return xstrdup(IMAGE_DOCKER_HUB_KEY);
+    _cleanup_free_ char *h = normalise_host(server);
+    if (is_docker_hub(h))
+        return xstrdup(IMAGE_DOCKER_HUB_KEY);
+    return TAKE_PTR(h);
+}
+
+/* Reads config.json into an object (an empty one when the file is missing).
+ * Refuses a file that is not a JSON object rather than overwrite it. */
+static int config_load(const char *path, json_t **out, hypr_error *err)
+{
+    _cleanup_free_ char *text = NULL;
+    size_t len = 0;
+    int r = read_file(path, 1 << 20, &text, &len);
+    if (r == -ENOENT) {
+        *out = json_object();
+        return 0;
+    }
+    if (r < 0)
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, -r, "read %s: %s", path, strerror(-r));
+    json_error_t je;
+    json_t *root = json_loadb(text, len, 0, &je);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, EINVAL,
+                        "%s is not a JSON object (line %d: %s): fix or remove it", path, je.line,
+                        root ? "not an object" : je.text);
+    }
+    *out = root;
+    return 0;
+}
+
+static int config_save(const char *path, json_t *root, hypr_error *err)
+{
+    _cleanup_free_ char *dir = xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        int r = mkdir_p(dir, 0700);
+        if (r < 0)
+            return hypr_err(err, HYPR_FAILED_PRECONDITION, -r, "create %s: %s", dir, strerror(-r));
+    }
+    _cleanup_free_ char *text = json_dumps(root, JSON_INDENT(1));
+    if (!text)
+        return hypr_err(err, HYPR_INTERNAL, ENOMEM, "encode %s", path);
+    _cleanup_free_ char *data = xasprintf("%s\n", text);
+    int r = write_file_atomic(path, data, strlen(data), 0600);
+    if (r < 0)
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, -r, "write %s: %s", path, strerror(-r));
+    return 0;
+}
+
+/* Removes every auths entry naming the same registry as key; returns how many. */
+static int remove_equivalent(json_t *auths, const char *key)
+{
+    _cleanup_free_ char *want = normalise_host(key);
+    int n = 0;
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(auths, tmp, k, v)
+    {
+        _cleanup_free_ char *h = normalise_host(k);
+        if (!strcmp(h, want) || (is_docker_hub(h) && is_docker_hub(want))) {
+            json_object_del(auths, k);
+            n++;
+        }
+    }
+    return n;
+}
+
+int image_auth_store(const char *config_dir, const char *key, const char *user, const char *pass,
+                     char **path_out, hypr_error *err)
+{
+    _cleanup_free_ char *path = config_path(config_dir);
+    if (!path)
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, ENOENT,
+                        "no docker config directory: set DOCKER_CONFIG or HOME");
+    json_t *root = NULL;
+    int r = config_load(path, &root, err);
+    if (r < 0)
+        return r;
+    json_t *auths = json_object_get(root, "auths");
+    if (!json_is_object(auths)) {
+        auths = json_object();
+        json_object_set_new(root, "auths", auths);
+    }
+    remove_equivalent(auths, key);
+    _cleanup_free_ char *pair = xasprintf("%s:%s", user, pass);
+    _cleanup_free_ char *b64 = auth_base64(pair, strlen(pair));
+    memset(pair, 0, strlen(pair));
+    json_object_set_new(auths, key, json_pack("{s:s}", "auth", b64));
+    r = config_save(path, root, err);
+    json_decref(root);
+    if (r >= 0 && path_out)
+        *path_out = TAKE_PTR(path);
+    return r;
+}
+
+int image_auth_erase(const char *config_dir, const char *key, hypr_error *err)
+{
+    _cleanup_free_ char *path = config_path(config_dir);
+    if (!path || access(path, F_OK) < 0)
+        return -ENOENT;
+    json_t *root = NULL;
+    int r = config_load(path, &root, err);
+    if (r < 0)
+        return r;
+    json_t *auths = json_object_get(root, "auths");
+    if (!json_is_object(auths) || remove_equivalent(auths, key) == 0) {
+        json_decref(root);
+        return -ENOENT;
+    }
+    r = config_save(path, root, err);
+    json_decref(root);
+    return r;
+}

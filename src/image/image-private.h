@@ -30,6 +30,7 @@ typedef struct img_inode {
      * host file (import). */
     int layer;
     int64_t ordinal;
+    int64_t spill_off; /* offset of the bytes in layer `layer`'s spill file, or -1 */
     char *host_path;
     /* squashfs writer state */
     void *sq_inode; /* sqfs_inode_generic_t *, filled by the block processor */
@@ -54,6 +55,11 @@ struct image_tree {
     size_t n_inodes;
     /* tar entry counters */
     uint64_t entries;
+    /* File contents spilled while each layer was read (image_tree_set_spill_dir):
+     * spill_fds[layer], -1 where a layer has none. */
+    char *spill_dir;
+    int *spill_fds;
+    size_t n_spill;
 };
 
 #define IMG_MAX_NODES     (4u * 1024 * 1024)
@@ -72,12 +78,17 @@ void img_archive_freep(struct archive **a);
 /* A layer's headers, read ahead (possibly on another thread). */
 typedef struct img_scan {
     struct archive_entry **entries;
+    int64_t *spill_offs; /* per entry: where its data went in spill_fd, or -1 */
     size_t n, cap;
+    int spill_fd; /* -1 when the data was skipped */
 } img_scan;
-int img_layer_scan(const image_layer_src *layer, const image_progress *cancel, img_scan *out,
-                   hypr_error *err);
+/* With spill_dir, regular files' contents are copied, in the same pass, to an
+ * unlinked temp file there, so the layer is decompressed only once. */
+int img_layer_scan(const image_layer_src *layer, const char *spill_dir,
+                   const image_progress *cancel, img_scan *out, hypr_error *err);
 void img_scan_free(img_scan *s);
-int img_tree_apply_scan(image_tree *t, const img_scan *scan, int index, const char *label,
+/* Takes the scan's spill file (if any) into the tree. */
+int img_tree_apply_scan(image_tree *t, img_scan *scan, int index, const char *label,
                         hypr_error *err);
 /* Applies n layers in order, reading ahead up to `threads` layers in parallel. */
 int img_tree_apply_layers(image_tree *t, const image_layer_src *layers, size_t n,

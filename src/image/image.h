@@ -218,6 +218,12 @@ int image_tree_lookup(const image_tree *t, const char *path, image_tree_stat *st
 const char *image_tree_xattr(const image_tree *t, const char *path, const char *key, size_t *len);
 size_t image_tree_count(const image_tree *t); /* distinct inodes */
 
+/* Applying layers then copies regular files' contents, while each layer is
+ * decompressed for its headers, to unlinked temp files in dir (a spill of
+ * file data, not an extracted rootfs), and the squashfs writer reads them
+ * from there instead of decompressing every layer a second time. */
+void image_tree_set_spill_dir(image_tree *t, const char *dir);
+
 /* Writes the tree as a squashfs to out_path, reading file contents again from
  * the layers (the same sources, in the same order, as were applied) or from the
  * host directory that image_tree_add_directory() walked. */
@@ -262,6 +268,35 @@ void image_staged_clear(image_staged *st);
 /* Credentials for a registry host from the docker config ("auths", base64
  * "auth" or username/password). -ENOENT when none. */
 int image_auth_lookup(const char *config_dir, const char *host, char **user, char **pass);
+
+/* ---- hypr login / logout (registry.c, auth.c) ------------------------------ */
+
+#define IMAGE_DOCKER_HUB_KEY "https://index.docker.io/v1/"
+
+/* The "auths" key for a server as a user names it: Docker Hub (empty,
+ * "docker.io", "index.docker.io", ...) is "https://index.docker.io/v1/",
+ * anything else its host[:port] ("http://h:5000/x" -> "h:5000"). Caller frees. */
+char *image_auth_key(const char *server);
+
+typedef struct image_login_opts {
+    const char *server; /* an auths key or host[:port] */
+    const char *user, *pass;
+    char **insecure;     /* registries reached over plain HTTP (NULL-terminated) */
+    const char *ca_file; /* extra CA bundle, may be NULL */
+} image_login_opts;
+
+/* Checks credentials against the registry: GET /v2/ with basic auth, or a
+ * token from the bearer realm with them, like docker login. Refused
+ * credentials are UNAUTHENTICATED ("... unauthorized: ..."). Blocking. */
+int image_registry_login(const image_login_opts *o, hypr_error *err);
+/* Saves base64(user:pass) as auths[key].auth in config.json of config_dir
+ * (NULL = $DOCKER_CONFIG or ~/.docker), replacing entries for the same
+ * registry and keeping every other key; written atomically with mode 0600.
+ * *path_out (may be NULL) receives the file's path. */
+int image_auth_store(const char *config_dir, const char *key, const char *user, const char *pass,
+                     char **path_out, hypr_error *err);
+/* Removes the entries for key's registry; -ENOENT when there were none. */
+int image_auth_erase(const char *config_dir, const char *key, hypr_error *err);
 
 /* ---- import (import.c) ----------------------------------------------------- */
 

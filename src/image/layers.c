@@ -24,6 +24,7 @@ static img_inode *inode_new(image_tree *t, mode_t mode)
     ino->mode = mode;
     ino->layer = -1;
     ino->ordinal = -1;
+    ino->spill_off = -1;
     t->n_inodes++;
     return ino;
 }
@@ -80,6 +81,11 @@ void image_tree_free(image_tree *t)
     if (!t)
         return;
     node_free(t, t->root);
+    for (size_t i = 0; i < t->n_spill; i++)
+        if (t->spill_fds[i] >= 0)
+            close(t->spill_fds[i]);
+    free(t->spill_fds);
+    free(t->spill_dir);
     free(t);
 }
 
@@ -381,6 +387,7 @@ typedef struct apply_ctx {
     image_tree *t;
     int layer;
     int64_t ordinal;
+    int64_t spill_off;
     const char *label;
     hypr_error *err;
 } apply_ctx;
@@ -533,6 +540,7 @@ static int apply_entry(apply_ctx *a, struct archive_entry *e)
         ino->size = size > 0 ? (uint64_t)size : 0;
         ino->layer = a->layer;
         ino->ordinal = a->ordinal;
+        ino->spill_off = a->spill_off;
     } else if (type == AE_IFLNK) {
         ino->target = xstrdup(archive_entry_symlink(e));
     } else if (type == AE_IFCHR || type == AE_IFBLK) {
@@ -583,21 +591,86 @@ int img_layer_open(const image_layer_src *src, struct archive **out, hypr_error 
     return 0;
 }
 
-/* Reads every header of a layer (the data is skipped) into entry copies: the
- * expensive part (decompression) of applying a layer, which can run for
- * several layers in parallel; applying the copies in order is cheap. */
-int img_layer_scan(const image_layer_src *layer, const image_progress *cancel, img_scan *out,
-                   hypr_error *err)
+/* An unlinked temp file in dir for a layer's file contents. */
+static int spill_open(const char *dir, hypr_error *err)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        _cleanup_free_ char *tmpl = path_join(dir, ".spill-XXXXXX");
+        fd = mkostemp(tmpl, O_CLOEXEC);
+        if (fd >= 0)
+            unlink(tmpl);
+    }
+    if (fd < 0)
+        return hypr_err(err, errno == ENOSPC ? HYPR_RESOURCE_EXHAUSTED : HYPR_INTERNAL, errno,
+                        "create a temp file in %s: %s", dir, strerror(errno));
+    return fd;
+}
+
+static int spill_write(int fd, const char *buf, size_t len, const char *dir, hypr_error *err)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : ENOSPC;
+            return hypr_err(err,
+                            e == ENOSPC || e == EDQUOT ? HYPR_RESOURCE_EXHAUSTED : HYPR_INTERNAL, e,
+                            "spill layer data to %s: %s", dir, strerror(e));
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+#define SPILL_CHUNK (256 * 1024)
+
+/* Copies the current entry's data to the spill file; *pos advances. */
+static int spill_entry(struct archive *a, const image_layer_src *layer, struct archive_entry *e,
+                       int fd, const char *dir, char *buf, uint64_t *pos, hypr_error *err)
+{
+    for (;;) {
+        la_ssize_t m = archive_read_data(a, buf, SPILL_CHUNK);
+        if (m < 0)
+            return hypr_err(err, HYPR_INVALID_ARGUMENT, EIO, "%s: %s: %s", img_layer_label(layer),
+                            archive_entry_pathname(e), archive_error_string(a));
+        if (m == 0)
+            return 0;
+        int r = spill_write(fd, buf, (size_t)m, dir, err);
+        if (r < 0)
+            return r;
+        *pos += (uint64_t)m;
+    }
+}
+
+/* Reads every header of a layer into entry copies (and, with a spill dir,
+ * every regular file's contents into the spill file): the expensive part
+ * (decompression) of applying a layer, which can run for several layers in
+ * parallel; applying the copies in order is cheap. */
+int img_layer_scan(const image_layer_src *layer, const char *spill_dir,
+                   const image_progress *cancel, img_scan *out, hypr_error *err)
 {
     memset(out, 0, sizeof(*out));
+    out->spill_fd = -1;
     _cleanup_archive_ struct archive *a = NULL;
     int r = img_layer_open(layer, &a, err);
     if (r < 0)
         return r;
+    _cleanup_free_ char *buf = NULL;
+    if (spill_dir) {
+        if ((out->spill_fd = spill_open(spill_dir, err)) < 0)
+            return out->spill_fd;
+        buf = xmalloc(SPILL_CHUNK);
+    }
+    uint64_t pos = 0;
     struct archive_entry *e;
     for (int64_t ordinal = 0;; ordinal++) {
-        if (img_cancelled(cancel))
+        if (img_cancelled(cancel)) {
+            img_scan_free(out);
             return hypr_err(err, HYPR_CANCELLED, ECANCELED, "cancelled");
+        }
         int ar = archive_read_next_header(a, &e);
         if (ar == ARCHIVE_EOF)
             break;
@@ -613,6 +686,17 @@ int img_layer_scan(const image_layer_src *layer, const image_progress *cancel, i
         if (out->n == out->cap) {
             out->cap = out->cap ? out->cap * 2 : 64;
             out->entries = xrealloc(out->entries, out->cap * sizeof(*out->entries));
+            out->spill_offs = xrealloc(out->spill_offs, out->cap * sizeof(*out->spill_offs));
+        }
+        out->spill_offs[out->n] = -1;
+        if (buf && archive_entry_filetype(e) == AE_IFREG && !archive_entry_hardlink(e) &&
+            archive_entry_size(e) > 0) {
+            out->spill_offs[out->n] = (int64_t)pos;
+            r = spill_entry(a, layer, e, out->spill_fd, spill_dir, buf, &pos, err);
+            if (r < 0) {
+                img_scan_free(out);
+                return r;
+            }
         }
         out->entries[out->n] = archive_entry_clone(e);
         if (!out->entries[out->n])
@@ -627,15 +711,43 @@ void img_scan_free(img_scan *s)
     for (size_t i = 0; i < s->n; i++)
         archive_entry_free(s->entries[i]);
     free(s->entries);
+    free(s->spill_offs);
+    if (s->spill_fd >= 0)
+        close(s->spill_fd);
     memset(s, 0, sizeof(*s));
+    s->spill_fd = -1;
 }
 
-int img_tree_apply_scan(image_tree *t, const img_scan *scan, int index, const char *label,
+void image_tree_set_spill_dir(image_tree *t, const char *dir)
+{
+    free(t->spill_dir);
+    t->spill_dir = dir ? xstrdup(dir) : NULL;
+}
+
+/* The tree keeps a layer's spill file for the squashfs writer. */
+static void keep_spill(image_tree *t, img_scan *scan, int index)
+{
+    if (scan->spill_fd < 0 || index < 0)
+        return;
+    if ((size_t)index >= t->n_spill) {
+        t->spill_fds = xrealloc(t->spill_fds, ((size_t)index + 1) * sizeof(int));
+        for (size_t i = t->n_spill; i <= (size_t)index; i++)
+            t->spill_fds[i] = -1;
+        t->n_spill = (size_t)index + 1;
+    }
+    if (t->spill_fds[index] >= 0)
+        close(t->spill_fds[index]);
+    t->spill_fds[index] = TAKE_FD(scan->spill_fd);
+}
+
+int img_tree_apply_scan(image_tree *t, img_scan *scan, int index, const char *label,
                         hypr_error *err)
 {
     apply_ctx ctx = {.t = t, .layer = index, .label = label, .err = err};
+    keep_spill(t, scan, index);
     for (size_t i = 0; i < scan->n; i++) {
         ctx.ordinal = (int64_t)i;
+        ctx.spill_off = scan->spill_offs[i];
         t->entries++;
         int r = apply_entry(&ctx, scan->entries[i]);
         if (r < 0)
@@ -648,7 +760,7 @@ int image_tree_apply_layer(image_tree *t, const image_layer_src *layer, int inde
                            const image_progress *cancel, hypr_error *err)
 {
     img_scan scan;
-    int r = img_layer_scan(layer, cancel, &scan, err);
+    int r = img_layer_scan(layer, t->spill_dir, cancel, &scan, err);
     if (r < 0)
         return r;
     r = img_tree_apply_scan(t, &scan, index, img_layer_label(layer), err);

@@ -276,6 +276,12 @@ int image_pull(const image_pull_opts *o, image_progress *progress, image_staged 
         srcs[i].label = labels[i];
     }
     tree = image_tree_new();
+    {
+        /* Decompress each layer once: file contents go to a spill file next to the store. */
+        _cleanup_free_ char *spill = path_join(o->data_dir, "images");
+        if (mkdir_p(spill, 0700) == 0)
+            image_tree_set_spill_dir(tree, spill);
+    }
     int64_t t_apply = time_monotonic_ms();
     r = img_tree_apply_layers(tree, srcs, man.n_layers, progress, err);
     log_debug("pull %s: %zu layers applied in %" PRId64 " ms (%zu inodes)", full, man.n_layers,

@@ -326,9 +326,12 @@ static int fetch_token(registry_client *c, hypr_error *err)
         curl_free(s);
         sep = '&';
     }
-    char *sc = curl_easy_escape(c->easy, scope, 0);
-    buf_printf(&url, "%cscope=%s", sep, sc);
-    curl_free(sc);
+    /* A login asks for a token without a scope, like docker login. */
+    if (!str_empty(c->repository) || c->chal.scope) {
+        char *sc = curl_easy_escape(c->easy, scope, 0);
+        buf_printf(&url, "%cscope=%s", sep, sc);
+        curl_free(sc);
+    }
     _cleanup_free_ char *basic = c->user ? auth_basic_header(c->user, c->pass) : NULL;
     http_resp resp = {.max = MAX_TOKEN_BODY};
     int r = http_get(c, url.data, NULL, basic, &resp, err);
@@ -504,5 +507,68 @@ int registry_get_blob_mem(registry_client *c, const char *digest, size_t max, ch
     *len = resp.body.len;
     *body = resp.body.data ? buf_steal(&resp.body) : xstrdup("");
     resp_clear(&resp);
+    return 0;
+}
+
+/* ---- login ------------------------------------------------------------------------------ */
+
+static int login_refused(const char *url, long status, hypr_error *err)
+{
+    return hypr_err(err, HYPR_UNAUTHENTICATED, EACCES,
+                    "login attempt to %s failed with status: %ld %s (unauthorized: "
+                    "incorrect username or password)",
+                    url, status, status == 403 ? "Forbidden" : "Unauthorized");
+}
+
+int image_registry_login(const image_login_opts *o, hypr_error *err)
+{
+    _cleanup_free_ char *key = image_auth_key(o->server);
+    /* The host a pull of an image of that registry would name. */
+    _cleanup_free_ char *host =
+        strcmp(key, IMAGE_DOCKER_HUB_KEY) ? xstrdup(key) : xstrdup("docker.io");
+    image_ref ref = {.registry = host, .repository = (char *)""};
+    registry_opts ro = {.ref = &ref, .insecure = o->insecure, .ca_file = o->ca_file};
+    _cleanup_(registry_client_freep) registry_client *c = NULL;
+    int r = registry_client_new(&ro, &c, err);
+    if (r < 0)
+        return r;
+    free(c->user);
+    free(c->pass);
+    c->user = xstrdup(o->user);
+    c->pass = xstrdup(o->pass);
+    _cleanup_free_ char *url = xasprintf("%s/v2/", c->base);
+    http_resp resp = {.max = 64 * 1024};
+    r = http_get(c, url, NULL, NULL, &resp, err);
+    long st = resp.status;
+    _cleanup_free_ char *chal = resp.www_authenticate ? xstrdup(resp.www_authenticate) : NULL;
+    resp_clear(&resp);
+    if (r < 0)
+        return r;
+    if (st == 200)
+        return 0; /* a registry without authentication takes anyone */
+    if (st != 401)
+        return hypr_err(err, HYPR_UNAVAILABLE, EPROTO,
+                        "login attempt to %s failed: it does not look like a registry (HTTP %ld)",
+                        url, st);
+    if (!chal)
+        return hypr_err(err, HYPR_UNAVAILABLE, EPROTO,
+                        "login attempt to %s failed: 401 without WWW-Authenticate", url);
+    r = registry_reauth(c, chal, err);
+    if (r < 0) {
+        if (err && err->status == HYPR_UNAUTHENTICATED && c->chal.scheme &&
+            !strcmp(c->chal.scheme, "bearer"))
+            return login_refused(c->chal.realm, 401, err);
+        return r;
+    }
+    r = http_get(c, url, NULL, c->auth_header, &resp, err);
+    st = resp.status;
+    resp_clear(&resp);
+    if (r < 0)
+        return r;
+    if (st == 401 || st == 403)
+        return login_refused(url, st, err);
+    if (st != 200)
+        return hypr_err(err, HYPR_UNAVAILABLE, EIO, "login attempt to %s failed with HTTP %ld", url,
+                        st);
     return 0;
 }

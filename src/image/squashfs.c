@@ -348,6 +348,42 @@ static int stream_layer(sqfs_out *w, const image_layer_src *src, img_inode **ino
     return 0;
 }
 
+/* A file's bytes from the spill file its layer was copied to while it was read. */
+static int stream_spilled(sqfs_out *w, int fd, img_inode *ino, char *buf,
+                          const image_progress *cancel)
+{
+    int r = begin_file(w, ino);
+    if (r < 0)
+        return r;
+    uint64_t got = 0;
+    while (got < ino->size) {
+        if (img_cancelled(cancel))
+            return hypr_err(w->err, HYPR_CANCELLED, ECANCELED, "cancelled");
+        size_t want = ino->size - got < READ_CHUNK ? (size_t)(ino->size - got) : READ_CHUNK;
+        ssize_t m = pread(fd, buf, want, (off_t)((uint64_t)ino->spill_off + got));
+        if (m < 0 && errno == EINTR)
+            continue;
+        if (m < 0)
+            return hypr_err(w->err, HYPR_INTERNAL, errno, "read spilled layer data: %s",
+                            strerror(errno));
+        if (m == 0)
+            return hypr_err(w->err, HYPR_INVALID_ARGUMENT, EIO,
+                            "layer %d: a file is truncated (%" PRIu64 " of %" PRIu64 " bytes)",
+                            ino->layer, got, ino->size);
+        if ((r = append(w, buf, (size_t)m)) < 0)
+            return r;
+        got += (uint64_t)m;
+    }
+    return end_file(w);
+}
+
+static int spill_fd_of(const image_tree *t, const img_inode *ino)
+{
+    if (ino->spill_off < 0 || ino->layer < 0 || (size_t)ino->layer >= t->n_spill)
+        return -1;
+    return t->spill_fds[ino->layer];
+}
+
 static int stream_host_file(sqfs_out *w, img_inode *ino, char *buf)
 {
     _cleanup_close_ int fd = open(ino->host_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -403,11 +439,15 @@ static int write_data(sqfs_out *w, image_tree *t, const image_layer_src *layers,
             if (r >= 0)
                 r = end_file(w);
             i++;
+        } else if (spill_fd_of(t, ino) >= 0) {
+            r = stream_spilled(w, spill_fd_of(t, ino), ino, buf, cancel);
+            i++;
         } else if ((size_t)ino->layer >= n_layers) {
             r = hypr_err(w->err, HYPR_INTERNAL, EINVAL, "file data refers to a missing layer");
         } else {
             size_t j = i;
-            while (j < l.n && l.v[j]->layer == ino->layer && !l.v[j]->host_path && l.v[j]->size > 0)
+            while (j < l.n && l.v[j]->layer == ino->layer && !l.v[j]->host_path &&
+                   l.v[j]->size > 0 && spill_fd_of(t, l.v[j]) < 0)
                 j++;
             r = stream_layer(w, &layers[ino->layer], &l.v[i], j - i, buf, cancel);
             i = j;

@@ -176,11 +176,11 @@ def assert_no_image(d):
         assert not [f for f in os.listdir(blobs) if ".partial-" in f]
 
 
-def cli(d, *args, check=True, timeout=120, env_extra=None):
+def cli(d, *args, check=True, timeout=120, env_extra=None, input=""):
     env = dict(os.environ, HYPR_HOST=d.socket)
     env.update(env_extra or {})
     p = subprocess.run([HYPR_BIN] + list(args), capture_output=True, text=True, timeout=timeout,
-                       env=env)
+                       env=env, input=input)
     if check:
         assert p.returncode == 0, "hypr %s: %d\n%s%s" % (args, p.returncode, p.stdout, p.stderr)
     return p
@@ -442,6 +442,74 @@ def test_bearer_token_flow(env, daemons, short_tmp):
         proxy.stop()
 
 
+def read_config(path):
+    with open(os.path.join(path, "config.json")) as f:
+        return json.load(f)
+
+
+def test_login_pull_logout(env, daemons, short_tmp):
+    """hypr login checks the credentials against the registry, then stores them where
+    hyprd reads them; hypr logout removes them again; other config keys are kept."""
+    cfg = str(short_tmp / "docker")
+    os.makedirs(cfg)
+    other = {"auths": {"other.example:5000": {"auth": "eDp5"}}, "psFormat": "table"}
+    with open(os.path.join(cfg, "config.json"), "w") as f:
+        json.dump(other, f)
+    d = daemons.start(env={"DOCKER_CONFIG": cfg})
+    host, ref = env.auth.host, "%s/private/user:1" % env.auth.host
+    denv = {"DOCKER_CONFIG": cfg}
+
+    p = cli(d, "login", "-u", "hypr", "--password-stdin", host, check=False, env_extra=denv,
+            input="wrong\n")
+    assert p.returncode == 1 and "unauthorized" in p.stderr.lower(), p.stderr
+    assert "Login Succeeded" not in p.stdout
+    assert read_config(cfg) == other
+    p = cli(d, "login", "-u", "hypr", host, check=False, env_extra=denv)
+    assert p.returncode == 1 and "non TTY" in p.stderr
+    assert read_config(cfg) == other
+
+    p = cli(d, "login", "-u", "hypr", "--password-stdin", host, env_extra=denv,
+            input="s3cret\n")
+    assert "Login Succeeded" in p.stdout
+    conf = read_config(cfg)
+    assert conf["psFormat"] == "table" and "other.example:5000" in conf["auths"]
+    assert base64.b64decode(conf["auths"][host]["auth"]) == b"hypr:s3cret"
+    assert os.stat(os.path.join(cfg, "config.json")).st_mode & 0o777 == 0o600
+    pull(d, ref)
+    assert d.call("GetImage", id=ref).image.user == "1000:1000"
+
+    p = cli(d, "logout", host, env_extra=denv)
+    assert "Removing login credentials for %s" % host in p.stdout
+    conf = read_config(cfg)
+    assert host not in conf["auths"] and conf["psFormat"] == "table"
+    assert "other.example:5000" in conf["auths"]
+    assert "Not logged in to %s" % host in cli(d, "logout", host, env_extra=denv).stdout
+    cli(d, "rmi", ref)
+    err = pull_error(d, ref)
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "requires credentials: run hypr login" in err.details(), err.details()
+
+
+def test_login_bearer_token_registry(env, hyprd, short_tmp):
+    proxy = AuthProxy(env.reg.host, bearer=True, creds=("tokenuser", "tokenpass")).start()
+    try:
+        cfg = str(short_tmp / "docker")
+        denv = {"DOCKER_CONFIG": cfg}
+        p = cli(hyprd, "login", "-u", "tokenuser", "-p", "nope", proxy.host, check=False,
+                env_extra=denv)
+        assert p.returncode == 1 and "unauthorized" in p.stderr.lower(), p.stderr
+        assert not os.path.exists(os.path.join(cfg, "config.json"))
+        p = cli(hyprd, "login", "-u", "tokenuser", "-p", "tokenpass", proxy.host,
+                env_extra=denv)
+        assert "Login Succeeded" in p.stdout
+        assert "--password-stdin" in p.stderr  # the warning about -p
+        auth = read_config(cfg)["auths"][proxy.host]["auth"]
+        assert base64.b64decode(auth) == b"tokenuser:tokenpass"
+        assert proxy.token_requests >= 1
+    finally:
+        proxy.stop()
+
+
 def test_anonymous_bearer_token(env, hyprd):
     proxy = AuthProxy(env.reg.host, bearer=True).start()
     try:
@@ -658,3 +726,69 @@ def test_import_tar_and_directory(env, hyprd, short_tmp):
     with pytest.raises(grpc.RpcError) as ei:
         hyprd.call("ImportImage", source="/nonexistent/x.tar", reference="x", timeout=30)
     assert ei.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+# ---- CreateVM / RunVM pull a missing image ------------------------------------------------
+
+RUN_PHASE = hypr_pb2.RunVMEvent.Phase
+
+
+def test_create_vm_pulls_missing_image(env, hyprd):
+    ref = "%s/test/zstd:1" % env.reg.host
+    vm = hyprd.call("CreateVM", config=hypr_pb2.VMConfig(image=ref, name="pulled"),
+                    timeout=60).vm
+    img = hyprd.call("GetImage", id=ref).image
+    assert vm.image_id == img.id and vm.name == "pulled"
+    assert vm.status == hypr_pb2.VM_STATUS_CREATED
+    assert squashfs_cat(squashfs_of(img), "/zstd-marker") == b"zstd!\n"
+    assert [v.name for v in hyprd.call("ListVms", all=True).vms] == ["pulled"]
+    # a second CreateVM finds the image in the store: no second pull
+    vm2 = hyprd.call("CreateVM", config=hypr_pb2.VMConfig(image=ref, name="again"), timeout=30).vm
+    assert vm2.image_id == img.id
+    for name in ("pulled", "again"):
+        hyprd.call("DeleteVM", id=name)
+    assert list(hyprd.call("ListVms", all=True).vms) == []
+
+
+def test_create_and_run_vm_pull_failure_creates_nothing(env, hyprd):
+    ref = "%s/test/multi:no-such-tag" % env.reg.host
+    with pytest.raises(grpc.RpcError) as ei:
+        hyprd.call("CreateVM", config=hypr_pb2.VMConfig(image=ref), timeout=60)
+    assert ei.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "no-such-tag" in ei.value.details()
+    with pytest.raises(grpc.RpcError) as ei:
+        list(hyprd.rpc("RunVM")(hypr_pb2.RunVMRequest(config=hypr_pb2.VMConfig(image=ref)),
+                                timeout=60))
+    assert ei.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "no-such-tag" in ei.value.details()
+    assert list(hyprd.call("ListVms", all=True).vms) == []
+    assert_no_image(hyprd)
+    # an invalid config fails before anything is pulled
+    with pytest.raises(grpc.RpcError) as ei:
+        hyprd.call("CreateVM", config=hypr_pb2.VMConfig(image="%s/test/zstd:1" % env.reg.host,
+                                                         name="bad name"), timeout=30)
+    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert_no_image(hyprd)
+
+
+def test_run_vm_streams_pull_then_boots(env, hyprd):
+    """RunVM of an image not in the store: PULLING events with layer progress, then the
+    VM is created, boots and runs; `hypr run` prints the pull and the workload's output."""
+    ref = "%s/test/hardlinks:1" % env.reg.host
+    cfg = hypr_pb2.VMConfig(image=ref, cmd=["echo", "hi"], auto_remove=True)
+    events = list(hyprd.rpc("RunVM")(hypr_pb2.RunVMRequest(config=cfg), timeout=180))
+    phases = [e.phase for e in events]
+    assert phases[0] == RUN_PHASE.PULLING and phases[-1] == RUN_PHASE.RUNNING, phases
+    pulling = [e.pull for e in events if e.phase == RUN_PHASE.PULLING]
+    assert any(p.layers and p.layers[0].total_bytes > 0 for p in pulling)
+    img = hyprd.call("GetImage", id=ref).image
+    assert pulling[-1].phase == PHASE.DONE and pulling[-1].image_id == img.id
+    created = [e for e in events if e.phase == RUN_PHASE.CREATED]
+    assert created and created[0].vm.image_id == img.id
+    wait_for(lambda: list(hyprd.call("ListVms", all=True).vms) == [], 120, "the --rm VM to go")
+
+    hyprd.call("DeleteImage", id=ref)
+    p = cli(hyprd, "run", "--rm", ref, "echo", "hi", timeout=180)
+    assert p.stdout == "hi\n", p.stdout + p.stderr
+    assert "Unable to find image '%s' locally" % ref in p.stderr
+    assert hyprd.call("GetImage", id=ref).image.id

@@ -201,6 +201,41 @@ static void test_squashfs_write(void **state)
     free(l.mem);
 }
 
+/* With a spill dir, file contents are read back from the spill files: the
+ * writer no longer needs the layers (it is given none here). */
+static void test_squashfs_from_spill(void **state)
+{
+    (void)state;
+    _cleanup_(image_tree_freep) image_tree *t = image_tree_new();
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    image_tree_set_spill_dir(t, "/tmp");
+    layer l;
+    layer_begin(&l, 2);
+    file(&l, "a/hello", "hello world\n");
+    file(&l, "a/empty", "");
+    hardlink(&l, "a/again", "a/hello");
+    image_layer_src src = layer_end(&l);
+    assert_int_equal(image_tree_apply_layer(t, &src, 0, NULL, &err), 0);
+    free(l.mem);
+    layer_begin(&l, 2);
+    file(&l, "a/hello", "second layer wins\n");
+    file(&l, "b", "b\n");
+    image_layer_src src2 = layer_end(&l);
+    assert_int_equal(image_tree_apply_layer(t, &src2, 1, NULL, &err), 0);
+    free(l.mem);
+    char tmpl[] = "/tmp/hypr-test-sqfs-XXXXXX";
+    int fd = mkstemp(tmpl);
+    assert_true(fd >= 0);
+    close(fd);
+    image_layer_src none = {.data = "", .len = 0, .label = "gone"};
+    if (image_tree_write_squashfs(t, &none, 0, tmpl, NULL, &err) < 0)
+        fail_msg("%s", err.message);
+    struct stat st;
+    assert_int_equal(stat(tmpl, &st), 0);
+    assert_true(st.st_size >= 4096);
+    unlink(tmpl);
+}
+
 static void test_whiteouts(void **state)
 {
     (void)state;
@@ -426,7 +461,7 @@ int main(void)
         cmocka_unit_test(test_basic),        cmocka_unit_test(test_squashfs_write),
         cmocka_unit_test(test_whiteouts),    cmocka_unit_test(test_hardlinks),
         cmocka_unit_test(test_malicious),    cmocka_unit_test(test_contained),
-        cmocka_unit_test(test_bad_archives),
+        cmocka_unit_test(test_bad_archives), cmocka_unit_test(test_squashfs_from_spill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,203 @@
+/* hypr login / hypr logout: registry credentials in the Docker client's
+ * config.json ($DOCKER_CONFIG/config.json or ~/.docker/config.json), which
+ * hyprd reads when it pulls. Like docker login, the credentials are checked
+ * against the registry (GET /v2/, basic or bearer-token) before they are
+ * saved; the check runs here, through the image module's registry client,
+ * with the daemon's insecure_registries setting when the daemon is reachable. */
+#define LOG_MODULE "cli"
+#include "cli/cmd.h"
+#include "image/image.h"
+
+#include <string.h>
+#include <termios.h>
+
+/* Declared here and in main.c until cmd.h (being reworked) lists them. */
+
+/* Reads one line from f without its line ending; NULL at EOF with nothing read. */
+static char *read_line(FILE *f)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, f);
+    if (n < 0) {
+        free(line);
+        return NULL;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    return line;
+}
+
+/* Prompts on stderr and reads a line from the terminal (echo off for secrets). */
+static char *prompt(const char *label, bool secret)
+{
+    fprintf(stderr, "%s: ", label);
+    fflush(stderr);
+    struct termios old, quiet;
+    bool restore = false;
+    if (secret && tcgetattr(STDIN_FILENO, &old) == 0) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        quiet.c_lflag |= ECHONL;
+        restore = tcsetattr(STDIN_FILENO, TCSANOW, &quiet) == 0;
+    }
+    char *line = read_line(stdin);
+    if (restore)
+        tcsetattr(STDIN_FILENO, TCSANOW, &old);
+    return line;
+}
+
+/* The daemon's insecure_registries, when it answers; NULL otherwise (loopback
+ * registries are reached over plain HTTP anyway). Quiet: login works without it. */
+static char **daemon_insecure_registries(cli_ctx *ctx)
+{
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    if (!ctx->client && rpc_client_connect(ctx->target, &ctx->client, &err) < 0) {
+        ctx->client = NULL;
+        return NULL;
+    }
+    Hypr__V1__GetSettingsRequest req = HYPR__V1__GET_SETTINGS_REQUEST__INIT;
+    _cleanup_pb_ Hypr__V1__GetSettingsResponse *resp = NULL;
+    if (rpc_client_unary(ctx->client, RPC_METHOD("GetSettings"), &req.base,
+                         &hypr__v1__get_settings_response__descriptor, (ProtobufCMessage **)&resp,
+                         5000, &err) < 0)
+        return NULL;
+    char **v = NULL;
+    for (size_t i = 0; i < resp->n_settings; i++) {
+        if (strcmp(resp->settings[i]->key, "insecure_registries"))
+            continue;
+        _cleanup_free_ char *w = xstrdup(resp->settings[i]->value);
+        for (char *save = NULL, *t = strtok_r(w, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
+            v = strv_append(v, t);
+    }
+    return v;
+}
+
+static void wipe(char *s)
+{
+    if (s)
+        memset(s, 0, strlen(s));
+}
+
+int cmd_login(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *username = NULL, *password = NULL;
+    bool password_stdin = false;
+    const cli_option opts[] = {
+        CLI_STRING('p', "password", "string", &password, "Password"),
+        CLI_BOOL(0, "password-stdin", &password_stdin, "Take the password from stdin"),
+        CLI_STRING('u', "username", "string", &username, "Username"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] [SERVER]",
+        .description = "Log in to a registry.\n"
+                       "If no server is specified, the default is Docker Hub.",
+        .options = opts,
+        .min_args = 0,
+        .max_args = 1,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    if (password && password_stdin)
+        return cli_usage_error(&cmd, "--password and --password-stdin are mutually exclusive");
+    if (password_stdin && str_empty(username))
+        return cli_usage_error(&cmd, "Must provide --username with --password-stdin");
+    if (password)
+        fprintf(stderr, "WARNING! Using --password via the CLI is insecure. Use "
+                        "--password-stdin.\n");
+    const char *server = p.nargs ? p.args[0] : NULL;
+    _cleanup_free_ char *key = image_auth_key(server);
+
+    _cleanup_free_ char *user = username ? xstrdup(username) : NULL;
+    _cleanup_free_ char *pass = password ? xstrdup(password) : NULL;
+    if (password_stdin) {
+        pass = read_line(stdin);
+        if (!pass)
+            pass = xstrdup("");
+    }
+    bool tty = isatty(STDIN_FILENO);
+    if ((str_empty(user) || !pass) && !tty) {
+        fprintf(stderr, "Error: Cannot perform an interactive login from a non TTY device\n");
+        return 1;
+    }
+    if (str_empty(user)) {
+        free(user);
+        user = prompt("Username", false);
+        if (str_empty(user)) {
+            fprintf(stderr, "Error: Username is required\n");
+            return 1;
+        }
+    }
+    if (!pass)
+        pass = prompt("Password", true);
+    if (str_empty(pass)) {
+        wipe(pass);
+        fprintf(stderr, "Error: Password is required\n");
+        return 1;
+    }
+
+    _cleanup_strv_ char **insecure = daemon_insecure_registries(ctx);
+    image_login_opts lo = {
+        .server = key,
+        .user = user,
+        .pass = pass,
+        .insecure = insecure,
+        .ca_file = getenv("HYPR_REGISTRY_CA_FILE"),
+    };
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    int r = image_registry_login(&lo, &err);
+    if (r < 0) {
+        wipe(pass);
+        fprintf(stderr, "Error response from registry: %s\n",
+                err.message ? err.message : strerror(-r));
+        return 1;
+    }
+    _cleanup_free_ char *path = NULL;
+    r = image_auth_store(NULL, key, user, pass, &path, &err);
+    wipe(pass);
+    if (r < 0) {
+        fprintf(stderr, "Error: saving credentials: %s\n",
+                err.message ? err.message : strerror(-r));
+        return 1;
+    }
+    fprintf(stderr,
+            "WARNING! Your password will be stored unencrypted in %s.\n"
+            "Configure a credential helper to remove this warning. See\n"
+            "https://docs.docker.com/engine/reference/commandline/login/#credentials-store\n\n",
+            path);
+    printf("Login Succeeded\n");
+    return 0;
+}
+
+int cmd_logout(cli_ctx *ctx, int argc, char **argv)
+{
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[SERVER]",
+        .description = "Log out from a registry.\n"
+                       "If no server is specified, the default is Docker Hub.",
+        .min_args = 0,
+        .max_args = 1,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    _cleanup_free_ char *key = image_auth_key(p.nargs ? p.args[0] : NULL);
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    int r = image_auth_erase(NULL, key, &err);
+    if (r == -ENOENT) {
+        printf("Not logged in to %s\n", key);
+        return 0;
+    }
+    if (r < 0) {
+        fprintf(stderr, "Error: %s\n", err.message ? err.message : strerror(-r));
+        return 1;
+    }
+    printf("Removing login credentials for %s\n", key);
+    return 0;
+}
