@@ -292,6 +292,14 @@ def run_p3():
         die("bench/pull.py failed (%d)" % p.returncode)
 
 
+def run_p1():
+    """P1/P2 (VM boot, kestrel size, hypervisor memory) live in bench/vm_boot.py."""
+    p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "vm_boot.py")])
+    if p.returncode != 0:
+        die("bench/vm_boot.py failed (%d)" % p.returncode)
+
+
 if __name__ == "__main__":
     main()
+    run_p1()
     run_p3()

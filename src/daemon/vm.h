@@ -9,6 +9,8 @@
 
 #include "ctl_proto.h"
 
+#include <pthread.h>
+
 typedef struct vm_runtime vm_runtime;
 typedef struct log_follower log_follower;
 typedef struct exec_session exec_session;
@@ -30,7 +32,7 @@ struct vm_runtime {
     vmm_adapter *adapter;
     vmm_config cfg;
     /* Strings cfg borrows. */
-    char *initrd_path, *rootfs_path, *console_log, *ctl_path;
+    char *initrd_path, *kernel_path, *rootfs_path, *console_log, *ctl_path;
 
     uv_process_t proc;
     bool proc_running;
@@ -74,9 +76,11 @@ struct vm_runtime {
 
 /* Guest kernel and the shared initramfs, prepared once per daemon. */
 typedef struct vm_host {
+    pthread_mutex_t lock; /* starts prepare on the thread pool, possibly at once */
     vmm_kernel kernel;
-    char *initramfs; /* <run-dir>/kestrel-initramfs.cpio */
-    char *kestrel;   /* the static agent binary */
+    char *kernel_setting; /* the `kernel` setting kernel was found with */
+    char *initramfs;      /* <run-dir>/kestrel-initramfs.cpio */
+    char *kestrel;        /* the static agent binary */
     bool ready;
 } vm_host;
 

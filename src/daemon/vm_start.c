@@ -62,13 +62,18 @@ static char *find_kestrel(void)
 }
 
 /* Runs on the thread pool: decompressing a kernel and building the initramfs
- * take seconds the first time, and nothing afterwards. */
-static int host_prepare(daemon_ctx *d, const char *kernel_setting, hypr_error *err)
+ * take seconds the first time, and nothing afterwards. A changed `kernel`
+ * setting is looked up again. */
+static int host_prepare_locked(vm_host *h, const char *data_dir, const char *kernel_setting,
+                               hypr_error *err)
 {
-    vm_host *h = d->vm_host;
-    if (h->ready)
+    if (h->ready && strcmp(h->kernel_setting, kernel_setting) == 0)
         return 0;
-    vmm_kernel_opts kopts = {.setting = kernel_setting, .data_dir = d->data_dir};
+    h->ready = false;
+    vmm_kernel_clear(&h->kernel);
+    free(h->kernel_setting);
+    h->kernel_setting = xstrdup(kernel_setting);
+    vmm_kernel_opts kopts = {.setting = kernel_setting, .data_dir = data_dir};
     int r = vmm_kernel_find(&kopts, &h->kernel, err);
     if (r < 0)
         return r;
@@ -92,6 +97,8 @@ static int host_prepare(daemon_ctx *d, const char *kernel_setting, hypr_error *e
 void vm_manager_init(daemon_ctx *d)
 {
     vm_host *h = xcalloc(1, sizeof(*h));
+    pthread_mutex_init(&h->lock, NULL);
+    h->kernel_setting = xstrdup("");
     h->kestrel = find_kestrel();
     h->initramfs = path_join(d->run_dir, "kestrel-initramfs.cpio");
     d->vm_host = h;
@@ -105,6 +112,8 @@ void vm_manager_free(daemon_ctx *d)
     if (!h)
         return;
     vmm_kernel_clear(&h->kernel);
+    pthread_mutex_destroy(&h->lock);
+    free(h->kernel_setting);
     free(h->initramfs);
     free(h->kestrel);
     free(h);
@@ -201,6 +210,7 @@ typedef struct start_work {
     uv_work_t req;
     vm_runtime *vm;
     char *kernel_setting;
+    char *kernel_path; /* found by the prepare step */
     char *manifest;
     size_t manifest_len;
     bool create_phase; /* second trip: adapter create/start after the spawn */
@@ -213,6 +223,7 @@ static void boot_failed(vm_runtime *vm, const char *why);
 static void start_work_free(start_work *w)
 {
     free(w->kernel_setting);
+    free(w->kernel_path);
     free(w->manifest);
     hypr_error_clear(&w->err);
     free(w);
@@ -369,17 +380,20 @@ static void start_work_run(uv_work_t *req)
             w->r = ops->start(vm->adapter, &vm->cfg, 10000, &w->err);
         return;
     }
-    w->r = host_prepare(vm->d, w->kernel_setting, &w->err);
-    if (w->r < 0)
-        return;
     vm_host *h = vm->d->vm_host;
-    w->r =
-        vmm_write_vm_initrd(h->initramfs, w->manifest, w->manifest_len, vm->initrd_path, &w->err);
+    pthread_mutex_lock(&h->lock);
+    w->r = host_prepare_locked(h, vm->d->data_dir, w->kernel_setting, &w->err);
+    if (w->r >= 0)
+        w->r = vmm_write_vm_initrd(h->initramfs, w->manifest, w->manifest_len, vm->initrd_path,
+                                   &w->err);
+    /* The kernel path is copied while the lock still guards it. */
+    if (w->r >= 0)
+        w->kernel_path = xstrdup(h->kernel.path);
+    pthread_mutex_unlock(&h->lock);
 }
 
 static int spawn_hypervisor(vm_runtime *vm, hypr_error *err)
 {
-    vm->cfg.kernel = vm->d->vm_host->kernel.path;
     _cleanup_vmm_command_ vmm_command cmd = {0};
     int r = vm->adapter->ops->build_command(vm->adapter, &vm->cfg, &cmd, err);
     if (r < 0)
@@ -442,6 +456,9 @@ static void start_work_done(uv_work_t *req, int status)
         return;
     }
     hypr_error_clear(&w->err);
+    free(vm->kernel_path);
+    vm->kernel_path = TAKE_PTR(w->kernel_path);
+    vm->cfg.kernel = vm->kernel_path;
     if (spawn_hypervisor(vm, &w->err) < 0) {
         boot_failed(vm, w->err.message);
         start_work_free(w);
@@ -461,6 +478,7 @@ static void runtime_free(vm_runtime *vm)
     free(vm->status);
     vmm_adapter_free(vm->adapter);
     free(vm->initrd_path);
+    free(vm->kernel_path);
     free(vm->rootfs_path);
     free(vm->console_log);
     free(vm->ctl_path);
