@@ -277,6 +277,12 @@ def boot_ms_from_daemon_log(text, name):
     return int(m.group(1)) if m else None
 
 
+def kestrel_phases_from_daemon_log(text, vm_id):
+    """kestrel's HELLO boot phases, as hyprd logs them when the VM runs."""
+    m = re.search(r"VM \S+ \(%s\) boot phases \(guest uptime\):(.*)" % vm_id[:12], text)
+    return m.group(1).strip() if m else None
+
+
 def machine_note():
     cpu = "unknown CPU"
     with open("/proc/cpuinfo") as f:
@@ -437,8 +443,9 @@ def main():
         note = machine_note()
         print("P1/P2 — VM boot to first output, kestrel size, hypervisor memory; %s" % accel)
         print(tbl)
-        print("kestrel's boot-phase timestamps (HELLO frames) are not exposed by any API or "
-              "log; kernel-timestamped console lines instead:")
+        kphases = kestrel_phases_from_daemon_log(d.log_text(), last_vm) if last_vm else None
+        print("kestrel's boot phases (HELLO frames, guest uptime): %s" % (kphases or "n/a"))
+        print("kernel-timestamped console lines:")
         print("\n".join(phases))
         print("%s. %s" % (when, note))
         update_doc(

@@ -48,6 +48,25 @@ int vm_ctl_send(vm_runtime *vm, ctl_buf *frame)
     return 0;
 }
 
+/* kestrel's boot phases, in guest uptime: where a boot's time goes. */
+static void log_boot_phases(vm_runtime *vm, const ctl_hello *h)
+{
+    static const char *const names[] = {
+        [CTL_PHASE_AGENT_START] = "agent",       [CTL_PHASE_MOUNTS_DONE] = "mounts",
+        [CTL_PHASE_MODULES_DONE] = "modules",    [CTL_PHASE_CHANNEL_OPEN] = "channel",
+        [CTL_PHASE_ROOTFS_READY] = "rootfs",     [CTL_PHASE_NETWORK_READY] = "network",
+        [CTL_PHASE_WORKLOAD_START] = "workload",
+    };
+    _cleanup_buf_ hypr_buf b = {0};
+    for (size_t i = 0; i < h->n; i++) {
+        uint32_t p = h->ts[i].phase;
+        if (p < ARRAY_SIZE(names) && names[p])
+            buf_printf(&b, " %s=%.3fs", names[p], (double)h->ts[i].ns / 1e9);
+    }
+    log_info("VM %s (%.12s) boot phases (guest uptime):%s", vm->name, vm->id,
+             b.data ? b.data : " none");
+}
+
 static void record_phases(vm_runtime *vm, const ctl_frame *f)
 {
     ctl_hello h;
@@ -66,6 +85,7 @@ static void record_phases(vm_runtime *vm, const ctl_frame *f)
         return;
     log_info("VM %s is running (booted in %" PRId64 " ms)", vm->name,
              time_monotonic_ms() - vm->boot_started_ms);
+    log_boot_phases(vm, &h);
     vm_set_status(vm, "running", "vm.started");
     vm_notify_run_waiters(vm, HYPR__V1__RUN_VMEVENT__PHASE__RUNNING, NULL);
 }
