@@ -166,6 +166,30 @@ int store_stack_delete(store *s, const char *name, hypr_error *err);
 int store_stack_find(store *s, const char *ref, store_stack *out, hypr_error *err);
 int store_stack_list(store *s, store_stack **out, size_t *n, hypr_error *err);
 
+/* ---- IP allocations (the IPAM's rows) ---------------------------------- */
+
+/* One allocated address of a network; vm_id NULL for a reservation. */
+typedef struct store_ip_allocation {
+    char *network;
+    char *address;
+    char *vm_id;
+} store_ip_allocation;
+
+void store_ip_allocations_free(store_ip_allocation *a, size_t n);
+/* Records address in network for vm_id (may be NULL); -EEXIST (ALREADY_EXISTS)
+ * when the address is already allocated there. */
+int store_ip_allocate(store *s, const char *network, const char *address, const char *vm_id,
+                      hypr_error *err);
+/* -ENOENT (NOT_FOUND) when the address is not allocated in network. */
+int store_ip_release(store *s, const char *network, const char *address, hypr_error *err);
+/* Every allocation of network, ordered by address text. */
+int store_ip_list(store *s, const char *network, store_ip_allocation **out, size_t *n,
+                  hypr_error *err);
+/* Releases every address of vm_id, in network or (network NULL) in every network.
+ * released (may be NULL) receives the released rows; none is not an error. */
+int store_ip_release_vm(store *s, const char *network, const char *vm_id,
+                        store_ip_allocation **released, size_t *n_released, hypr_error *err);
+
 /* ---- counts (GetSystemStats) ------------------------------------------- */
 
 typedef struct store_counts {
