@@ -331,6 +331,15 @@ static int xfer_finished(fetch_ctx *f, xfer *x, CURLcode cc, CURLM *multi)
                                 "layer %s: store %s: %s", d, x->final_path, strerror(e));
             }
             x->done = true;
+            {
+                double t_conn = 0, t_start = 0, t_total = 0;
+                curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME, &t_conn);
+                curl_easy_getinfo(x->easy, CURLINFO_STARTTRANSFER_TIME, &t_start);
+                curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &t_total);
+                log_debug("blob %.19s: %" PRIu64
+                          " bytes, connect %.1f ms, first byte %.1f ms, total %.1f ms",
+                          d, x->have, t_conn * 1e3, t_start * 1e3, t_total * 1e3);
+            }
             x->job->path = xstrdup(x->final_path);
             image_progress_layer(f->progress, x->job->progress_index, x->have, "done");
             xfer_close(x, multi, false);
@@ -379,8 +388,18 @@ static int xfer_finished(fetch_ctx *f, xfer *x, CURLcode cc, CURLM *multi)
     return 1;
 }
 
-int blobs_fetch(registry_client *reg, const char *data_dir, blob_job *jobs, size_t n,
-                int max_parallel, image_progress *progress, hypr_error *err)
+/* Every job naming this digest (an image may list a blob twice) can be read. */
+static void gate_ready_digest(img_blob_gate *gate, const blob_job *jobs, size_t n,
+                              const char *digest)
+{
+    for (size_t i = 0; gate && i < n; i++)
+        if (!strcmp(jobs[i].digest, digest))
+            img_blob_gate_ready(gate, i);
+}
+
+static int fetch_all(registry_client *reg, const char *data_dir, blob_job *jobs, size_t n,
+                     int max_parallel, img_blob_gate *gate, image_progress *progress,
+                     hypr_error *err)
 {
     _cleanup_free_ char *dir = xasprintf("%s/cache/blobs/sha256", data_dir);
     int r = mkdir_p(dir, 0700);
@@ -389,6 +408,7 @@ int blobs_fetch(registry_client *reg, const char *data_dir, blob_job *jobs, size
     fetch_ctx f = {.reg = reg, .progress = progress, .err = err};
     xfer *xs = xcalloc(n ? n : 1, sizeof(*xs));
     size_t pending = 0;
+    int64_t reported_ms = 0;
     for (size_t i = 0; i < n; i++) {
         xfer *x = &xs[i];
         x->job = &jobs[i];
@@ -405,6 +425,8 @@ int blobs_fetch(registry_client *reg, const char *data_dir, blob_job *jobs, size
             x->done = true;
             jobs[i].path = xstrdup(x->final_path);
             image_progress_layer(progress, jobs[i].progress_index, (uint64_t)st.st_size, "exists");
+            if (gate)
+                img_blob_gate_ready(gate, i);
             continue;
         }
         if (dup) {
@@ -421,7 +443,7 @@ int blobs_fetch(registry_client *reg, const char *data_dir, blob_job *jobs, size
     int limit = max_parallel > 0 ? max_parallel : 4;
     r = 0;
     while (pending > 0 && r >= 0) {
-        if (img_cancelled(progress)) {
+        if (img_cancelled(progress) || (gate && img_blob_gate_aborted(gate))) {
             r = hypr_err(err, HYPR_CANCELLED, ECANCELED, "cancelled");
             break;
         }
@@ -454,16 +476,28 @@ int blobs_fetch(registry_client *reg, const char *data_dir, blob_job *jobs, size
                 r = fr;
                 break;
             }
-            if (fr == 0 && x->done)
+            if (fr == 0 && x->done) {
                 pending--;
+                gate_ready_digest(gate, jobs, n, x->job->digest);
+            }
         }
-        if (r < 0)
-            break;
-        for (size_t i = 0; i < n; i++)
-            if (xs[i].active)
+        if (r < 0 || pending == 0)
+            break; /* not one more poll: it would sleep its whole timeout */
+        int64_t wait_ms = 100;
+        /* Progress at most every 50 ms (the daemon forwards it every 100 ms): not a
+         * lock and a wake-up of the daemon's loop per received chunk. */
+        bool report = now - reported_ms >= 50;
+        if (report)
+            reported_ms = now;
+        for (size_t i = 0; i < n; i++) {
+            if (xs[i].active && report)
                 image_progress_layer(progress, xs[i].job->progress_index, xs[i].have,
                                      "downloading");
-        curl_multi_poll(multi, NULL, 0, 100, NULL);
+            else if (!xs[i].active && !xs[i].done && xs[i].retry_at_ms &&
+                     xs[i].retry_at_ms - now < wait_ms)
+                wait_ms = xs[i].retry_at_ms > now ? xs[i].retry_at_ms - now : 0;
+        }
+        curl_multi_poll(multi, NULL, 0, (int)wait_ms, NULL);
     }
     if (r >= 0 && img_cancelled(progress))
         r = hypr_err(err, HYPR_CANCELLED, ECANCELED, "cancelled");
@@ -475,5 +509,16 @@ int blobs_fetch(registry_client *reg, const char *data_dir, blob_job *jobs, size
     }
     curl_multi_cleanup(multi);
     free(xs);
+    return r;
+}
+
+int blobs_fetch(registry_client *reg, const char *data_dir, blob_job *jobs, size_t n,
+                int max_parallel, img_blob_gate *gate, image_progress *progress, hypr_error *err)
+{
+    int r = fetch_all(reg, data_dir, jobs, n, max_parallel, gate, progress, err);
+    if (r < 0 && gate)
+        img_blob_gate_fail(gate);
+    for (size_t i = 0; r >= 0 && gate && i < n; i++)
+        img_blob_gate_ready(gate, i);
     return r;
 }

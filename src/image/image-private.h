@@ -90,9 +90,29 @@ void img_scan_free(img_scan *s);
 /* Takes the scan's spill file (if any) into the tree. */
 int img_tree_apply_scan(image_tree *t, img_scan *scan, int index, const char *label,
                         hypr_error *err);
-/* Applies n layers in order, reading ahead up to `threads` layers in parallel. */
+/* Layer blobs becoming available while the layers are already being read: the
+ * downloader marks each blob ready (or all failed), readers wait for theirs. */
+typedef struct img_blob_gate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool *ready;
+    size_t n;
+    bool failed;  /* downloads ended without every blob: readers give up */
+    bool aborted; /* a reader failed: downloads stop */
+} img_blob_gate;
+void img_blob_gate_init(img_blob_gate *g, size_t n);
+void img_blob_gate_destroy(img_blob_gate *g);
+void img_blob_gate_ready(img_blob_gate *g, size_t i);
+void img_blob_gate_fail(img_blob_gate *g);
+void img_blob_gate_abort(img_blob_gate *g);
+bool img_blob_gate_aborted(img_blob_gate *g);
+/* Waits for blob i; -ECANCELED when the downloads failed or were aborted. */
+int img_blob_gate_wait(img_blob_gate *g, size_t i);
+
+/* Applies n layers in order, reading ahead up to `threads` layers in parallel.
+ * With a gate, layer i is read once its blob is ready (NULL: all are). */
 int img_tree_apply_layers(image_tree *t, const image_layer_src *layers, size_t n,
-                          const image_progress *cancel, hypr_error *err);
+                          img_blob_gate *gate, const image_progress *cancel, hypr_error *err);
 
 /* Pre-order traversal helper: calls fn for every node (dirs before children). */
 int img_tree_walk(img_node *n, int (*fn)(img_node *n, void *ud), void *ud);
@@ -163,9 +183,11 @@ typedef struct blob_job {
 } blob_job;
 
 /* Downloads missing blobs into <data_dir>/cache/blobs/sha256 with at most
- * max_parallel transfers, verifying each digest while streaming. */
+ * max_parallel transfers, verifying each digest while streaming. With a gate,
+ * each job is marked ready there once its blob is in the cache, the gate is
+ * failed when this returns an error, and an aborted gate stops the downloads. */
 int blobs_fetch(registry_client *c, const char *data_dir, blob_job *jobs, size_t n,
-                int max_parallel, image_progress *progress, hypr_error *err);
+                int max_parallel, img_blob_gate *gate, image_progress *progress, hypr_error *err);
 char *blobs_cache_path(const char *data_dir, const char *digest);
 
 /* ---- store helpers (store.c) ------------------------------------------------------ */

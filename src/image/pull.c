@@ -127,6 +127,77 @@ static bool layer_type_ok(const char *mt)
     return false;
 }
 
+/* The downloads, on their own thread while the calling one reads each layer
+ * as soon as its blob is in the cache. */
+typedef struct fetch_run {
+    registry_client *reg;
+    const char *data_dir;
+    blob_job *jobs;
+    size_t n;
+    int max_parallel;
+    img_blob_gate *gate;
+    image_progress *progress;
+    hypr_error err;
+    int result;
+    int64_t ms;
+} fetch_run;
+
+static void *fetch_thread(void *ud)
+{
+    fetch_run *f = ud;
+    int64_t t0 = time_monotonic_ms();
+    f->result = blobs_fetch(f->reg, f->data_dir, f->jobs, f->n, f->max_parallel, f->gate,
+                            f->progress, &f->err);
+    f->ms = time_monotonic_ms() - t0;
+    if (f->result >= 0) /* the layers still being read are the conversion now */
+        image_progress_set_phase(f->progress, IMAGE_PHASE_CONVERTING,
+                                 "Converting layers to squashfs");
+    return NULL;
+}
+
+/* Downloads the layers while applying them to tree. */
+static int fetch_and_apply(fetch_run *f, image_tree *tree, const image_layer_src *srcs,
+                           image_progress *progress, hypr_error *err)
+{
+    img_blob_gate gate;
+    img_blob_gate_init(&gate, f->n);
+    f->gate = &gate;
+    f->result = 0;
+    f->err = (hypr_error)HYPR_ERROR_INIT;
+    pthread_t tid;
+    bool threaded = pthread_create(&tid, NULL, fetch_thread, f) == 0;
+    if (!threaded)
+        fetch_thread(f);
+    int64_t t0 = time_monotonic_ms();
+    hypr_error aerr = HYPR_ERROR_INIT;
+    int r = img_tree_apply_layers(tree, srcs, f->n, &gate, progress, &aerr);
+    int64_t apply_ms = time_monotonic_ms() - t0;
+    if (r < 0)
+        img_blob_gate_abort(&gate);
+    if (threaded)
+        pthread_join(tid, NULL);
+    log_debug("pull: blobs in %" PRId64 " ms, %zu layers applied in %" PRId64
+              " ms (overlapping), %zu inodes",
+              f->ms, f->n, apply_ms, image_tree_count(tree));
+    /* A reader's own failure (a bad layer) stopped the downloads: it is the
+     * reason. Otherwise a failed download is, and the readers only gave up. */
+    bool reader_failed = r < 0 && aerr.status != HYPR_CANCELLED;
+    if (f->result < 0 && !reader_failed) {
+        hypr_error_clear(&aerr);
+        aerr = f->err;
+        r = f->result;
+    } else {
+        hypr_error_clear(&f->err);
+    }
+    if (r < 0 && err) {
+        hypr_error_clear(err);
+        *err = aerr;
+    } else
+        hypr_error_clear(&aerr);
+    img_blob_gate_destroy(&gate);
+    return r;
+}
+
 /* The image already in the store under this name (same manifest and config)? */
 static bool already_present(const image_pull_opts *o, const char *name, const image_ref *ref,
                             const char *digest, const char *config_digest, store_image *out)
@@ -255,24 +326,16 @@ int image_pull(const image_pull_opts *o, image_progress *progress, image_staged 
     image_progress_set_layers(progress, man.layers, man.n_layers);
     image_progress_set_phase(progress, IMAGE_PHASE_DOWNLOADING, NULL);
     jobs = xcalloc(man.n_layers ? man.n_layers : 1, sizeof(*jobs));
+    srcs = xcalloc(man.n_layers ? man.n_layers : 1, sizeof(*srcs));
+    char **labels = xcalloc(man.n_layers + 1, sizeof(char *));
+    char **paths = xcalloc(man.n_layers + 1, sizeof(char *));
     for (size_t i = 0; i < man.n_layers; i++) {
         jobs[i].digest = man.layers[i].digest;
         jobs[i].size = man.layers[i].size;
         jobs[i].progress_index = i;
-    }
-    int64_t t_dl = time_monotonic_ms();
-    r = blobs_fetch(reg, o->data_dir, jobs, man.n_layers, o->max_parallel, progress, err);
-    if (r < 0)
-        goto out;
-    log_debug("pull %s: blobs in %" PRId64 " ms", full, time_monotonic_ms() - t_dl);
-
-    /* Convert. */
-    image_progress_set_phase(progress, IMAGE_PHASE_CONVERTING, "Converting layers to squashfs");
-    srcs = xcalloc(man.n_layers ? man.n_layers : 1, sizeof(*srcs));
-    char **labels = xcalloc(man.n_layers + 1, sizeof(char *));
-    for (size_t i = 0; i < man.n_layers; i++) {
         labels[i] = xasprintf("layer %.19s", man.layers[i].digest);
-        srcs[i].path = jobs[i].path;
+        paths[i] = blobs_cache_path(o->data_dir, man.layers[i].digest);
+        srcs[i].path = paths[i];
         srcs[i].label = labels[i];
     }
     tree = image_tree_new();
@@ -282,10 +345,13 @@ int image_pull(const image_pull_opts *o, image_progress *progress, image_staged 
         if (mkdir_p(spill, 0700) == 0)
             image_tree_set_spill_dir(tree, spill);
     }
-    int64_t t_apply = time_monotonic_ms();
-    r = img_tree_apply_layers(tree, srcs, man.n_layers, progress, err);
-    log_debug("pull %s: %zu layers applied in %" PRId64 " ms (%zu inodes)", full, man.n_layers,
-              time_monotonic_ms() - t_apply, image_tree_count(tree));
+    fetch_run fr = {.reg = reg,
+                    .data_dir = o->data_dir,
+                    .jobs = jobs,
+                    .n = man.n_layers,
+                    .max_parallel = o->max_parallel,
+                    .progress = progress};
+    r = fetch_and_apply(&fr, tree, srcs, progress, err);
     int64_t t_sq = time_monotonic_ms();
     if (r >= 0) {
         out->info.name = xstrdup(name);
@@ -304,6 +370,7 @@ int image_pull(const image_pull_opts *o, image_progress *progress, image_staged 
         log_debug("pull %s: squashfs written in %" PRId64 " ms", full, time_monotonic_ms() - t_sq);
     }
     strv_free(labels);
+    strv_free(paths);
     if (r >= 0)
         memcpy(out->id, man.config.digest + strlen("sha256:"), HYPR_ID_LEN + 1);
 

@@ -11,7 +11,10 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "image/image.h"
+#include "image/image-private.h"
+
+#include <pthread.h>
+#include <time.h>
 
 /* ---- building layers ----------------------------------------------------------------- */
 
@@ -455,6 +458,98 @@ static void test_bad_archives(void **state)
     free(l.mem);
 }
 
+/* Layers read while their blobs arrive: blobs become ready out of order, and a
+ * failed download releases the readers waiting for theirs. */
+typedef struct gate_feeder {
+    img_blob_gate *gate;
+    size_t n_ready;
+    bool fail;
+} gate_feeder;
+
+static void *feed_gate(void *ud)
+{
+    gate_feeder *f = ud;
+    for (size_t k = 0; k < f->n_ready; k++) {
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+        img_blob_gate_ready(f->gate, f->gate->n - 1 - k); /* last blob first */
+    }
+    if (f->fail)
+        img_blob_gate_fail(f->gate);
+    return NULL;
+}
+
+static void gated_apply(size_t n_ready, bool fail, int want)
+{
+    layer l[3];
+    image_layer_src srcs[3];
+    for (int i = 0; i < 3; i++) {
+        layer_begin(&l[i], 1);
+        char name[16], data[16];
+        snprintf(name, sizeof(name), "f%d", i);
+        snprintf(data, sizeof(data), "layer %d\n", i);
+        file(&l[i], name, data);
+        file(&l[i], "same", data);
+        srcs[i] = layer_end(&l[i]);
+    }
+    _cleanup_(image_tree_freep) image_tree *t = image_tree_new();
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    img_blob_gate gate;
+    img_blob_gate_init(&gate, 3);
+    gate_feeder f = {.gate = &gate, .n_ready = n_ready, .fail = fail};
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, feed_gate, &f), 0);
+    int r = img_tree_apply_layers(t, srcs, 3, &gate, NULL, &err);
+    pthread_join(tid, NULL);
+    assert_int_equal(r, want);
+    if (want == 0) {
+        image_tree_stat st;
+        assert_int_equal(image_tree_lookup(t, "same", &st), 0);
+        assert_int_equal(st.size, strlen("layer 2\n"));
+        assert_true(exists(t, "f0") && exists(t, "f1") && exists(t, "f2"));
+    } else {
+        assert_int_equal(err.status, HYPR_CANCELLED);
+        assert_non_null(strstr(err.message, "download failed"));
+    }
+    img_blob_gate_destroy(&gate);
+    for (int i = 0; i < 3; i++)
+        free(l[i].mem);
+}
+
+static void test_gated_apply(void **state)
+{
+    (void)state;
+    gated_apply(3, false, 0);
+    gated_apply(2, true, -ECANCELED); /* blob 0 never arrives */
+    gated_apply(0, true, -ECANCELED);
+}
+
+/* A bad first layer ends the apply at once, without waiting for the blobs still
+ * downloading, and tells the downloads to stop. */
+static void test_gated_apply_bad_layer(void **state)
+{
+    (void)state;
+    layer l[3];
+    image_layer_src srcs[3];
+    for (int i = 0; i < 3; i++) {
+        layer_begin(&l[i], 1);
+        file(&l[i], i == 0 ? "../escape" : "ok", "x");
+        srcs[i] = layer_end(&l[i]);
+    }
+    _cleanup_(image_tree_freep) image_tree *t = image_tree_new();
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    img_blob_gate gate;
+    img_blob_gate_init(&gate, 3);
+    img_blob_gate_ready(&gate, 0); /* blobs 1 and 2 never arrive */
+    assert_true(img_tree_apply_layers(t, srcs, 3, &gate, NULL, &err) < 0);
+    assert_int_equal(err.status, HYPR_INVALID_ARGUMENT);
+    assert_true(img_blob_gate_aborted(&gate));
+    assert_int_equal(img_blob_gate_wait(&gate, 1), -ECANCELED);
+    img_blob_gate_destroy(&gate);
+    for (int i = 0; i < 3; i++)
+        free(l[i].mem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_whiteouts),    cmocka_unit_test(test_hardlinks),
         cmocka_unit_test(test_malicious),    cmocka_unit_test(test_contained),
         cmocka_unit_test(test_bad_archives), cmocka_unit_test(test_squashfs_from_spill),
+        cmocka_unit_test(test_gated_apply),  cmocka_unit_test(test_gated_apply_bad_layer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
