@@ -299,7 +299,15 @@ def run_p1():
         die("bench/vm_boot.py failed (%d)" % p.returncode)
 
 
+def run_p7():
+    """P7 (DNS queries per second, hyprd vs dnsmasq) lives in bench/dns.py."""
+    p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "dns.py")])
+    if p.returncode != 0:
+        die("bench/dns.py failed (%d)" % p.returncode)
+
+
 if __name__ == "__main__":
     main()
     run_p1()
     run_p3()
+    run_p7()

@@ -2,6 +2,7 @@
  * so every RPC of the contract is served, and those whose issue has not landed
  * answer UNIMPLEMENTED naming the RPC. */
 #define LOG_MODULE "api"
+#include "netmgr.h"
 #include "vm.h"
 
 #include <string.h>
@@ -26,6 +27,8 @@ static const handler_entry handlers[] = {
     {"RunVM", api_run_vm, api_vm_create_call_close},
     {"StreamLogs", api_stream_logs, api_stream_logs_close},
     {"StreamVMMetrics", api_stream_vm_metrics, api_stream_vm_metrics_close},
+    {"CreateNetwork", api_create_network, NULL},
+    {"DeleteNetwork", api_delete_network, NULL},
     {"ListVms", api_list_vms, NULL},
     {"GetVM", api_get_vm, NULL},
     {"ListImages", api_list_images, NULL},

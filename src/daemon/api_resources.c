@@ -2,10 +2,11 @@
 #define LOG_MODULE "api"
 #include "vm.h"
 #include "image/image.h"
+#include "netmgr.h"
 
 #include <string.h>
 
-static ProtobufCMessage *vm_message(const void *rec)
+static ProtobufCMessage *vm_message(daemon_ctx *d, const void *rec)
 {
     return &vm_to_message(rec)->base;
 }
@@ -29,12 +30,12 @@ static bool vm_listed(const void *rec, const ProtobufCMessage *req)
 }
 
 /* Images: entrypoint/env/ports/... come from the image's manifest.json (api_image.c). */
-static ProtobufCMessage *image_message(const void *rec)
+static ProtobufCMessage *image_message(daemon_ctx *d, const void *rec)
 {
     return api_image_message(rec);
 }
 
-static ProtobufCMessage *network_message(const void *rec)
+static ProtobufCMessage *network_message(daemon_ctx *d, const void *rec)
 {
     const store_network *net = rec;
     Hypr__V1__Network *m = xmalloc(sizeof(*m));
@@ -47,10 +48,18 @@ static ProtobufCMessage *network_message(const void *rec)
     m->bridge = net->bridge ? net->bridge : "";
     m->internal = net->internal;
     m->created_at = net->created_at;
+    m->vm_ids = netmgr_network_vms(d, net->name);
+    m->n_vm_ids = strv_length(m->vm_ids);
     return &m->base;
 }
 
-static ProtobufCMessage *volume_message(const void *rec)
+static void network_message_free(ProtobufCMessage *msg)
+{
+    strv_free(((Hypr__V1__Network *)msg)->vm_ids);
+    free(msg);
+}
+
+static ProtobufCMessage *volume_message(daemon_ctx *d, const void *rec)
 {
     const store_volume *v = rec;
     Hypr__V1__Volume *m = xmalloc(sizeof(*m));
@@ -63,7 +72,7 @@ static ProtobufCMessage *volume_message(const void *rec)
     return &m->base;
 }
 
-static ProtobufCMessage *stack_message(const void *rec)
+static ProtobufCMessage *stack_message(daemon_ctx *d, const void *rec)
 {
     const store_stack *st = rec;
     Hypr__V1__Stack *m = xmalloc(sizeof(*m));
@@ -88,7 +97,7 @@ typedef struct resource_kind {
     int (*find)(store *s, const char *ref, void *out, hypr_error *err);
     void (*clear)(void *rec);
     /* The message points into the record; free_message frees only the message. */
-    ProtobufCMessage *(*to_message)(const void *rec);
+    ProtobufCMessage *(*to_message)(daemon_ctx *d, const void *rec);
     void (*free_message)(ProtobufCMessage *msg);
     bool (*listed)(const void *rec, const ProtobufCMessage *req); /* NULL = all */
 } resource_kind;
@@ -139,7 +148,7 @@ static void free_plain(ProtobufCMessage *msg)
 
 KIND(vm, store_vm, "VM", "vms", "vm", "id", vm_message_release, vm_listed);
 KIND(image, store_image, "image", "images", "image", "id", api_image_message_free, NULL);
-KIND(network, store_network, "network", "networks", "network", "id", free_plain, NULL);
+KIND(network, store_network, "network", "networks", "network", "id", network_message_free, NULL);
 KIND(volume, store_volume, "volume", "volumes", "volume", "name", free_plain, NULL);
 KIND(stack, store_stack, "stack", "stacks", "stack", "name", free_plain, NULL);
 
@@ -178,7 +187,7 @@ static void list_reply(rpc_call *call, ProtobufCMessage *req, const resource_kin
     for (size_t i = 0; i < n; i++) {
         const void *rec = (char *)recs + i * k->record_size;
         if (!k->listed || k->listed(rec, req))
-            items[count++] = k->to_message(rec);
+            items[count++] = k->to_message(api_daemon(call), rec);
     }
     *(size_t *)field_at(resp, desc, k->list_field, true) = count;
     *(ProtobufCMessage ***)field_at(resp, desc, k->list_field, false) = items;
@@ -210,7 +219,7 @@ static void get_reply(rpc_call *call, ProtobufCMessage *req, const resource_kind
     const ProtobufCMessageDescriptor *desc = response_descriptor(call);
     _cleanup_free_ ProtobufCMessage *resp = xcalloc(1, desc->sizeof_message);
     protobuf_c_message_init(desc, resp);
-    ProtobufCMessage *item = k->to_message(rec);
+    ProtobufCMessage *item = k->to_message(api_daemon(call), rec);
     *(ProtobufCMessage **)field_at(resp, desc, k->get_field, false) = item;
     rpc_call_reply(call, resp);
     k->free_message(item);

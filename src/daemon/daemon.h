@@ -29,6 +29,7 @@ typedef struct daemon_ctx {
     uv_signal_t sig_term, sig_int;
     struct vm_runtime *vms;  /* VMs with a hypervisor process (vm_start.c) */
     struct vm_host *vm_host; /* kernel and initramfs, found on first start */
+    struct netmgr *net;      /* networks, VM attachments, DNS (netmgr.c) */
 } daemon_ctx;
 
 /* ---- settings (settings.c) ------------------------------------------------- */

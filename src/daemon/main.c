@@ -4,6 +4,7 @@
 #include "vm.h"
 
 #include "image/image.h"
+#include "netmgr.h"
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -117,6 +118,7 @@ static void on_server_closed(rpc_server *s)
 /* VMs stop first (their calls may still be answered), then the API closes. */
 static void on_vms_stopped(daemon_ctx *d)
 {
+    netmgr_dns_stop(d);
     event_bus_close_all(d->events);
     rpc_server_shutdown(d->server, on_server_closed);
 }
@@ -184,6 +186,9 @@ static int run(daemon_ctx *d, hypr_error *err)
     settings_apply(d);
     event_bus_new(&d->events);
     vm_manager_init(d);
+    r = netmgr_init(d, err);
+    if (r < 0)
+        return hypr_err_prefix(err, "networking");
 
     const rpc_method *methods;
     size_t n_methods;
@@ -217,6 +222,7 @@ static void cleanup(daemon_ctx *d)
         rpc_server_free(d->server);
     event_bus_free(d->events);
     vm_manager_free(d);
+    netmgr_free(d);
     store_close(d->db);
     pidfile_release(d);
     free(d->data_dir);

@@ -4,6 +4,7 @@
 #include "vm.h"
 
 #include "image/image.h"
+#include "netmgr.h"
 
 #include <string.h>
 
@@ -270,6 +271,7 @@ int vm_delete(daemon_ctx *d, const char *ref, bool force, hypr_error *err)
     }
     r = store_vm_delete(d->db, vm.id, err);
     if (r == 0) {
+        netmgr_vm_deleted(d, vm.id);
         vm_remove_files(d, vm.id);
         char *attrs[] = {"name", vm.name, NULL};
         event_publish(d->events, "vm.deleted", vm.id, NULL, attrs);
@@ -281,6 +283,7 @@ int vm_delete(daemon_ctx *d, const char *ref, bool force, hypr_error *err)
 
 void vm_remove_record(daemon_ctx *d, const char *id, const char *name)
 {
+    netmgr_vm_deleted(d, id);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     if (store_vm_delete(d->db, id, &err) < 0 && err.errnum != ENOENT)
         log_warn("remove VM %s: %s", name, err.message);
@@ -312,6 +315,9 @@ void vm_set_status(vm_runtime *vm, const char *status, const char *event)
             rec.error = vm->failure ? xstrdup(vm->failure) : NULL;
         }
         rec.pid = vm->proc_running ? vm->proc_pid : 0;
+        /* Like docker: a VM has an address while it is up. */
+        free(rec.ip_address);
+        rec.ip_address = vm->ip[0] ? xstrdup(vm->ip) : NULL;
         rec.restart_count = (int)vm->restarts;
         if (store_vm_update(d->db, &rec, &err) < 0)
             log_warn("update VM %s: %s", vm->name, err.message);

@@ -34,6 +34,10 @@ struct vm_runtime {
     /* Strings cfg borrows. */
     char *initrd_path, *kernel_path, *rootfs_path, *console_log, *ctl_path;
 
+    struct vm_net *net; /* TAP, address, forwards (netmgr.c); NULL without network */
+    char ip[16];        /* guest address, "" without network */
+    char tap[16], mac[18];
+
     uv_process_t proc;
     bool proc_running;
     bool proc_spawned; /* proc is an initialised handle */

@@ -4,6 +4,8 @@
 #define LOG_MODULE "vm"
 #include "vm.h"
 
+#include "netmgr.h"
+
 #include <string.h>
 
 typedef struct ctl_write {
@@ -86,6 +88,7 @@ static void record_phases(vm_runtime *vm, const ctl_frame *f)
     log_info("VM %s is running (booted in %" PRId64 " ms)", vm->name,
              time_monotonic_ms() - vm->boot_started_ms);
     log_boot_phases(vm, &h);
+    netmgr_vm_running(vm->d, vm->net, vm->name);
     vm_set_status(vm, "running", "vm.started");
     vm_notify_run_waiters(vm, HYPR__V1__RUN_VMEVENT__PHASE__RUNNING, NULL);
 }

@@ -6,6 +6,7 @@
 
 #include "image/image.h"
 #include "manifest.h"
+#include "netmgr.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -156,11 +157,18 @@ static void strv_reset(manifest_strv *v)
 /* Docker's rules: --entrypoint replaces the image's entrypoint and drops its
  * cmd; a cmd given replaces the image's cmd. */
 static int build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg,
-                          const store_image *img, char **out, size_t *out_len, hypr_error *err)
+                          const store_image *img, const vm_net_boot *net, char **out,
+                          size_t *out_len, hypr_error *err)
 {
     kestrel_manifest m;
     manifest_init(&m);
     image_defaults(img, &m);
+    if (net->ip_cidr[0]) {
+        m.ip = xstrdup(net->ip_cidr);
+        m.gateway = xstrdup(net->gateway);
+        /* hyprd's DNS server listens on the gateway. */
+        manifest_strv_push(&m.dns, net->gateway);
+    }
     m.hostname = xstrdup(str_empty(cfg->hostname) ? rec->name : cfg->hostname);
     if (cfg->entrypoint_set || cfg->n_entrypoint > 0) {
         strv_reset(&m.entrypoint);
@@ -305,6 +313,8 @@ static void vm_finished(vm_runtime *vm, int64_t exit_status, int term_signal)
     vm_close_handle(vm, (uv_handle_t *)&vm->stop_timer);
     if (vm->adapter)
         vm->adapter->ops->delete (vm->adapter, &vm->cfg, NULL);
+    netmgr_vm_detach(d, TAKE_PTR(vm->net));
+    vm->ip[0] = '\0';
 
     vm_set_status(vm, failed ? "failed" : "stopped", failed ? "vm.failed" : "vm.stopped");
     if (vm->run_waiters)
@@ -354,6 +364,8 @@ static void boot_failed(vm_runtime *vm, const char *why)
         return;
     }
     /* Nothing was spawned: settle now. */
+    netmgr_vm_detach(vm->d, TAKE_PTR(vm->net));
+    vm->ip[0] = '\0';
     vm_set_status(vm, "failed", "vm.failed");
     if (vm->run_waiters)
         vm_notify_run_waiters(vm, HYPR__V1__RUN_VMEVENT__PHASE__FAILED, vm->failure);
@@ -522,14 +534,22 @@ int vm_start(daemon_ctx *d, const char *ref, rpc_call *run_waiter, hypr_error *e
         if (r < 0)
             hypr_err_prefix(err, "image of VM %s", rec.name);
     }
-    if (r >= 0)
-        r = build_manifest(&rec, cfg, &img, &w->manifest, &w->manifest_len, err);
     vmm_adapter *adapter = NULL;
     if (r >= 0) {
         _cleanup_free_ char *hv = settings_get(d, "hypervisor");
         r = vmm_adapter_get(hv, &adapter, err);
     }
+    vm_net *net = NULL;
+    vm_net_boot boot = {0};
+    if (r >= 0)
+        r = netmgr_vm_attach(d, rec.id, cfg, &net, &boot, err);
+    if (r >= 0) {
+        r = build_manifest(&rec, cfg, &img, &boot, &w->manifest, &w->manifest_len, err);
+        if (r < 0)
+            netmgr_vm_detach(d, TAKE_PTR(net));
+    }
     if (r < 0) {
+        vmm_adapter_free(adapter);
         if (cfg)
             hypr__v1__vmconfig__free_unpacked(cfg, NULL);
         store_image_clear(&img);
@@ -556,6 +576,12 @@ int vm_start(daemon_ctx *d, const char *ref, rpc_call *run_waiter, hypr_error *e
     vm->cfg.rootfs = vm->rootfs_path;
     vm->cfg.run_dir = d->run_dir;
     vm->cfg.console_log = vm->console_log;
+    vm->net = net;
+    memcpy(vm->ip, boot.ip, sizeof(vm->ip));
+    memcpy(vm->tap, boot.tap, sizeof(vm->tap));
+    memcpy(vm->mac, boot.mac, sizeof(vm->mac));
+    vm->cfg.tap = vm->tap[0] ? vm->tap : NULL;
+    vm->cfg.mac = vm->mac[0] ? vm->mac : NULL;
     vm->boot_started_ms = time_monotonic_ms();
     ctl_decoder_init(&vm->dec);
     uv_timer_init(d->loop, &vm->boot_timer);

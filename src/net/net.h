@@ -227,11 +227,11 @@ typedef struct net_forward {
  * connected to the target, expiring when idle. Loop thread only. */
 typedef struct net_proxy net_proxy;
 
-#define NET_PROXY_HIGH_WATER     (256 * 1024) /* stop reading a side above this */
-#define NET_PROXY_LOW_WATER      (64 * 1024)  /* resume below this */
-#define NET_PROXY_UDP_MAX_FLOWS  4096
-#define NET_PROXY_UDP_IDLE_MS    60000
-#define NET_PROXY_MAX_TCP_CONNS  16384
+#define NET_PROXY_HIGH_WATER    (256 * 1024) /* stop reading a side above this */
+#define NET_PROXY_LOW_WATER     (64 * 1024)  /* resume below this */
+#define NET_PROXY_UDP_MAX_FLOWS 4096
+#define NET_PROXY_UDP_IDLE_MS   60000
+#define NET_PROXY_MAX_TCP_CONNS 16384
 
 /* Binds the host side now, so a taken port is reported before a VM boots:
  * FAILED_PRECONDITION "host port 127.0.0.1:8080/tcp is already in use";
@@ -259,5 +259,85 @@ typedef struct net_proxy_stats {
 void net_proxy_get_stats(const net_proxy *p, net_proxy_stats *out);
 
 /* ---- end port-forward proxy ---- */
+
+/* ---- links (link.c) ---- */
+
+/* Bridges, persistent TAPs and addresses over rtnetlink, in the caller's network
+ * namespace. Errors name the operation and the device ("create bridge vbr0:
+ * Operation not permitted"); invalid names are INVALID_ARGUMENT. */
+
+#define NET_IFNAME_LEN    16 /* IFNAMSIZ, NUL included */
+#define NET_MAC_STRLEN    18 /* "02:xx:xx:xx:xx:xx" + NUL */
+#define NET_TAP_PREFIX    "htap"
+#define NET_TAP_ID_CHARS  11
+#define NET_BRIDGE_PREFIX "vbr"
+
+typedef struct net_link_info {
+    char name[NET_IFNAME_LEN];
+    int index;
+    int master;     /* ifindex of the master (bridge), 0 when none */
+    unsigned flags; /* IFF_* */
+    bool up;
+    char kind[16]; /* "bridge", "tun", "veth", ... ("" when the kernel reports none) */
+} net_link_info;
+
+/* 1..15 characters of [A-Za-z0-9_.-] (stricter than the kernel: also safe in nft). */
+bool net_ifname_is_valid(const char *name);
+/* Creates the bridge when missing, adds gateway_cidr ("10.88.0.1/16"; NULL = none;
+ * an existing identical address is fine) and brings it up. FAILED_PRECONDITION when
+ * name exists but is not a bridge. */
+int net_bridge_ensure(const char *name, const char *gateway_cidr, hypr_error *err);
+/* Creates a persistent TAP (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR) when missing, attaches it
+ * to bridge and brings it up; qemu opens it with -netdev tap,ifname=NAME,script=no,
+ * downscript=no. NOT_FOUND when the bridge is missing; a TAP created here is removed
+ * again when attaching fails. */
+int net_tap_create(const char *name, const char *bridge, hypr_error *err);
+/* Removes a link; an absent link is not an error. */
+int net_link_delete(const char *name, hypr_error *err);
+bool net_link_exists(const char *name);
+/* NOT_FOUND when absent. */
+int net_link_get(const char *name, net_link_info *out, hypr_error *err);
+/* Sorted NULL-terminated vector (never NULL on success) of link names starting with
+ * prefix ("htap", "vbr"); free with strv_free. */
+int net_link_list_prefix(const char *prefix, char ***names, hypr_error *err);
+/* The IPv4 addresses of a link as "10.88.0.1/16" (NULL-terminated; strv_free). */
+int net_addr_list(const char *name, char ***cidrs, hypr_error *err);
+/* "htap" + the first 11 characters of the id; -EINVAL unless they are lowercase hex. */
+int net_tap_name(const char *vm_id, char out[NET_IFNAME_LEN]);
+/* A stable locally administered unicast MAC "02:xx:xx:xx:xx:xx" hashed from the id;
+ * -EINVAL for an empty id. */
+int net_mac_for_vm(const char *vm_id, char out[NET_MAC_STRLEN]);
+/* Writes 1 to /proc/sys/net/ipv4/ip_forward (of the caller's network namespace). */
+int net_ip_forward_enable(hypr_error *err);
+
+/* ---- firewall (firewall.c) ---- */
+
+/* nftables rules in hypr's own table `inet hypr` (no other table is touched):
+ * base chains forward (filter, accept), prerouting and postrouting (nat). Each rule
+ * carries a comment naming what it belongs to ("hypr-net vbr0", "hypr-dnat ..."),
+ * which is how removal finds exactly its rules. */
+
+#define NET_FW_TABLE "hypr"
+
+/* (Re)creates the table with empty base chains, dropping every earlier rule: call at
+ * daemon start, then add the networks and forwards back. */
+int net_fw_init(hypr_error *err);
+/* Rules for one network (replacing earlier ones for the bridge): isolation (traffic
+ * from bridge to another vbr* bridge is dropped), masquerade for traffic from subnet
+ * leaving through another interface unless internal; internal networks drop all
+ * forwarding into and out of the bridge. */
+int net_fw_network_add(const char *bridge, const char *subnet, bool internal, hypr_error *err);
+/* Removes the network's rules; none is not an error. */
+int net_fw_network_remove(const char *bridge, hypr_error *err);
+/* Prerouting DNAT of proto ("tcp"/"udp") host_ip:host_port to guest_ip:guest_port for
+ * traffic from other hosts (host_ip "0.0.0.0" = any local address). Idempotent. */
+int net_fw_dnat_add(const char *proto, const char *host_ip, uint16_t host_port,
+                    const char *guest_ip, uint16_t guest_port, hypr_error *err);
+/* Removes that DNAT; none is not an error. */
+int net_fw_dnat_remove(const char *proto, const char *host_ip, uint16_t host_port,
+                       const char *guest_ip, uint16_t guest_port, hypr_error *err);
+/* The table as `nft list table inet hypr` prints it (caller frees); NOT_FOUND when
+ * the table does not exist. */
+int net_fw_dump(char **text, hypr_error *err);
 
 #endif

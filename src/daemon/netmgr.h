@@ -1,0 +1,54 @@
+/* The daemon's network manager: networks (bridges, IPAM, firewall rules), the
+ * per-VM attachments (TAP, address, port forwards, DNS names) and the .hypr DNS
+ * server. Internal to src/daemon. */
+#ifndef HYPR_DAEMON_NETMGR_H
+#define HYPR_DAEMON_NETMGR_H
+
+#include "daemon.h"
+#include "net/net.h"
+
+typedef struct netmgr netmgr;
+typedef struct vm_net vm_net;
+
+/* Ensures the default network `bridge` (vbr0, 10.88.0.0/16) and the devices and
+ * rules of every stored network; starts the DNS server. Without the rights to
+ * touch links, networking is off and VMs boot without a NIC (one warning). */
+int netmgr_init(daemon_ctx *d, hypr_error *err);
+void netmgr_free(daemon_ctx *d);
+/* The DNS server (netmgr_dns.c): loopback on dns_port, port 53 on each gateway. */
+int netmgr_dns_start(daemon_ctx *d, dns_table *table, const char *const *gateways,
+                     const char *const *networks, size_t n, hypr_error *err);
+/* One more listener (a new network's gateway, port 53); network scopes plain names. */
+int netmgr_dns_listen(const char *ip, int port, const char *network, hypr_error *err);
+/* Closes the listeners of a removed network. */
+void netmgr_dns_unlisten(const char *network);
+/* VM IDs attached to a network (by their config), for Network.vm_ids. */
+char **netmgr_network_vms(daemon_ctx *d, const char *net_name);
+/* Closes the DNS server's sockets (on the loop, at shutdown). */
+void netmgr_dns_stop(daemon_ctx *d);
+
+/* What a VM's attachment gives the boot: NULL fields when networking is off. */
+typedef struct vm_net_boot {
+    char tap[16];
+    char mac[18];
+    char ip_cidr[24]; /* "10.88.0.2/16" */
+    char gateway[16];
+    char ip[16];
+} vm_net_boot;
+
+/* Attaches a VM before its hypervisor starts: an address on its first network
+ * (kept across restarts until the VM is deleted), a TAP on the bridge, and its
+ * published ports bound (a taken host port fails here, before the boot). */
+int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig *cfg, vm_net **out,
+                     vm_net_boot *boot, hypr_error *err);
+/* The VM is up: its name resolves. */
+void netmgr_vm_running(daemon_ctx *d, vm_net *n, const char *name);
+/* The VM stopped: forwards closed, TAP removed, name gone. Frees n. */
+void netmgr_vm_detach(daemon_ctx *d, vm_net *n);
+/* The VM was deleted: its addresses go back to the pools. */
+void netmgr_vm_deleted(daemon_ctx *d, const char *vm_id);
+
+void api_create_network(rpc_call *call, ProtobufCMessage *msg);
+void api_delete_network(rpc_call *call, ProtobufCMessage *msg);
+
+#endif

@@ -1,0 +1,706 @@
+"""Networking (issue 5): real microVMs on hyprd's bridges, driven with the `hypr` CLI
+(and grpcio where a status code is what is checked).
+
+Everything happens in the private network namespace `make system` runs pytest in:
+the bridges, the TAPs, the published ports on 127.0.0.1 and hyprd's DNS server. An
+"outside host" for the --internal test is a veth peer in a nested namespace that this
+module creates (a child `unshare -n` process) -- never the machine's own namespace.
+
+One daemon (`netd`) is shared by the module; the guest image is a busybox rootfs with
+the network applets, a web root (/www: index.html and a 10 MB random file) and a tiny
+static UDP echo server (built here with musl-gcc: busybox's nc has no UDP mode).
+Every wait is bounded and polls a condition.
+"""
+
+import concurrent.futures
+import hashlib
+import http.client
+import ipaddress
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+
+import grpc
+import pytest
+
+from conftest import Daemon, build_busybox_rootfs, free_tcp_port, import_busybox, wait_for
+from test_vms import Host, all_qemu_pids, cmdline
+
+IMAGE = "busybox"
+NET_APPLETS = ["httpd", "wget", "ping", "nslookup", "ip", "ifconfig", "route", "nc",
+               "hostname", "sha256sum", "grep"]
+INDEX = "<html><body>hello from a hypr guest</body></html>\n"
+BIG_SIZE = 10 * 1024 * 1024
+HTTP_PORT = 8080
+UDP_PORT = 9000
+DEFAULT_GW = "10.88.0.1"
+DEFAULT_NET = ipaddress.ip_network("10.88.0.0/16")
+OUTSIDE_HOST_IP = "192.0.2.2"  # a veth peer in a nested namespace, beyond the bridges
+OUTSIDE_LOCAL_IP = "192.0.2.1"
+
+UDP_ECHO_C = r"""
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+int main(int argc, char **argv)
+{
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[1]))};
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0)
+        return 1;
+    static char buf[65536];
+    for (;;) {
+        struct sockaddr_in from;
+        socklen_t len = sizeof(from);
+        ssize_t n = recvfrom(s, buf, sizeof(buf), 0, (struct sockaddr *)&from, &len);
+        if (n >= 0)
+            sendto(s, buf, (size_t)n, 0, (struct sockaddr *)&from, len);
+    }
+}
+"""
+
+
+# ---- helpers ---------------------------------------------------------------------------
+
+def dns_query(name, port, server="127.0.0.1", qtype=1, tcp=False, timeout=3.0):
+    """One DNS query (RD set) over UDP or TCP; returns (rcode, [A addresses], flags)."""
+    qid = random.randrange(1 << 16)
+    qname = b"".join(bytes([len(l)]) + l.encode() for l in name.rstrip(".").split("."))
+    msg = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + b"\0" + \
+        struct.pack(">HH", qtype, 1)
+    if tcp:
+        with socket.create_connection((server, port), timeout=timeout) as s:
+            s.sendall(struct.pack(">H", len(msg)) + msg)
+            data = b""
+            while len(data) < 2 or len(data) < 2 + struct.unpack(">H", data[:2])[0]:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise AssertionError("TCP DNS connection closed after %d bytes" % len(data))
+                data += chunk
+            resp = data[2:2 + struct.unpack(">H", data[:2])[0]]
+    else:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout)
+            s.sendto(msg, (server, port))
+            while True:
+                resp, _ = s.recvfrom(65536)
+                if len(resp) >= 2 and struct.unpack(">H", resp[:2])[0] == qid:
+                    break
+    rid, flags, qd, an, _ns, _ar = struct.unpack(">HHHHHH", resp[:12])
+    assert rid == qid and flags & 0x8000, "not an answer to our query: %r" % resp[:12]
+
+    def skip_name(off):
+        while True:
+            n = resp[off]
+            if n == 0:
+                return off + 1
+            if n & 0xC0 == 0xC0:
+                return off + 2
+            off += 1 + n
+
+    off = 12
+    for _ in range(qd):
+        off = skip_name(off) + 4
+    addrs = []
+    for _ in range(an):
+        off = skip_name(off)
+        rtype, _cls, _ttl, rdlen = struct.unpack(">HHIH", resp[off:off + 10])
+        off += 10
+        if rtype == 1 and rdlen == 4:
+            addrs.append(socket.inet_ntoa(resp[off:off + 4]))
+        off += rdlen
+    return flags & 0xF, addrs, flags
+
+
+def http_get(path, port=HTTP_PORT, timeout=30):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def port_is_free(port):
+    """Nothing listens on 127.0.0.1:port (a connection is refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def link_exists(name):
+    return subprocess.run(["ip", "link", "show", "dev", name], capture_output=True).returncode == 0
+
+
+def link_json(name):
+    p = subprocess.run(["ip", "-j", "-d", "addr", "show", "dev", name], capture_output=True,
+                       text=True)
+    return json.loads(p.stdout)[0] if p.returncode == 0 else None
+
+
+def tap_of(vm_id):
+    return "htap" + vm_id[:11]
+
+
+def htaps():
+    p = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True)
+    return sorted(l["ifname"] for l in json.loads(p.stdout) if l["ifname"].startswith("htap"))
+
+
+class NetHost(Host):
+    def vm_ip(self, vm):
+        ip = self.inspect(vm)["NetworkSettings"]["IPAddress"]
+        assert ip, "no IPAddress in inspect for %s" % vm
+        return ip
+
+    def sh(self, vm, script, timeout=60):
+        """`hypr exec VM -- sh -c SCRIPT` -> completed process (out/err decoded)."""
+        return self.hypr("exec", vm, "--", "sh", "-c", script, timeout=timeout)
+
+    def ping(self, vm, target, wait=5):
+        return self.hypr("exec", vm, "--", "ping", "-c", "1", "-W", str(wait), target,
+                         timeout=wait + 30)
+
+    def dns_port(self):
+        return int(self.daemon.settings()["dns_port"])
+
+    def network(self, name):
+        p = self.ok("network", "inspect", name, timeout=30)
+        data = json.loads(p.out)
+        assert isinstance(data, list) and len(data) == 1, p.out
+        return data[0]
+
+    def boot(self, *args):
+        vm_id = self.run_detached(*args)
+        self.wait_status(vm_id, "running")
+        return vm_id
+
+
+def build_net_rootfs(root):
+    """busybox rootfs + network applets + /www + /bin/udpecho (static, musl)."""
+    build_busybox_rootfs(root)
+    for applet in NET_APPLETS:
+        if not os.path.lexists(os.path.join(root, "bin", applet)):
+            os.symlink("busybox", os.path.join(root, "bin", applet))
+    www = os.path.join(root, "www")
+    os.mkdir(www)
+    with open(os.path.join(www, "index.html"), "w") as f:
+        f.write(INDEX)
+    big = os.urandom(BIG_SIZE)
+    with open(os.path.join(www, "big.bin"), "wb") as f:
+        f.write(big)
+    src = os.path.join(os.path.dirname(root), "udpecho.c")
+    with open(src, "w") as f:
+        f.write(UDP_ECHO_C)
+    subprocess.run(["musl-gcc", "-static", "-O2", "-o", os.path.join(root, "bin", "udpecho"),
+                    src], check=True)
+    return hashlib.sha256(big).hexdigest()
+
+
+# ---- fixtures --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def net_image():
+    base = tempfile.mkdtemp(prefix="hypr-netimg-")
+    try:
+        root = os.path.join(base, "rootfs")
+        digest = build_net_rootfs(root)
+        yield root, digest
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def netd(net_image):
+    """One hyprd for the module with the network image imported as busybox:latest."""
+    base = tempfile.mkdtemp(prefix="hypr-net-")
+    data, run = os.path.join(base, "data"), os.path.join(base, "run")
+    os.makedirs(data)
+    os.makedirs(run)
+    d = Daemon(data, run, os.path.join(base, "hyprd.log"))
+    d.start()
+    host = NetHost(d)
+    try:
+        import_busybox(d, net_image[0], timeout=180)
+        yield host
+        try:
+            host.rm_all()
+            assert host.ps_json() == []
+            d.stop_clean()
+            left = [pid for pid in all_qemu_pids() if run.encode() in cmdline(pid)]
+            assert not left, "hypervisors left after the daemon stopped: %s" % left
+        except AssertionError as exc:  # module teardown: no test report carries the log
+            raise AssertionError("%s\n---- hyprd log (tail) ----\n%s"
+                                 % (exc, d.log_text()[-6000:])) from None
+    finally:
+        if d.alive():
+            d.kill()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def alpha(netd):
+    """A plain VM on the default network: (id, name)."""
+    vm_id = netd.boot("-n", "alpha", IMAGE, "sleep", "3600")
+    yield vm_id, "alpha"
+    netd.hypr("rm", "-f", vm_id)
+
+
+@pytest.fixture(scope="module")
+def web(netd):
+    """busybox httpd on :80 (published on 127.0.0.1:8080) and a UDP echo on :9000
+    (published on 127.0.0.1:9000/udp); waits until a GET through the forward answers."""
+    vm_id = netd.boot("-n", "web", "-p", "%d:80" % HTTP_PORT, "-p", "%d:%d/udp" % (UDP_PORT, UDP_PORT),
+                      IMAGE, "sh", "-c", "udpecho %d & exec httpd -f -p 80 -h /www" % UDP_PORT)
+    try:
+        wait_for(lambda: http_get("/", timeout=5)[0] == 200, 60,
+                 "the guest's httpd through 127.0.0.1:%d" % HTTP_PORT, interval=0.25)
+    except AssertionError as exc:
+        raise AssertionError("%s\n%s" % (exc, netd.console(vm_id)))
+    yield vm_id, "web"
+    netd.hypr("rm", "-f", vm_id)
+
+
+@pytest.fixture(scope="module")
+def outside():
+    """A host beyond hyprd's bridges: veth hxo0 (192.0.2.1/24) here, its peer
+    (192.0.2.2/24) in a nested network namespace held by a child process."""
+    child = subprocess.Popen(["unshare", "-n", "sleep", "600"], stdin=subprocess.DEVNULL)
+    try:
+        mine = os.readlink("/proc/self/ns/net")
+        wait_for(lambda: os.readlink("/proc/%d/ns/net" % child.pid) != mine, 5,
+                 "the nested namespace")
+        pid = str(child.pid)
+        for cmd in (["ip", "link", "add", "hxo0", "type", "veth", "peer", "name", "hxo1",
+                     "netns", pid],
+                    ["ip", "addr", "add", OUTSIDE_LOCAL_IP + "/24", "dev", "hxo0"],
+                    ["ip", "link", "set", "hxo0", "up"],
+                    ["nsenter", "-t", pid, "-n", "ip", "link", "set", "lo", "up"],
+                    ["nsenter", "-t", pid, "-n", "ip", "addr", "add", OUTSIDE_HOST_IP + "/24",
+                     "dev", "hxo1"],
+                    ["nsenter", "-t", pid, "-n", "ip", "link", "set", "hxo1", "up"]):
+            subprocess.run(cmd, check=True, capture_output=True)
+        # The outside host answers pings from here (so a failure later is the network's).
+        wait_for(lambda: subprocess.run(["busybox", "ping", "-c", "1", "-W", "1",
+                                         OUTSIDE_HOST_IP],
+                                        capture_output=True).returncode == 0, 10,
+                 "the outside host to answer pings from the namespace")
+        yield OUTSIDE_HOST_IP
+    finally:
+        child.kill()
+        child.wait(10)
+        subprocess.run(["ip", "link", "del", "hxo0"], capture_output=True)
+
+
+# ---- default network: addresses, guest configuration -----------------------------------
+
+def test_vms_get_addresses_on_the_default_network(netd, alpha, web):
+    """Each VM has its own address in 10.88.0.0/16 (never the network, gateway or
+    broadcast address), shown by inspect and in the IP column of `hypr ps`."""
+    ips = {}
+    for vm_id, name in (alpha, web):
+        ip = netd.vm_ip(vm_id)
+        addr = ipaddress.ip_address(ip)
+        assert addr in DEFAULT_NET, ip
+        assert addr not in (DEFAULT_NET.network_address, DEFAULT_NET.broadcast_address,
+                            ipaddress.ip_address(DEFAULT_GW)), ip
+        st = netd.inspect(vm_id)
+        assert st["NetworkSettings"]["Networks"] in ([], ["bridge"]), st["NetworkSettings"]
+        ips[name] = ip
+    assert ips["alpha"] != ips["web"], ips
+    rows = {r["Names"]: r for r in netd.ps_json(all=False)}
+    for name, ip in ips.items():
+        assert rows[name]["IPAddress"] == ip, rows[name]
+    out = netd.ok("ps").out
+    for name, ip in ips.items():
+        assert re.search(r"^\S+\s+%s\s+.*\s%s(\s|$)" % (name, re.escape(ip)), out, re.M), out
+
+
+def test_guest_interface_route_and_resolver(netd, alpha):
+    """Inside the guest: eth0 has the VM's address/16, the default route goes via the
+    gateway, /etc/resolv.conf names the gateway, and the TAP is on vbr0."""
+    vm_id, name = alpha
+    ip = netd.vm_ip(vm_id)
+    p = netd.sh(name, "ip -4 addr show dev eth0; echo ---; ip route; echo ---; "
+                      "cat /etc/resolv.conf")
+    assert p.returncode == 0, (p.returncode, p.out, p.err)
+    addr, routes, resolv = p.out.split("---\n")
+    assert re.search(r"inet %s/16\b" % re.escape(ip), addr), addr
+    assert re.search(r"^default via %s dev eth0" % re.escape(DEFAULT_GW), routes, re.M), routes
+    assert re.search(r"^nameserver\s+%s\s*$" % re.escape(DEFAULT_GW), resolv, re.M), resolv
+    tap = link_json(tap_of(vm_id))
+    assert tap is not None, "no TAP %s for the running VM" % tap_of(vm_id)
+    assert tap.get("master") == "vbr0", tap
+    br = link_json("vbr0")
+    assert any(a.get("local") == DEFAULT_GW and a.get("prefixlen") == 16
+               for a in br["addr_info"]), br
+
+
+def test_ping_each_other_by_ip_and_name(netd, alpha, web):
+    """Two VMs on the default network ping each other by IP, by name and by NAME.hypr."""
+    web_ip = netd.vm_ip(web[0])
+    alpha_ip = netd.vm_ip(alpha[0])
+    for src, target in (("alpha", web_ip), ("web", alpha_ip), ("alpha", "web"),
+                        ("web", "alpha"), ("alpha", "web.hypr")):
+        p = netd.ping(src, target)
+        assert p.returncode == 0, ("ping %s from %s" % (target, src), p.returncode, p.out,
+                                   p.err)
+        assert re.search(r"1 packets received", p.out), p.out
+
+
+def test_nslookup_and_wget_by_name_from_inside(netd, alpha, web):
+    """From inside a VM, `nslookup web` answers web's address (from the gateway's DNS
+    server) and `wget http://web/` fetches its page."""
+    web_ip = netd.vm_ip(web[0])
+    p = netd.hypr("exec", "alpha", "--", "nslookup", "web", timeout=60)
+    assert p.returncode == 0, (p.returncode, p.out, p.err)
+    assert re.search(r"Server:\s+%s" % re.escape(DEFAULT_GW), p.out), p.out
+    assert re.search(r"Address:\s+%s\s*$" % re.escape(web_ip), p.out, re.M), p.out
+    p = netd.hypr("exec", "alpha", "--", "nslookup", "no-such-vm.hypr", timeout=60)
+    assert p.returncode != 0 or "NXDOMAIN" in p.out, (p.out, p.err)
+    assert web_ip not in p.out
+    p = netd.hypr("exec", "alpha", "--", "wget", "-q", "-O", "-", "http://web/", timeout=60)
+    assert p.returncode == 0, (p.returncode, p.out, p.err)
+    assert p.out == INDEX, p.out
+
+
+# ---- DNS from the namespace --------------------------------------------------------------
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_dns_server_answers_vm_names(netd, alpha, web, tcp):
+    """hyprd's DNS on 127.0.0.1:<dns_port> (dig @127.0.0.1 -p 41003 NAME.hypr): A records
+    equal to the VMs' addresses for NAME.hypr and NAME, NXDOMAIN for unknown names."""
+    port = netd.dns_port()
+    assert port == 41003  # the documented default
+    for vm_id, name in (alpha, web):
+        ip = netd.vm_ip(vm_id)
+        for qname in (name + ".hypr", name):
+            rcode, addrs, flags = dns_query(qname, port, tcp=tcp)
+            assert (rcode, addrs) == (0, [ip]), (qname, rcode, addrs)
+            assert flags & 0x0400, "%s: answer not authoritative (flags %#x)" % (qname, flags)
+    rcode, addrs, _ = dns_query("no-such-vm.hypr", port, tcp=tcp)
+    assert (rcode, addrs) == (3, []), (rcode, addrs)
+
+
+# ---- port forwarding ---------------------------------------------------------------------
+
+def test_published_port_serves_guest_page(netd, web):
+    """GET http://127.0.0.1:8080/ returns the page the guest's httpd serves."""
+    status, body = http_get("/")
+    assert status == 200
+    assert body.decode() == INDEX
+
+
+def test_ps_shows_published_ports(netd, web):
+    """`hypr ps` shows the forwards as 127.0.0.1:8080->80/tcp and .../udp, with the IP."""
+    row = [r for r in netd.ps_json(all=False) if r["Names"] == "web"][0]
+    assert row["Ports"] == "127.0.0.1:8080->80/tcp, 127.0.0.1:9000->9000/udp", row
+    out = netd.ok("ps").out
+    line = [l for l in out.splitlines() if re.search(r"\sweb\s", l)]
+    assert len(line) == 1, out
+    assert "127.0.0.1:8080->80/tcp" in line[0], line
+    assert row["IPAddress"] and row["IPAddress"] in line[0], (row, line)
+
+
+def test_10mb_download_is_byte_identical(netd, web, net_image):
+    """A 10 MB file downloaded through the forward has the image file's sha256."""
+    status, body = http_get("/big.bin", timeout=120)
+    assert status == 200
+    assert len(body) == BIG_SIZE, len(body)
+    assert hashlib.sha256(body).hexdigest() == net_image[1]
+
+
+def test_100_concurrent_connections_complete(netd, web):
+    """100 connections opened at once through the forward all get the full page."""
+    n = 100
+    barrier = threading.Barrier(n, timeout=30)
+
+    def one(_):
+        barrier.wait()
+        return http_get("/", timeout=90)
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(one, range(n), timeout=150))
+    bad = [r for r in results if r != (200, INDEX.encode())]
+    assert not bad, "%d of %d failed: %r" % (len(bad), n, bad[:3])
+
+
+def test_udp_forward_echoes(netd, web):
+    """Datagrams to 127.0.0.1:9000/udp reach the guest's echo server and come back, also
+    from two different client sockets (each gets its own replies)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        for i, s in enumerate(socks):
+            s.settimeout(1.0)
+            payload = b"hypr-udp-%d-" % i + os.urandom(16).hex().encode()
+
+            def echoed():
+                s.sendto(payload, ("127.0.0.1", UDP_PORT))
+                try:
+                    while True:
+                        data, _ = s.recvfrom(65536)
+                        if data == payload:
+                            return True
+                except socket.timeout:
+                    return False
+            wait_for(echoed, 30, "the UDP echo of %r" % payload, interval=0.1)
+        big = os.urandom(8000)
+        socks[0].sendto(big, ("127.0.0.1", UDP_PORT))
+        wait_for(lambda: socks[0].recvfrom(65536)[0] == big, 10, "an 8000-byte echo")
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_host_port_in_use_fails_before_boot(netd):
+    """`hypr run -p PORT:80` with PORT taken on the host: non-zero exit naming the port
+    and no VM left running (no hypervisor started for it)."""
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    qemus = set(all_qemu_pids())
+    try:
+        p = netd.hypr("run", "-d", "-n", "portclash", "-p", "%d:80" % port, IMAGE,
+                      "httpd", "-f", "-p", "80", "-h", "/www")
+        assert p.returncode != 0, (p.out, p.err)
+        assert str(port) in p.err, p.err
+        assert re.search(r"in use|already", p.err, re.I), p.err
+        assert "Traceback" not in p.err
+        assert not [r for r in netd.ps_json(all=False) if r["Names"] == "portclash"]
+        assert set(all_qemu_pids()) <= qemus, "a hypervisor was started"
+    finally:
+        busy.close()
+        netd.hypr("rm", "-f", "portclash")
+
+
+# ---- TAP and name lifecycle --------------------------------------------------------------
+
+def test_stop_start_rm_tap_name_forward_and_address(netd):
+    """The TAP exists while the VM runs and goes with stop and with rm; the name stops
+    resolving and the published port is released when the VM stops and both come back
+    with start; the address is kept across stop/start."""
+    port = netd.dns_port()
+    hport = free_tcp_port()
+    vm_id = netd.boot("-n", "cycler", "-p", "%d:80" % hport, IMAGE,
+                      "httpd", "-f", "-p", "80", "-h", "/www")
+    try:
+        tap = tap_of(vm_id)
+        ip = netd.vm_ip(vm_id)
+        assert link_exists(tap), htaps()
+        assert dns_query("cycler.hypr", port)[:2] == (0, [ip])
+        wait_for(lambda: http_get("/", port=hport, timeout=5)[0] == 200, 30,
+                 "cycler's page on 127.0.0.1:%d" % hport, interval=0.25)
+        netd.ok("stop", "-t", "1", vm_id)
+        netd.wait_status(vm_id, "exited", timeout=30)
+        wait_for(lambda: not link_exists(tap), 10, "TAP %s removed after stop" % tap)
+        wait_for(lambda: dns_query("cycler.hypr", port)[0] == 3, 10,
+                 "cycler.hypr to be NXDOMAIN after stop")
+        wait_for(lambda: port_is_free(hport), 10,
+                 "host port %d released after stop" % hport)
+        netd.ok("start", vm_id)
+        netd.wait_status(vm_id, "running")
+        assert netd.vm_ip(vm_id) == ip, "address changed across stop/start"
+        assert link_exists(tap)
+        assert dns_query("cycler.hypr", port)[:2] == (0, [ip])
+        wait_for(lambda: http_get("/", port=hport, timeout=5) == (200, INDEX.encode()), 30,
+                 "cycler's page again after start", interval=0.25)
+        netd.ok("rm", "-f", vm_id)
+        wait_for(lambda: not link_exists(tap), 10, "TAP %s removed after rm" % tap)
+        assert dns_query("cycler.hypr", port)[0] == 3
+        wait_for(lambda: port_is_free(hport), 10, "host port %d released after rm" % hport)
+    finally:
+        netd.hypr("rm", "-f", vm_id)
+
+
+# ---- custom networks ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def nets(netd):
+    """Networks neta (10.90.1.0/24, explicit gateway), netb (auto subnet) and neti
+    (--internal), with one VM on each: {net: (vm_id, vm_name)}."""
+    netd.ok("network", "create", "--subnet", "10.90.1.0/24", "--gateway", "10.90.1.254",
+            "neta", timeout=30)
+    netd.ok("network", "create", "netb", timeout=30)
+    netd.ok("network", "create", "--internal", "neti", timeout=30)
+    vms = {}
+    try:
+        for net in ("neta", "netb", "neti"):
+            name = "on-" + net
+            vms[net] = (netd.boot("-n", name, "--network", net, IMAGE, "sleep", "3600"), name)
+        yield vms
+    finally:
+        ids = [v[0] for v in vms.values()]
+        if ids:
+            netd.hypr("rm", "-f", *ids, timeout=60)
+        netd.hypr("network", "rm", "-f", "neta", "netb", "neti", timeout=30)
+
+
+def test_network_ls_and_inspect_json(netd, nets):
+    """`network ls`/`inspect` JSON: subnets, gateways, vbrN bridges, the internal flag;
+    the bridges exist with the gateway address."""
+    ls = {n["Name"]: n for n in json.loads(netd.ok("network", "ls", "--format", "json").out)}
+    assert {"bridge", "neta", "netb", "neti"} <= set(ls), ls.keys()
+    dflt = netd.network("bridge")
+    assert dflt["IPAM"]["Config"] == [{"Subnet": "10.88.0.0/16", "Gateway": DEFAULT_GW}], dflt
+    assert dflt["Bridge"] == "vbr0" and dflt["Driver"] == "bridge"
+    a = netd.network("neta")
+    assert a["IPAM"]["Config"] == [{"Subnet": "10.90.1.0/24", "Gateway": "10.90.1.254"}], a
+    assert a["Internal"] is False
+    b = netd.network("netb")
+    b_subnet = ipaddress.ip_network(b["IPAM"]["Config"][0]["Subnet"])
+    assert b_subnet.subnet_of(ipaddress.ip_network("10.89.0.0/16")) or \
+        b_subnet.network_address >= ipaddress.ip_address("10.89.0.0"), b
+    assert not b_subnet.overlaps(DEFAULT_NET) and not b_subnet.overlaps(
+        ipaddress.ip_network("10.90.1.0/24")), b
+    i = netd.network("neti")
+    assert i["Internal"] is True
+    bridges = [n["Bridge"] for n in (dflt, a, b, i)]
+    assert len(set(bridges)) == 4 and all(re.fullmatch(r"vbr\d+", x) for x in bridges), bridges
+    for n in (a, b, i):
+        cfg = n["IPAM"]["Config"][0]
+        br = link_json(n["Bridge"])
+        assert br is not None, "bridge %s missing" % n["Bridge"]
+        plen = ipaddress.ip_network(cfg["Subnet"]).prefixlen
+        assert any(x.get("local") == cfg["Gateway"] and x.get("prefixlen") == plen
+                   for x in br["addr_info"]), br
+        assert ls[n["Name"]]["Id"] == n["Id"]
+    for net, (vm_id, _) in nets.items():
+        n = netd.network(net)
+        assert vm_id in n["VMs"], n
+        ip = ipaddress.ip_address(netd.vm_ip(vm_id))
+        assert ip in ipaddress.ip_network(n["IPAM"]["Config"][0]["Subnet"]), (net, ip)
+        assert link_json(tap_of(vm_id))["master"] == n["Bridge"]
+
+
+def test_vm_on_custom_network_reaches_its_gateway_and_resolves_own_network(netd, nets):
+    """A VM on neta: route via neta's gateway, pings it, and resolves its own name
+    through the gateway's DNS server."""
+    vm_id, name = nets["neta"]
+    ip = netd.vm_ip(vm_id)
+    p = netd.sh(name, "ip route; cat /etc/resolv.conf")
+    assert re.search(r"^default via 10\.90\.1\.254 dev eth0", p.out, re.M), p.out
+    assert re.search(r"^nameserver\s+10\.90\.1\.254\s*$", p.out, re.M), p.out
+    p = netd.ping(name, "10.90.1.254")
+    assert p.returncode == 0, (p.out, p.err)
+    p = netd.hypr("exec", name, "--", "nslookup", name, timeout=60)
+    assert p.returncode == 0, (p.returncode, p.out, p.err)
+    assert re.search(r"Address:\s+%s\s*$" % re.escape(ip), p.out, re.M), p.out
+
+
+def test_networks_are_isolated(netd, nets, alpha):
+    """A VM on neta cannot reach a VM on netb or on the default network (pings time
+    out), and vice versa."""
+    a_ip = netd.vm_ip(nets["neta"][0])
+    b_ip = netd.vm_ip(nets["netb"][0])
+    default_ip = netd.vm_ip(alpha[0])
+    for src, dst in ((nets["neta"][1], b_ip), (nets["netb"][1], a_ip),
+                     (nets["neta"][1], default_ip), ("alpha", a_ip)):
+        p = netd.ping(src, dst, wait=2)
+        assert p.returncode != 0, "%s reached %s across networks:\n%s" % (src, dst, p.out)
+        assert "0 packets received" in p.out, p.out
+
+
+def test_internal_network_has_no_route_out(netd, nets, alpha, outside):
+    """A host beyond the bridges answers a VM on the default network (forwarded and
+    masqueraded) but not a VM on an --internal network."""
+    p = netd.ping("alpha", outside)
+    assert p.returncode == 0, ("default network VM cannot reach the outside host", p.out,
+                               p.err)
+    p = netd.ping(nets["neti"][1], outside, wait=2)
+    assert p.returncode != 0, "the internal network's VM reached %s:\n%s" % (outside, p.out)
+    p = netd.ping(nets["neta"][1], outside)
+    assert p.returncode == 0, ("a non-internal custom network cannot reach out", p.out, p.err)
+
+
+def test_delete_in_use_network_refused(netd, nets):
+    """`network rm` of a network a VM uses fails naming the VM (FAILED_PRECONDITION);
+    once the VM is gone the network and its bridge are removed. The default network
+    cannot be removed."""
+    p = netd.hypr("network", "rm", "netb", timeout=30)
+    assert p.returncode != 0, p.out
+    assert "in use" in p.err and nets["netb"][1] in p.err, p.err
+    with pytest.raises(grpc.RpcError) as exc:
+        netd.daemon.call("DeleteNetwork", id="netb")
+    assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION, exc.value
+    assert "netb" in netd.ok("network", "ls").out
+    p = netd.hypr("network", "rm", "bridge", timeout=30)
+    assert p.returncode != 0 and "default" in p.err, (p.out, p.err)
+    bridge = netd.network("netb")["Bridge"]
+    netd.ok("rm", "-f", nets["netb"][0])
+    netd.ok("network", "rm", "netb", timeout=30)
+    assert "netb" not in {n["Name"] for n in json.loads(
+        netd.ok("network", "ls", "--format", "json").out)}
+    wait_for(lambda: not link_exists(bridge), 10, "bridge %s removed" % bridge)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--subnet", "10.90.1.128/25"], ["overlaps", "neta"]),
+    (["--subnet", "10.88.5.0/24"], ["overlaps", "bridge"]),
+    (["--subnet", "10.91.0.0/33"], ["subnet", "10.91.0.0/33"]),
+    (["--subnet", "not-a-cidr"], ["subnet", "not-a-cidr"]),
+    (["--subnet", "10.92.0.0/24", "--gateway", "10.93.0.1"], ["gateway", "10.93.0.1"]),
+])
+def test_bad_network_create_rejected(netd, nets, args, words):
+    """Overlapping subnets, invalid CIDRs and a gateway outside the subnet are refused
+    with a message naming the problem; no network is created."""
+    before = {n["Name"] for n in json.loads(netd.ok("network", "ls", "--format", "json").out)}
+    p = netd.hypr("network", "create", *args, "badnet", timeout=30)
+    assert p.returncode != 0, p.out
+    for w in words:
+        assert w.lower() in p.err.lower(), (w, p.err)
+    after = {n["Name"] for n in json.loads(netd.ok("network", "ls", "--format", "json").out)}
+    assert after == before
+
+
+@pytest.mark.parametrize("subnet", ["10.94.0.0/40", "10.94.0.300/24", "10.94.0.0",
+                                    "fd00::/64"])
+def test_bad_cidr_rejected_by_the_daemon(netd, subnet):
+    """CreateNetwork itself (not only the CLI) refuses invalid CIDRs: INVALID_ARGUMENT
+    with the subnet in the message."""
+    with pytest.raises(grpc.RpcError) as exc:
+        netd.daemon.call("CreateNetwork", name="badcidr", subnet=subnet)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.value
+    assert subnet in exc.value.details(), exc.value.details()
+
+
+# ---- reconcile at start-up ---------------------------------------------------------------
+
+def test_restarted_daemon_removes_stale_taps(daemons, net_image):
+    """TAPs that belong to no running VM (a hyprd that was SIGKILLed, a leftover device)
+    are removed when hyprd starts again on the same directories."""
+    d = daemons.start()
+    h = NetHost(d)
+    import_busybox(d, net_image[0], timeout=180)
+    vm_id = h.boot("-n", "stale", IMAGE, "sleep", "3600")
+    tap = tap_of(vm_id)
+    assert link_exists(tap)
+    pid = h.inspect(vm_id)["State"]["Pid"]
+    leftover = "htapdeadbeef00"[:15]
+    subprocess.run(["ip", "tuntap", "add", "dev", leftover, "mode", "tap"], check=True)
+    try:
+        d.kill()
+        try:  # the hypervisor of a crashed daemon goes too (if it outlived it)
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_for(lambda: pid not in all_qemu_pids(), 10, "the orphaned qemu to exit")
+        # A crashed daemon cleaned nothing up: the persistent TAP is still there.
+        assert link_exists(tap), "TAP %s vanished with the daemon (not persistent?)" % tap
+        d.start()
+        assert not link_exists(leftover), htaps()
+        assert not link_exists(tap), htaps()
+        assert h.status(vm_id) != "running" or link_exists(tap)
+    finally:
+        subprocess.run(["ip", "link", "del", leftover], capture_output=True)
+        if d.alive():
+            h.rm_all()
