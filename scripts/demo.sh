@@ -46,7 +46,7 @@ step system df; hypr system df
 root="$work/rootfs"
 mkdir -p "$root/bin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/www"
 cp /bin/busybox "$root/bin/busybox"
-for applet in sh echo ls cat sleep id env pwd uname httpd wget hostname; do
+for applet in sh echo ls cat sleep id env pwd uname httpd wget hostname ip ping nslookup; do
   ln -sf busybox "$root/bin/$applet"
 done
 echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
@@ -60,12 +60,16 @@ step images; hypr images
 step run --rm busybox echo hello from a microVM
 hypr run --rm busybox echo hello from a microVM
 
-step run -d --name web busybox httpd -f -p 80 -h /www
-hypr run -d --name web busybox httpd -f -p 80 -h /www
+step run -d --name web -p 8080:80 busybox httpd -f -p 80 -h /www
+hypr run -d --name web -p 8080:80 busybox httpd -f -p 80 -h /www
 step ps; hypr ps
+printf '\n\033[1m$ curl http://127.0.0.1:8080/\033[0m   (the port forward, from the host side)\n'
+curl -s --max-time 5 --retry 15 --retry-delay 1 --retry-all-errors http://127.0.0.1:8080/
 step exec web -- uname -a; hypr exec web -- uname -a
-step exec web -- wget -qO- http://127.0.0.1/
-hypr exec web -- wget -qO- http://127.0.0.1/
+step exec web -- ip -4 addr show eth0
+hypr exec web -- ip -4 addr show eth0
+step run --rm busybox wget -qO- http://web.hypr/   "(another VM, by name)"
+hypr run --rm busybox wget -qO- http://web.hypr/
 step logs web; hypr logs web
 step rm -f web; hypr rm -f web
 step ps -a; hypr ps -a
