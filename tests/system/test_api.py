@@ -34,7 +34,7 @@ DEFAULT_SETTINGS = {
 
 NOT_IMPLEMENTED = [
     "BuildImage", "DeployStack",
-    "DestroyStack", "StreamStackServiceLogs", "CreateNetwork", "DeleteNetwork",
+    "DestroyStack", "StreamStackServiceLogs",
     "CreateVolume", "DeleteVolume", "PruneVolumes",
 ]
 
@@ -43,7 +43,6 @@ LIST_RPCS = [
     ("ListVms", {"all": True}, "vms"),
     ("ListImages", {}, "images"),
     ("ListImages", {"all": True}, "images"),
-    ("ListNetworks", {}, "networks"),
     ("ListVolumes", {}, "volumes"),
     ("ListStacks", {}, "stacks"),
 ]
@@ -269,8 +268,9 @@ def test_system_stats(hyprd):
     slack = max(disk_total // 50, 64 << 20)
     assert (abs(r.disk_free_bytes - vfs.f_bavail * vfs.f_frsize) <= slack
             or abs(r.disk_free_bytes - vfs.f_bfree * vfs.f_frsize) <= slack), r.disk_free_bytes
-    for field in ("vms_total", "vms_running", "images", "networks", "volumes", "stacks"):
+    for field in ("vms_total", "vms_running", "images", "volumes", "stacks"):
         assert getattr(r, field) == 0, field
+    assert r.networks == 1, "only the default network"
     assert os.path.realpath(r.data_dir) == os.path.realpath(hyprd.data_dir)
 
 
@@ -283,6 +283,14 @@ def test_list_empty_on_fresh_daemon(hyprd, name, fields, repeated):
     """Every List RPC answers OK with an empty list on a fresh daemon."""
     r = hyprd.call(name, **fields)
     assert list(getattr(r, repeated)) == []
+
+
+def test_fresh_daemon_has_only_the_default_network(hyprd):
+    """Like docker's `bridge`: a fresh daemon lists exactly the default network,
+    vbr0 on 10.88.0.0/16 with gateway 10.88.0.1."""
+    nets = list(hyprd.call("ListNetworks").networks)
+    assert [(n.name, n.bridge, n.subnet, n.gateway, n.driver) for n in nets] == [
+        ("bridge", "vbr0", "10.88.0.0/16", "10.88.0.1", "bridge")]
 
 
 @pytest.mark.parametrize("name,fields,ident", GET_RPCS, ids=["%s-%s" % (n, i) for n, _, i in GET_RPCS])
@@ -302,7 +310,7 @@ def test_unimplemented_list_covers_the_rest_of_the_service():
                    "GetSystemStats", "Health", "GetSettings", "UpdateSettings",
                    "SubscribeEvents", "PullImage", "ImportImage", "DeleteImage",
                    "GetImageHistory", "CreateVM", "StartVM", "StopVM", "DeleteVM", "RunVM",
-                   "StreamVMMetrics", "StreamLogs", "Exec"}
+                   "StreamVMMetrics", "StreamLogs", "Exec", "CreateNetwork", "DeleteNetwork"}
     assert set(NOT_IMPLEMENTED) == {m.name for m in SERVICE.methods} - implemented
 
 
