@@ -231,6 +231,9 @@ int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig 
         net_tap_name(vm_id, v->tap);
         net_link_delete(v->tap, NULL); /* a leftover of a crash */
         r = net_tap_create(v->tap, n->bridge, err);
+        /* The address may have belonged to another VM (another MAC) moments ago. */
+        if (r >= 0)
+            net_neigh_forget(n->bridge, v->addr);
     }
     char ip[NET_IP4_STRLEN];
     net_ip4_format(v->addr, ip);

@@ -11,6 +11,7 @@
 #include <linux/if_link.h>
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
+#include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -500,6 +501,23 @@ int net_link_delete(const char *name, hypr_error *err)
         return op_err(err, r, "delete link", name);
     log_debug("link %s deleted", name);
     return 0;
+}
+
+int net_neigh_forget(const char *dev, uint32_t addr)
+{
+    net_link_info info;
+    int r = link_get(dev, &info);
+    if (r < 0)
+        return r == -ENOENT ? 0 : r;
+    _Alignas(struct nlmsghdr) char buf[NL_REQ_SIZE];
+    struct nlmsghdr *nlh = nl_put_header(buf, RTM_DELNEIGH, NLM_F_ACK);
+    struct ndmsg *nd = mnl_nlmsg_put_extra_header(nlh, sizeof(*nd));
+    nd->ndm_family = AF_INET;
+    nd->ndm_ifindex = info.index;
+    uint32_t be = htonl(addr);
+    mnl_attr_put(nlh, NDA_DST, sizeof(be), &be);
+    r = nl_request(nlh, NULL, NULL);
+    return r == -ENOENT || r == -ESRCH ? 0 : r;
 }
 
 /* Creates a persistent TAP through the TUN driver (netlink cannot set the persist flag). */

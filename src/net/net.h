@@ -294,6 +294,9 @@ int net_bridge_ensure(const char *name, const char *gateway_cidr, hypr_error *er
 int net_tap_create(const char *name, const char *bridge, hypr_error *err);
 /* Removes a link; an absent link is not an error. */
 int net_link_delete(const char *name, hypr_error *err);
+/* Drops dev's neighbour (ARP) entry for addr (host order): an address handed to a
+ * new VM must not keep reaching the MAC of the VM that had it before. */
+int net_neigh_forget(const char *dev, uint32_t addr);
 bool net_link_exists(const char *name);
 /* NOT_FOUND when absent. */
 int net_link_get(const char *name, net_link_info *out, hypr_error *err);

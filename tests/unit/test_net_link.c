@@ -208,6 +208,41 @@ static void test_bad_names(void **state)
     assert_false(net_ifname_is_valid("htap0123456789ab"));
 }
 
+/* The output of a shell command (tests may use ip(8); the daemon never does). */
+static char *run_capture(const char *cmd)
+{
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    hypr_buf b = {0};
+    char chunk[256];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        buf_append(&b, chunk, n);
+    pclose(f);
+    return buf_steal(&b);
+}
+
+static void test_neigh_forget(void **state)
+{
+    (void)state;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    assert_int_equal(net_bridge_ensure("vbr9", "10.99.0.1/16", &err), 0);
+    /* The ARP entry a previous VM with that address left behind. */
+    assert_int_equal(system("ip neigh replace 10.99.0.5 lladdr 02:00:00:00:00:01 dev vbr9 nud "
+                            "stale"),
+                     0);
+    _cleanup_free_ char *before = run_capture("ip neigh show 10.99.0.5 dev vbr9");
+    assert_non_null(strstr(before, "02:00:00:00:00:01"));
+    uint32_t addr = (10u << 24) | (99u << 16) | 5u;
+    assert_int_equal(net_neigh_forget("vbr9", addr), 0);
+    _cleanup_free_ char *after = run_capture("ip neigh show 10.99.0.5 dev vbr9");
+    assert_null(strstr(after, "02:00:00:00:00:01"));
+    /* Nothing to forget, or no such device: not an error. */
+    assert_int_equal(net_neigh_forget("vbr9", addr), 0);
+    assert_int_equal(net_neigh_forget("vbrnone", addr), 0);
+    assert_int_equal(net_link_delete("vbr9", &err), 0);
+}
+
 static void test_ip_forward(void **state)
 {
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
@@ -250,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_list_prefix),
         cmocka_unit_test(test_names_and_macs),
         cmocka_unit_test(test_bad_names),
+        cmocka_unit_test(test_neigh_forget),
         cmocka_unit_test(test_ip_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
