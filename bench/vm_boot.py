@@ -20,9 +20,9 @@ imports a busybox rootfs (Debian's busybox-static) as busybox:latest, then:
             (measured once the workload has printed its line), against the bare qemu's
             VmRSS at its line
 
-kestrel's boot-phase timestamps travel in its HELLO frames, which no API or log
-exposes; the kernel-timestamped console lines that bracket its phases (/init
-started, module drivers registering, squashfs) are printed instead.
+kestrel's boot-phase timestamps (its HELLO frames, which hyprd logs when a VM
+starts running) are printed, with the kernel-timestamped console lines around
+them (/init started, module drivers registering, squashfs).
 
 Prints a table and rewrites the "P1/P2 — VM boot, agent size, memory" section of
 docs/benchmarks.md. Environment: HYPR_BUILD (build dir), BENCH_BOOT_RUNS (5).
@@ -373,8 +373,9 @@ def main():
             time.sleep(0.1)
         with open(os.path.join(d.data, "logs", last_vm + ".log"), errors="replace") as f:
             hypr_console = f.read().splitlines()
-        booted_ms = [boot_ms_from_daemon_log(open(d.log_path).read(), "boot%d" % n)
-                     for n in range(RUNS)]
+        daemon_log = open(d.log_path).read()
+        booted_ms = [boot_ms_from_daemon_log(daemon_log, "boot%d" % n) for n in range(RUNS)]
+        kphases = kestrel_phases_from_daemon_log(daemon_log, last_vm)
         d.hypr("rm", "-f", last_vm)
 
         # Memory: 1 VM, then 3 at once.
@@ -443,7 +444,6 @@ def main():
         note = machine_note()
         print("P1/P2 — VM boot to first output, kestrel size, hypervisor memory; %s" % accel)
         print(tbl)
-        kphases = kestrel_phases_from_daemon_log(d.log_text(), last_vm) if last_vm else None
         print("kestrel's boot phases (HELLO frames, guest uptime): %s" % (kphases or "n/a"))
         print("kernel-timestamped console lines:")
         print("\n".join(phases))
@@ -459,11 +459,11 @@ def main():
             "the console. %d runs each, interleaved, after a warm-up of each; %s. "
             "Memory is `VmRSS` of the qemu process once the workload has printed.\n\n"
             "%s\n\n"
-            "kestrel's boot-phase timestamps travel in its HELLO frames, which no API or "
-            "log exposes yet; the kernel-timestamped console lines around its phases "
-            "(guest clock, seconds since the kernel started):\n\n```\n%s\n```\n\n"
+            "kestrel's boot phases (HELLO frames as hyprd logs them; guest uptime): "
+            "%s\n\nKernel-timestamped console lines around them (guest clock, seconds "
+            "since the kernel started):\n\n```\n%s\n```\n\n"
             "Run: %s. Machine: %s.\n"
-            % (LINE, RUNS, accel, tbl, "\n".join(phases), when, note))
+            % (LINE, RUNS, accel, tbl, kphases or "n/a", "\n".join(phases), when, note))
         print("updated %s" % os.path.relpath(DOC, os.getcwd()))
     finally:
         if d is not None:
