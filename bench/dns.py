@@ -34,6 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vm_boot  # noqa: E402  (Hyprd, busybox_rootfs: the same daemon/image set-up as P1)
+import benchdoc
 
 REPO = vm_boot.REPO
 DOC = os.path.join(REPO, "docs", "benchmarks.md")
@@ -152,21 +153,7 @@ def machine_note():
 
 
 def update_doc(text):
-    with open(DOC) as f:
-        doc = f.read()
-    section = SECTION + "\n\n" + text.rstrip() + "\n"
-    pat = re.compile(r"^" + re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(doc):
-        doc = pat.sub(lambda _: section + "\n", doc, count=1).rstrip() + "\n"
-    else:
-        # In number order among the P sections.
-        later = [m for m in re.finditer(r"^## P(\d+)", doc, re.M) if int(m.group(1)) > 7]
-        if later:
-            doc = doc[:later[0].start()] + section + "\n" + doc[later[0].start():]
-        else:
-            doc = doc.rstrip() + "\n\n" + section
-    with open(DOC, "w") as f:
-        f.write(doc)
+    benchdoc.update_section(DOC, SECTION, text)
 
 
 def main():

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import benchdoc
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BUILD = os.path.abspath(os.environ.get("HYPR_BUILD") or os.path.join(REPO, "build"))
@@ -260,16 +261,7 @@ def report(res, fwd_how):
 
 
 def update_doc(text):
-    with open(DOC) as f:
-        doc = f.read()
-    section = SECTION + "\n\n" + text.rstrip() + "\n"
-    pat = re.compile(r"^" + re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(doc):
-        doc = pat.sub(lambda _: section + "\n", doc, count=1).rstrip() + "\n"
-    else:
-        doc = doc.rstrip() + "\n\n" + section
-    with open(DOC, "w") as f:
-        f.write(doc)
+    benchdoc.update_section(DOC, SECTION, text)
 
 
 def main():

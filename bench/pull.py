@@ -44,6 +44,7 @@ TARGET = 0.5
 
 sys.path.insert(0, os.path.join(REPO, "tests", "system"))
 from registry import OciLayout, Registry, busybox_base  # noqa: E402
+import benchdoc
 
 
 def die(msg):
@@ -192,20 +193,7 @@ def machine_note():
 
 
 def update_doc(text):
-    try:
-        with open(DOC) as f:
-            doc = f.read()
-    except FileNotFoundError:
-        doc = ("# hypr benchmarks\n\nEach section is written by `make bench` (bench/run.py); "
-               "numbers come from the machine named in the section.\n")
-    section = SECTION + "\n\n" + text.rstrip() + "\n"
-    pat = re.compile(r"^" + re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(doc):
-        doc = pat.sub(lambda _: section + "\n", doc, count=1).rstrip() + "\n"
-    else:
-        doc = doc.rstrip() + "\n\n" + section
-    with open(DOC, "w") as f:
-        f.write(doc)
+    benchdoc.update_section(DOC, SECTION, text)
 
 
 def main():

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import benchdoc
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BUILD = os.path.abspath(os.environ.get("HYPR_BUILD") or os.path.join(REPO, "build"))
@@ -223,21 +224,7 @@ def table(c, g, rss_before, rss_after, hwm):
 
 
 def update_doc(text):
-    os.makedirs(os.path.dirname(DOC), exist_ok=True)
-    try:
-        with open(DOC) as f:
-            doc = f.read()
-    except FileNotFoundError:
-        doc = ("# hypr benchmarks\n\nEach section is written by `make bench` (bench/run.py); "
-               "numbers come from the machine named in the section.\n")
-    section = SECTION + "\n\n" + text.rstrip() + "\n"
-    pat = re.compile(r"^" + re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(doc):
-        doc = pat.sub(lambda _: section + "\n", doc, count=1).rstrip() + "\n"
-    else:
-        doc = doc.rstrip() + "\n\n" + section
-    with open(DOC, "w") as f:
-        f.write(doc)
+    benchdoc.update_section(DOC, SECTION, text)
 
 
 def main():

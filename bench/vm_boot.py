@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import benchdoc
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BUILD = os.path.abspath(os.environ.get("HYPR_BUILD") or os.path.join(REPO, "build"))
@@ -299,21 +300,7 @@ def machine_note():
 
 
 def update_doc(text):
-    with open(DOC) as f:
-        doc = f.read()
-    section = SECTION + "\n\n" + text.rstrip() + "\n"
-    pat = re.compile(r"^" + re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(doc):
-        doc = pat.sub(lambda _: section + "\n", doc, count=1).rstrip() + "\n"
-    else:
-        # After P0 (kept first), before the later sections.
-        m = re.search(r"^## P[3-9]", doc, re.M)
-        if m:
-            doc = doc[:m.start()] + section + "\n" + doc[m.start():]
-        else:
-            doc = doc.rstrip() + "\n\n" + section
-    with open(DOC, "w") as f:
-        f.write(doc)
+    benchdoc.update_section(DOC, SECTION, text)
 
 
 def mb(kib):
