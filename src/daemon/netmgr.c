@@ -28,6 +28,10 @@ struct vm_net {
     uint32_t addr;
     net_proxy **proxies;
     size_t n_proxies;
+    /* port_forward=nftables: DNAT rules for traffic from other hosts (the
+     * userspace proxy stays for connections from this host). */
+    Hypr__V1__PortMapping **dnat;
+    size_t n_dnat;
 };
 
 struct netmgr {
@@ -178,8 +182,46 @@ void netmgr_free(daemon_ctx *d)
 
 /* ---- VM attachments ------------------------------------------------------------ */
 
+static void dnat_remove_all(vm_net *v)
+{
+    char ip[NET_IP4_STRLEN];
+    net_ip4_format(v->addr, ip);
+    for (size_t i = 0; i < v->n_dnat; i++) {
+        Hypr__V1__PortMapping *p = v->dnat[i];
+        net_fw_dnat_remove(p->protocol, p->host_ip, (uint16_t)p->host_port, ip,
+                           (uint16_t)p->guest_port, NULL);
+        hypr__v1__port_mapping__free_unpacked(p, NULL);
+    }
+    free(v->dnat);
+    v->dnat = NULL;
+    v->n_dnat = 0;
+}
+
+/* Copies of the published ports that got a DNAT rule, for their removal. */
+static int dnat_add_all(daemon_ctx *d, vm_net *v, const Hypr__V1__VMConfig *cfg, const char *ip,
+                        hypr_error *err)
+{
+    _cleanup_free_ char *mode = settings_get(d, "port_forward");
+    if (strcmp(mode, "nftables") != 0)
+        return 0;
+    v->dnat = xcalloc(cfg->n_ports, sizeof(*v->dnat));
+    for (size_t i = 0; i < cfg->n_ports; i++) {
+        const Hypr__V1__PortMapping *p = cfg->ports[i];
+        int r = net_fw_dnat_add(p->protocol, p->host_ip, (uint16_t)p->host_port, ip,
+                                (uint16_t)p->guest_port, err);
+        if (r < 0)
+            return r;
+        size_t len = hypr__v1__port_mapping__get_packed_size(p);
+        _cleanup_free_ uint8_t *buf = xmalloc(len);
+        hypr__v1__port_mapping__pack(p, buf);
+        v->dnat[v->n_dnat++] = hypr__v1__port_mapping__unpack(NULL, len, buf);
+    }
+    return 0;
+}
+
 static void vm_net_free(vm_net *v)
 {
+    dnat_remove_all(v);
     for (size_t i = 0; i < v->n_proxies; i++)
         net_proxy_stop(v->proxies[i]);
     free(v->proxies);
@@ -251,6 +293,8 @@ int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig 
         if (r >= 0)
             v->n_proxies++;
     }
+    if (r >= 0)
+        r = dnat_add_all(d, v, cfg, ip, err);
     if (r < 0) {
         if (v->tap[0])
             net_link_delete(v->tap, NULL);

@@ -44,6 +44,12 @@ UDP_PORT = 9000
 DEFAULT_GW = "10.88.0.1"
 DEFAULT_NET = ipaddress.ip_network("10.88.0.0/16")
 OUTSIDE_HOST_IP = "192.0.2.2"  # a veth peer in a nested namespace, beyond the bridges
+OUTSIDE_PID = [None]  # the process holding that namespace (for nsenter)
+
+
+def outside_pid():
+    assert OUTSIDE_PID[0], "the outside fixture is not set up"
+    return OUTSIDE_PID[0]
 OUTSIDE_LOCAL_IP = "192.0.2.1"
 
 UDP_ECHO_C = r"""
@@ -281,6 +287,7 @@ def outside():
         wait_for(lambda: os.readlink("/proc/%d/ns/net" % child.pid) != mine, 5,
                  "the nested namespace")
         pid = str(child.pid)
+        OUTSIDE_PID[0] = pid
         for cmd in (["ip", "link", "add", "hxo0", "type", "veth", "peer", "name", "hxo1",
                      "netns", pid],
                     ["ip", "addr", "add", OUTSIDE_LOCAL_IP + "/24", "dev", "hxo0"],
@@ -677,6 +684,31 @@ def test_bad_cidr_rejected_by_the_daemon(netd, subnet):
 
 # ---- reconcile at start-up ---------------------------------------------------------------
 
+def test_nftables_port_forward_mode(netd, outside):
+    """With port_forward=nftables, a port published on 0.0.0.0 is also DNATed for
+    traffic arriving from another host: the outside host gets the guest's page through
+    this host's address. The rule goes with the VM."""
+    netd.daemon.call("UpdateSettings", settings={"port_forward": "nftables"})
+    try:
+        vm_id = netd.boot("-n", "dnatweb", "-p", "0.0.0.0:8095:80", IMAGE,
+                          "httpd", "-f", "-p", "80", "-h", "/www")
+        guest_ip = netd.vm_ip(vm_id)
+        rules = subprocess.run(["nft", "list", "table", "inet", "hypr"], capture_output=True,
+                               text=True, check=True).stdout
+        assert re.search(r"tcp dport 8095 dnat ip to %s:80" % re.escape(guest_ip), rules), rules
+        # From the outside host, to this host's address on the shared link.
+        fetch = ["nsenter", "-t", outside_pid(), "-n", "curl", "-s", "-m", "5",
+                 "http://%s:8095/" % OUTSIDE_LOCAL_IP]
+        wait_for(lambda: b"<" in subprocess.run(fetch, capture_output=True).stdout, 60,
+                 "the guest's page from the outside host through the DNAT rule")
+        netd.ok("rm", "-f", vm_id)
+        rules = subprocess.run(["nft", "list", "table", "inet", "hypr"], capture_output=True,
+                               text=True, check=True).stdout
+        assert "8095" not in rules, rules
+    finally:
+        netd.daemon.call("UpdateSettings", settings={"port_forward": "userspace"})
+
+
 def test_restarted_daemon_removes_stale_taps(daemons, net_image):
     """TAPs that belong to no running VM (a hyprd that was SIGKILLed, a leftover device)
     are removed when hyprd starts again on the same directories."""
@@ -706,3 +738,4 @@ def test_restarted_daemon_removes_stale_taps(daemons, net_image):
         subprocess.run(["ip", "link", "del", leftover], capture_output=True)
         if d.alive():
             h.rm_all()
+
