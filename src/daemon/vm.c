@@ -6,6 +6,7 @@
 #include "image/image.h"
 #include "netmgr.h"
 
+#include <dirent.h>
 #include <string.h>
 
 static const struct {
@@ -236,17 +237,18 @@ static void vm_remove_files(daemon_ctx *d, const char *id)
     _cleanup_free_ char *records = xasprintf("%s.stdio", log);
     unlink(log);
     unlink(records);
-    static const char *const suffixes[] = {
-        ".vsock", ".qmp", ".initrd", ".vsock_1024", ".api.sock", ".fc.sock",
-    };
-    for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
-        _cleanup_free_ char *name = xasprintf("%s%s", id, suffixes[i]);
-        _cleanup_free_ char *in_logs = path_join(d->data_dir, "logs");
-        _cleanup_free_ char *p1 = path_join(d->run_dir, name);
-        _cleanup_free_ char *p2 = path_join(in_logs, name);
-        unlink(p1);
-        unlink(p2);
+    /* Every per-VM file in the run dir is "<id><suffix>" (vmm_vm_path), whatever
+     * the hypervisor: sockets and initrd left by a daemon that died go too. */
+    DIR *dir = opendir(d->run_dir);
+    struct dirent *de;
+    while (dir && (de = readdir(dir))) {
+        if (str_startswith(de->d_name, id)) {
+            _cleanup_free_ char *path = path_join(d->run_dir, de->d_name);
+            unlink(path);
+        }
     }
+    if (dir)
+        closedir(dir);
 }
 
 int vm_delete(daemon_ctx *d, const char *ref, bool force, hypr_error *err)
