@@ -79,6 +79,53 @@ int manifest_add_volume(kestrel_manifest *m, const char *source, const char *tar
     return 0;
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int manifest_mac_parse(const char *s, uint8_t out[6])
+{
+    if (!s || strlen(s) != 17)
+        return -EINVAL;
+    for (int i = 0; i < 6; i++, s += 3) {
+        int hi = hexval(s[0]), lo = hexval(s[1]);
+        if (hi < 0 || lo < 0 || (i < 5 && s[2] != ':'))
+            return -EINVAL;
+        if (out)
+            out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+int manifest_add_netif(kestrel_manifest *m, const char *mac, const char *ip)
+{
+    if (!ip || manifest_mac_parse(mac, NULL) < 0)
+        return -EINVAL;
+    if (m->n_netifs >= MANIFEST_MAX_LIST)
+        return -E2BIG;
+    manifest_netif *nn = realloc(m->netifs, (m->n_netifs + 1) * sizeof(*nn));
+    if (!nn)
+        return -ENOMEM;
+    m->netifs = nn;
+    manifest_netif *n = &nn[m->n_netifs];
+    n->mac = dup_str(mac);
+    n->ip = dup_str(ip);
+    if (!n->mac || !n->ip) {
+        free(n->mac);
+        free(n->ip);
+        return -ENOMEM;
+    }
+    m->n_netifs++;
+    return 0;
+}
+
 void manifest_init(kestrel_manifest *m)
 {
     memset(m, 0, sizeof(*m));
@@ -95,6 +142,7 @@ void manifest_free(kestrel_manifest *m)
     free(m->ip);
     free(m->gateway);
     free(m->interface);
+    free(m->mac);
     free(m->rootfs);
     free(m->rootfs_type);
     free(m->upper);
@@ -107,6 +155,11 @@ void manifest_free(kestrel_manifest *m)
     for (size_t i = 0; i < m->n_volumes; i++)
         volume_clear(&m->volumes[i]);
     free(m->volumes);
+    for (size_t i = 0; i < m->n_netifs; i++) {
+        free(m->netifs[i].mac);
+        free(m->netifs[i].ip);
+    }
+    free(m->netifs);
     manifest_init(m);
 }
 
@@ -189,17 +242,6 @@ static int tokens_push(tokens *tk, char *s)
     }
     tk->t[tk->n++] = s;
     return 0;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* Decodes one token starting at line[*pos]; the result is never longer than its
@@ -376,81 +418,82 @@ static int set_str(char **field, char *value)
     return 0;
 }
 
-enum key_kind { K_STR, K_LIST, K_U32, K_OTHER };
+enum key_kind { K_STR, K_MAC, K_LIST, K_U32, K_RESTART, K_MODE, K_VOLUME, K_NETIF };
 
 struct key_def {
     const char *name;
-    enum key_kind kind;
+    unsigned char kind;
+    unsigned char nargs; /* 0 = 1 */
     size_t off;
 };
 
 #define F(field) offsetof(kestrel_manifest, field)
 static const struct key_def keys[] = {
-    {"hostname", K_STR, F(hostname)},
-    {"workdir", K_STR, F(workdir)},
-    {"user", K_STR, F(user)},
-    {"ip", K_STR, F(ip)},
-    {"gateway", K_STR, F(gateway)},
-    {"interface", K_STR, F(interface)},
-    {"rootfs", K_STR, F(rootfs)},
-    {"rootfs_type", K_STR, F(rootfs_type)},
-    {"upper", K_STR, F(upper)},
-    {"entrypoint", K_LIST, F(entrypoint)},
-    {"cmd", K_LIST, F(cmd)},
-    {"image_env", K_LIST, F(image_env)},
-    {"env", K_LIST, F(env)},
-    {"dns", K_LIST, F(dns)},
-    {"module", K_LIST, F(modules)},
-    {"stop_timeout", K_U32, F(stop_timeout_s)},
-    {"metrics_interval_ms", K_U32, F(metrics_interval_ms)},
-    {"restart", K_OTHER, 0},
-    {"mode", K_OTHER, 0},
-    {"volume", K_OTHER, 0},
+    {"hostname", K_STR, 0, F(hostname)},
+    {"workdir", K_STR, 0, F(workdir)},
+    {"user", K_STR, 0, F(user)},
+    {"ip", K_STR, 0, F(ip)},
+    {"gateway", K_STR, 0, F(gateway)},
+    {"interface", K_STR, 0, F(interface)},
+    {"mac", K_MAC, 0, F(mac)},
+    {"rootfs", K_STR, 0, F(rootfs)},
+    {"rootfs_type", K_STR, 0, F(rootfs_type)},
+    {"upper", K_STR, 0, F(upper)},
+    {"entrypoint", K_LIST, 0, F(entrypoint)},
+    {"cmd", K_LIST, 0, F(cmd)},
+    {"image_env", K_LIST, 0, F(image_env)},
+    {"env", K_LIST, 0, F(env)},
+    {"dns", K_LIST, 0, F(dns)},
+    {"module", K_LIST, 0, F(modules)},
+    {"stop_timeout", K_U32, 0, F(stop_timeout_s)},
+    {"metrics_interval_ms", K_U32, 0, F(metrics_interval_ms)},
+    {"restart", K_RESTART, 0, 0},
+    {"mode", K_MODE, 0, 0},
+    {"volume", K_VOLUME, 4, 0},
+    {"netif", K_NETIF, 2, 0},
 };
 #undef F
 
 static int apply_line(kestrel_manifest *m, tokens *tk, const char **why)
 {
-    const char *key = tk->t[0];
-    size_t nargs = tk->n - 1;
     const struct key_def *def = NULL;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-        if (strcmp(keys[i].name, key) == 0)
+        if (strcmp(keys[i].name, tk->t[0]) == 0)
             def = &keys[i];
     if (!def)
         return 0; /* unknown key: a newer host; ignore */
-    size_t want = strcmp(key, "volume") == 0 ? 4 : 1;
-    if (nargs != want) {
-        *why = want == 1 ? "expected exactly one value" : "volume needs 4 values";
+    if (tk->n - 1 != (def->nargs ? def->nargs : 1u)) {
+        *why = def->nargs ? "wrong number of values" : "expected exactly one value";
         return -EINVAL;
     }
     char *val = tk->t[1];
     void *field = (char *)m + def->off;
-    int r;
+    int r = 0;
+    if ((def->kind == K_MAC || def->kind == K_NETIF) && manifest_mac_parse(val, NULL) < 0) {
+        *why = "bad MAC address";
+        return -EINVAL;
+    }
     switch (def->kind) {
     case K_STR:
+    case K_MAC:
         tk->t[1] = NULL;
         return set_str(field, val);
     case K_LIST:
         r = manifest_strv_push(field, val);
-        if (r == -E2BIG)
-            *why = "list too long";
-        return r == -E2BIG ? -EINVAL : r;
+        break;
     case K_U32:
         if (parse_u32(val, field) < 0) {
             *why = "not an unsigned 32-bit number";
             return -EINVAL;
         }
-        return 0;
-    case K_OTHER:
         break;
-    }
-    if (strcmp(key, "restart") == 0) {
+    case K_RESTART:
         if (restart_policy_parse(val, &m->restart, &m->restart_max) < 0) {
             *why = "bad restart policy";
             return -EINVAL;
         }
-    } else if (strcmp(key, "mode") == 0) {
+        break;
+    case K_MODE:
         if (strcmp(val, "run") == 0)
             m->mode = MANIFEST_MODE_RUN;
         else if (strcmp(val, "build") == 0)
@@ -459,19 +502,23 @@ static int apply_line(kestrel_manifest *m, tokens *tk, const char **why)
             *why = "bad mode";
             return -EINVAL;
         }
-    } else {
-        r = manifest_add_volume(m, tk->t[1], tk->t[2], tk->t[3], tk->t[4]);
-        if (r == -E2BIG) {
-            *why = "too many volumes";
-            return -EINVAL;
-        }
+        break;
+    case K_VOLUME:
+        r = manifest_add_volume(m, val, tk->t[2], tk->t[3], tk->t[4]);
         if (r == 0 && tk->t[2][0] != '/') {
             *why = "volume target must be absolute";
             return -EINVAL;
         }
-        return r;
+        break;
+    case K_NETIF:
+        r = manifest_add_netif(m, val, tk->t[2]);
+        break;
     }
-    return 0;
+    if (r == -E2BIG) {
+        *why = "list too long";
+        return -EINVAL;
+    }
+    return r;
 }
 
 static int fail(char *errbuf, size_t errlen, size_t lineno, const char *why, int r)
@@ -612,6 +659,18 @@ static void sb_quoted(sbuf *b, const char *s)
     sb_add(b, "\"", 1);
 }
 
+/* " " + quoted s; a NULL s makes the encoding fail with -EINVAL. */
+static void sb_tok(sbuf *b, const char *s)
+{
+    if (!s) {
+        if (!b->err)
+            b->err = -EINVAL;
+        return;
+    }
+    sb_add(b, " ", 1);
+    sb_quoted(b, s);
+}
+
 static void sb_kv(sbuf *b, const char *key, const char *value)
 {
     if (!value)
@@ -642,6 +701,8 @@ int manifest_encode(const kestrel_manifest *m, char **out, size_t *out_len)
 {
     sbuf b = {0};
     char pol[32];
+    if (m->mac && manifest_mac_parse(m->mac, NULL) < 0)
+        return -EINVAL;
     sb_puts(&b, "hypr-manifest 1\n");
     if (m->mode == MANIFEST_MODE_BUILD)
         sb_puts(&b, "mode build\n");
@@ -657,23 +718,26 @@ int manifest_encode(const kestrel_manifest *m, char **out, size_t *out_len)
     sb_u32(&b, "stop_timeout", m->stop_timeout_s);
     sb_u32(&b, "metrics_interval_ms", m->metrics_interval_ms);
     sb_kv(&b, "interface", m->interface);
+    sb_kv(&b, "mac", m->mac);
     sb_kv(&b, "ip", m->ip);
     sb_kv(&b, "gateway", m->gateway);
     sb_list(&b, "dns", &m->dns);
+    for (size_t i = 0; i < m->n_netifs; i++) {
+        const manifest_netif *n = &m->netifs[i];
+        if (manifest_mac_parse(n->mac, NULL) < 0)
+            b.err = -EINVAL;
+        sb_puts(&b, "netif");
+        sb_tok(&b, n->mac);
+        sb_tok(&b, n->ip);
+        sb_add(&b, "\n", 1);
+    }
     for (size_t i = 0; i < m->n_volumes; i++) {
         const manifest_volume *v = &m->volumes[i];
-        if (!v->source || !v->target || !v->fstype || !v->options) {
-            free(b.d);
-            return -EINVAL;
-        }
-        sb_puts(&b, "volume ");
-        sb_quoted(&b, v->source);
-        sb_add(&b, " ", 1);
-        sb_quoted(&b, v->target);
-        sb_add(&b, " ", 1);
-        sb_quoted(&b, v->fstype);
-        sb_add(&b, " ", 1);
-        sb_quoted(&b, v->options);
+        sb_puts(&b, "volume");
+        sb_tok(&b, v->source);
+        sb_tok(&b, v->target);
+        sb_tok(&b, v->fstype);
+        sb_tok(&b, v->options);
         sb_add(&b, "\n", 1);
     }
     sb_kv(&b, "rootfs", m->rootfs);

@@ -19,6 +19,13 @@
  *   stop_timeout N        seconds before SIGKILL after a stop request (default 10)
  *   mode S                "run" (default) | "build" (no workload; exec sessions only)
  *   ip S ("10.88.0.5/16") gateway S           dns S (list)    interface S (default eth0)
+ *   mac S                 MAC ("02:ab:cd:ef:01:23", any case) of the primary
+ *                         interface (the one ip/gateway configure): it is found by
+ *                         hardware address, whatever its name; absent = by
+ *                         interface (eth0)
+ *   netif MAC CIDR        (list) a further interface, found by MAC, given the
+ *                         address/netmask and brought up; no gateway (only the
+ *                         subnet's on-link route)
  *   volume SRC DST FSTYPE OPTS   (list; OPTS: comma list of ro,rw,nosuid,nodev,noexec
  *                                 plus fs data passed through, "" for none)
  *   rootfs S (default /dev/vda)  rootfs_type S (default squashfs)
@@ -66,6 +73,11 @@ typedef struct manifest_volume {
     char *options;
 } manifest_volume;
 
+typedef struct manifest_netif {
+    char *mac; /* "02:ab:cd:ef:01:23" */
+    char *ip;  /* CIDR */
+} manifest_netif;
+
 typedef struct kestrel_manifest {
     unsigned version;
     manifest_mode mode;
@@ -82,7 +94,10 @@ typedef struct kestrel_manifest {
     char *ip; /* CIDR */
     char *gateway;
     char *interface;
+    char *mac; /* primary interface by MAC; NULL = by interface name */
     manifest_strv dns;
+    manifest_netif *netifs;
+    size_t n_netifs;
     manifest_volume *volumes;
     size_t n_volumes;
     char *rootfs;
@@ -101,13 +116,17 @@ void manifest_free(kestrel_manifest *m);
  * On error *m is left freed/initialised. errbuf may be NULL. */
 int manifest_parse(const char *data, size_t len, kestrel_manifest *m, char *errbuf, size_t errlen);
 /* Encodes into a malloc'd NUL-terminated text (*out, *out_len). 0, -ENOMEM, or
- * -EINVAL when a string holds a NUL-free-but-invalid value (e.g. NULL list entry). */
+ * -EINVAL when a value is invalid (e.g. NULL list entry, malformed MAC). */
 int manifest_encode(const kestrel_manifest *m, char **out, size_t *out_len);
 
 /* List and string helpers for building a manifest (host side and tests). */
 int manifest_strv_push(manifest_strv *v, const char *s);
 int manifest_add_volume(kestrel_manifest *m, const char *source, const char *target,
                         const char *fstype, const char *options);
+/* 0, or -EINVAL for a bad MAC; -ENOMEM. */
+int manifest_add_netif(kestrel_manifest *m, const char *mac, const char *ip);
+/* "xx:xx:xx:xx:xx:xx" (hex, any case) -> 6 bytes (out may be NULL). 0 or -EINVAL. */
+int manifest_mac_parse(const char *s, uint8_t out[6]);
 /* "no", "always", "unless-stopped", "on-failure", "on-failure:N". */
 int restart_policy_parse(const char *s, restart_policy *policy, uint32_t *max);
 /* Writes the policy the way restart_policy_parse reads it; buf >= 32 bytes. */

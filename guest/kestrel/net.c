@@ -1,9 +1,12 @@
-/* kestrel: IPv4 configuration from the manifest (lo up, address, default
- * route) with plain ioctls: no netlink library in a 100 KB agent. */
+/* kestrel: IPv4 configuration from the manifest (lo up, addresses, default
+ * route; interfaces found by name or MAC) with plain ioctls: no netlink library
+ * in a 100 KB agent. */
 #include "kestrel.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -66,6 +69,96 @@ static int parse_cidr(const char *cidr, struct in_addr *addr, struct in_addr *ma
     return 0;
 }
 
+/* One look for the interface with hardware address mac (when set; its name
+ * into name), else the one named name. */
+static bool link_exists(int s, const uint8_t *mac, char name[IFNAMSIZ])
+{
+    /* /sys/class/net rather than if_nameindex(): musl's netlink walk costs 1 KB. */
+    DIR *d = opendir("/sys/class/net");
+    bool found = false;
+    struct dirent *de;
+    while (d && !found && (de = readdir(d))) {
+        struct ifreq ifr;
+        memset(&ifr, 0, sizeof(ifr));
+        if (de->d_name[0] == '.' || strlen(de->d_name) >= IFNAMSIZ)
+            continue;
+        strcpy(ifr.ifr_name, de->d_name);
+        if (!mac)
+            found = strcmp(ifr.ifr_name, name) == 0;
+        else if (ioctl(s, SIOCGIFHWADDR, &ifr) == 0 && ifr.ifr_hwaddr.sa_family == ARPHRD_ETHER &&
+                 memcmp(ifr.ifr_hwaddr.sa_data, mac, 6) == 0) {
+            memcpy(name, ifr.ifr_name, IFNAMSIZ);
+            found = true;
+        }
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* Finds the interface with that MAC (when set; its name into name), else the one
+ * named ifname, gives it cidr and brings it up. Waits up to ~2 s for it: a NIC
+ * may still be probing right after its module loaded (and virtio-mmio probe
+ * order need not match the host's, hence the MAC). Failures are logged. */
+static int link_setup(int s, const char *mac, const char *ifname, const char *cidr,
+                      char name[IFNAMSIZ])
+{
+    struct in_addr addr, mask;
+    uint8_t hw[6];
+    int r = -EINVAL;
+    if (parse_cidr(cidr, &addr, &mask) < 0 || (mac && manifest_mac_parse(mac, hw) < 0))
+        goto out;
+    if (!mac) {
+        size_t l = strlen(ifname);
+        r = -ENAMETOOLONG;
+        if (l >= IFNAMSIZ)
+            goto out;
+        memcpy(name, ifname, l + 1);
+    }
+    for (int i = 0; !link_exists(s, mac ? hw : NULL, name); i++) {
+        r = -ENODEV;
+        if (i == 200)
+            goto out;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if ((r = set_addr(s, name, SIOCSIFADDR, addr)) < 0 ||
+        (r = set_addr(s, name, SIOCSIFNETMASK, mask)) < 0)
+        goto out;
+    r = set_up(s, name);
+out:
+    if (r < 0)
+        klog("%s %s: %s", mac ? mac : ifname, cidr, strerror(-r));
+    return r;
+}
+
+static int add_default_route(int s, const char *ifname, const char *gateway)
+{
+    struct in_addr gw;
+    if (inet_pton(AF_INET, gateway, &gw) != 1) {
+        klog("bad gateway %s", gateway);
+        return -EINVAL;
+    }
+    struct rtentry rt;
+    memset(&rt, 0, sizeof(rt));
+    struct sockaddr_in any = {.sin_family = AF_INET};
+    struct sockaddr_in g = {.sin_family = AF_INET, .sin_addr = gw};
+    memcpy(&rt.rt_dst, &any, sizeof(any));
+    memcpy(&rt.rt_genmask, &any, sizeof(any));
+    memcpy(&rt.rt_gateway, &g, sizeof(g));
+    rt.rt_flags = RTF_UP | RTF_GATEWAY;
+    rt.rt_dev = (char *)ifname;
+    if (ioctl(s, SIOCADDRT, &rt) < 0 && errno != EEXIST) {
+        int r = -errno;
+        klog("default route via %s: %s", gateway, strerror(-r));
+        return r;
+    }
+    return 0;
+}
+
+/* lo, then the primary interface (ip/gateway; by mac when set, else by name),
+ * then every netif. A failing interface does not stop the others; the first
+ * error is returned. */
 int net_setup(const kestrel_manifest *m)
 {
     _cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -74,46 +167,17 @@ int net_setup(const kestrel_manifest *m)
     int r = set_up(s, "lo");
     if (r < 0)
         klog("lo: %s", strerror(-r));
-    if (!m->ip)
-        return 0;
-
-    const char *ifname = m->interface ? m->interface : "eth0";
-    if (strlen(ifname) >= IFNAMSIZ)
-        return -ENAMETOOLONG;
-    struct in_addr addr, mask, gw;
-    if (parse_cidr(m->ip, &addr, &mask) < 0) {
-        klog("bad ip %s", m->ip);
-        return -EINVAL;
+    int first = 0;
+    char name[IFNAMSIZ];
+    if (m->ip) {
+        first = link_setup(s, m->mac, m->interface ? m->interface : "eth0", m->ip, name);
+        if (first == 0 && m->gateway)
+            first = add_default_route(s, name, m->gateway);
     }
-    /* The NIC may still be probing right after its module loaded. */
-    for (int i = 0; i < 200 && if_nametoindex(ifname) == 0; i++) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+    for (size_t i = 0; i < m->n_netifs; i++) {
+        r = link_setup(s, m->netifs[i].mac, NULL, m->netifs[i].ip, name);
+        if (r < 0 && first == 0)
+            first = r;
     }
-    if ((r = set_addr(s, ifname, SIOCSIFADDR, addr)) < 0 ||
-        (r = set_addr(s, ifname, SIOCSIFNETMASK, mask)) < 0 || (r = set_up(s, ifname)) < 0) {
-        klog("%s: %s", ifname, strerror(-r));
-        return r;
-    }
-    if (m->gateway) {
-        if (inet_pton(AF_INET, m->gateway, &gw) != 1) {
-            klog("bad gateway %s", m->gateway);
-            return -EINVAL;
-        }
-        struct rtentry rt;
-        memset(&rt, 0, sizeof(rt));
-        struct sockaddr_in any = {.sin_family = AF_INET};
-        struct sockaddr_in g = {.sin_family = AF_INET, .sin_addr = gw};
-        memcpy(&rt.rt_dst, &any, sizeof(any));
-        memcpy(&rt.rt_genmask, &any, sizeof(any));
-        memcpy(&rt.rt_gateway, &g, sizeof(g));
-        rt.rt_flags = RTF_UP | RTF_GATEWAY;
-        rt.rt_dev = (char *)ifname;
-        if (ioctl(s, SIOCADDRT, &rt) < 0 && errno != EEXIST) {
-            r = -errno;
-            klog("default route via %s: %s", m->gateway, strerror(-r));
-            return r;
-        }
-    }
-    return 0;
+    return first;
 }

@@ -174,6 +174,19 @@ static void test_malformed(void **state)
         {"hypr-manifest 1\ncmd sh\nmode debug\n", -EINVAL, "line 3"},
         {"hypr-manifest 1\ncmd sh\nvolume a /b ext4\n", -EINVAL, "line 3"},
         {"hypr-manifest 1\ncmd sh\nvolume a b ext4 \"\"\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nmac 02:ab:cd:ef:01\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nmac 02:ab:cd:ef:01:234\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nmac 02-ab-cd-ef-01-23\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nmac 02:ab:cd:ef:01:2g\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nmac 2:ab:cd:ef:01:234\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nmac \"\"\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nmac 02:ab:cd:ef:01:23 10.0.0.2/24\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nnetif 02:ab:cd:ef:01:23\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nnetif 02:ab:cd:ef:01:23 10.0.0.2/24 x\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nnetif\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nnetif 10.0.0.2/24 02:ab:cd:ef:01:23\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nnetif \"02:ab:cd:ef:01:23\\n\" 10.0.0.2/24\n", -EINVAL,
+         "line 3"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         kestrel_manifest m;
@@ -186,6 +199,134 @@ static void test_malformed(void **state)
     kestrel_manifest m;
     char nul[] = "hypr-manifest 1\ncmd s\0h\n";
     assert_int_equal(manifest_parse(nul, sizeof(nul) - 1, &m, NULL, 0), -EINVAL);
+}
+
+static void test_netifs(void **state)
+{
+    (void)state;
+    kestrel_manifest m;
+    manifest_init(&m);
+    assert_int_equal(manifest_strv_push(&m.cmd, "sh"), 0);
+    m.ip = strdup("10.88.0.5/16");
+    m.gateway = strdup("10.88.0.1");
+    m.mac = strdup("02:AB:cd:EF:01:23"); /* any case */
+    assert_int_equal(manifest_add_netif(&m, "02:ab:cd:ef:01:24", "10.89.0.5/24"), 0);
+    assert_int_equal(manifest_add_netif(&m, "0A:0b:0C:0d:0E:0f", "192.168.7.2/30"), 0);
+    /* the helper refuses what the parser would */
+    assert_int_equal(manifest_add_netif(&m, "02:ab:cd:ef:01", "10.0.0.1/8"), -EINVAL);
+    assert_int_equal(manifest_add_netif(&m, "02:ab:cd:ef:01:25", NULL), -EINVAL);
+    assert_int_equal(manifest_add_netif(&m, NULL, "10.0.0.1/8"), -EINVAL);
+    assert_int_equal(m.n_netifs, 2);
+
+    char *text;
+    size_t len;
+    assert_int_equal(manifest_encode(&m, &text, &len), 0);
+    assert_non_null(strstr(text, "\nmac \"02:AB:cd:EF:01:23\"\n"));
+    assert_non_null(strstr(text, "\nnetif \"02:ab:cd:ef:01:24\" \"10.89.0.5/24\"\n"));
+    assert_non_null(strstr(text, "\nnetif \"0A:0b:0C:0d:0E:0f\" \"192.168.7.2/30\"\n"));
+
+    kestrel_manifest d;
+    char err[256];
+    assert_int_equal(manifest_parse(text, len, &d, err, sizeof(err)), 0);
+    assert_string_equal(d.mac, "02:AB:cd:EF:01:23");
+    assert_string_equal(d.ip, "10.88.0.5/16");
+    assert_string_equal(d.gateway, "10.88.0.1");
+    assert_null(d.interface);
+    assert_int_equal(d.n_netifs, 2);
+    assert_string_equal(d.netifs[0].mac, "02:ab:cd:ef:01:24");
+    assert_string_equal(d.netifs[0].ip, "10.89.0.5/24");
+    assert_string_equal(d.netifs[1].mac, "0A:0b:0C:0d:0E:0f");
+    assert_string_equal(d.netifs[1].ip, "192.168.7.2/30");
+    char *text2;
+    size_t len2;
+    assert_int_equal(manifest_encode(&d, &text2, &len2), 0);
+    assert_int_equal(len, len2);
+    assert_memory_equal(text, text2, len);
+    free(text);
+    free(text2);
+    manifest_free(&d);
+    assert_null(d.netifs);
+    assert_int_equal(d.n_netifs, 0);
+
+    /* bare tokens work too; a later mac wins, netifs keep their order */
+    assert_int_equal(parse("hypr-manifest 1\ncmd sh\nmac 02:00:00:00:00:01\n"
+                           "netif 02:00:00:00:00:03 10.1.0.2/24\nmac 02:00:00:00:00:02\n"
+                           "netif 02:00:00:00:00:04 10.2.0.2/24\n",
+                           &d, err, sizeof(err)),
+                     0);
+    assert_string_equal(d.mac, "02:00:00:00:00:02");
+    assert_int_equal(d.n_netifs, 2);
+    assert_string_equal(d.netifs[1].mac, "02:00:00:00:00:04");
+    manifest_free(&d);
+
+    /* an invalid MAC set by hand is refused by the encoder, not written */
+    free(m.mac);
+    m.mac = strdup("02:ab:cd:ef:01:23:45");
+    assert_int_equal(manifest_encode(&m, &text, &len), -EINVAL);
+    free(m.mac);
+    m.mac = NULL;
+    free(m.netifs[1].mac);
+    m.netifs[1].mac = strdup("zz:ab:cd:ef:01:23");
+    assert_int_equal(manifest_encode(&m, &text, &len), -EINVAL);
+    free(m.netifs[1].mac);
+    m.netifs[1].mac = strdup("02:ab:cd:ef:01:23");
+    free(m.netifs[1].ip);
+    m.netifs[1].ip = NULL;
+    assert_int_equal(manifest_encode(&m, &text, &len), -EINVAL);
+    manifest_free(&m);
+}
+
+static void test_old_network_keys(void **state)
+{
+    (void)state;
+    kestrel_manifest m;
+    char err[256];
+    /* a manifest from before mac/netif: still valid, same meaning */
+    assert_int_equal(parse("hypr-manifest 1\ncmd sh\ninterface \"eth1\"\nip \"10.88.0.5/16\"\n"
+                           "gateway \"10.88.0.1\"\ndns \"10.88.0.1\"\n",
+                           &m, err, sizeof(err)),
+                     0);
+    assert_string_equal(m.interface, "eth1");
+    assert_string_equal(m.ip, "10.88.0.5/16");
+    assert_string_equal(m.gateway, "10.88.0.1");
+    assert_null(m.mac);
+    assert_null(m.netifs);
+    assert_int_equal(m.n_netifs, 0);
+    char *text;
+    size_t len;
+    assert_int_equal(manifest_encode(&m, &text, &len), 0);
+    assert_null(strstr(text, "mac"));
+    assert_null(strstr(text, "netif"));
+    free(text);
+    manifest_free(&m);
+}
+
+static void test_mac_parse(void **state)
+{
+    (void)state;
+    uint8_t mac[6];
+    static const uint8_t want[6] = {0x02, 0xab, 0xcd, 0xef, 0x01, 0x23};
+    assert_int_equal(manifest_mac_parse("02:ab:cd:ef:01:23", mac), 0);
+    assert_memory_equal(mac, want, 6);
+    assert_int_equal(manifest_mac_parse("02:AB:Cd:eF:01:23", mac), 0);
+    assert_memory_equal(mac, want, 6);
+    assert_int_equal(manifest_mac_parse("ff:ff:ff:ff:ff:ff", NULL), 0);
+    static const char *const bad[] = {
+        "",
+        "02:ab:cd:ef:01",
+        "02:ab:cd:ef:01:23:",
+        "02:ab:cd:ef:01:23:45",
+        "02ab:cd:ef:01:23:4",
+        "02:ab:cd:ef:01:2",
+        " 02:ab:cd:ef:01:23",
+        "02:ab:cd:ef:01:g3",
+        "02.ab.cd.ef.01.23",
+        "002:ab:cd:ef:01:2",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (manifest_mac_parse(bad[i], mac) != -EINVAL)
+            fail_msg("accepted \"%s\"", bad[i]);
+    assert_int_equal(manifest_mac_parse(NULL, mac), -EINVAL);
 }
 
 static void test_long_values(void **state)
@@ -252,11 +393,10 @@ static void test_restart_policy_strings(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip_full),
-        cmocka_unit_test(test_defaults_and_forward_compat),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_long_values),
-        cmocka_unit_test(test_restart_policy_strings),
+        cmocka_unit_test(test_round_trip_full),  cmocka_unit_test(test_defaults_and_forward_compat),
+        cmocka_unit_test(test_malformed),        cmocka_unit_test(test_netifs),
+        cmocka_unit_test(test_old_network_keys), cmocka_unit_test(test_mac_parse),
+        cmocka_unit_test(test_long_values),      cmocka_unit_test(test_restart_policy_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
