@@ -248,6 +248,7 @@ int cmd_ps(cli_ctx *ctx, int argc, char **argv);
 int cmd_start(cli_ctx *ctx, int argc, char **argv);
 int cmd_stop(cli_ctx *ctx, int argc, char **argv);
 int cmd_restart(cli_ctx *ctx, int argc, char **argv);
+int cmd_rename(cli_ctx *ctx, int argc, char **argv);
 int cmd_rm(cli_ctx *ctx, int argc, char **argv);
 int cmd_logs(cli_ctx *ctx, int argc, char **argv);
 int cmd_inspect(cli_ctx *ctx, int argc, char **argv);

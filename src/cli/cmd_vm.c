@@ -581,6 +581,30 @@ int cmd_rm(cli_ctx *ctx, int argc, char **argv)
     return simple_vm_cmd(ctx, argc, argv, ACT_RM);
 }
 
+/* ---- rename ----------------------------------------------------------------- */
+
+int cmd_rename(cli_ctx *ctx, int argc, char **argv)
+{
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "VM NEW_NAME",
+        .description = "Rename a VM",
+        .min_args = 2,
+        .max_args = 2,
+        .notes = "A VM is named by its name, ID, or a unique ID prefix. A running VM's new "
+                 "name resolves in DNS at once; its hostname stays as it booted.",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    Hypr__V1__RenameVMRequest req = HYPR__V1__RENAME_VMREQUEST__INIT;
+    req.id = p.args[0];
+    req.name = p.args[1];
+    _cleanup_pb_ Hypr__V1__RenameVMResponse *resp = NULL;
+    return cli_call(ctx, "RenameVM", &req, &resp) < 0 ? 1 : 0;
+}
+
 /* ---- logs ----------------------------------------------------------------- */
 
 static int write_prefix(int fd, const char *prefix, bool timestamps, int64_t ts_ms)

@@ -38,6 +38,7 @@ static const top_command commands[] = {
     {{"volume", NULL, "Manage volumes", cmd_volume}, SEC_MANAGEMENT},
     {{"inspect", NULL, "Return low-level information on VMs", cmd_inspect}, SEC_OTHER},
     {{"logs", NULL, "Fetch the logs of a VM", cmd_logs}, SEC_OTHER},
+    {{"rename", NULL, "Rename a VM", cmd_rename}, SEC_OTHER},
     {{"restart", NULL, "Restart one or more VMs", cmd_restart}, SEC_OTHER},
     {{"rm", NULL, "Remove one or more VMs", cmd_rm}, SEC_OTHER},
     {{"rmi", NULL, "Remove one or more images", cmd_rmi}, SEC_OTHER},

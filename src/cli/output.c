@@ -185,6 +185,28 @@ char *ports_text(Hypr__V1__PortMapping **ports, size_t n)
     return buf_steal(&b);
 }
 
+/* Docker's NetworkSettings.Networks: one entry per network the VM joins, with the
+ * running VM's address, gateway and MAC there ("" while it is not running). */
+static json_t *networks_json(const Hypr__V1__VM *vm)
+{
+    const Hypr__V1__VMConfig *c = vm->config;
+    static char *const dflt[] = {"bridge"};
+    char *const *names = c && c->n_networks ? c->networks : dflt;
+    size_t n = c && c->n_networks ? c->n_networks : 1;
+    json_t *out = json_object();
+    for (size_t i = 0; i < n; i++) {
+        const Hypr__V1__NetworkAttachment *a = NULL;
+        for (size_t j = 0; j < vm->n_networks && !a; j++)
+            if (strcmp(vm->networks[j]->network, names[i]) == 0)
+                a = vm->networks[j];
+        json_object_set_new(out, names[i],
+                            json_pack("{s:s, s:i, s:s, s:s}", "IPAddress", a ? a->ip_address : "",
+                                      "IPPrefixLen", a ? a->prefix_len : 0, "Gateway",
+                                      a ? a->gateway : "", "MacAddress", a ? a->mac_address : ""));
+    }
+    return out;
+}
+
 static json_t *ports_json(Hypr__V1__PortMapping **ports, size_t n)
 {
     json_t *a = json_array();
@@ -283,7 +305,7 @@ json_t *vm_inspect_json(const void *item, const cli_view_opts *vo)
 
     json_t *net = json_object();
     json_object_set_new(net, "IPAddress", json_string(vm->ip_address));
-    json_object_set_new(net, "Networks", json_from_strv(c->networks, c->n_networks));
+    json_object_set_new(net, "Networks", networks_json(vm));
     json_t *ports = json_object();
     for (size_t i = 0; i < c->n_ports; i++) {
         const Hypr__V1__PortMapping *p = c->ports[i];

@@ -24,6 +24,7 @@ static const handler_entry handlers[] = {
     {"StartVM", api_start_vm, NULL},
     {"StopVM", api_stop_vm, api_vm_call_close},
     {"DeleteVM", api_delete_vm, api_vm_call_close},
+    {"RenameVM", api_rename_vm, NULL},
     {"RunVM", api_run_vm, api_vm_create_call_close},
     {"StreamLogs", api_stream_logs, api_stream_logs_close},
     {"StreamVMMetrics", api_stream_vm_metrics, api_stream_vm_metrics_close},

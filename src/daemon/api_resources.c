@@ -8,7 +8,7 @@
 
 static ProtobufCMessage *vm_message(daemon_ctx *d, const void *rec)
 {
-    return &vm_to_message(rec)->base;
+    return &vm_to_message(d, rec)->base;
 }
 
 static void vm_message_release(ProtobufCMessage *msg)

@@ -1,4 +1,4 @@
-/* VM RPCs: CreateVM, StartVM, StopVM, DeleteVM, RunVM and StreamVMMetrics.
+/* VM RPCs: CreateVM, StartVM, StopVM, DeleteVM, RenameVM, RunVM and StreamVMMetrics.
  * CreateVM and RunVM pull a missing registry image first (RunVM streams the
  * pull's progress as PULLING events); a failed pull fails the call and
  * creates nothing. */
@@ -17,7 +17,7 @@ static void reply_vm(rpc_call *call, const char *id, bool create)
         api_fail(call, &err);
         return;
     }
-    Hypr__V1__VM *m = vm_to_message(&rec);
+    Hypr__V1__VM *m = vm_to_message(api_daemon(call), &rec);
     if (create) {
         Hypr__V1__CreateVMResponse resp = HYPR__V1__CREATE_VMRESPONSE__INIT;
         resp.vm = m;
@@ -54,6 +54,26 @@ void api_stop_vm(rpc_call *call, ProtobufCMessage *msg)
     protobuf_c_message_free_unpacked(msg, NULL);
     if (r < 0)
         api_fail(call, &err);
+}
+
+void api_rename_vm(rpc_call *call, ProtobufCMessage *msg)
+{
+    Hypr__V1__RenameVMRequest *req = (Hypr__V1__RenameVMRequest *)msg;
+    daemon_ctx *d = api_daemon(call);
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    store_vm rec = {0};
+    int r = vm_rename(d, req->id, req->name, &rec, &err);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (r < 0) {
+        store_vm_clear(&rec);
+        api_fail(call, &err);
+        return;
+    }
+    Hypr__V1__RenameVMResponse resp = HYPR__V1__RENAME_VMRESPONSE__INIT;
+    resp.vm = vm_to_message(d, &rec);
+    rpc_call_reply(call, &resp.base);
+    vm_message_free(resp.vm);
+    store_vm_clear(&rec);
 }
 
 void api_delete_vm(rpc_call *call, ProtobufCMessage *msg)
@@ -121,7 +141,7 @@ static void run_vm(rpc_call *call, const Hypr__V1__VMConfig *cfg)
     }
     Hypr__V1__RunVMEvent ev = HYPR__V1__RUN_VMEVENT__INIT;
     ev.phase = HYPR__V1__RUN_VMEVENT__PHASE__CREATED;
-    ev.vm = vm_to_message(&vm);
+    ev.vm = vm_to_message(d, &vm);
     rpc_call_send(call, &ev.base);
     vm_message_free(ev.vm);
     if (vm_start(d, vm.id, call, &err) < 0) {
@@ -135,7 +155,7 @@ static void run_vm(rpc_call *call, const Hypr__V1__VMConfig *cfg)
     booting.phase = HYPR__V1__RUN_VMEVENT__PHASE__BOOTING;
     store_vm_clear(&vm);
     if (store_vm_find(d->db, vm.id, &vm, NULL) == 0) {
-        booting.vm = vm_to_message(&vm);
+        booting.vm = vm_to_message(d, &vm);
         rpc_call_send(call, &booting.base);
         vm_message_free(booting.vm);
     }

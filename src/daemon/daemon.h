@@ -90,6 +90,7 @@ void api_subscribe_events_close(rpc_call *call, bool cancelled);
 void api_create_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_start_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_stop_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_rename_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_delete_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_run_vm(rpc_call *call, ProtobufCMessage *msg);
 /* on_close of calls that wait on a VM (RunVM, StopVM, DeleteVM). */

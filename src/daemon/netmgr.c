@@ -20,23 +20,33 @@ typedef struct network {
     struct network *next;
 } network;
 
+/* One NIC of a VM: its network, TAP and address. net is NULL once the network was
+ * force-removed under the running VM. */
+typedef struct vm_nic {
+    network *net;
+    char tap[NET_IFNAME_LEN];
+    char mac[NET_MAC_STRLEN];
+    uint32_t addr;
+} vm_nic;
+
 struct vm_net {
     char vm_id[HYPR_ID_LEN + 1];
     char *name; /* DNS name once running */
-    network *net;
-    char tap[16];
-    uint32_t addr;
-    net_proxy **proxies;
+    vm_nic nics[NET_MAX_NICS];
+    size_t n_nics;
+    net_proxy **proxies; /* published ports go to the first NIC's address */
     size_t n_proxies;
     /* port_forward=nftables: DNAT rules for traffic from other hosts (the
      * userspace proxy stays for connections from this host). */
     Hypr__V1__PortMapping **dnat;
     size_t n_dnat;
+    struct vm_net *next; /* netmgr.vms */
 };
 
 struct netmgr {
     bool enabled;
     network *nets;
+    vm_net *vms; /* attached VMs */
     dns_table *dns;
 };
 
@@ -182,10 +192,15 @@ void netmgr_free(daemon_ctx *d)
 
 /* ---- VM attachments ------------------------------------------------------------ */
 
+static uint32_t vm_primary_addr(const vm_net *v)
+{
+    return v->n_nics ? v->nics[0].addr : 0;
+}
+
 static void dnat_remove_all(vm_net *v)
 {
     char ip[NET_IP4_STRLEN];
-    net_ip4_format(v->addr, ip);
+    net_ip4_format(vm_primary_addr(v), ip);
     for (size_t i = 0; i < v->n_dnat; i++) {
         Hypr__V1__PortMapping *p = v->dnat[i];
         net_fw_dnat_remove(p->protocol, p->host_ip, (uint16_t)p->host_port, ip,
@@ -219,11 +234,39 @@ static int dnat_add_all(daemon_ctx *d, vm_net *v, const Hypr__V1__VMConfig *cfg,
     return 0;
 }
 
-static void vm_net_free(vm_net *v)
+/* The VM's names leave the networks it is on (before a rename or a stop). */
+static void dns_names_remove(netmgr *m, vm_net *v)
 {
+    for (size_t i = 0; v->name && i < v->n_nics; i++)
+        if (v->nics[i].net)
+            dns_table_remove(m->dns, v->nics[i].net->name, v->name);
+}
+
+static void dns_names_add(netmgr *m, vm_net *v)
+{
+    for (size_t i = 0; v->name && i < v->n_nics; i++) {
+        _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+        if (v->nics[i].net &&
+            dns_table_add(m->dns, v->nics[i].net->name, v->name, v->nics[i].addr, &err) < 0)
+            log_warn("DNS name %s: %s", v->name, err.message);
+    }
+}
+
+/* Forwards and rules closed, TAPs removed, unlinked from the manager; frees v. */
+static void vm_net_free(netmgr *m, vm_net *v)
+{
+    dns_names_remove(m, v);
     dnat_remove_all(v);
     for (size_t i = 0; i < v->n_proxies; i++)
         net_proxy_stop(v->proxies[i]);
+    for (size_t i = 0; i < v->n_nics; i++)
+        if (v->nics[i].net)
+            net_link_delete(v->nics[i].tap, NULL);
+    for (vm_net **p = &m->vms; *p; p = &(*p)->next)
+        if (*p == v) {
+            *p = v->next;
+            break;
+        }
     free(v->proxies);
     free(v->name);
     free(v);
@@ -247,18 +290,74 @@ static int vm_address(daemon_ctx *d, network *n, const char *vm_id, uint32_t *ou
     return ipam_allocate(n->pool, vm_id, NULL, out, err);
 }
 
+/* The networks a config names, in order (none = the default one): each must exist,
+ * once, and at most NET_MAX_NICS of them. */
+static int config_networks(netmgr *m, const Hypr__V1__VMConfig *cfg, network **out, size_t *n,
+                           hypr_error *err)
+{
+    static const char *const dflt[] = {DEFAULT_NETWORK};
+    const char *const *names = cfg->n_networks ? (const char *const *)cfg->networks : dflt;
+    size_t count = cfg->n_networks ? cfg->n_networks : 1;
+    if (count > NET_MAX_NICS)
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, E2BIG,
+                        "a VM joins at most %d networks (%zu given)", NET_MAX_NICS, count);
+    for (size_t i = 0; i < count; i++) {
+        out[i] = network_find(m, names[i]);
+        if (!out[i])
+            return hypr_err(err, HYPR_NOT_FOUND, ENOENT,
+                            "network %s not found (create it with 'hypr network create %s')",
+                            names[i], names[i]);
+        for (size_t j = 0; j < i; j++)
+            if (out[j] == out[i])
+                return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                                "network %s is given more than once", names[i]);
+    }
+    *n = count;
+    return 0;
+}
+
+/* One NIC: an address in net and a TAP on its bridge. */
+static int nic_attach(daemon_ctx *d, vm_net *v, network *net, hypr_error *err)
+{
+    vm_nic *nic = &v->nics[v->n_nics];
+    unsigned index = (unsigned)v->n_nics;
+    int r = vm_address(d, net, v->vm_id, &nic->addr, err);
+    if (r < 0)
+        return r;
+    net_tap_name(v->vm_id, index, nic->tap);
+    net_mac_for_vm(v->vm_id, index, nic->mac);
+    net_link_delete(nic->tap, NULL); /* a leftover of a crash */
+    r = net_tap_create(nic->tap, net->bridge, err);
+    if (r < 0)
+        return r;
+    nic->net = net;
+    v->n_nics++;
+    /* The address may have belonged to another VM (another MAC) moments ago. */
+    net_neigh_forget(net->bridge, nic->addr);
+    return 0;
+}
+
+static void nic_boot(const vm_nic *nic, vm_nic_boot *b)
+{
+    net_ip4_format(nic->addr, b->ip);
+    memcpy(b->tap, nic->tap, sizeof(b->tap));
+    memcpy(b->mac, nic->mac, sizeof(b->mac));
+    const char *slash = strchr(nic->net->subnet, '/');
+    snprintf(b->ip_cidr, sizeof(b->ip_cidr), "%s%s", b->ip, slash ? slash : "/16");
+    snprintf(b->gateway, sizeof(b->gateway), "%s", nic->net->gateway);
+}
+
 int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig *cfg, vm_net **out,
                      vm_net_boot *boot, hypr_error *err)
 {
     netmgr *m = mgr(d);
     memset(boot, 0, sizeof(*boot));
     *out = NULL;
-    const char *name = cfg->n_networks > 0 ? cfg->networks[0] : DEFAULT_NETWORK;
-    network *n = network_find(m, name);
-    if (!n)
-        return hypr_err(err, HYPR_NOT_FOUND, ENOENT,
-                        "network %s not found (create it with 'hypr network create %s')", name,
-                        name);
+    network *nets[NET_MAX_NICS];
+    size_t n_nets = 0;
+    int r = config_networks(m, cfg, nets, &n_nets, err);
+    if (r < 0)
+        return r;
     if (!m->enabled) {
         if (cfg->n_ports > 0)
             return hypr_err(err, HYPR_FAILED_PRECONDITION, EPERM,
@@ -267,18 +366,12 @@ int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig 
     }
     vm_net *v = xcalloc(1, sizeof(*v));
     memcpy(v->vm_id, vm_id, sizeof(v->vm_id));
-    v->net = n;
-    int r = vm_address(d, n, vm_id, &v->addr, err);
-    if (r >= 0) {
-        net_tap_name(vm_id, v->tap);
-        net_link_delete(v->tap, NULL); /* a leftover of a crash */
-        r = net_tap_create(v->tap, n->bridge, err);
-        /* The address may have belonged to another VM (another MAC) moments ago. */
-        if (r >= 0)
-            net_neigh_forget(n->bridge, v->addr);
-    }
+    v->next = m->vms;
+    m->vms = v;
+    for (size_t i = 0; r >= 0 && i < n_nets; i++)
+        r = nic_attach(d, v, nets[i], err);
     char ip[NET_IP4_STRLEN];
-    net_ip4_format(v->addr, ip);
+    net_ip4_format(vm_primary_addr(v), ip);
     v->proxies = xcalloc(cfg->n_ports, sizeof(net_proxy *));
     for (size_t i = 0; r >= 0 && i < cfg->n_ports; i++) {
         const Hypr__V1__PortMapping *p = cfg->ports[i];
@@ -296,17 +389,12 @@ int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig 
     if (r >= 0)
         r = dnat_add_all(d, v, cfg, ip, err);
     if (r < 0) {
-        if (v->tap[0])
-            net_link_delete(v->tap, NULL);
-        vm_net_free(v);
+        vm_net_free(m, v);
         return r;
     }
-    memcpy(boot->tap, v->tap, sizeof(boot->tap));
-    net_mac_for_vm(vm_id, boot->mac);
-    memcpy(boot->ip, ip, sizeof(boot->ip));
-    const char *slash = strchr(n->subnet, '/');
-    snprintf(boot->ip_cidr, sizeof(boot->ip_cidr), "%s%s", ip, slash ? slash : "/16");
-    snprintf(boot->gateway, sizeof(boot->gateway), "%s", n->gateway);
+    for (size_t i = 0; i < v->n_nics; i++)
+        nic_boot(&v->nics[i], &boot->nics[i]);
+    boot->n_nics = v->n_nics;
     *out = v;
     return 0;
 }
@@ -315,22 +403,25 @@ void netmgr_vm_running(daemon_ctx *d, vm_net *v, const char *name)
 {
     if (!v)
         return;
+    netmgr *m = mgr(d);
+    dns_names_remove(m, v);
     free(v->name);
     v->name = xstrdup(name);
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    if (dns_table_add(mgr(d)->dns, v->net->name, name, v->addr, &err) < 0)
-        log_warn("DNS name %s: %s", name, err.message);
+    dns_names_add(m, v);
+}
+
+void netmgr_vm_renamed(daemon_ctx *d, const char *vm_id, const char *name)
+{
+    netmgr *m = mgr(d);
+    for (vm_net *v = m ? m->vms : NULL; v; v = v->next)
+        if (v->name && strcmp(v->vm_id, vm_id) == 0)
+            netmgr_vm_running(d, v, name);
 }
 
 void netmgr_vm_detach(daemon_ctx *d, vm_net *v)
 {
-    if (!v)
-        return;
-    if (v->name)
-        dns_table_remove(mgr(d)->dns, v->net->name, v->name);
-    if (v->tap[0])
-        net_link_delete(v->tap, NULL);
-    vm_net_free(v);
+    if (v)
+        vm_net_free(mgr(d), v);
 }
 
 void netmgr_vm_deleted(daemon_ctx *d, const char *vm_id)
@@ -340,6 +431,52 @@ void netmgr_vm_deleted(daemon_ctx *d, const char *vm_id)
         return;
     for (network *n = m->nets; n; n = n->next)
         ipam_release_vm(n->pool, vm_id, NULL);
+}
+
+int netmgr_vm_attachments(const vm_net *v, Hypr__V1__NetworkAttachment ***out)
+{
+    *out = NULL;
+    if (!v || v->n_nics == 0)
+        return 0;
+    typedef struct {
+        Hypr__V1__NetworkAttachment a;
+        char ip[NET_IP4_STRLEN], mac[NET_MAC_STRLEN], gateway[NET_IP4_STRLEN];
+        char network[];
+    } att;
+    Hypr__V1__NetworkAttachment **list = xcalloc(v->n_nics, sizeof(*list));
+    size_t n = 0;
+    for (size_t i = 0; i < v->n_nics; i++) {
+        const vm_nic *nic = &v->nics[i];
+        if (!nic->net)
+            continue;
+        att *x = xcalloc(1, sizeof(*x) + strlen(nic->net->name) + 1);
+        hypr__v1__network_attachment__init(&x->a);
+        strcpy(x->network, nic->net->name);
+        net_ip4_format(nic->addr, x->ip);
+        memcpy(x->mac, nic->mac, sizeof(x->mac));
+        snprintf(x->gateway, sizeof(x->gateway), "%s", nic->net->gateway);
+        x->a.network = x->network;
+        x->a.ip_address = x->ip;
+        x->a.mac_address = x->mac;
+        x->a.gateway = x->gateway;
+        x->a.prefix_len = ipam_subnet(nic->net->pool)->prefix;
+        list[n++] = &x->a;
+    }
+    *out = list;
+    return (int)n;
+}
+
+/* A force-removed network leaves the running VMs on it: their NIC on it goes dead. */
+static void network_leave_vms(netmgr *m, network *n)
+{
+    for (vm_net *v = m->vms; v; v = v->next)
+        for (size_t i = 0; i < v->n_nics; i++)
+            if (v->nics[i].net == n) {
+                if (v->name)
+                    dns_table_remove(m->dns, n->name, v->name);
+                net_link_delete(v->nics[i].tap, NULL);
+                v->nics[i].net = NULL;
+            }
 }
 
 /* ---- CreateNetwork / DeleteNetwork ------------------------------------------- */
@@ -523,6 +660,7 @@ void api_delete_network(rpc_call *call, ProtobufCMessage *msg)
         if (strcmp((*p)->name, sn.name) == 0) {
             network *n = *p;
             *p = n->next;
+            network_leave_vms(m, n);
             netmgr_dns_unlisten(n->name);
             if (m->enabled) {
                 net_fw_network_remove(n->bridge, NULL);

@@ -27,24 +27,36 @@ char **netmgr_network_vms(daemon_ctx *d, const char *net_name);
 /* Closes the DNS server's sockets (on the loop, at shutdown). */
 void netmgr_dns_stop(daemon_ctx *d);
 
-/* What a VM's attachment gives the boot: NULL fields when networking is off. */
+/* What one NIC of a VM's attachment gives the boot. */
+typedef struct vm_nic_boot {
+    char tap[NET_IFNAME_LEN];
+    char mac[NET_MAC_STRLEN];
+    char ip[NET_IP4_STRLEN];
+    char ip_cidr[NET_CIDR_STRLEN + 1]; /* "10.88.0.2/16" */
+    char gateway[NET_IP4_STRLEN];
+} vm_nic_boot;
+
+/* One NIC per network the VM joins, in the config's order; none when networking is off. */
 typedef struct vm_net_boot {
-    char tap[16];
-    char mac[18];
-    char ip_cidr[24]; /* "10.88.0.2/16" */
-    char gateway[16];
-    char ip[16];
+    vm_nic_boot nics[NET_MAX_NICS];
+    size_t n_nics;
 } vm_net_boot;
 
-/* Attaches a VM before its hypervisor starts: an address on its first network
- * (kept across restarts until the VM is deleted), a TAP on the bridge, and its
- * published ports bound (a taken host port fails here, before the boot). */
+/* Attaches a VM before its hypervisor starts: on each of its networks (the default
+ * one when it names none) an address (kept across restarts until the VM is deleted)
+ * and a TAP on the bridge; its published ports are bound to the first network's
+ * address (a taken host port fails here, before the boot). */
 int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig *cfg, vm_net **out,
                      vm_net_boot *boot, hypr_error *err);
-/* The VM is up: its name resolves. */
+/* The VM is up: its name resolves on each of its networks. */
 void netmgr_vm_running(daemon_ctx *d, vm_net *n, const char *name);
-/* The VM stopped: forwards closed, TAP removed, name gone. Frees n. */
+/* A running VM was renamed: the old name stops resolving, the new one starts. */
+void netmgr_vm_renamed(daemon_ctx *d, const char *vm_id, const char *name);
+/* The VM stopped: forwards closed, TAPs removed, names gone. Frees n. */
 void netmgr_vm_detach(daemon_ctx *d, vm_net *n);
+/* The running VM's NICs for the API (network, address, MAC, gateway): a malloc'd
+ * array of n (the return value) elements, each one malloc'd block; NULL/0 without. */
+int netmgr_vm_attachments(const vm_net *v, Hypr__V1__NetworkAttachment ***out);
 /* The VM was deleted: its addresses go back to the pools. */
 void netmgr_vm_deleted(daemon_ctx *d, const char *vm_id);
 

@@ -84,6 +84,8 @@ typedef struct forward {
 
 typedef struct tcp_conn {
     uv_tcp_t tcp;
+    char *network;   /* the listener's (NULL on loopback) */
+    uint32_t client; /* the peer's IPv4 address */
     hypr_buf in;
     int pending; /* forwards in flight */
     bool closing;
@@ -185,6 +187,13 @@ static void forward_start(const uint8_t *pkt, size_t len, uv_udp_t *client_sock,
 
 /* ---- UDP ------------------------------------------------------------------------- */
 
+/* The querying VM's address (host order) decides which networks' names it sees. */
+static uint32_t client_addr(const struct sockaddr *sa)
+{
+    return sa && sa->sa_family == AF_INET ? ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr)
+                                          : 0;
+}
+
 static void on_udp_query(uv_udp_t *s, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from,
                          unsigned flags)
 {
@@ -192,8 +201,8 @@ static void on_udp_query(uv_udp_t *s, ssize_t n, const uv_buf_t *buf, const stru
     listener *l = s->data;
     if (n > 0 && from) {
         _cleanup_buf_ hypr_buf out = {0};
-        switch (dns_answer(srv.table, l->network, (uint8_t *)buf->base, (size_t)n, false, DNS_TTL,
-                           &out)) {
+        switch (dns_answer(srv.table, l->network, client_addr(from), (uint8_t *)buf->base,
+                           (size_t)n, false, DNS_TTL, &out)) {
         case DNS_ANSWERED:
             udp_send(s, from, out.data, out.len);
             break;
@@ -213,6 +222,7 @@ static void tcp_conn_closed(uv_handle_t *h)
 {
     tcp_conn *c = h->data;
     buf_free(&c->in);
+    free(c->network);
     free(c);
 }
 
@@ -278,7 +288,7 @@ static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             break;
         const uint8_t *pkt = (uint8_t *)c->in.data + 2;
         _cleanup_buf_ hypr_buf out = {0};
-        switch (dns_answer(srv.table, NULL, pkt, len, true, DNS_TTL, &out)) {
+        switch (dns_answer(srv.table, c->network, c->client, pkt, len, true, DNS_TTL, &out)) {
         case DNS_ANSWERED:
             tcp_reply(c, out.data, out.len);
             break;
@@ -304,6 +314,12 @@ static void on_tcp_connection(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)&c->tcp, tcp_conn_closed);
         return;
     }
+    const listener *l = server->data;
+    c->network = l->network ? xstrdup(l->network) : NULL;
+    struct sockaddr_storage peer;
+    int len = sizeof(peer);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) == 0)
+        c->client = client_addr((struct sockaddr *)&peer);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_tcp_read);
 }
 

@@ -30,7 +30,7 @@ static Hypr__V1__VMStatus vm_status_from_string(const char *s)
     return HYPR__V1__VMSTATUS__VM_STATUS_UNSPECIFIED;
 }
 
-Hypr__V1__VM *vm_to_message(const store_vm *vm)
+Hypr__V1__VM *vm_to_message(daemon_ctx *d, const store_vm *vm)
 {
     Hypr__V1__VM *m = xmalloc(sizeof(*m));
     hypr__v1__vm__init(m);
@@ -49,6 +49,9 @@ Hypr__V1__VM *vm_to_message(const store_vm *vm)
     m->stack = vm->stack ? vm->stack : "";
     if (vm->config_len > 0)
         m->config = hypr__v1__vmconfig__unpack(NULL, vm->config_len, (const uint8_t *)vm->config);
+    vm_runtime *rt = d ? vm_runtime_find(d, vm->id) : NULL;
+    if (rt && rt->net)
+        m->n_networks = (size_t)netmgr_vm_attachments(rt->net, &m->networks);
     return m;
 }
 
@@ -58,6 +61,9 @@ void vm_message_free(Hypr__V1__VM *m)
         return;
     if (m->config)
         hypr__v1__vmconfig__free_unpacked(m->config, NULL);
+    for (size_t i = 0; i < m->n_networks; i++)
+        free(m->networks[i]);
+    free(m->networks);
     free(m);
 }
 
@@ -149,6 +155,57 @@ int vm_config_check(daemon_ctx *d, Hypr__V1__VMConfig *cfg, hypr_error *err)
     if (r < 0)
         return r;
     return check_restart(cfg, err);
+}
+
+/* ---- rename ----------------------------------------------------------------- */
+
+int vm_rename(daemon_ctx *d, const char *ref, const char *name, store_vm *out, hypr_error *err)
+{
+    if (!name_is_valid(name))
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "invalid VM name \"%s\": names must match [a-zA-Z0-9][a-zA-Z0-9_.-]* "
+                        "(at most 128 characters)",
+                        name);
+    int r = store_vm_find(d->db, ref, out, err);
+    if (r < 0)
+        return r;
+    if (strcmp(out->name, name) == 0)
+        return 0;
+    store_vm other = {0};
+    if (store_vm_find(d->db, name, &other, NULL) == 0) {
+        r = hypr_err(err, HYPR_ALREADY_EXISTS, EEXIST, "the name %s is already in use by VM %.12s",
+                     name, other.id);
+        store_vm_clear(&other);
+        return r;
+    }
+    /* The name lives in the record and in the stored config. */
+    Hypr__V1__VMConfig *cfg =
+        out->config_len
+            ? hypr__v1__vmconfig__unpack(NULL, out->config_len, (const uint8_t *)out->config)
+            : NULL;
+    if (cfg) {
+        set_field(&cfg->name, xstrdup(name));
+        free(out->config);
+        out->config_len = hypr__v1__vmconfig__get_packed_size(cfg);
+        out->config = xmalloc(out->config_len ? out->config_len : 1);
+        hypr__v1__vmconfig__pack(cfg, (uint8_t *)out->config);
+        hypr__v1__vmconfig__free_unpacked(cfg, NULL);
+    }
+    _cleanup_free_ char *old = out->name;
+    out->name = xstrdup(name);
+    r = store_vm_update(d->db, out, err);
+    if (r < 0)
+        return r;
+    vm_runtime *rt = vm_runtime_find(d, out->id);
+    if (rt) {
+        free(rt->name);
+        rt->name = xstrdup(name);
+        netmgr_vm_renamed(d, out->id, name);
+    }
+    log_info("renamed VM %s to %s (%.12s)", old, name, out->id);
+    char *attrs[] = {"name", out->name, "oldName", old, NULL};
+    event_publish(d->events, "vm.renamed", out->id, NULL, attrs);
+    return 0;
 }
 
 /* ---- create / delete ----------------------------------------------------- */
@@ -348,7 +405,7 @@ void vm_notify_run_waiters(vm_runtime *vm, Hypr__V1__RunVMEvent__Phase phase, co
     Hypr__V1__RunVMEvent ev = HYPR__V1__RUN_VMEVENT__INIT;
     ev.phase = phase;
     ev.message = (char *)(message ? message : "");
-    ev.vm = have ? vm_to_message(&rec) : NULL;
+    ev.vm = have ? vm_to_message(vm->d, &rec) : NULL;
     bool final = phase == HYPR__V1__RUN_VMEVENT__PHASE__RUNNING ||
                  phase == HYPR__V1__RUN_VMEVENT__PHASE__FAILED;
     vm_waiter *w = vm->run_waiters;

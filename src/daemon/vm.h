@@ -5,6 +5,7 @@
 #define HYPR_DAEMON_VM_H
 
 #include "daemon.h"
+#include "netmgr.h"
 #include "vmm/vmm.h"
 
 #include "ctl_proto.h"
@@ -34,9 +35,10 @@ struct vm_runtime {
     /* Strings cfg borrows. */
     char *initrd_path, *kernel_path, *rootfs_path, *console_log, *ctl_path;
 
-    struct vm_net *net; /* TAP, address, forwards (netmgr.c); NULL without network */
-    char ip[16];        /* guest address, "" without network */
-    char tap[16], mac[18];
+    struct vm_net *net;         /* TAPs, addresses, forwards (netmgr.c); NULL without network */
+    char ip[16];                /* guest address on its first network, "" without network */
+    vmm_nic nics[NET_MAX_NICS]; /* cfg.nics: point into netboot */
+    vm_net_boot netboot;
 
     uv_process_t proc;
     bool proc_running;
@@ -118,7 +120,12 @@ void vm_forget_call(daemon_ctx *d, rpc_call *call);
 /* Persists the runtime's status (and timestamps/exit code) and publishes an event. */
 void vm_set_status(vm_runtime *vm, const char *status, const char *event);
 /* Builds the API message for a stored VM; free with vm_message_free. */
-Hypr__V1__VM *vm_to_message(const store_vm *vm);
+/* Renames a VM (ID, unique prefix or name): the record, its config, and a running
+ * VM's DNS names. INVALID_ARGUMENT for a bad name, ALREADY_EXISTS when taken. The
+ * renamed record is left in *out (cleared by the caller, also on error). */
+int vm_rename(daemon_ctx *d, const char *ref, const char *name, store_vm *out, hypr_error *err);
+/* The API form of a record; a running VM's NICs come from its runtime (d may be NULL). */
+Hypr__V1__VM *vm_to_message(daemon_ctx *d, const store_vm *vm);
 void vm_message_free(Hypr__V1__VM *m);
 /* Answers the RunVM waiters of a VM with a phase (and ends them if final). */
 void vm_notify_run_waiters(vm_runtime *vm, Hypr__V1__RunVMEvent__Phase phase, const char *message);

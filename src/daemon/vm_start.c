@@ -163,11 +163,18 @@ static int build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg,
     kestrel_manifest m;
     manifest_init(&m);
     image_defaults(img, &m);
-    if (net->ip_cidr[0]) {
-        m.ip = xstrdup(net->ip_cidr);
-        m.gateway = xstrdup(net->gateway);
-        /* hyprd's DNS server listens on the gateway. */
-        manifest_strv_push(&m.dns, net->gateway);
+    /* The first network has the default route and the resolver (hyprd's DNS server
+     * on its gateway); the others only their subnets. kestrel finds each NIC by MAC. */
+    for (size_t i = 0; i < net->n_nics; i++) {
+        const vm_nic_boot *nic = &net->nics[i];
+        if (i > 0) {
+            manifest_add_netif(&m, nic->mac, nic->ip_cidr);
+            continue;
+        }
+        m.ip = xstrdup(nic->ip_cidr);
+        m.mac = xstrdup(nic->mac);
+        m.gateway = xstrdup(nic->gateway);
+        manifest_strv_push(&m.dns, nic->gateway);
     }
     m.hostname = xstrdup(str_empty(cfg->hostname) ? rec->name : cfg->hostname);
     if (cfg->entrypoint_set || cfg->n_entrypoint > 0) {
@@ -263,7 +270,7 @@ static void answer_stop_waiters(vm_runtime *vm)
         vm_waiter *next = w->next;
         if (w->kind == WAIT_STOP && have) {
             Hypr__V1__StopVMResponse resp = HYPR__V1__STOP_VMRESPONSE__INIT;
-            resp.vm = vm_to_message(&rec);
+            resp.vm = vm_to_message(vm->d, &rec);
             rpc_call_reply(w->call, &resp.base);
             vm_message_free(resp.vm);
         } else {
@@ -577,11 +584,13 @@ int vm_start(daemon_ctx *d, const char *ref, rpc_call *run_waiter, hypr_error *e
     vm->cfg.run_dir = d->run_dir;
     vm->cfg.console_log = vm->console_log;
     vm->net = net;
-    memcpy(vm->ip, boot.ip, sizeof(vm->ip));
-    memcpy(vm->tap, boot.tap, sizeof(vm->tap));
-    memcpy(vm->mac, boot.mac, sizeof(vm->mac));
-    vm->cfg.tap = vm->tap[0] ? vm->tap : NULL;
-    vm->cfg.mac = vm->mac[0] ? vm->mac : NULL;
+    vm->netboot = boot;
+    if (boot.n_nics)
+        memcpy(vm->ip, boot.nics[0].ip, sizeof(vm->ip));
+    for (size_t i = 0; i < boot.n_nics; i++)
+        vm->nics[i] = (vmm_nic){.tap = vm->netboot.nics[i].tap, .mac = vm->netboot.nics[i].mac};
+    vm->cfg.nics = vm->nics;
+    vm->cfg.n_nics = boot.n_nics;
     vm->boot_started_ms = time_monotonic_ms();
     ctl_decoder_init(&vm->dec);
     uv_timer_init(d->loop, &vm->boot_timer);
@@ -632,7 +641,7 @@ int vm_stop(daemon_ctx *d, const char *ref, int timeout_s, rpc_call *waiter, hyp
         /* Like docker stop on a stopped container: nothing to do. */
         if (waiter) {
             Hypr__V1__StopVMResponse resp = HYPR__V1__STOP_VMRESPONSE__INIT;
-            resp.vm = vm_to_message(&rec);
+            resp.vm = vm_to_message(d, &rec);
             rpc_call_reply(waiter, &resp.base);
             vm_message_free(resp.vm);
         }

@@ -202,7 +202,7 @@ int dns_table_lookup(const dns_table *t, const char *network, const char *qname,
     return 0;
 }
 
-int dns_table_reverse(const dns_table *t, const char *network, uint32_t addr, const char **name)
+static const dns_entry *reverse_entry(const dns_table *t, const char *network, uint32_t addr)
 {
     const dns_entry *best = NULL;
     for (const dns_entry *e = t->by_addr[hash_addr(addr) & (t->nbuckets - 1)]; e;
@@ -212,10 +212,33 @@ int dns_table_reverse(const dns_table *t, const char *network, uint32_t addr, co
         if (!best || e->seq < best->seq)
             best = e;
     }
-    if (!best)
+    return best;
+}
+
+int dns_table_reverse(const dns_table *t, const char *network, uint32_t addr, const char **name)
+{
+    const dns_entry *e = reverse_entry(t, network, addr);
+    if (!e)
         return -ENOENT;
-    *name = best->name;
+    *name = e->name;
     return 0;
+}
+
+size_t dns_table_scope(const dns_table *t, const char *network, uint32_t client, const char **out,
+                       size_t max)
+{
+    if (max == 0)
+        return 0;
+    out[0] = network;
+    size_t n = 1;
+    const dns_entry *self = network && client ? reverse_entry(t, network, client) : NULL;
+    if (!self)
+        return n;
+    for (const dns_entry *e = t->by_name[hash_name(self->lname) & (t->nbuckets - 1)]; e && n < max;
+         e = e->next_name)
+        if (e != self && strcmp(e->lname, self->lname) == 0 && strcmp(e->network, network) != 0)
+            out[n++] = e->network;
+    return n;
 }
 
 /* ---- answering --------------------------------------------------------------- */
@@ -236,8 +259,8 @@ static dns_disposition send_rr(const dns_query *q, int rcode, const dns_rr *rr, 
     return DNS_ANSWERED;
 }
 
-dns_disposition dns_answer(const dns_table *t, const char *network, const uint8_t *pkt, size_t len,
-                           bool tcp, uint32_t ttl, hypr_buf *out)
+dns_disposition dns_answer(const dns_table *t, const char *network, uint32_t client,
+                           const uint8_t *pkt, size_t len, bool tcp, uint32_t ttl, hypr_buf *out)
 {
     _cleanup_(dns_query_clear) dns_query q;
     int r = dns_query_parse(pkt, len, &q, NULL);
@@ -251,11 +274,16 @@ dns_disposition dns_answer(const dns_table *t, const char *network, const uint8_
     if (q.qclass != DNS_CLASS_IN)
         return send_rr(&q, DNS_RCODE_REFUSED, NULL, 0, max, out);
 
+    const char *scope[DNS_SCOPE_MAX];
+    size_t n_scope = dns_table_scope(t, network, client, scope, DNS_SCOPE_MAX);
     dns_rr rr = {.ttl = ttl};
     uint32_t addr;
     if (dns_ptr_name_parse(q.qname, &addr) == 0) {
-        const char *name;
-        if (dns_table_reverse(t, network, addr, &name) < 0)
+        const char *name = NULL;
+        for (size_t i = 0; i < n_scope && !name; i++)
+            if (dns_table_reverse(t, scope[i], addr, &name) < 0)
+                name = NULL;
+        if (!name)
             return DNS_FORWARD;
         if (q.qtype != DNS_TYPE_PTR && q.qtype != DNS_TYPE_ANY)
             return send_rr(&q, DNS_RCODE_NOERROR, NULL, 0, max, out);
@@ -264,7 +292,10 @@ dns_disposition dns_answer(const dns_table *t, const char *network, const uint8_
         rr.ptr = target;
         return send_rr(&q, DNS_RCODE_NOERROR, &rr, 1, max, out);
     }
-    if (dns_table_lookup(t, network, q.qname, &addr) == 0) {
+    int found = -ENOENT;
+    for (size_t i = 0; i < n_scope && found < 0; i++)
+        found = dns_table_lookup(t, scope[i], q.qname, &addr);
+    if (found == 0) {
         if (q.qtype != DNS_TYPE_A && q.qtype != DNS_TYPE_ANY)
             return send_rr(&q, DNS_RCODE_NOERROR, NULL, 0, max, out); /* NODATA */
         rr.type = DNS_TYPE_A;

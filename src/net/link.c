@@ -134,29 +134,38 @@ static bool is_hex(char ch)
     return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
 }
 
-int net_tap_name(const char *vm_id, char out[NET_IFNAME_LEN])
+int net_tap_name(const char *vm_id, unsigned index, char out[NET_IFNAME_LEN])
 {
     out[0] = '\0';
-    if (!vm_id)
+    if (!vm_id || index >= NET_MAX_NICS)
         return -EINVAL;
     for (int i = 0; i < NET_TAP_ID_CHARS; i++)
         if (!is_hex(vm_id[i]))
             return -EINVAL;
-    memcpy(out, NET_TAP_PREFIX, strlen(NET_TAP_PREFIX));
-    memcpy(out + strlen(NET_TAP_PREFIX), vm_id, NET_TAP_ID_CHARS);
-    out[strlen(NET_TAP_PREFIX) + NET_TAP_ID_CHARS] = '\0';
+    size_t p = strlen(NET_TAP_PREFIX);
+    memcpy(out, NET_TAP_PREFIX, p);
+    memcpy(out + p, vm_id, NET_TAP_ID_CHARS);
+    /* Further NICs end in a non-hex letter: never another VM's first TAP. */
+    if (index > 0)
+        out[p + NET_TAP_ID_CHARS - 1] = (char)('g' + index - 1);
+    out[p + NET_TAP_ID_CHARS] = '\0';
     return 0;
 }
 
-int net_mac_for_vm(const char *vm_id, char out[NET_MAC_STRLEN])
+int net_mac_for_vm(const char *vm_id, unsigned index, char out[NET_MAC_STRLEN])
 {
     out[0] = '\0';
-    if (str_empty(vm_id))
+    if (str_empty(vm_id) || index >= NET_MAX_NICS)
         return -EINVAL;
-    /* FNV-1a over the whole id: stable across restarts, spread over 40 bits. */
+    /* FNV-1a over the whole id (and the NIC index after the first): stable across
+     * restarts, spread over 40 bits. */
     uint64_t h = 0xcbf29ce484222325ULL;
     for (const unsigned char *p = (const unsigned char *)vm_id; *p; p++) {
         h ^= *p;
+        h *= 0x100000001b3ULL;
+    }
+    if (index > 0) {
+        h ^= index;
         h *= 0x100000001b3ULL;
     }
     /* 0x02: locally administered, unicast. */

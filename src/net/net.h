@@ -189,6 +189,13 @@ int dns_table_remove(dns_table *t, const char *network, const char *name);
 int dns_table_lookup(const dns_table *t, const char *network, const char *qname, uint32_t *out);
 /* The name (as added) owning addr in network (NULL = any); -ENOENT when none. */
 int dns_table_reverse(const dns_table *t, const char *network, uint32_t addr, const char **name);
+/* The networks whose names a client at address `client` on `network` sees: network
+ * itself first, then the other networks of the VM that owns that address there (a VM
+ * on several networks resolves the names of each). Fills up to max entries of out
+ * and returns how many; {NULL} (any network) when network is NULL. */
+#define DNS_SCOPE_MAX 9
+size_t dns_table_scope(const dns_table *t, const char *network, uint32_t client, const char **out,
+                       size_t max);
 size_t dns_table_count(const dns_table *t);
 
 /* What dns_answer did. */
@@ -198,14 +205,15 @@ typedef enum dns_disposition {
     DNS_DROP,     /* nothing can be sent (no readable header) */
 } dns_disposition;
 
-/* Answers one packet from the table for a client on network (NULL = any network):
+/* Answers one packet from the table for a client (IPv4 address, 0 = unknown) on
+ * network (NULL = any network), in the client's scope (dns_table_scope):
  * A for known names (plain or .hypr), NODATA for other types of known names, PTR
  * for known addresses, NXDOMAIN for unknown .hypr names, FORMERR for malformed
  * queries with a header, NOTIMP for other opcodes, REFUSED for non-IN classes,
  * BADVERS for EDNS versions above 0. Names outside .hypr and unknown in-addr.arpa
  * names are DNS_FORWARD. tcp: the response may use up to 65535 bytes. */
-dns_disposition dns_answer(const dns_table *t, const char *network, const uint8_t *pkt, size_t len,
-                           bool tcp, uint32_t ttl, hypr_buf *out);
+dns_disposition dns_answer(const dns_table *t, const char *network, uint32_t client,
+                           const uint8_t *pkt, size_t len, bool tcp, uint32_t ttl, hypr_buf *out);
 
 /* ---- port-forward proxy (proxy.c) ---- */
 
@@ -270,6 +278,7 @@ void net_proxy_get_stats(const net_proxy *p, net_proxy_stats *out);
 #define NET_MAC_STRLEN    18 /* "02:xx:xx:xx:xx:xx" + NUL */
 #define NET_TAP_PREFIX    "htap"
 #define NET_TAP_ID_CHARS  11
+#define NET_MAX_NICS      8 /* network interfaces per VM */
 #define NET_BRIDGE_PREFIX "vbr"
 
 typedef struct net_link_info {
@@ -305,11 +314,13 @@ int net_link_get(const char *name, net_link_info *out, hypr_error *err);
 int net_link_list_prefix(const char *prefix, char ***names, hypr_error *err);
 /* The IPv4 addresses of a link as "10.88.0.1/16" (NULL-terminated; strv_free). */
 int net_addr_list(const char *name, char ***cidrs, hypr_error *err);
-/* "htap" + the first 11 characters of the id; -EINVAL unless they are lowercase hex. */
-int net_tap_name(const char *vm_id, char out[NET_IFNAME_LEN]);
-/* A stable locally administered unicast MAC "02:xx:xx:xx:xx:xx" hashed from the id;
- * -EINVAL for an empty id. */
-int net_mac_for_vm(const char *vm_id, char out[NET_MAC_STRLEN]);
+/* The TAP of a VM's NIC: "htap" + the first 11 characters of the id for NIC 0; NIC
+ * 1.. ends in 'g', 'h', ... instead of the 11th. -EINVAL unless those characters are
+ * lowercase hex, or for index >= NET_MAX_NICS. */
+int net_tap_name(const char *vm_id, unsigned index, char out[NET_IFNAME_LEN]);
+/* A stable locally administered unicast MAC "02:xx:xx:xx:xx:xx" hashed from the id
+ * and the NIC index; -EINVAL for an empty id or index >= NET_MAX_NICS. */
+int net_mac_for_vm(const char *vm_id, unsigned index, char out[NET_MAC_STRLEN]);
 /* Writes 1 to /proc/sys/net/ipv4/ip_forward (of the caller's network namespace). */
 int net_ip_forward_enable(hypr_error *err);
 

@@ -178,6 +178,18 @@ void vmm_adapter_free(vmm_adapter *a)
     free(a);
 }
 
+/* A comma or newline would split a hypervisor option. NULL is fine. */
+static bool has_separator(const char *s)
+{
+    return s && strpbrk(s, ",\n");
+}
+
+static int separator_err(const char *s, hypr_error *err)
+{
+    return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                    "vm config: '%s' contains a comma or newline", s);
+}
+
 int vmm_config_check(const vmm_config *cfg, hypr_error *err)
 {
     if (str_empty(cfg->id) || strchr(cfg->id, '/'))
@@ -198,17 +210,24 @@ int vmm_config_check(const vmm_config *cfg, hypr_error *err)
         if (str_empty(cfg->disks[i].path))
             return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL, "vm config: disk %zu has no path",
                             i);
-    /* Paths end up inside comma-separated hypervisor options. */
-    const char *paths[] = {cfg->run_dir, cfg->kernel, cfg->initramfs,
-                           cfg->rootfs,  cfg->tap,    cfg->mac};
+    for (size_t i = 0; i < cfg->n_nics; i++)
+        if (str_empty(cfg->nics[i].tap))
+            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                            "vm config: network interface %zu has no tap device", i);
+    /* Paths and names end up inside comma-separated hypervisor options. */
+    const char *paths[] = {cfg->run_dir, cfg->kernel, cfg->initramfs, cfg->rootfs};
     for (size_t i = 0; i < ARRAY_SIZE(paths); i++)
-        if (paths[i] && strpbrk(paths[i], ",\n"))
-            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                            "vm config: '%s' contains a comma or newline", paths[i]);
+        if (has_separator(paths[i]))
+            return separator_err(paths[i], err);
     for (size_t i = 0; i < cfg->n_disks; i++)
-        if (strpbrk(cfg->disks[i].path, ",\n"))
-            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                            "vm config: '%s' contains a comma or newline", cfg->disks[i].path);
+        if (has_separator(cfg->disks[i].path))
+            return separator_err(cfg->disks[i].path, err);
+    for (size_t i = 0; i < cfg->n_nics; i++) {
+        if (has_separator(cfg->nics[i].tap))
+            return separator_err(cfg->nics[i].tap, err);
+        if (has_separator(cfg->nics[i].mac))
+            return separator_err(cfg->nics[i].mac, err);
+    }
     return 0;
 }
 

@@ -51,12 +51,13 @@ static int ch_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_com
                           d.id);
             }
         }
-        if (cfg->tap) {
+        if (cfg->n_nics > 0) {
             argv_add(v, "--net");
-            if (cfg->mac)
-                argv_addf(v, "tap=%s,mac=%s", cfg->tap, cfg->mac);
-            else
-                argv_addf(v, "tap=%s", cfg->tap);
+            for (size_t i = 0; i < cfg->n_nics; i++) {
+                const vmm_nic *nic = &cfg->nics[i];
+                argv_addf(v, "tap=%s%s%s", nic->tap, nic->mac ? ",mac=" : "",
+                          nic->mac ? nic->mac : "");
+            }
         }
         argv_add(v, "--vsock");
         argv_addf(v, "cid=%u,socket=%s", vmm_guest_cid(cfg), vsock);
@@ -92,11 +93,15 @@ int ch_request_create(const vmm_config *cfg, vmm_api_request *out, hypr_error *e
                   "size", (json_int_t)cfg->memory_mb * 1024 * 1024, "disks", disks, "vsock", "cid",
                   (json_int_t)vmm_guest_cid(cfg), "socket", vsock, "serial", "mode", "Tty",
                   "console", "mode", "Off");
-    if (cfg->tap) {
-        json_t *net = json_pack("{s:s}", "tap", cfg->tap);
-        if (cfg->mac)
-            json_object_set_new(net, "mac", json_string(cfg->mac));
-        json_object_set_new(body, "net", json_pack("[o]", net));
+    if (cfg->n_nics > 0) {
+        json_t *nets = json_array();
+        for (size_t i = 0; i < cfg->n_nics; i++) {
+            json_t *net = json_pack("{s:s}", "tap", cfg->nics[i].tap);
+            if (cfg->nics[i].mac)
+                json_object_set_new(net, "mac", json_string(cfg->nics[i].mac));
+            json_array_append_new(nets, net);
+        }
+        json_object_set_new(body, "net", nets);
     }
     vmm_api_request_set(out, "PUT", CH_API_PREFIX "vm.create", body);
     return 0;

@@ -75,11 +75,14 @@ int fc_requests_configure(const vmm_config *cfg, vmm_api_request **out, size_t *
              json_pack("{s:s,s:s,s:b,s:b}", "drive_id", d.id, "path_on_host", d.path,
                        "is_root_device", 0, "is_read_only", d.readonly));
     }
-    if (cfg->tap) {
-        json_t *net = json_pack("{s:s,s:s}", "iface_id", "eth0", "host_dev_name", cfg->tap);
-        if (cfg->mac)
-            json_object_set_new(net, "guest_mac", json_string(cfg->mac));
-        push(&reqs, &count, "/network-interfaces/eth0", net);
+    for (size_t i = 0; i < cfg->n_nics; i++) {
+        char iface[32];
+        snprintf(iface, sizeof(iface), "eth%zu", i);
+        _cleanup_free_ char *path = xasprintf("/network-interfaces/%s", iface);
+        json_t *net = json_pack("{s:s,s:s}", "iface_id", iface, "host_dev_name", cfg->nics[i].tap);
+        if (cfg->nics[i].mac)
+            json_object_set_new(net, "guest_mac", json_string(cfg->nics[i].mac));
+        push(&reqs, &count, path, net);
     }
     push(&reqs, &count, "/vsock",
          json_pack("{s:I,s:s}", "guest_cid", (json_int_t)vmm_guest_cid(cfg), "uds_path", vsock));

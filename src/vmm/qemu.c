@@ -104,14 +104,13 @@ static int qemu_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_c
         add_disk(v, d.id, d.path, d.readonly);
     }
 
-    if (cfg->tap) {
+    for (size_t i = 0; i < cfg->n_nics; i++) {
+        const vmm_nic *nic = &cfg->nics[i];
         argv_add(v, "-netdev");
-        argv_addf(v, "tap,id=net0,ifname=%s,script=no,downscript=no", cfg->tap);
+        argv_addf(v, "tap,id=net%zu,ifname=%s,script=no,downscript=no", i, nic->tap);
         argv_add(v, "-device");
-        if (cfg->mac)
-            argv_addf(v, "virtio-net-device,netdev=net0,mac=%s", cfg->mac);
-        else
-            argv_add(v, "virtio-net-device,netdev=net0");
+        argv_addf(v, "virtio-net-device,netdev=net%zu%s%s", i, nic->mac ? ",mac=" : "",
+                  nic->mac ? nic->mac : "");
     }
 
     /* Control channel: a virtio-serial port whose host end connects to the

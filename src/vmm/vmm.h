@@ -57,6 +57,12 @@ typedef struct vmm_disk {
     bool readonly;
 } vmm_disk;
 
+/* One virtio-net interface: a host TAP device and the guest's MAC. */
+typedef struct vmm_nic {
+    const char *tap; /* TAP device name (required) */
+    const char *mac; /* guest MAC "02:xx:..", NULL = hypervisor default */
+} vmm_nic;
+
 /* Everything an adapter needs to run one VM. All strings are borrowed from the
  * caller and must outlive every call that takes the config. */
 typedef struct vmm_config {
@@ -70,8 +76,9 @@ typedef struct vmm_config {
                               first disk (/dev/vda) */
     const vmm_disk *disks; /* further disks (/dev/vdb, ...) */
     size_t n_disks;
-    const char *tap;         /* TAP device name, NULL = no network interface */
-    const char *mac;         /* guest MAC "02:xx:..", NULL = hypervisor default */
+    const vmm_nic *nics;     /* network interfaces in order (guest sees them in this order where
+                                the hypervisor allows; the guest agent finds each by MAC) */
+    size_t n_nics;           /* 0 = no network interface */
     const char *run_dir;     /* per-VM sockets live here */
     uint32_t guest_cid;      /* vsock CID for cloud-hypervisor/firecracker; 0 = 3 */
     const char *console_log; /* serial console log (<data-dir>/logs/<id>.log); NULL =

@@ -14,6 +14,9 @@ static dns_table *table(void)
         dns_table_add(t, "bridge", "web", 0x0a580002, NULL);
         dns_table_add(t, "bridge", "db", 0x0a580003, NULL);
         dns_table_add(t, "other", "web", 0x0a590002, NULL);
+        /* A VM on both networks: the client of the scoped answers below. */
+        dns_table_add(t, "bridge", "both", 0x0a580009, NULL);
+        dns_table_add(t, "other", "both", 0x0a590009, NULL);
     }
     return t;
 }
@@ -55,10 +58,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
     }
     hypr_error_clear(&err);
-    dns_answer(table(), "bridge", pkt, size, false, 5, &out);
+    dns_answer(table(), "bridge", 0x0a580009, pkt, size, false, 5, &out);
     if (out.len > DNS_SERVER_UDP_SIZE)
         __builtin_trap();
-    dns_answer(table(), NULL, pkt, size, true, 5, &out);
+    dns_answer(table(), NULL, 0, pkt, size, true, 5, &out);
     buf_free(&out);
     free(pkt);
     return 0;

@@ -345,7 +345,11 @@ def test_vms_get_addresses_on_the_default_network(netd, alpha, web):
         assert addr not in (DEFAULT_NET.network_address, DEFAULT_NET.broadcast_address,
                             ipaddress.ip_address(DEFAULT_GW)), ip
         st = netd.inspect(vm_id)
-        assert st["NetworkSettings"]["Networks"] in ([], ["bridge"]), st["NetworkSettings"]
+        nets = st["NetworkSettings"]["Networks"]
+        assert list(nets) == ["bridge"], st["NetworkSettings"]
+        assert nets["bridge"]["IPAddress"] == ip and nets["bridge"]["IPPrefixLen"] == 16, nets
+        assert nets["bridge"]["Gateway"] == DEFAULT_GW, nets
+        assert re.fullmatch(r"02(:[0-9a-f]{2}){5}", nets["bridge"]["MacAddress"]), nets
         ips[name] = ip
     assert ips["alpha"] != ips["web"], ips
     rows = {r["Names"]: r for r in netd.ps_json(all=False)}
@@ -420,6 +424,32 @@ def test_dns_server_answers_vm_names(netd, alpha, web, tcp):
             assert flags & 0x0400, "%s: answer not authoritative (flags %#x)" % (qname, flags)
     rcode, addrs, _ = dns_query("no-such-vm.hypr", port, tcp=tcp)
     assert (rcode, addrs) == (3, []), (rcode, addrs)
+
+
+def test_rename_updates_dns(netd, alpha):
+    """`hypr rename` of a running VM: ps shows the new name, the new name resolves (on
+    127.0.0.1 and from another VM) and the old one is NXDOMAIN; a taken name or a bad
+    name is refused and changes nothing."""
+    vm_id = netd.boot("-n", "oldname", IMAGE, "sleep", "3600")
+    try:
+        ip = netd.vm_ip(vm_id)
+        port = netd.dns_port()
+        assert dns_query("oldname.hypr", port)[:2] == (0, [ip])
+        netd.ok("rename", "oldname", "newname")
+        names = {r["Names"] for r in netd.ps_json(all=False)}
+        assert "newname" in names and "oldname" not in names, names
+        assert netd.inspect(vm_id)["Name"].lstrip("/") == "newname"
+        assert dns_query("newname.hypr", port)[:2] == (0, [ip])
+        assert dns_query("oldname.hypr", port)[:2] == (3, [])
+        netd.reaches("alpha", "newname")
+        for bad, word in (("alpha", "already in use"), ("no/slash", "invalid VM name")):
+            p = netd.hypr("rename", "newname", bad)
+            assert p.returncode != 0 and word in p.err, (bad, p.err)
+        assert dns_query("newname.hypr", port)[:2] == (0, [ip])
+        p = netd.hypr("rename", "no-such-vm", "x")
+        assert p.returncode != 0 and "no-such-vm" in p.err, p.err
+    finally:
+        netd.hypr("rm", "-f", vm_id)
 
 
 # ---- port forwarding ---------------------------------------------------------------------
@@ -638,6 +668,64 @@ def test_networks_are_isolated(netd, nets, alpha):
         p = netd.ping(src, dst, wait=2)
         assert p.returncode != 0, "%s reached %s across networks:\n%s" % (src, dst, p.out)
         assert "0 packets received" in p.out, p.out
+
+
+def test_vm_on_two_networks_reaches_both(netd, nets):
+    """`--network neta --network netb`: one NIC per network, each with its network's
+    address (inspect shows both); the VM reaches the VMs of both by IP and by name,
+    while they still cannot reach each other. Its TAPs go when it is removed."""
+    vm_id = netd.boot("-n", "on-ab", "--network", "neta", "--network", "netb", IMAGE,
+                      "sleep", "3600")
+    try:
+        st = netd.inspect(vm_id)
+        nets_json = st["NetworkSettings"]["Networks"]
+        assert sorted(nets_json) == ["neta", "netb"], nets_json
+        a_ip, b_ip = nets_json["neta"]["IPAddress"], nets_json["netb"]["IPAddress"]
+        assert ipaddress.ip_address(a_ip) in ipaddress.ip_network("10.90.1.0/24"), nets_json
+        netb_subnet = netd.network("netb")["IPAM"]["Config"][0]["Subnet"]
+        assert ipaddress.ip_address(b_ip) in ipaddress.ip_network(netb_subnet), nets_json
+        assert st["NetworkSettings"]["IPAddress"] == a_ip, st["NetworkSettings"]
+        assert nets_json["neta"]["MacAddress"] != nets_json["netb"]["MacAddress"], nets_json
+        # Inside: both addresses, the default route via the first network's gateway.
+        p = netd.sh("on-ab", "ip -4 addr; echo ---; ip route")
+        addrs, routes = p.out.split("---\n")
+        assert "inet %s/24" % a_ip in addrs, addrs
+        assert "inet %s/" % b_ip in addrs, addrs
+        assert re.search(r"^default via 10\.90\.1\.254 ", routes, re.M), routes
+        # Both neighbours answer, by IP and by name (each name through the first
+        # network's resolver).
+        for target in (netd.vm_ip(nets["neta"][0]), netd.vm_ip(nets["netb"][0]), "on-neta",
+                       "on-netb", "on-netb.hypr"):
+            netd.reaches("on-ab", target)
+        # Each neighbour resolves on-ab to its address on their shared network.
+        for net, want in (("neta", a_ip), ("netb", b_ip)):
+            p = netd.hypr("exec", nets[net][1], "--", "nslookup", "on-ab", timeout=60)
+            assert re.search(r"Address:\s+%s\s*$" % re.escape(want), p.out, re.M), (net, p.out)
+        # The neighbours stay apart from each other.
+        p = netd.ping(nets["neta"][1], netd.vm_ip(nets["netb"][0]), wait=2)
+        assert p.returncode != 0, p.out
+        taps = [t for t in htaps() if t.startswith(tap_of(vm_id)[:-1])]
+        assert len(taps) == 2, htaps()
+    finally:
+        netd.ok("rm", "-f", vm_id)
+    wait_for(lambda: not [t for t in htaps() if t.startswith(tap_of(vm_id)[:-1])], 10,
+             "the two TAPs of the removed VM to go")
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--network", "neta", "--network", "neta"], ["neta", "more than once"]),
+    (["--network", "nope"], ["network nope not found"]),
+])
+def test_bad_network_list_refused(netd, nets, args, words):
+    """A network named twice or unknown fails the run with a message naming it, and no
+    VM is left running."""
+    before = {r["Names"] for r in netd.ps_json(all=False)}
+    p = netd.hypr("run", "-d", "-n", "badnets", *args, IMAGE, "sleep", "60", timeout=60)
+    assert p.returncode != 0, p.out
+    for w in words:
+        assert w in p.err, (w, p.err)
+    assert {r["Names"] for r in netd.ps_json(all=False)} == before
+    netd.hypr("rm", "-f", "badnets")
 
 
 def test_internal_network_has_no_route_out(netd, nets, alpha, outside):

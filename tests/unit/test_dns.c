@@ -634,7 +634,7 @@ static void test_answer(void **state)
     resp r;
 
     query(&b, 42, "WeB.hypr", DNS_TYPE_A, 0);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
     decode(&out, &r);
     assert_int_equal(r.id, 42);
     assert_int_equal(r.rcode, DNS_RCODE_NOERROR);
@@ -646,57 +646,57 @@ static void test_answer(void **state)
     assert_memory_equal(out.data + 12, "\3WeB\4hypr\0", 10); /* case echoed */
 
     query(&b, 43, "db", DNS_TYPE_A, 1232);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
     decode(&out, &r);
     assert_int_equal(r.a[0], 0x0a580003);
     assert_true(r.has_opt);
 
     /* Another network's name is not visible; from the host (NULL) it is. */
     query(&b, 44, "cache.hypr", DNS_TYPE_A, 0);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
     decode(&out, &r);
     assert_int_equal(r.rcode, DNS_RCODE_NXDOMAIN);
     assert_int_equal(r.an, 0);
     assert_true(r.flags & 0x0400);
-    assert_int_equal(dns_answer(t, NULL, u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
+    assert_int_equal(dns_answer(t, NULL, 0, u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
     decode(&out, &r);
     assert_int_equal(r.a[0], 0x0a590002);
 
     /* Plain unknown names and other domains go to the host's resolvers. */
     query(&b, 45, "cache", DNS_TYPE_A, 0);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_FORWARD);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_FORWARD);
     query(&b, 45, "example.com", DNS_TYPE_A, 0);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_FORWARD);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_FORWARD);
     query(&b, 45, "hypr", DNS_TYPE_A, 0);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
     decode(&out, &r);
     assert_int_equal(r.rcode, DNS_RCODE_NXDOMAIN);
 
     /* AAAA of a known name: NODATA. */
     query(&b, 46, "web.hypr", DNS_TYPE_AAAA, 0);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
     decode(&out, &r);
     assert_int_equal(r.rcode, DNS_RCODE_NOERROR);
     assert_int_equal(r.an, 0);
 
     /* PTR. */
     query(&b, 47, "2.0.88.10.in-addr.arpa", DNS_TYPE_PTR, 0);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
     decode(&out, &r);
     assert_int_equal(r.an, 1);
     assert_int_equal(r.type[0], DNS_TYPE_PTR);
     assert_string_equal(r.ptr[0], "web.hypr");
     query(&b, 47, "2.0.88.10.in-addr.arpa", DNS_TYPE_A, 0);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
     decode(&out, &r);
     assert_int_equal(r.an, 0);
     query(&b, 47, "9.0.88.10.in-addr.arpa", DNS_TYPE_PTR, 0);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_FORWARD);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_FORWARD);
 
     /* Opcode STATUS: NOTIMP, header only. */
     b.len = 0;
     header(&b, 48, 2 << 11, 0, 0, 0, 0);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
     decode(&out, &r);
     assert_int_equal(r.rcode, DNS_RCODE_NOTIMP);
     assert_int_equal((r.flags >> 11) & 0xf, 2);
@@ -705,7 +705,7 @@ static void test_answer(void **state)
     /* Class CH: REFUSED. */
     query(&b, 49, "version.bind", 16, 0);
     b.data[b.len - 1] = 3;
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
     decode(&out, &r);
     assert_int_equal(r.rcode, DNS_RCODE_REFUSED);
 
@@ -715,7 +715,7 @@ static void test_answer(void **state)
     pname(&b, "web.hypr");
     p32(&b, 0x00010001);
     opt(&b, 1232, 1, true);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
     decode(&out, &r);
     assert_int_equal(r.flags & 0xf, 0);
     assert_int_equal(r.rcode, DNS_RCODE_BADVERS);
@@ -723,15 +723,77 @@ static void test_answer(void **state)
 
     /* Malformed with a header: FORMERR without a question; without: dropped. */
     question_with(&b, "\1a\xc0\x0c", 4);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_ANSWERED);
     decode(&out, &r);
     assert_int_equal(r.rcode, DNS_RCODE_FORMERR);
     assert_int_equal(r.id, 5);
     assert_int_equal(r.qd, 0);
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), 11, false, 10, &out), DNS_DROP);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), 11, false, 10, &out), DNS_DROP);
     query(&b, 1, "web.hypr", DNS_TYPE_A, 0);
     b.data[2] |= (char)0x80;
-    assert_int_equal(dns_answer(t, "bridge", u8(&b), b.len, false, 10, &out), DNS_DROP);
+    assert_int_equal(dns_answer(t, "bridge", 0, u8(&b), b.len, false, 10, &out), DNS_DROP);
+}
+
+/* A VM on two networks resolves the names of both; its neighbours on one do not see
+ * the other. */
+static void test_answer_multi_network(void **state)
+{
+    _cleanup_(dns_table_freep) dns_table *t = small_table();
+    assert_int_equal(dns_table_add(t, "bridge", "both", 0x0a580009, NULL), 0);
+    assert_int_equal(dns_table_add(t, "other", "both", 0x0a590009, NULL), 0);
+    _cleanup_buf_ hypr_buf b = {0}, out = {0};
+    resp r;
+
+    const char *scope[DNS_SCOPE_MAX];
+    assert_int_equal(dns_table_scope(t, "bridge", 0x0a580009, scope, DNS_SCOPE_MAX), 2);
+    assert_string_equal(scope[0], "bridge");
+    assert_string_equal(scope[1], "other");
+    assert_int_equal(dns_table_scope(t, "bridge", 0x0a580002, scope, DNS_SCOPE_MAX), 1);
+    assert_int_equal(dns_table_scope(t, "bridge", 0x0a580009, scope, 1), 1);
+    assert_int_equal(dns_table_scope(t, NULL, 0x0a580009, scope, DNS_SCOPE_MAX), 1);
+    assert_null(scope[0]);
+
+    /* From "both" (asking on bridge): cache on the other network resolves, plain and .hypr. */
+    query(&b, 60, "cache", DNS_TYPE_A, 0);
+    assert_int_equal(dns_answer(t, "bridge", 0x0a580009, u8(&b), b.len, false, 10, &out),
+                     DNS_ANSWERED);
+    decode(&out, &r);
+    assert_int_equal(r.an, 1);
+    assert_int_equal(r.a[0], 0x0a590002);
+    query(&b, 61, "cache.hypr", DNS_TYPE_A, 0);
+    assert_int_equal(dns_answer(t, "bridge", 0x0a580009, u8(&b), b.len, false, 10, &out),
+                     DNS_ANSWERED);
+    decode(&out, &r);
+    assert_int_equal(r.a[0], 0x0a590002);
+    /* Its own name answers with its address on the network asked first. */
+    query(&b, 62, "both.hypr", DNS_TYPE_A, 0);
+    assert_int_equal(dns_answer(t, "bridge", 0x0a580009, u8(&b), b.len, false, 10, &out),
+                     DNS_ANSWERED);
+    decode(&out, &r);
+    assert_int_equal(r.a[0], 0x0a580009);
+    /* PTR of an address on the other network. */
+    query(&b, 63, "2.0.89.10.in-addr.arpa", DNS_TYPE_PTR, 0);
+    assert_int_equal(dns_answer(t, "bridge", 0x0a580009, u8(&b), b.len, false, 10, &out),
+                     DNS_ANSWERED);
+    decode(&out, &r);
+    assert_string_equal(r.ptr[0], "cache.hypr");
+
+    /* From web (only on bridge): cache stays invisible; both answers with its bridge address. */
+    query(&b, 64, "cache.hypr", DNS_TYPE_A, 0);
+    assert_int_equal(dns_answer(t, "bridge", 0x0a580002, u8(&b), b.len, false, 10, &out),
+                     DNS_ANSWERED);
+    decode(&out, &r);
+    assert_int_equal(r.rcode, DNS_RCODE_NXDOMAIN);
+    query(&b, 65, "both", DNS_TYPE_A, 0);
+    assert_int_equal(dns_answer(t, "bridge", 0x0a580002, u8(&b), b.len, false, 10, &out),
+                     DNS_ANSWERED);
+    decode(&out, &r);
+    assert_int_equal(r.a[0], 0x0a580009);
+    /* From cache's side, both answers with its address there. */
+    assert_int_equal(dns_answer(t, "other", 0x0a590002, u8(&b), b.len, false, 10, &out),
+                     DNS_ANSWERED);
+    decode(&out, &r);
+    assert_int_equal(r.a[0], 0x0a590009);
 }
 
 int main(void)
@@ -748,6 +810,7 @@ int main(void)
         cmocka_unit_test(test_ptr_names),
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_answer),
+        cmocka_unit_test(test_answer_multi_network),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,7 +63,7 @@ static void test_tap_attached_to_bridge(void **state)
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     assert_int_equal(net_bridge_ensure("vbr1", "10.89.0.1/16", &err), 0);
     char tap[NET_IFNAME_LEN];
-    assert_int_equal(net_tap_name(ID_A, tap), 0);
+    assert_int_equal(net_tap_name(ID_A, 0, tap), 0);
     assert_int_equal(net_tap_create(tap, "vbr1", &err), 0);
     assert_int_equal(net_tap_create(tap, "vbr1", &err), 0); /* idempotent */
 
@@ -124,8 +124,8 @@ static void test_list_prefix(void **state)
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     assert_int_equal(net_bridge_ensure("vbr4", "10.91.0.1/24", &err), 0);
     char a[NET_IFNAME_LEN], b[NET_IFNAME_LEN];
-    assert_int_equal(net_tap_name(ID_A, a), 0);
-    assert_int_equal(net_tap_name(ID_B, b), 0);
+    assert_int_equal(net_tap_name(ID_A, 0, a), 0);
+    assert_int_equal(net_tap_name(ID_B, 0, b), 0);
     assert_int_equal(net_tap_create(b, "vbr4", &err), 0);
     assert_int_equal(net_tap_create(a, "vbr4", &err), 0);
 
@@ -157,19 +157,29 @@ static void test_list_prefix(void **state)
 static void test_names_and_macs(void **state)
 {
     char name[NET_IFNAME_LEN];
-    assert_int_equal(net_tap_name(ID_A, name), 0);
+    assert_int_equal(net_tap_name(ID_A, 0, name), 0);
     assert_string_equal(name, "htap0123456789a");
     assert_int_equal(strlen(name), NET_IFNAME_LEN - 1);
-    assert_int_equal(net_tap_name("0123", name), -EINVAL);
-    assert_int_equal(net_tap_name("0123456789ABCDEF", name), -EINVAL);
-    assert_int_equal(net_tap_name(NULL, name), -EINVAL);
+    /* Further NICs: distinct names that no VM's first TAP can have. */
+    assert_int_equal(net_tap_name(ID_A, 1, name), 0);
+    assert_string_equal(name, "htap0123456789g");
+    assert_int_equal(net_tap_name(ID_A, NET_MAX_NICS - 1, name), 0);
+    assert_string_equal(name, "htap0123456789m");
+    assert_int_equal(net_tap_name(ID_A, NET_MAX_NICS, name), -EINVAL);
+    assert_int_equal(net_tap_name("0123", 0, name), -EINVAL);
+    assert_int_equal(net_tap_name("0123456789ABCDEF", 0, name), -EINVAL);
+    assert_int_equal(net_tap_name(NULL, 0, name), -EINVAL);
 
-    char m1[NET_MAC_STRLEN], m2[NET_MAC_STRLEN], m3[NET_MAC_STRLEN];
-    assert_int_equal(net_mac_for_vm(ID_A, m1), 0);
-    assert_int_equal(net_mac_for_vm(ID_A, m2), 0);
-    assert_int_equal(net_mac_for_vm(ID_B, m3), 0);
+    char m1[NET_MAC_STRLEN], m2[NET_MAC_STRLEN], m3[NET_MAC_STRLEN], m4[NET_MAC_STRLEN];
+    assert_int_equal(net_mac_for_vm(ID_A, 0, m1), 0);
+    assert_int_equal(net_mac_for_vm(ID_A, 0, m2), 0);
+    assert_int_equal(net_mac_for_vm(ID_B, 0, m3), 0);
+    assert_int_equal(net_mac_for_vm(ID_A, 1, m4), 0);
     assert_string_equal(m1, m2);
     assert_string_not_equal(m1, m3);
+    assert_string_not_equal(m1, m4);
+    assert_true(str_startswith(m4, "02:"));
+    assert_int_equal(net_mac_for_vm(ID_A, NET_MAX_NICS, m4), -EINVAL);
     assert_int_equal(strlen(m1), 17);
     assert_true(str_startswith(m1, "02:"));
     for (int i = 0; i < 17; i++) {
@@ -178,7 +188,7 @@ static void test_names_and_macs(void **state)
         else
             assert_non_null(strchr("0123456789abcdef", m1[i]));
     }
-    assert_int_equal(net_mac_for_vm("", m1), -EINVAL);
+    assert_int_equal(net_mac_for_vm("", 0, m1), -EINVAL);
 }
 
 static void test_bad_names(void **state)

@@ -1,44 +1,4 @@
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
-#include <lzma.h>
-#include <pthread.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <zlib.h>
-#include <zstd.h>
-
-#include "vmm/vmm-private.h"
-
-#define VM_ID "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-
-static char tmpdir[256];
-
-static int setup_tmp(void **state)
-{
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/hypr-test-vmm-XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
-    return 0;
-}
-
-static int teardown_tmp(void **state)
-{
-    rm_rf(tmpdir);
-    return 0;
-}
-
-static char *tmp_path(const char *name)
-{
-    return path_join(tmpdir, name);
-}
-
-static void write_str(const char *path, const char *s)
-{
-    assert_int_equal(write_file_atomic(path, s, strlen(s), 0755), 0);
-}
+#include "test_vmm.h"
 
 static vmm_config base_config(void)
 {
@@ -54,6 +14,14 @@ static vmm_config base_config(void)
         .console_log = "/var/lib/hypr/logs/" VM_ID ".log",
     };
 }
+
+/* Two NICs: the second without a MAC (hypervisor default). */
+static const vmm_nic two_nics[] = {
+    {.tap = "hyprtap0", .mac = "02:42:ac:11:00:02"},
+    {.tap = "hyprtap1", .mac = NULL},
+};
+
+static const vmm_nic one_nic[] = {{.tap = "t0", .mac = "02:00:00:00:00:01"}};
 
 /* Index of the first argv element equal to s, or -1. */
 static int argv_find(char **argv, const char *s)
@@ -128,8 +96,8 @@ static void test_qemu_kvm_net_disks(void **state)
     vmm_adapter a = {.ops = &vmm_qemu_ops, .binary_path = "/q", .kvm = true};
     vmm_disk disks[] = {{"/data/vol.img", false}, {"/data/ro.img", true}};
     vmm_config cfg = base_config();
-    cfg.tap = "hyprtap0";
-    cfg.mac = "02:42:ac:11:00:02";
+    cfg.nics = two_nics;
+    cfg.n_nics = 1;
     cfg.disks = disks;
     cfg.n_disks = 2;
     cfg.console_log = NULL;
@@ -152,6 +120,50 @@ static void test_qemu_kvm_net_disks(void **state)
     assert_string_equal(cmd.stdout_path, "/run/hypr/" VM_ID ".log");
 }
 
+/* The argv elements following each occurrence of flag, in order. */
+static size_t argv_values(char **argv, const char *flag, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (int i = 0; argv[i] && argv[i + 1]; i++)
+        if (strcmp(argv[i], flag) == 0 && n < max)
+            out[n++] = argv[i + 1];
+    return n;
+}
+
+static void test_qemu_nics(void **state)
+{
+    vmm_adapter a = {.ops = &vmm_qemu_ops, .binary_path = "/q", .kvm = true};
+    vmm_config cfg = base_config();
+    cfg.nics = two_nics;
+    cfg.n_nics = 2;
+    _cleanup_vmm_command_ vmm_command cmd = {0};
+    assert_int_equal(a.ops->build_command(&a, &cfg, &cmd, NULL), 0);
+    char **v = cmd.argv;
+    const char *netdevs[4];
+    assert_int_equal(argv_values(v, "-netdev", netdevs, 4), 2);
+    assert_string_equal(netdevs[0], "tap,id=net0,ifname=hyprtap0,script=no,downscript=no");
+    assert_string_equal(netdevs[1], "tap,id=net1,ifname=hyprtap1,script=no,downscript=no");
+    const char *devs[16], *nets[4];
+    size_t nd = argv_values(v, "-device", devs, 16), nn = 0;
+    for (size_t i = 0; i < nd; i++)
+        if (str_startswith(devs[i], "virtio-net-device") && nn < 4)
+            nets[nn++] = devs[i];
+    assert_int_equal(nn, 2);
+    assert_string_equal(nets[0], "virtio-net-device,netdev=net0,mac=02:42:ac:11:00:02");
+    assert_string_equal(nets[1], "virtio-net-device,netdev=net1");
+    /* Each netdev precedes its device, in NIC order. */
+    assert_true(argv_find(v, netdevs[0]) < argv_find(v, nets[0]));
+    assert_true(argv_find(v, nets[0]) < argv_find(v, netdevs[1]));
+    assert_true(argv_find(v, netdevs[1]) < argv_find(v, nets[1]));
+
+    /* n_nics bounds the array: no NIC when it is 0, even with nics set. */
+    cfg.n_nics = 0;
+    _cleanup_vmm_command_ vmm_command cmd0 = {0};
+    assert_int_equal(a.ops->build_command(&a, &cfg, &cmd0, NULL), 0);
+    assert_int_equal(argv_find(cmd0.argv, "-netdev"), -1);
+    assert_false(argv_contains_substr(cmd0.argv, "virtio-net"));
+}
+
 static void test_config_errors(void **state)
 {
     vmm_adapter a = {.ops = &vmm_qemu_ops, .binary_path = "/q"};
@@ -169,6 +181,53 @@ static void test_config_errors(void **state)
     assert_int_equal(a.ops->build_command(&a, &cfg, &cmd, &err), -EINVAL);
     assert_int_equal(err.status, HYPR_INVALID_ARGUMENT);
     assert_null(cmd.argv);
+}
+
+/* Every NIC is validated, for every adapter (the checks are shared). */
+static void test_nic_errors(void **state)
+{
+    const vmm_adapter_ops *ops[] = {&vmm_qemu_ops, &vmm_cloud_hypervisor_ops, &vmm_firecracker_ops};
+    const vmm_nic comma_tap[] = {{.tap = "ok0"}, {.tap = "bad,tap"}};
+    const vmm_nic comma_mac[] = {{.tap = "ok0", .mac = "02:00:00:00:00:01,x"}};
+    const vmm_nic newline_tap[] = {{.tap = "bad\ntap"}};
+    const vmm_nic empty_tap[] = {{.tap = "ok0"}, {.tap = ""}};
+    const vmm_nic null_tap[] = {{.tap = NULL}};
+    struct {
+        const vmm_nic *nics;
+        size_t n;
+        const char *msg;
+    } cases[] = {
+        {comma_tap, 2, "'bad,tap' contains a comma"},
+        {comma_mac, 1, "contains a comma"},
+        {newline_tap, 1, "contains a comma or newline"},
+        {empty_tap, 2, "network interface 1 has no tap"},
+        {null_tap, 1, "network interface 0 has no tap"},
+    };
+    for (size_t o = 0; o < ARRAY_SIZE(ops); o++) {
+        vmm_adapter a = {.ops = ops[o], .binary_path = "/bin/hv"};
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+            _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+            _cleanup_vmm_command_ vmm_command cmd = {0};
+            vmm_config cfg = base_config();
+            cfg.nics = cases[i].nics;
+            cfg.n_nics = cases[i].n;
+            assert_int_equal(a.ops->build_command(&a, &cfg, &cmd, &err), -EINVAL);
+            assert_int_equal(err.status, HYPR_INVALID_ARGUMENT);
+            assert_non_null(strstr(err.message, cases[i].msg));
+            assert_null(cmd.argv);
+        }
+    }
+    vmm_config cfg = base_config();
+    cfg.nics = comma_tap;
+    cfg.n_nics = 2;
+    vmm_api_request req = {0};
+    assert_int_equal(ch_request_create(&cfg, &req, NULL), -EINVAL);
+    assert_null(req.body);
+    vmm_api_request *reqs = NULL;
+    size_t n = 0;
+    assert_int_equal(fc_requests_configure(&cfg, &reqs, &n, NULL), -EINVAL);
+    assert_null(reqs);
+    assert_int_equal(n, 0);
 }
 
 /* ---- cloud-hypervisor ---------------------------------------------------- */
@@ -191,8 +250,8 @@ static void test_ch_command(void **state)
     vmm_adapter a = {.ops = &vmm_cloud_hypervisor_ops, .binary_path = "/usr/bin/cloud-hypervisor"};
     vmm_disk disks[] = {{"/data/vol.img", false}};
     vmm_config cfg = base_config();
-    cfg.tap = "t0";
-    cfg.mac = "02:00:00:00:00:01";
+    cfg.nics = one_nic;
+    cfg.n_nics = 1;
     cfg.disks = disks;
     cfg.n_disks = 1;
     _cleanup_vmm_command_ vmm_command cmd = {0};
@@ -228,11 +287,52 @@ static void test_ch_command(void **state)
     assert_true(argv_find(cmd2.argv, "--api-socket") > 0);
 }
 
+static void test_ch_nics(void **state)
+{
+    vmm_adapter a = {.ops = &vmm_cloud_hypervisor_ops, .binary_path = "/ch"};
+    vmm_config cfg = base_config();
+    cfg.nics = two_nics;
+    cfg.n_nics = 2;
+    _cleanup_vmm_command_ vmm_command cmd = {0};
+    assert_int_equal(a.ops->build_command(&a, &cfg, &cmd, NULL), 0);
+    char **v = cmd.argv;
+    /* One --net flag followed by one value per NIC. */
+    int n = argv_find(v, "--net");
+    assert_true(n > 0);
+    assert_string_equal(v[n + 1], "tap=hyprtap0,mac=02:42:ac:11:00:02");
+    assert_string_equal(v[n + 2], "tap=hyprtap1");
+    assert_string_equal(v[n + 3], "--vsock");
+    const char *flags[4];
+    assert_int_equal(argv_values(v, "--net", flags, 4), 1);
+
+    vmm_api_request req = {0};
+    assert_int_equal(ch_request_create(&cfg, &req, NULL), 0);
+    json_error_t e;
+    _cleanup_json_ json_t *body = json_loads(req.body, 0, &e);
+    assert_non_null(body);
+    _cleanup_free_ char *net = json_dumps(json_object_get(body, "net"), JSON_COMPACT);
+    assert_json_equal(net, "[{\"tap\": \"hyprtap0\", \"mac\": \"02:42:ac:11:00:02\"},"
+                           " {\"tap\": \"hyprtap1\"}]");
+    vmm_api_request_clear(&req);
+
+    /* No NICs: neither --net nor a "net" member. */
+    cfg.nics = NULL;
+    cfg.n_nics = 0;
+    _cleanup_vmm_command_ vmm_command cmd0 = {0};
+    assert_int_equal(a.ops->build_command(&a, &cfg, &cmd0, NULL), 0);
+    assert_int_equal(argv_find(cmd0.argv, "--net"), -1);
+    assert_int_equal(ch_request_create(&cfg, &req, NULL), 0);
+    _cleanup_json_ json_t *body0 = json_loads(req.body, 0, &e);
+    assert_non_null(body0);
+    assert_null(json_object_get(body0, "net"));
+    vmm_api_request_clear(&req);
+}
+
 static void test_ch_requests(void **state)
 {
     vmm_config cfg = base_config();
-    cfg.tap = "t0";
-    cfg.mac = "02:00:00:00:00:01";
+    cfg.nics = one_nic;
+    cfg.n_nics = 1;
     cfg.cmdline = NULL;
     vmm_api_request req = {0};
     assert_int_equal(ch_request_create(&cfg, &req, NULL), 0);
@@ -270,8 +370,8 @@ static void test_fc(void **state)
     vmm_adapter a = {.ops = &vmm_firecracker_ops, .binary_path = "/usr/bin/firecracker"};
     vmm_disk disks[] = {{"/data/vol.img", false}};
     vmm_config cfg = base_config();
-    cfg.tap = "t0";
-    cfg.mac = "02:00:00:00:00:01";
+    cfg.nics = one_nic;
+    cfg.n_nics = 1;
     cfg.disks = disks;
     cfg.n_disks = 1;
     cfg.guest_cid = 7;
@@ -320,6 +420,36 @@ static void test_fc(void **state)
 
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     assert_int_equal(a.ops->stop(&a, &cfg, false, 100, &err), -EOPNOTSUPP);
+}
+
+static void test_fc_nics(void **state)
+{
+    vmm_config cfg = base_config();
+    cfg.nics = two_nics;
+    cfg.n_nics = 2;
+    vmm_api_request *reqs = NULL;
+    size_t n = 0;
+    assert_int_equal(fc_requests_configure(&cfg, &reqs, &n, NULL), 0);
+    const char *paths[] = {
+        "/machine-config",          "/boot-source", "/drives/root", "/network-interfaces/eth0",
+        "/network-interfaces/eth1", "/vsock"};
+    assert_int_equal(n, ARRAY_SIZE(paths));
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(reqs[i].method, "PUT");
+        assert_string_equal(reqs[i].path, paths[i]);
+    }
+    assert_json_equal(reqs[3].body, "{\"iface_id\": \"eth0\", \"host_dev_name\": \"hyprtap0\","
+                                    " \"guest_mac\": \"02:42:ac:11:00:02\"}");
+    assert_json_equal(reqs[4].body, "{\"iface_id\": \"eth1\", \"host_dev_name\": \"hyprtap1\"}");
+    vmm_api_requests_free(reqs, n);
+
+    /* No NICs: no network-interfaces request. */
+    cfg.n_nics = 0;
+    assert_int_equal(fc_requests_configure(&cfg, &reqs, &n, NULL), 0);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++)
+        assert_false(str_startswith(reqs[i].path, "/network-interfaces"));
+    vmm_api_requests_free(reqs, n);
 }
 
 /* ---- factory ------------------------------------------------------------- */
@@ -374,416 +504,6 @@ static void test_factory(void **state)
     _cleanup_free_ char *fc = path_join(bin, "firecracker");
     assert_int_equal(write_file_atomic(fc, "x", 1, 0644), 0);
     assert_int_equal(vmm_adapter_get_host("firecracker", &host, &a, &err), -ENOENT);
-}
-
-/* ---- kernel images -------------------------------------------------------- */
-
-static const char fake_elf[] = "\177ELF\2\1\1\0 fake vmlinux Linux version 6.1.0-test (gcc) #1";
-
-static void compress_gzip(const void *in, size_t len, hypr_buf *out)
-{
-    z_stream z = {0};
-    assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
-    buf_reserve(out, len + 128);
-    z.next_in = (Bytef *)in;
-    z.avail_in = (uInt)len;
-    z.next_out = (Bytef *)out->data + out->len;
-    z.avail_out = (uInt)(len + 128);
-    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
-    out->len += len + 128 - z.avail_out;
-    deflateEnd(&z);
-}
-
-static void compress_xz(const void *in, size_t len, hypr_buf *out)
-{
-    buf_reserve(out, len + 256);
-    size_t pos = 0;
-    assert_int_equal(lzma_easy_buffer_encode(6, LZMA_CHECK_CRC32, NULL, in, len,
-                                             (uint8_t *)out->data + out->len, &pos, len + 256),
-                     LZMA_OK);
-    out->len += pos;
-}
-
-static void compress_zstd(const void *in, size_t len, hypr_buf *out)
-{
-    size_t cap = ZSTD_compressBound(len);
-    buf_reserve(out, cap);
-    size_t n = ZSTD_compress(out->data + out->len, cap, in, len, 3);
-    assert_false(ZSTD_isError(n));
-    out->len += n;
-}
-
-typedef void (*compress_fn)(const void *, size_t, hypr_buf *);
-
-/* A bzImage-shaped file: setup sectors with the boot header, then the
- * compressed ELF payload and some trailing bytes. */
-static void make_bzimage(hypr_buf *img, compress_fn compress, bool with_header)
-{
-    img->len = 0;
-    char setup[1024] = {0};
-    if (with_header) {
-        setup[0x1f1] = 1; /* setup_sects: pm code at (1 + 1) * 512 */
-        memcpy(setup + 0x202, "HdrS", 4);
-        setup[0x206] = 0x0f; /* protocol 2.15 */
-        setup[0x207] = 0x02;
-        setup[0x20e] = 0x00; /* kernel_version at 0x300 */
-        setup[0x20f] = 0x01;
-        memcpy(setup + 0x300, "6.1.0-77-amd64 (debian-kernel@lists.debian.org) #1 SMP",
-               strlen("6.1.0-77-amd64 (debian-kernel@lists.debian.org) #1 SMP"));
-    }
-    buf_append(img, setup, sizeof(setup));
-    buf_append(img, "decompressor code \x1f\x8b junk", 25); /* a false gzip magic */
-    size_t start = img->len;
-    compress(fake_elf, sizeof(fake_elf), img);
-    size_t plen = img->len - start;
-    buf_append(img, "\0\0\0\0trailer", 11);
-    if (with_header) {
-        uint32_t off = (uint32_t)(start - 1024), l = (uint32_t)plen;
-        memcpy(img->data + 0x248, &off, 4);
-        memcpy(img->data + 0x24c, &l, 4);
-    }
-}
-
-static void test_kernel_decompress(void **state)
-{
-    compress_fn fns[] = {compress_gzip, compress_xz, compress_zstd};
-    for (size_t i = 0; i < ARRAY_SIZE(fns); i++) {
-        for (int hdr = 0; hdr < 2; hdr++) {
-            _cleanup_buf_ hypr_buf img = {0};
-            _cleanup_buf_ hypr_buf out = {0};
-            make_bzimage(&img, fns[i], hdr);
-            _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-            assert_int_equal(vmm_kernel_decompress(img.data, img.len, &out, &err), 0);
-            assert_int_equal(out.len, sizeof(fake_elf));
-            assert_memory_equal(out.data, fake_elf, sizeof(fake_elf));
-            _cleanup_free_ char *ver = vmm_kernel_image_version(img.data, img.len);
-            if (hdr)
-                assert_string_equal(ver, "6.1.0-77-amd64");
-        }
-    }
-    _cleanup_free_ char *v = vmm_kernel_image_version(fake_elf, sizeof(fake_elf));
-    assert_string_equal(v, "6.1.0-test");
-    _cleanup_buf_ hypr_buf out = {0};
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    assert_int_equal(vmm_kernel_decompress("MZ nothing here at all", 22, &out, &err), -ENOEXEC);
-}
-
-static void test_kernel_find(void **state)
-{
-    _cleanup_free_ char *boot = tmp_path("boot");
-    _cleanup_free_ char *mods = tmp_path("modules");
-    _cleanup_free_ char *data = tmp_path("data");
-    _cleanup_free_ char *moddir = path_join(mods, "6.1.0-10-amd64");
-    assert_int_equal(mkdir_p(boot, 0755), 0);
-    assert_int_equal(mkdir_p(moddir, 0755), 0);
-    assert_int_equal(mkdir_p(data, 0755), 0);
-    vmm_kernel_opts o = {.data_dir = data, .boot_dir = boot, .modules_root = mods};
-    vmm_kernel k = {0};
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-
-    /* Nothing anywhere. */
-    assert_int_equal(vmm_kernel_find(&o, &k, &err), -ENOENT);
-    assert_string_equal(err.message,
-                        "no guest kernel found: install one with 'apt-get install "
-                        "linux-image-amd64', or set the kernel setting to an uncompressed vmlinux");
-
-    /* The newest /boot/vmlinuz-* by version (10 > 9), extracted into the cache. */
-    const char *versions[] = {"6.1.0-9-amd64", "6.1.0-10-amd64"};
-    for (size_t i = 0; i < 2; i++) {
-        _cleanup_buf_ hypr_buf img = {0};
-        make_bzimage(&img, i ? compress_xz : compress_gzip, true);
-        _cleanup_free_ char *name = xasprintf("%s/vmlinuz-%s", boot, versions[i]);
-        assert_int_equal(write_file_atomic(name, img.data, img.len, 0644), 0);
-    }
-    assert_int_equal(vmm_kernel_find(&o, &k, &err), 0);
-    assert_string_equal(k.version, "6.1.0-10-amd64");
-    assert_string_equal(k.modules_dir, moddir);
-    _cleanup_free_ char *prefix = xasprintf("%s/kernel/cache/vmlinux-6.1.0-10-amd64-", data);
-    assert_true(str_startswith(k.path, prefix));
-    _cleanup_free_ char *content = NULL;
-    size_t len = 0;
-    assert_int_equal(read_file(k.path, 1 << 20, &content, &len), 0);
-    assert_memory_equal(content, fake_elf, sizeof(fake_elf));
-
-    /* A cache hit does no work: the cached file is used as it is. */
-    _cleanup_free_ char *cached = xstrdup(k.path);
-    write_str(cached, "\177ELF marker");
-    vmm_kernel_clear(&k);
-    assert_int_equal(vmm_kernel_find(&o, &k, &err), 0);
-    assert_string_equal(k.path, cached);
-    free(content);
-    content = NULL;
-    assert_int_equal(read_file(k.path, 1 << 20, &content, &len), 0);
-    assert_string_equal(content, "\177ELF marker");
-    vmm_kernel_clear(&k);
-
-    /* <data-dir>/kernel/vmlinux beats /boot; ELF is used in place. */
-    _cleanup_free_ char *kdir = path_join(data, "kernel");
-    _cleanup_free_ char *dv = path_join(kdir, "vmlinux");
-    assert_int_equal(write_file_atomic(dv, fake_elf, sizeof(fake_elf), 0644), 0);
-    assert_int_equal(vmm_kernel_find(&o, &k, &err), 0);
-    assert_string_equal(k.path, dv);
-    assert_string_equal(k.version, "6.1.0-test");
-    assert_null(k.modules_dir);
-    vmm_kernel_clear(&k);
-
-    /* The setting beats both. */
-    _cleanup_free_ char *set = tmp_path("my-vmlinux");
-    assert_int_equal(write_file_atomic(set, fake_elf, sizeof(fake_elf), 0644), 0);
-    o.setting = set;
-    assert_int_equal(vmm_kernel_find(&o, &k, &err), 0);
-    assert_string_equal(k.path, set);
-    vmm_kernel_clear(&k);
-    o.setting = "/nonexistent/vmlinux";
-    assert_int_equal(vmm_kernel_find(&o, &k, &err), -ENOENT);
-    assert_non_null(strstr(err.message, "/nonexistent/vmlinux"));
-}
-
-/* ---- cpio ---------------------------------------------------------------- */
-
-typedef struct cpio_entry {
-    char name[256];
-    uint32_t mode;
-    const char *data;
-    size_t len;
-} cpio_entry;
-
-static uint32_t hex8(const char *p)
-{
-    char tmp[9];
-    memcpy(tmp, p, 8);
-    tmp[8] = '\0';
-    return (uint32_t)strtoul(tmp, NULL, 16);
-}
-
-/* Parses one newc archive from data+*off; returns the entry count (trailer
- * excluded) and advances *off past the trailer. */
-static size_t cpio_parse(const char *data, size_t len, size_t *off, cpio_entry *out, size_t max)
-{
-    size_t n = 0;
-    for (;;) {
-        size_t p = *off;
-        assert_true(p + 110 <= len);
-        assert_memory_equal(data + p, "070701", 6);
-        uint32_t mode = hex8(data + p + 6 + 8);
-        uint32_t fsize = hex8(data + p + 6 + 6 * 8);
-        uint32_t nsize = hex8(data + p + 6 + 11 * 8);
-        const char *name = data + p + 110;
-        assert_int_equal(name[nsize - 1], '\0');
-        size_t doff = (p + 110 + nsize + 3) & ~(size_t)3;
-        *off = (doff + fsize + 3) & ~(size_t)3;
-        assert_true(*off <= len);
-        if (strcmp(name, "TRAILER!!!") == 0)
-            return n;
-        assert_true(n < max);
-        snprintf(out[n].name, sizeof(out[n].name), "%s", name);
-        out[n].mode = mode;
-        out[n].data = data + doff;
-        out[n].len = fsize;
-        n++;
-    }
-}
-
-static const cpio_entry *cpio_get(const cpio_entry *e, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(e[i].name, name) == 0)
-            return &e[i];
-    return NULL;
-}
-
-static const cpio_entry *cpio_need(const cpio_entry *e, size_t n, const char *name)
-{
-    const cpio_entry *x = cpio_get(e, n, name);
-    if (!x) {
-        print_error("no %s in the archive\n", name);
-        abort();
-    }
-    return x;
-}
-
-static void test_cpio_writer(void **state)
-{
-    _cleanup_buf_ hypr_buf b = {0};
-    cpio_writer w;
-    cpio_init(&w, &b);
-    cpio_add_dir(&w, "/hypr", 0755);
-    cpio_add_file(&w, "/hypr/manifest", 0600, "{\"a\":1}", 7);
-    cpio_add_symlink(&w, "/bin/sh", "busybox");
-    cpio_add_file(&w, "empty", 0644, NULL, 0);
-    cpio_finish(&w);
-    assert_int_equal(b.len % 4, 0);
-    cpio_entry e[8];
-    size_t off = 0;
-    assert_int_equal(cpio_parse(b.data, b.len, &off, e, 8), 4);
-    assert_int_equal(off, b.len);
-    assert_string_equal(e[0].name, "hypr");
-    assert_int_equal(e[0].mode, S_IFDIR | 0755);
-    assert_string_equal(e[1].name, "hypr/manifest");
-    assert_int_equal(e[1].mode, S_IFREG | 0600);
-    assert_int_equal(e[1].len, 7);
-    assert_memory_equal(e[1].data, "{\"a\":1}", 7);
-    assert_int_equal(e[2].mode, S_IFLNK | 0777);
-    assert_int_equal(e[2].len, 7);
-    assert_memory_equal(e[2].data, "busybox", 7);
-    assert_int_equal(e[3].len, 0);
-}
-
-/* ---- modules ------------------------------------------------------------- */
-
-static const char fixture_modules_dep[] =
-    "kernel/fs/squashfs/squashfs.ko:\n"
-    "kernel/fs/overlayfs/overlay.ko:\n"
-    "kernel/drivers/unrelated/foo.ko: kernel/drivers/virtio/virtio.ko\n"
-    "kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko\n"
-    "kernel/drivers/virtio/virtio_ring.ko:\n"
-    "kernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio.ko "
-    "kernel/drivers/virtio/virtio_ring.ko\n"
-    "kernel/drivers/block/virtio_blk.ko.xz: kernel/drivers/virtio/virtio.ko "
-    "kernel/drivers/virtio/virtio_ring.ko\n"
-    "kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko "
-    "kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko "
-    "kernel/drivers/virtio/virtio_ring.ko\n"
-    "kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko\n"
-    "kernel/net/core/failover.ko:\n"
-    "kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio.ko "
-    "kernel/drivers/virtio/virtio_ring.ko\n"
-    "kernel/net/vmw_vsock/vsock.ko:\n"
-    "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko: kernel/net/vmw_vsock/vsock.ko\n"
-    "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko: "
-    "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko kernel/net/vmw_vsock/vsock.ko "
-    "kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n";
-
-static char *make_modules_dir(const char *dep)
-{
-    _cleanup_free_ char *root = tmp_path("lib-modules");
-    char *dir = path_join(root, "6.1.0-test");
-    assert_int_equal(mkdir_p(dir, 0755), 0);
-    _cleanup_free_ char *dep_path = path_join(dir, "modules.dep");
-    write_str(dep_path, dep);
-    _cleanup_free_ char *builtin = path_join(dir, "modules.builtin");
-    write_str(builtin, "kernel/drivers/virtio/virtio_pci.ko\nkernel/fs/ext4/ext4.ko\n");
-    /* Every module file, its own path as content; virtio_blk xz-compressed. */
-    _cleanup_free_ char *text = xstrdup(dep);
-    char *save = NULL;
-    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        *strchr(l, ':') = '\0';
-        _cleanup_free_ char *p = path_join(dir, l);
-        _cleanup_free_ char *parent = xstrndup(p, (size_t)(strrchr(p, '/') - p));
-        assert_int_equal(mkdir_p(parent, 0755), 0);
-        _cleanup_buf_ hypr_buf content = {0};
-        if (str_endswith(l, ".xz"))
-            compress_xz(l, strlen(l), &content);
-        else
-            buf_puts(&content, l);
-        assert_int_equal(write_file_atomic(p, content.data, content.len, 0644), 0);
-    }
-    return dir;
-}
-
-static int index_of(char **v, const char *suffix)
-{
-    for (int i = 0; v[i]; i++)
-        if (str_endswith(v[i], suffix))
-            return i;
-    return -1;
-}
-
-static void test_modules_resolve(void **state)
-{
-    _cleanup_free_ char *dir = make_modules_dir(fixture_modules_dep);
-    _cleanup_strv_ char **paths = NULL;
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    assert_int_equal(vmm_modules_resolve(dir, vmm_guest_modules, &paths, &err), 0);
-    assert_int_equal(strv_length(paths), 13);
-    /* Each module after its dependencies, none twice, nothing unrelated. */
-    assert_true(index_of(paths, "/virtio_ring.ko") < index_of(paths, "/virtio.ko"));
-    assert_true(index_of(paths, "/virtio.ko") < index_of(paths, "/virtio_mmio.ko"));
-    assert_true(index_of(paths, "/virtio.ko") < index_of(paths, "/virtio_blk.ko.xz"));
-    assert_true(index_of(paths, "/failover.ko") < index_of(paths, "/net_failover.ko"));
-    assert_true(index_of(paths, "/net_failover.ko") < index_of(paths, "/virtio_net.ko"));
-    assert_true(index_of(paths, "/vsock.ko") < index_of(paths, "_transport_common.ko"));
-    assert_true(index_of(paths, "_transport_common.ko") <
-                index_of(paths, "/vmw_vsock_virtio_transport.ko"));
-    assert_int_equal(index_of(paths, "/foo.ko"), -1);
-    assert_int_equal(index_of(paths, "virtio_pci.ko"), -1); /* built in */
-    for (size_t i = 0; paths[i]; i++)
-        for (size_t j = i + 1; paths[j]; j++)
-            assert_string_not_equal(paths[i], paths[j]);
-
-    /* An essential module that is neither a module nor built in. */
-    rm_rf(dir);
-    free(dir);
-    dir = make_modules_dir(fixture_modules_dep + strlen("kernel/fs/squashfs/squashfs.ko:\n"));
-    strv_free(paths);
-    paths = NULL;
-    assert_int_equal(vmm_modules_resolve(dir, vmm_guest_modules, &paths, &err), -ENOENT);
-    assert_non_null(strstr(err.message, "'squashfs'"));
-}
-
-static void test_initramfs(void **state)
-{
-    _cleanup_free_ char *dir = make_modules_dir(fixture_modules_dep);
-    _cleanup_free_ char *kestrel = tmp_path("kestrel");
-    _cleanup_free_ char *out = tmp_path("kestrel-initramfs.cpio");
-    write_str(kestrel, "\177ELF kestrel v1");
-    vmm_initramfs_opts o = {
-        .kestrel = kestrel, .kernel_version = "6.1.0-test", .modules_dir = dir, .out = out};
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    bool rebuilt = false;
-    assert_int_equal(vmm_initramfs_ensure(&o, &rebuilt, &err), 0);
-    assert_true(rebuilt);
-
-    _cleanup_free_ char *data = NULL;
-    size_t len = 0;
-    assert_int_equal(read_file(out, 1 << 24, &data, &len), 0);
-    cpio_entry e[64];
-    size_t off = 0;
-    size_t n = cpio_parse(data, len, &off, e, 64);
-    assert_int_equal(off, len);
-    const cpio_entry *init = cpio_need(e, n, "init");
-    assert_non_null(init);
-    assert_int_equal(init->mode, S_IFREG | 0755);
-    assert_memory_equal(init->data, "\177ELF kestrel v1", init->len);
-    const cpio_entry *blk = cpio_need(e, n, "lib/modules/virtio_blk.ko");
-    assert_non_null(blk); /* decompressed from .ko.xz */
-    assert_int_equal(blk->len, strlen("kernel/drivers/block/virtio_blk.ko.xz"));
-    assert_memory_equal(blk->data, "kernel/drivers/block/virtio_blk.ko.xz", blk->len);
-    const cpio_entry *order = cpio_need(e, n, "hypr/modules.order");
-    assert_non_null(order);
-    _cleanup_free_ char *otext = xstrndup(order->data, order->len);
-    assert_true(str_startswith(otext, "/lib/modules/"));
-    assert_true(strstr(otext, "/lib/modules/virtio_ring.ko\n") <
-                strstr(otext, "/lib/modules/virtio_blk.ko\n"));
-    assert_non_null(cpio_get(e, n, "dev"));
-
-    /* Unchanged: no rebuild. Changed kestrel: rebuild. */
-    assert_int_equal(vmm_initramfs_ensure(&o, &rebuilt, &err), 0);
-    assert_false(rebuilt);
-    write_str(kestrel, "\177ELF kestrel v2");
-    assert_int_equal(vmm_initramfs_ensure(&o, &rebuilt, &err), 0);
-    assert_true(rebuilt);
-    o.kernel_version = "6.1.0-other";
-    assert_int_equal(vmm_initramfs_ensure(&o, &rebuilt, &err), 0);
-    assert_true(rebuilt);
-
-    /* Per-VM initrd: the base archive, then one holding the manifest. */
-    _cleanup_free_ char *vm = tmp_path("vm.initrd");
-    assert_int_equal(vmm_write_vm_initrd(out, "{\"cmd\":[\"sh\"]}", 14, vm, &err), 0);
-    _cleanup_free_ char *base = NULL, *vmdata = NULL;
-    size_t blen = 0, vlen = 0;
-    assert_int_equal(read_file(out, 1 << 24, &base, &blen), 0);
-    assert_int_equal(read_file(vm, 1 << 24, &vmdata, &vlen), 0);
-    assert_true(vlen > blen);
-    assert_memory_equal(vmdata, base, blen);
-    off = blen;
-    n = cpio_parse(vmdata, vlen, &off, e, 64);
-    assert_int_equal(off, vlen);
-    const cpio_entry *m = cpio_need(e, n, "hypr/manifest");
-    assert_non_null(m);
-    assert_memory_equal(m->data, "{\"cmd\":[\"sh\"]}", 14);
-
-    assert_int_equal(vmm_write_vm_initrd("/nonexistent", "x", 1, vm, &err), -ENOENT);
 }
 
 /* ---- HTTP and QMP against fake servers ------------------------------------ */
@@ -960,16 +680,15 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qemu_tcg),
         cmocka_unit_test(test_qemu_kvm_net_disks),
+        cmocka_unit_test(test_qemu_nics),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_nic_errors),
         cmocka_unit_test(test_ch_command),
+        cmocka_unit_test(test_ch_nics),
         cmocka_unit_test(test_ch_requests),
         cmocka_unit_test(test_fc),
+        cmocka_unit_test(test_fc_nics),
         cmocka_unit_test_setup_teardown(test_factory, setup_tmp, teardown_tmp),
-        cmocka_unit_test(test_kernel_decompress),
-        cmocka_unit_test_setup_teardown(test_kernel_find, setup_tmp, teardown_tmp),
-        cmocka_unit_test(test_cpio_writer),
-        cmocka_unit_test_setup_teardown(test_modules_resolve, setup_tmp, teardown_tmp),
-        cmocka_unit_test_setup_teardown(test_initramfs, setup_tmp, teardown_tmp),
         cmocka_unit_test(test_http_parse),
         cmocka_unit_test_setup_teardown(test_qmp_fake, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_http_fake, setup_tmp, teardown_tmp),
