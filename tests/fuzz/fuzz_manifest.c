@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kestrel_manifest m, m2;
     char err[256];
     if (manifest_parse((const char *)data, size, &m, err, sizeof(err)) != 0) {
-        if (m.cmd.v || m.entrypoint.v || m.hostname)
+        if (m.cmd.v || m.entrypoint.v || m.hostname || m.netifs || m.mac)
             abort(); /* nothing left behind on error */
         return 0;
     }
@@ -26,8 +26,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (manifest_encode(&m2, &t2, &l2) != 0 || l1 != l2 || memcmp(t1, t2, l1) != 0)
         abort();
-    if (m.cmd.n != m2.cmd.n || m.env.n != m2.env.n || m.n_volumes != m2.n_volumes)
+    if (m.cmd.n != m2.cmd.n || m.env.n != m2.env.n || m.n_volumes != m2.n_volumes ||
+        m.n_netifs != m2.n_netifs || !m.mac != !m2.mac)
         abort();
+    for (size_t i = 0; i < m.n_netifs; i++)
+        if (strcmp(m.netifs[i].mac, m2.netifs[i].mac) != 0 ||
+            strcmp(m.netifs[i].ip, m2.netifs[i].ip) != 0)
+            abort();
     for (size_t i = 0; i < m.cmd.n; i++)
         if (strcmp(m.cmd.v[i], m2.cmd.v[i]) != 0)
             abort();

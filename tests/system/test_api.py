@@ -302,6 +302,19 @@ def test_get_unknown_is_not_found(hyprd, name, fields, ident):
     assert ident in (ei.value.details() or ""), ei.value.details()
 
 
+def test_rename_vm_errors(hyprd):
+    """RenameVM (grpcio): an unknown VM is NOT_FOUND naming it; an invalid new name is
+    INVALID_ARGUMENT naming the name."""
+    with pytest.raises(grpc.RpcError) as ei:
+        hyprd.call("RenameVM", id="no-such-vm", name="x")
+    assert ei.value.code() == grpc.StatusCode.NOT_FOUND, ei.value
+    assert "no-such-vm" in ei.value.details()
+    with pytest.raises(grpc.RpcError) as ei:
+        hyprd.call("RenameVM", id="no-such-vm", name="bad/name")
+    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT, ei.value
+    assert "bad/name" in ei.value.details()
+
+
 def test_unimplemented_list_covers_the_rest_of_the_service():
     """Sanity of this suite: the RPCs tested here are exactly the service minus the
     implemented ones (a new RPC in the proto must be classified)."""
@@ -310,7 +323,8 @@ def test_unimplemented_list_covers_the_rest_of_the_service():
                    "GetSystemStats", "Health", "GetSettings", "UpdateSettings",
                    "SubscribeEvents", "PullImage", "ImportImage", "DeleteImage",
                    "GetImageHistory", "CreateVM", "StartVM", "StopVM", "DeleteVM", "RunVM",
-                   "StreamVMMetrics", "StreamLogs", "Exec", "CreateNetwork", "DeleteNetwork"}
+                   "StreamVMMetrics", "StreamLogs", "Exec", "CreateNetwork", "DeleteNetwork",
+                   "RenameVM"}
     assert set(NOT_IMPLEMENTED) == {m.name for m in SERVICE.methods} - implemented
 
 
