@@ -145,8 +145,8 @@ static void run_vm(rpc_call *call, const Hypr__V1__VMConfig *cfg)
     rpc_call_send(call, &ev.base);
     vm_message_free(ev.vm);
     if (vm_start(d, vm.id, call, &err) < 0) {
-        /* A VM that could not even start is not left behind. */
-        store_vm_delete(d->db, vm.id, NULL);
+        /* A VM that could not even start is not left behind (nor its addresses). */
+        vm_remove_record(d, vm.id, vm.name);
         store_vm_clear(&vm);
         api_fail(call, &err);
         return;

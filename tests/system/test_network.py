@@ -23,6 +23,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import tempfile
@@ -539,9 +540,21 @@ def test_host_port_in_use_fails_before_boot(netd):
         assert "Traceback" not in p.err
         assert not [r for r in netd.ps_json(all=False) if r["Names"] == "portclash"]
         assert set(all_qemu_pids()) <= qemus, "a hypervisor was started"
+        # The address it was given went back to the pool: the next VM gets the lowest
+        # address the state does not hold.
+        db = sqlite3.connect("file:%s?mode=ro" % netd.daemon.db, uri=True)
+        try:
+            held = {ipaddress.ip_address(a) for (a,) in db.execute(
+                "SELECT address FROM ip_allocations WHERE network = 'bridge'")}
+        finally:
+            db.close()
+        lowest = next(a for a in DEFAULT_NET.hosts()
+                      if a not in held and str(a) != DEFAULT_GW)
+        vm_id = netd.boot("-n", "afterclash", IMAGE, "sleep", "60")
+        assert netd.vm_ip(vm_id) == str(lowest), (netd.vm_ip(vm_id), sorted(held))
     finally:
         busy.close()
-        netd.hypr("rm", "-f", "portclash")
+        netd.hypr("rm", "-f", "portclash", "afterclash")
 
 
 # ---- TAP and name lifecycle --------------------------------------------------------------
