@@ -4,6 +4,8 @@
 #include "image/image.h"
 #include "netmgr.h"
 
+#include <assert.h>
+#include <jansson.h>
 #include <string.h>
 
 static ProtobufCMessage *vm_message(daemon_ctx *d, const void *rec)
@@ -35,9 +37,73 @@ static ProtobufCMessage *image_message(daemon_ctx *d, const void *rec)
     return api_image_message(rec);
 }
 
-static ProtobufCMessage *network_message(daemon_ctx *d, const void *rec)
+/* ---- labels: a map field's entries <-> the JSON object text the store keeps ------- */
+
+static const ProtobufCFieldDescriptor *entry_field(const ProtobufCMessageDescriptor *desc,
+                                                   const char *name)
 {
-    const store_network *net = rec;
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(desc, name);
+    assert(f && f->type == PROTOBUF_C_TYPE_STRING);
+    return f;
+}
+
+static char **entry_string(const ProtobufCMessage *e, const char *name)
+{
+    return (char **)((char *)e + entry_field(e->descriptor, name)->offset);
+}
+
+char *api_labels_json(ProtobufCMessage *const *entries, size_t n)
+{
+    if (n == 0)
+        return NULL;
+    json_t *o = json_object();
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(o, *entry_string(entries[i], "key"),
+                            json_string(*entry_string(entries[i], "value")));
+    char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return text;
+}
+
+size_t api_labels_entries(const char *json, const ProtobufCMessageDescriptor *desc,
+                          ProtobufCMessage ***out)
+{
+    *out = NULL;
+    json_t *o = json ? json_loads(json, 0, NULL) : NULL;
+    size_t n = 0;
+    if (json_is_object(o) && json_object_size(o) > 0) {
+        *out = xcalloc(json_object_size(o), sizeof(**out));
+        const char *key;
+        json_t *value;
+        json_object_foreach(o, key, value)
+        {
+            if (!json_is_string(value))
+                continue;
+            ProtobufCMessage *e = xcalloc(1, desc->sizeof_message);
+            desc->message_init(e);
+            *entry_string(e, "key") = xstrdup(key);
+            *entry_string(e, "value") = xstrdup(json_string_value(value));
+            (*out)[n++] = e;
+        }
+    }
+    json_decref(o);
+    return n;
+}
+
+void api_labels_free(ProtobufCMessage **entries, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(*entry_string(entries[i], "key"));
+        free(*entry_string(entries[i], "value"));
+        free(entries[i]);
+    }
+    free(entries);
+}
+
+/* ---- networks ------------------------------------------------------------------------ */
+
+Hypr__V1__Network *api_network_message(daemon_ctx *d, const store_network *net)
+{
     Hypr__V1__Network *m = xmalloc(sizeof(*m));
     hypr__v1__network__init(m);
     m->id = (char *)net->id;
@@ -50,13 +116,28 @@ static ProtobufCMessage *network_message(daemon_ctx *d, const void *rec)
     m->created_at = net->created_at;
     m->vm_ids = netmgr_network_vms(d, net->name);
     m->n_vm_ids = strv_length(m->vm_ids);
-    return &m->base;
+    m->n_labels = api_labels_entries(net->labels, &hypr__v1__network__labels_entry__descriptor,
+                                     (ProtobufCMessage ***)&m->labels);
+    return m;
+}
+
+void api_network_message_free(Hypr__V1__Network *m)
+{
+    if (!m)
+        return;
+    strv_free(m->vm_ids);
+    api_labels_free((ProtobufCMessage **)m->labels, m->n_labels);
+    free(m);
+}
+
+static ProtobufCMessage *network_message(daemon_ctx *d, const void *rec)
+{
+    return &api_network_message(d, rec)->base;
 }
 
 static void network_message_free(ProtobufCMessage *msg)
 {
-    strv_free(((Hypr__V1__Network *)msg)->vm_ids);
-    free(msg);
+    api_network_message_free((Hypr__V1__Network *)msg);
 }
 
 static ProtobufCMessage *volume_message(daemon_ctx *d, const void *rec)

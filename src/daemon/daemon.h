@@ -104,6 +104,17 @@ void api_get_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_list_images(rpc_call *call, ProtobufCMessage *msg);
 void api_get_image(rpc_call *call, ProtobufCMessage *msg);
 void api_list_networks(rpc_call *call, ProtobufCMessage *msg);
+/* A network record in its API form (VM IDs and labels included); free with
+ * api_network_message_free. */
+Hypr__V1__Network *api_network_message(daemon_ctx *d, const store_network *net);
+void api_network_message_free(Hypr__V1__Network *m);
+/* Labels: the entries of a map<string, string> field as the JSON object text the
+ * store keeps (NULL for none), and back (entries of the map's entry descriptor; an
+ * absent or invalid text gives none). */
+char *api_labels_json(ProtobufCMessage *const *entries, size_t n);
+size_t api_labels_entries(const char *json, const ProtobufCMessageDescriptor *desc,
+                          ProtobufCMessage ***out);
+void api_labels_free(ProtobufCMessage **entries, size_t n);
 void api_get_network(rpc_call *call, ProtobufCMessage *msg);
 void api_list_volumes(rpc_call *call, ProtobufCMessage *msg);
 void api_get_volume(rpc_call *call, ProtobufCMessage *msg);

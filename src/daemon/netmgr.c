@@ -557,6 +557,7 @@ void api_create_network(rpc_call *call, ProtobufCMessage *msg)
         sn.gateway = xstrdup(gw);
         sn.bridge = next_bridge_name(m);
         sn.internal = req->internal;
+        sn.labels = api_labels_json((ProtobufCMessage *const *)req->labels, req->n_labels);
         sn.created_at = time_now_ms() / 1000;
     }
     if (r >= 0)
@@ -584,18 +585,10 @@ void api_create_network(rpc_call *call, ProtobufCMessage *msg)
     }
     char *attrs[] = {"name", sn.name, "subnet", sn.subnet, NULL};
     event_publish(d->events, "network.created", sn.id, NULL, attrs);
-    Hypr__V1__Network net = HYPR__V1__NETWORK__INIT;
-    net.id = sn.id;
-    net.name = sn.name;
-    net.driver = sn.driver;
-    net.subnet = sn.subnet;
-    net.gateway = sn.gateway;
-    net.bridge = sn.bridge;
-    net.internal = sn.internal;
-    net.created_at = sn.created_at;
     Hypr__V1__CreateNetworkResponse resp = HYPR__V1__CREATE_NETWORK_RESPONSE__INIT;
-    resp.network = &net;
+    resp.network = api_network_message(d, &sn);
     rpc_call_reply(call, &resp.base);
+    api_network_message_free(resp.network);
     store_network_clear(&sn);
 }
 

@@ -603,7 +603,7 @@ def nets(netd):
     """Networks neta (10.90.1.0/24, explicit gateway), netb (auto subnet) and neti
     (--internal), with one VM on each: {net: (vm_id, vm_name)}."""
     netd.ok("network", "create", "--subnet", "10.90.1.0/24", "--gateway", "10.90.1.254",
-            "neta", timeout=30)
+            "--label", "tier=back", "--label", "owner=ops team", "neta", timeout=30)
     netd.ok("network", "create", "netb", timeout=30)
     netd.ok("network", "create", "--internal", "neti", timeout=30)
     vms = {}
@@ -630,6 +630,9 @@ def test_network_ls_and_inspect_json(netd, nets):
     a = netd.network("neta")
     assert a["IPAM"]["Config"] == [{"Subnet": "10.90.1.0/24", "Gateway": "10.90.1.254"}], a
     assert a["Internal"] is False
+    assert a["Labels"] == {"tier": "back", "owner": "ops team"}, a
+    assert dict(netd.daemon.call("GetNetwork", id="neta").network.labels) == a["Labels"]
+    assert dflt["Labels"] == {}, dflt
     b = netd.network("netb")
     b_subnet = ipaddress.ip_network(b["IPAM"]["Config"][0]["Subnet"])
     assert b_subnet.subnet_of(ipaddress.ip_network("10.89.0.0/16")) or \
