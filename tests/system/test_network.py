@@ -753,6 +753,20 @@ def test_internal_network_has_no_route_out(netd, nets, alpha, outside):
     assert p.returncode != 0, "the internal network's VM reached %s:\n%s" % (outside, p.out)
 
 
+def test_network_prune_removes_only_unused(netd, nets):
+    """`network prune -f` removes the networks no VM uses (and their bridges), names
+    them, and keeps the default network and those in use."""
+    for name in ("unused1", "unused2"):
+        netd.ok("network", "create", name, timeout=30)
+    bridges = {n: netd.network(n)["Bridge"] for n in ("unused1", "unused2")}
+    p = netd.ok("network", "prune", "-f", timeout=60)
+    assert "unused1" in p.out and "unused2" in p.out, p.out
+    left = {n["Name"] for n in json.loads(netd.ok("network", "ls", "--format", "json").out)}
+    assert {"bridge", "neta", "netb", "neti"} <= left and not left & {"unused1", "unused2"}, left
+    for br in bridges.values():
+        wait_for(lambda: not link_exists(br), 10, "bridge %s removed" % br)
+
+
 def test_delete_in_use_network_refused(netd, nets):
     """`network rm` of a network a VM uses fails naming the VM (FAILED_PRECONDITION);
     once the VM is gone the network and its bridge are removed. The default network
