@@ -21,12 +21,10 @@ import datetime
 import json
 import os
 import platform
-import random
 import re
 import shutil
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vm_boot  # noqa: E402  (Hyprd, busybox_rootfs: the same daemon/image set-up as P1)
 import benchdoc
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "system"))
+from dnsclient import dns_query  # noqa: E402  (the system tests' DNS client)
 
 REPO = vm_boot.REPO
 DOC = os.path.join(REPO, "docs", "benchmarks.md")
@@ -61,35 +62,7 @@ def free_udp_port():
 
 def query_a(name, port, timeout=2.0):
     """One UDP A query to 127.0.0.1:port -> (rcode, [addresses])."""
-    qid = random.randrange(1 << 16)
-    qname = b"".join(bytes([len(l)]) + l.encode() for l in name.split("."))
-    msg = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + b"\0" + struct.pack(">HH", 1, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        s.sendto(msg, ("127.0.0.1", port))
-        resp, _ = s.recvfrom(4096)
-    _, flags, qd, an, _, _ = struct.unpack(">HHHHHH", resp[:12])
-
-    def skip(off):
-        while True:
-            n = resp[off]
-            if n == 0:
-                return off + 1
-            if n & 0xC0 == 0xC0:
-                return off + 2
-            off += 1 + n
-    off = 12
-    for _ in range(qd):
-        off = skip(off) + 4
-    addrs = []
-    for _ in range(an):
-        off = skip(off)
-        rtype, _, _, rdlen = struct.unpack(">HHIH", resp[off:off + 10])
-        off += 10
-        if rtype == 1 and rdlen == 4:
-            addrs.append(socket.inet_ntoa(resp[off:off + 4]))
-        off += rdlen
-    return flags & 0xF, addrs
+    return dns_query(name, port, timeout=timeout)[:2]
 
 
 def wait_answers(port, names, what, timeout=10):
