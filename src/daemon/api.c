@@ -18,7 +18,7 @@ static const handler_entry handlers[] = {
     {"Health", api_health, NULL},
     {"GetSettings", api_get_settings, NULL},
     {"UpdateSettings", api_update_settings, NULL},
-    {"GetSystemStats", api_get_system_stats, NULL},
+    {"GetSystemStats", api_get_system_stats, api_get_system_stats_close},
     {"SubscribeEvents", api_subscribe_events, api_subscribe_events_close},
     {"CreateVM", api_create_vm, api_vm_create_call_close},
     {"StartVM", api_start_vm, NULL},

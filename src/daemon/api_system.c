@@ -88,7 +88,7 @@ void api_update_settings(rpc_call *call, ProtobufCMessage *msg)
     protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-static uint64_t walk_total;
+static _Thread_local uint64_t walk_total; /* nftw has no user pointer */
 
 static int walk_add(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -99,8 +99,7 @@ static int walk_add(const char *path, const struct stat *st, int flag, struct FT
     return 0;
 }
 
-/* Bytes used below a directory (0 if it does not exist). Runs on the loop
- * thread: the daemon's own directories hold few, large files. */
+/* Bytes used below a directory (0 if it does not exist). Runs on the thread pool. */
 static uint64_t dir_usage(const char *dir, const char *sub)
 {
     _cleanup_free_ char *path = path_join(dir, sub);
@@ -125,6 +124,45 @@ static void read_meminfo(uint64_t *total, uint64_t *avail)
     }
 }
 
+/* The directory walks and host figures run on the thread pool (a data dir with
+ * many images takes a while); the counts come from the store on the loop. */
+typedef struct stats_work {
+    uv_work_t req;
+    rpc_call *call; /* NULL once the call went away */
+    char *data_dir;
+    Hypr__V1__GetSystemStatsResponse resp;
+} stats_work;
+
+static void stats_run(uv_work_t *req)
+{
+    stats_work *w = req->data;
+    Hypr__V1__GetSystemStatsResponse *resp = &w->resp;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    resp->host_cpus = cpus > 0 ? (uint32_t)cpus : 1;
+    read_meminfo(&resp->host_memory_total_bytes, &resp->host_memory_available_bytes);
+    struct statvfs vfs;
+    if (statvfs(w->data_dir, &vfs) == 0) {
+        resp->disk_total_bytes = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+        resp->disk_free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    }
+    resp->volumes_size_bytes = dir_usage(w->data_dir, "volumes");
+    resp->logs_size_bytes = dir_usage(w->data_dir, "logs");
+    resp->disk_used_by_hypr_bytes = dir_usage(w->data_dir, "");
+}
+
+static void stats_done(uv_work_t *req, int status)
+{
+    (void)status;
+    stats_work *w = req->data;
+    if (w->call) {
+        rpc_call_set_data(w->call, NULL);
+        w->resp.data_dir = w->data_dir;
+        rpc_call_reply(w->call, &w->resp.base);
+    }
+    free(w->data_dir);
+    free(w);
+}
+
 void api_get_system_stats(rpc_call *call, ProtobufCMessage *msg)
 {
     protobuf_c_message_free_unpacked(msg, NULL);
@@ -136,27 +174,35 @@ void api_get_system_stats(rpc_call *call, ProtobufCMessage *msg)
         api_fail(call, &err);
         return;
     }
-    Hypr__V1__GetSystemStatsResponse resp = HYPR__V1__GET_SYSTEM_STATS_RESPONSE__INIT;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    resp.host_cpus = cpus > 0 ? (uint32_t)cpus : 1;
-    read_meminfo(&resp.host_memory_total_bytes, &resp.host_memory_available_bytes);
-    struct statvfs vfs;
-    if (statvfs(d->data_dir, &vfs) == 0) {
-        resp.disk_total_bytes = (uint64_t)vfs.f_blocks * vfs.f_frsize;
-        resp.disk_free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    stats_work *w = xcalloc(1, sizeof(*w));
+    hypr__v1__get_system_stats_response__init(&w->resp);
+    w->req.data = w;
+    w->call = call;
+    w->data_dir = xstrdup(d->data_dir);
+    w->resp.vms_total = c.vms;
+    w->resp.vms_running = c.vms_running;
+    w->resp.images = c.images;
+    w->resp.networks = c.networks;
+    w->resp.volumes = c.volumes;
+    w->resp.stacks = c.stacks;
+    w->resp.images_size_bytes = c.images_size_bytes;
+    rpc_call_set_data(call, w);
+    int r = uv_queue_work(d->loop, &w->req, stats_run, stats_done);
+    if (r < 0) {
+        rpc_call_set_data(call, NULL);
+        free(w->data_dir);
+        free(w);
+        hypr_err(&err, HYPR_INTERNAL, -r, "system stats: %s", uv_strerror(r));
+        api_fail(call, &err);
     }
-    resp.vms_total = c.vms;
-    resp.vms_running = c.vms_running;
-    resp.images = c.images;
-    resp.networks = c.networks;
-    resp.volumes = c.volumes;
-    resp.stacks = c.stacks;
-    resp.images_size_bytes = c.images_size_bytes;
-    resp.volumes_size_bytes = dir_usage(d->data_dir, "volumes");
-    resp.logs_size_bytes = dir_usage(d->data_dir, "logs");
-    resp.disk_used_by_hypr_bytes = dir_usage(d->data_dir, "");
-    resp.data_dir = d->data_dir;
-    rpc_call_reply(call, &resp.base);
+}
+
+void api_get_system_stats_close(rpc_call *call, bool cancelled)
+{
+    (void)cancelled;
+    stats_work *w = rpc_call_get_data(call);
+    if (w)
+        w->call = NULL;
 }
 
 void api_subscribe_events(rpc_call *call, ProtobufCMessage *msg)

@@ -83,6 +83,7 @@ void api_health(rpc_call *call, ProtobufCMessage *msg);
 void api_get_settings(rpc_call *call, ProtobufCMessage *msg);
 void api_update_settings(rpc_call *call, ProtobufCMessage *msg);
 void api_get_system_stats(rpc_call *call, ProtobufCMessage *msg);
+void api_get_system_stats_close(rpc_call *call, bool cancelled);
 void api_subscribe_events(rpc_call *call, ProtobufCMessage *msg);
 void api_subscribe_events_close(rpc_call *call, bool cancelled);
 
