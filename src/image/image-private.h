@@ -72,6 +72,15 @@ struct image_tree {
 /* Opens a layer source for reading (tar, gzip/zstd/xz/bzip2 or plain). */
 int img_layer_open(const image_layer_src *src, struct archive **out, hypr_error *err);
 const char *img_layer_label(const image_layer_src *src);
+/* The decompressors a layer may use (gzip, zstd, xz, bzip2; all in-process). */
+void img_archive_add_filters(struct archive *a);
+/* Like img_layer_open, hashing the uncompressed stream in the same pass (layer_check.c):
+ * once the tar reader is done, img_layer_check_finish reads what is left and compares
+ * the sha256 with the expected diff_id (DATA_LOSS naming both when they differ). The check belongs to the archive and goes with it. */
+typedef struct img_layer_check img_layer_check;
+int img_layer_open_checked(const image_layer_src *src, struct archive **out,
+                           img_layer_check **check, hypr_error *err);
+int img_layer_check_finish(img_layer_check *c, const char *diff_id, hypr_error *err);
 void img_archive_freep(struct archive **a);
 #define _cleanup_archive_ _cleanup_(img_archive_freep)
 

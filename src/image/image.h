@@ -182,7 +182,8 @@ typedef struct image_layer_src {
     const char *path;
     const void *data;
     size_t len;
-    const char *label; /* for messages: "layer sha256:ab12.." */
+    const char *label;   /* for messages: "layer sha256:ab12.." */
+    const char *diff_id; /* "sha256:<hex>" of the uncompressed tar, checked when set */
 } image_layer_src;
 
 image_tree *image_tree_new(void);

@@ -567,16 +567,22 @@ const char *img_layer_label(const image_layer_src *src)
     return src->label ? src->label : src->path ? src->path : "layer";
 }
 
+void img_archive_add_filters(struct archive *a)
+{
+    /* Only in-process decompressors: no filter that would run an external program. */
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_zstd(a);
+    archive_read_support_filter_xz(a);
+    archive_read_support_filter_bzip2(a);
+}
+
 int img_layer_open(const image_layer_src *src, struct archive **out, hypr_error *err)
 {
     *out = NULL;
     struct archive *a = archive_read_new();
     if (!a)
         abort();
-    archive_read_support_filter_gzip(a);
-    archive_read_support_filter_zstd(a);
-    archive_read_support_filter_xz(a);
-    archive_read_support_filter_bzip2(a);
+    img_archive_add_filters(a);
     archive_read_support_format_tar(a);
     int r = src->path ? archive_read_open_filename(a, src->path, 256 * 1024)
                       : archive_read_open_memory(a, src->data, src->len);
@@ -655,7 +661,9 @@ int img_layer_scan(const image_layer_src *layer, const char *spill_dir,
     memset(out, 0, sizeof(*out));
     out->spill_fd = -1;
     _cleanup_archive_ struct archive *a = NULL;
-    int r = img_layer_open(layer, &a, err);
+    img_layer_check *check = NULL; /* owned by a */
+    int r = layer->diff_id ? img_layer_open_checked(layer, &a, &check, err)
+                           : img_layer_open(layer, &a, err);
     if (r < 0)
         return r;
     _cleanup_free_ char *buf = NULL;
@@ -702,6 +710,10 @@ int img_layer_scan(const image_layer_src *layer, const char *spill_dir,
         if (!out->entries[out->n])
             abort();
         out->n++;
+    }
+    if (check && (r = img_layer_check_finish(check, layer->diff_id, err)) < 0) {
+        img_scan_free(out);
+        return r;
     }
     return 0;
 }

@@ -321,6 +321,13 @@ int image_pull(const image_pull_opts *o, image_progress *progress, image_staged 
     }
     if (!cfg.platform.arch && want.arch)
         cfg.platform.arch = xstrdup(want.arch);
+    /* Each layer's uncompressed content is checked against the config's diff_ids. */
+    if (cfg.diff_ids && strv_length(cfg.diff_ids) != man.n_layers) {
+        r = hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                     "image config lists %zu diff_ids for %zu layers", strv_length(cfg.diff_ids),
+                     man.n_layers);
+        goto out;
+    }
 
     /* Layers. */
     image_progress_set_layers(progress, man.layers, man.n_layers);
@@ -337,6 +344,8 @@ int image_pull(const image_pull_opts *o, image_progress *progress, image_staged 
         paths[i] = blobs_cache_path(o->data_dir, man.layers[i].digest);
         srcs[i].path = paths[i];
         srcs[i].label = labels[i];
+        if (cfg.diff_ids && str_startswith(cfg.diff_ids[i], "sha256:"))
+            srcs[i].diff_id = cfg.diff_ids[i];
     }
     tree = image_tree_new();
     {

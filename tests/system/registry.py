@@ -322,19 +322,20 @@ class OciLayout:
             f.write(data)
         return {"mediaType": media_type, "digest": d, "size": len(data)}
 
-    def add_image(self, layers, config=None, arch="amd64", history=None):
-        """layers: list of (entries, compression). Returns (manifest descriptor, info)."""
-        descs, diff_ids = [], []
+    def add_image(self, layers, config=None, arch="amd64", history=None, diff_ids=None):
+        """layers: list of (entries, compression). Returns (manifest descriptor, info).
+        diff_ids: what the config claims instead of the true ones (for fault tests)."""
+        descs, true_ids = [], []
         for entries, how in layers:
             raw = entries if isinstance(entries, bytes) else tar_bytes(entries)
-            diff_ids.append(sha256(raw))
+            true_ids.append(sha256(raw))
             descs.append(self.blob(compress(raw, how), LAYER_TYPES[how]))
         cfg = {
             "created": "2024-01-02T03:04:05Z",
             "architecture": arch,
             "os": "linux",
             "config": config or {},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "rootfs": {"type": "layers", "diff_ids": true_ids if diff_ids is None else diff_ids},
             "history": history or [{"created": "2024-01-02T03:04:05Z",
                                     "created_by": "layer %d" % i} for i in range(len(layers))],
         }

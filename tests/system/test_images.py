@@ -22,8 +22,8 @@ import pytest
 
 import hypr_pb2
 from conftest import HYPR_BIN, wait_for
-from registry import (AuthProxy, OciLayout, Registry, busybox_base, squashfs_cat,
-                      squashfs_listing, squashfs_stat)
+from registry import (AuthProxy, OciLayout, Registry, busybox_base, sha256, squashfs_cat,
+                      squashfs_listing, squashfs_stat, tar_bytes)
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(b) for b in ("docker-registry", "skopeo", "unsquashfs", "rdsquashfs")),
@@ -591,6 +591,34 @@ def test_blob_digest_mismatch(env, hyprd, short_tmp):
                                                layer.split(":")[1]))
     finally:
         reg.stop()
+
+
+@pytest.mark.parametrize("how", ["gzip", "zstd", "none"])
+def test_diff_id_mismatch(env, hyprd, how):
+    """A layer whose uncompressed content is not what the config's diff_ids say (the
+    blob digests all match): DATA_LOSS naming the layer and both digests; nothing
+    stored. A config with a diff_id too few is refused as well."""
+    good = busybox_base([{"name": "etc/motd", "data": b"hello\n"}])
+    other = tar_bytes([{"name": "x", "data": b"not the layer"}])
+    layers = [(good, "gzip"), ([{"name": "data/f", "data": b"payload" * 1000}], how)]
+    desc, info = env.layout.add_image(layers)
+    lie = list(info["cfg"]["rootfs"]["diff_ids"])
+    lie[1] = sha256(other)
+    bad, _ = env.layout.add_image(layers, diff_ids=lie)
+    env.layout.tag(bad, "baddiff-" + how)
+    env.layout.push("baddiff-" + how, "%s/test/baddiff-%s:1" % (env.reg.host, how))
+    err = pull_error(hyprd, "%s/test/baddiff-%s:1" % (env.reg.host, how))
+    assert err.code() == grpc.StatusCode.DATA_LOSS, err.details()
+    layer = info["layers"][1]["digest"]
+    assert layer[:19] in err.details() and lie[1] in err.details(), err.details()
+    assert "diff_id" in err.details(), err.details()
+    assert_no_image(hyprd)
+    short, _ = env.layout.add_image(layers, diff_ids=lie[:1])
+    env.layout.tag(short, "shortdiff-" + how)
+    env.layout.push("shortdiff-" + how, "%s/test/shortdiff-%s:1" % (env.reg.host, how))
+    err = pull_error(hyprd, "%s/test/shortdiff-%s:1" % (env.reg.host, how))
+    assert "1 diff_ids for 2 layers" in err.details(), err.details()
+    assert_no_image(hyprd)
 
 
 def test_disk_full(env, daemons, short_tmp):
