@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import shutil
 import socket
 import socketserver
 import subprocess

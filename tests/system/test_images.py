@@ -749,7 +749,7 @@ def test_import_tar_and_directory(env, hyprd, short_tmp):
     assert squashfs_cat(sq, "/etc/hostname") == b"dir-import\n"
     assert squashfs_stat(sq, "/etc/hn2")["Hard link count"] == "2"
     assert squashfs_listing(sq)["/hn"]["target"] == "etc/hostname"
-    p = cli(hyprd, "image", "import", tarball, "cli-imported:2")
+    cli(hyprd, "image", "import", tarball, "cli-imported:2")
     assert "cli-imported" in cli(hyprd, "images").stdout
     with pytest.raises(grpc.RpcError) as ei:
         hyprd.call("ImportImage", source="/nonexistent/x.tar", reference="x", timeout=30)
