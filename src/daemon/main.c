@@ -11,6 +11,7 @@
 #include <grp.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -162,8 +163,23 @@ static int start_listeners(daemon_ctx *d, hypr_error *err)
     return 0;
 }
 
+/* Each forwarded connection holds up to 6 fds (2 sockets, 2 pipes of 2) and each
+ * VM a few more: take the hard limit, as dockerd's unit does with LimitNOFILE. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_debug("open files limit raised from %llu to %llu", (unsigned long long)was,
+                      (unsigned long long)rl.rlim_cur);
+    }
+}
+
 static int run(daemon_ctx *d, hypr_error *err)
 {
+    raise_fd_limit();
     int r = mkdir_p(d->data_dir, 0711);
     if (r < 0)
         return hypr_err(err, HYPR_INTERNAL, -r, "create data dir %s: %s", d->data_dir,
