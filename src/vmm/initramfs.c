@@ -7,7 +7,7 @@
 
 #include "vmm/vmm-private.h"
 
-#define STAMP_FORMAT     "hypr-initramfs 1"
+#define STAMP_FORMAT     "hypr-initramfs 4"
 #define MAX_MODULE_SIZE  ((size_t)64 << 20)
 #define MAX_KESTREL_SIZE ((size_t)64 << 20)
 #define MAX_BASE_SIZE    ((size_t)512 << 20)
@@ -230,6 +230,23 @@ int vmm_modules_resolve(const char *modules_dir, const char *const *wanted, char
     return 0;
 }
 
+/* Drops a module's appended signature: unenforced (no lockdown in a guest we boot),
+ * checking it costs the guest a SHA-512 of the module and an RSA verify each, which
+ * under TCG add up to a visible part of the boot. The trailer is the signature,
+ * struct module_signature (12 bytes, big-endian sig_len last) and the magic. */
+static void strip_signature(hypr_buf *ko)
+{
+    static const char magic[] = "~Module signature appended~\n";
+    const size_t mlen = sizeof(magic) - 1, info = 12;
+    if (ko->len < mlen + info || memcmp(ko->data + ko->len - mlen, magic, mlen) != 0)
+        return;
+    const uint8_t *p = (const uint8_t *)ko->data + ko->len - mlen - 4;
+    size_t sig_len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+    if (sig_len > ko->len - mlen - info)
+        return; /* not a trailer we understand: keep the module as it is */
+    ko->len -= mlen + info + sig_len;
+}
+
 int vmm_module_read(const char *path, hypr_buf *out, hypr_error *err)
 {
     _cleanup_free_ char *data = NULL;
@@ -240,13 +257,14 @@ int vmm_module_read(const char *path, hypr_buf *out, hypr_error *err)
     out->len = 0;
     if (str_endswith(path, ".ko")) {
         buf_append(out, data, len);
-        return 0;
+    } else {
+        /* finit_module takes compressed modules only with MODULE_DECOMPRESS:
+         * decompress here so every kernel can load them. */
+        r = vmm_decompress_stream(data, len, out, err);
+        if (r < 0)
+            return hypr_err_prefix(err, "module %s", path);
     }
-    /* finit_module takes compressed modules only with MODULE_DECOMPRESS:
-     * decompress here so every kernel can load them. */
-    r = vmm_decompress_stream(data, len, out, err);
-    if (r < 0)
-        return hypr_err_prefix(err, "module %s", path);
+    strip_signature(out);
     return 0;
 }
 
@@ -281,6 +299,35 @@ static char *make_stamp(const vmm_initramfs_opts *o, const char *kestrel, size_t
                      fnv1a64(kestrel, kestrel_len));
 }
 
+/* Modules the guest loads only when their device is there (kestrel checks the
+ * condition written before the path in modules.order): PCI transport only on a
+ * machine with a PCI bus (not qemu microvm), vsock only with a vsock device, the
+ * NIC driver only for a VM with a NIC. Each costs the boot a module load.
+ * virtio_console stays unconditional and early: its ports get their names
+ * asynchronously, and kestrel opens the control port right after the modules. */
+static const struct {
+    const char *module;
+    const char *cond;
+} module_conditions[] = {
+    {"virtio_pci", "@pci"},
+    {"virtio_pci_modern_dev", "@pci"},
+    {"virtio_pci_legacy_dev", "@pci"},
+    {"virtio_net", "@virtio=1"},
+    {"net_failover", "@virtio=1"},
+    {"failover", "@virtio=1"},
+    {"vsock", "@virtio=19"},
+    {"vmw_vsock_virtio_transport_common", "@virtio=19"},
+    {"vmw_vsock_virtio_transport", "@virtio=19"},
+};
+
+static const char *module_condition(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(module_conditions); i++)
+        if (strcmp(module_conditions[i].module, name) == 0)
+            return module_conditions[i].cond;
+    return NULL;
+}
+
 static int add_modules(cpio_writer *w, const char *modules_dir, hypr_buf *order_txt,
                        hypr_error *err)
 {
@@ -297,7 +344,8 @@ static int add_modules(cpio_writer *w, const char *modules_dir, hypr_buf *order_
         if (r < 0)
             return r;
         cpio_add_file(w, dst, 0644, ko.data, ko.len);
-        buf_printf(order_txt, "%s\n", dst);
+        const char *cond = module_condition(name);
+        buf_printf(order_txt, "%s%s%s\n", cond ? cond : "", cond ? " " : "", dst);
     }
     return 0;
 }

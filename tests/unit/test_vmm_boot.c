@@ -380,6 +380,12 @@ static void test_initramfs(void **state)
     assert_true(str_startswith(otext, "/lib/modules/"));
     assert_true(strstr(otext, "/lib/modules/virtio_ring.ko\n") <
                 strstr(otext, "/lib/modules/virtio_blk.ko\n"));
+    /* Device drivers load only when their device is there; the root's never wait. */
+    assert_non_null(strstr(otext, "\n/lib/modules/virtio_blk.ko\n"));
+    assert_non_null(strstr(otext, "\n@virtio=1 /lib/modules/virtio_net.ko\n"));
+    assert_non_null(strstr(otext, "\n@virtio=1 /lib/modules/failover.ko\n"));
+    assert_non_null(strstr(otext, "\n@virtio=19 /lib/modules/vsock.ko\n"));
+    assert_non_null(strstr(otext, "\n/lib/modules/virtio_console.ko\n"));
     assert_non_null(cpio_get(e, n, "dev"));
 
     /* Unchanged: no rebuild. Changed kestrel: rebuild. */
