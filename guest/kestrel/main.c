@@ -507,8 +507,14 @@ static int pid1(void)
     modules_load(mr == 0 ? k->m.modules.v : NULL);
     phase_mark(k, CTL_PHASE_MODULES_DONE);
 
-    /* A first attempt right away; the loop keeps retrying when it fails. */
-    if (channel_open(&k->ch) < 0)
+    /* The control port gets its name from the host a moment after its driver
+     * loads: keep trying for up to 2 s, so a short workload's start and exit are
+     * not missed; after that the loop keeps retrying every second. */
+    for (int i = 0; i < 200 && channel_open(&k->ch) < 0; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (k->ch.state == CHAN_DOWN)
         k->ch.retry_at_ms = mono_ms() + 1000;
     else if (k->ch.state == CHAN_CONNECTING)
         channel_drain(&k->ch, 500); /* completes the connect if the host is there */
