@@ -797,7 +797,8 @@ def test_nftables_port_forward_mode(netd, outside):
 
 def test_restarted_daemon_removes_stale_taps(daemons, net_image):
     """TAPs that belong to no running VM (a hyprd that was SIGKILLed, a leftover device)
-    are removed when hyprd starts again on the same directories."""
+    are removed when hyprd starts again on the same directories; a `--restart always`
+    VM comes back with its TAP, its address and its published port."""
     d = daemons.start()
     h = NetHost(d)
     import_busybox(d, net_image[0], timeout=180)
@@ -805,21 +806,34 @@ def test_restarted_daemon_removes_stale_taps(daemons, net_image):
     tap = tap_of(vm_id)
     assert link_exists(tap)
     pid = h.inspect(vm_id)["State"]["Pid"]
+    port = HTTP_PORT + 7
+    keeper = h.boot("-n", "keeper", "--restart", "always", "-p", "%d:80" % port, IMAGE,
+                    "httpd", "-f", "-p", "80", "-h", "/www")
+    keeper_ip = h.vm_ip(keeper)
+    keeper_pid = h.inspect(keeper)["State"]["Pid"]
     leftover = "htapdeadbeef00"[:15]
     subprocess.run(["ip", "tuntap", "add", "dev", leftover, "mode", "tap"], check=True)
     try:
         d.kill()
-        try:  # the hypervisor of a crashed daemon goes too (if it outlived it)
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        wait_for(lambda: pid not in all_qemu_pids(), 10, "the orphaned qemu to exit")
+        for p in (pid, keeper_pid):  # the hypervisors of a crashed daemon go too
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_for(lambda: not {pid, keeper_pid} & set(all_qemu_pids()), 10,
+                 "the orphaned qemus to exit")
         # A crashed daemon cleaned nothing up: the persistent TAP is still there.
         assert link_exists(tap), "TAP %s vanished with the daemon (not persistent?)" % tap
         d.start()
         assert not link_exists(leftover), htaps()
         assert not link_exists(tap), htaps()
         assert h.status(vm_id) != "running" or link_exists(tap)
+        # The restart-policy VM is running again, reachable as before.
+        h.wait_status(keeper, "running")
+        assert link_exists(tap_of(keeper)), htaps()
+        assert h.vm_ip(keeper) == keeper_ip
+        wait_for(lambda: http_get("/", port=port, timeout=5)[0] == 200, 60,
+                 "the restarted VM's page through 127.0.0.1:%d" % port, interval=0.25)
     finally:
         subprocess.run(["ip", "link", "del", leftover], capture_output=True)
         if d.alive():
