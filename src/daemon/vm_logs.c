@@ -5,6 +5,8 @@
 #include "vm.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <string.h>
 
 /* A line longer than this is cut into records of this size. */
@@ -13,11 +15,25 @@
 /* Record header, little-endian: u8 stream, 3 reserved, u32 length, i64 ms. */
 #define REC_HEADER 16
 
+/* One StreamLogs call: first the history, read from the record file as the call
+ * drains (never all of it in memory), then, with follow, the live records. */
 struct log_follower {
     rpc_call *call;
-    vm_runtime *vm;
+    vm_runtime *vm; /* live mode: the VM whose followers list holds this */
     log_follower *next;
+    daemon_ctx *d;
+    char id[HYPR_ID_LEN + 1];
+    bool follow;
+    /* History mode (fd >= 0): the record file mapped up to map_len. */
+    int fd;
+    uint8_t *map;
+    size_t map_len;
+    size_t off;  /* next record */
+    size_t skip; /* records still to skip for the tail */
 };
+
+/* History is sent while the call has less than this queued. */
+#define HISTORY_HIGH_WATER (256 * 1024)
 
 char *vm_log_path(daemon_ctx *d, const char *id)
 {
@@ -57,15 +73,18 @@ static uint64_t get_le(const uint8_t *p, int bytes)
     return v;
 }
 
-static void send_entry(rpc_call *call, int stream, int64_t ts, const uint8_t *data, size_t len)
+static int send_entry(rpc_call *call, int stream, int64_t ts, const uint8_t *data, size_t len)
 {
     Hypr__V1__LogEntry e = HYPR__V1__LOG_ENTRY__INIT;
     e.data.data = (uint8_t *)data;
     e.data.len = len;
     e.stream = stream == CTL_LOG_STDERR ? "stderr" : "stdout";
     e.timestamp_ms = ts;
-    rpc_call_send(call, &e.base);
+    return rpc_call_send(call, &e.base);
 }
+
+static int history_file_open(log_follower *f);
+static void history_pump(rpc_call *call);
 
 static void write_record(vm_runtime *vm, int stream, const uint8_t *data, size_t len)
 {
@@ -80,8 +99,19 @@ static void write_record(vm_runtime *vm, int stream, const uint8_t *data, size_t
     memcpy(rec + REC_HEADER, data, len);
     if (append_all(records, rec, REC_HEADER + len) < 0 || append_all(log, data, len) < 0)
         log_warn("VM %s: cannot write its log: %s", vm->name, strerror(errno));
-    for (log_follower *f = vm->followers; f; f = f->next)
+    for (log_follower *f = vm->followers; f; f = f->next) {
+        if (f->fd >= 0)
+            continue; /* catching up from the file: this record is there too */
+        /* A reader that falls behind reads from the file until it catches up, so
+         * a slow `logs -f` costs neither the workload nor hyprd's memory. */
+        if (rpc_call_pending(f->call) >= HISTORY_HIGH_WATER && history_file_open(f) == 0) {
+            log_debug("VM %s: a log reader fell behind; it continues from the file", vm->name);
+            rpc_call_on_drain(f->call, history_pump);
+            continue;
+        }
         send_entry(f->call, stream, now, data, len);
+        f->off += REC_HEADER + len;
+    }
 }
 
 void vm_log_append(vm_runtime *vm, int stream, const uint8_t *data, size_t len)
@@ -119,41 +149,151 @@ void vm_log_end_followers(vm_runtime *vm)
     while (f) {
         log_follower *next = f->next;
         f->vm = NULL;
-        rpc_call_finish(f->call, HYPR_OK, NULL);
+        f->follow = false;
+        if (f->fd < 0) /* else the file still has records for it; it ends after them */
+            rpc_call_finish(f->call, HYPR_OK, NULL);
         f = next;
     }
 }
 
-/* Sends the last `tail` records (all when tail < 0) of a VM's log. */
-static int send_history(rpc_call *call, daemon_ctx *d, const char *id, int tail, hypr_error *err)
+static void history_close(log_follower *f)
 {
-    _cleanup_free_ char *log = vm_log_path(d, id);
+    if (f->map)
+        munmap(f->map, f->map_len);
+    f->map = NULL;
+    f->map_len = 0;
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+}
+
+/* Maps the record file as far as it goes now (it grows while the VM runs). */
+static int history_map(log_follower *f)
+{
+    struct stat st;
+    if (fstat(f->fd, &st) < 0)
+        return -errno;
+    size_t len = (size_t)st.st_size;
+    if (len == f->map_len)
+        return 0;
+    if (f->map)
+        munmap(f->map, f->map_len);
+    f->map = NULL;
+    f->map_len = 0;
+    if (len == 0)
+        return 0;
+    void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, f->fd, 0);
+    if (m == MAP_FAILED)
+        return -errno;
+    f->map = m;
+    f->map_len = len;
+    return 0;
+}
+
+/* The pages before the next record are done with: out of hyprd's RSS. */
+static void history_release(log_follower *f)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t done = f->off / page * page;
+    if (f->map && done > 0)
+        madvise(f->map, done, MADV_DONTNEED);
+}
+
+/* The record file, open and mapped (it may be read from f->off on). */
+static int history_file_open(log_follower *f)
+{
+    _cleanup_free_ char *log = vm_log_path(f->d, f->id);
     _cleanup_free_ char *path = xasprintf("%s.stdio", log);
-    _cleanup_free_ char *data = NULL;
-    size_t len = 0;
-    int r = read_file(path, (size_t)1 << 30, &data, &len);
+    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (f->fd < 0)
+        return -errno;
+    int r = history_map(f);
+    if (r < 0)
+        history_close(f);
+    return r;
+}
+
+/* The length of the complete record at off, or 0 (end, or a torn last record of a
+ * daemon killed mid-write). */
+static size_t record_at(const log_follower *f, size_t off)
+{
+    if (off + REC_HEADER > f->map_len)
+        return 0;
+    size_t n = (size_t)get_le(f->map + off + 4, 4);
+    return n <= f->map_len - off - REC_HEADER ? REC_HEADER + n : 0;
+}
+
+/* History sent: live records from now on (same loop turn: none can be missed), or
+ * the end of the call. */
+static void history_done(log_follower *f)
+{
+    history_close(f);
+    rpc_call_on_drain(f->call, NULL);
+    if (f->vm)
+        return; /* caught up: live again (it stayed on the VM's list) */
+    vm_runtime *vm = f->follow ? vm_runtime_find(f->d, f->id) : NULL;
+    if (!vm) {
+        rpc_call_finish(f->call, HYPR_OK, NULL);
+        return;
+    }
+    f->vm = vm;
+    f->next = vm->followers;
+    vm->followers = f;
+}
+
+/* Sends records until the call has enough queued (resumed when it drains) or the
+ * file has no more. */
+static void history_pump(rpc_call *call)
+{
+    log_follower *f = rpc_call_get_data(call);
+    if (!f || f->fd < 0)
+        return;
+    for (;;) {
+        size_t len = record_at(f, f->off);
+        if (!len) {
+            /* At the end of what was mapped: the file may have grown meanwhile. */
+            size_t before = f->map_len;
+            if (history_map(f) < 0 || f->map_len == before || !record_at(f, f->off)) {
+                history_done(f);
+                return;
+            }
+            continue;
+        }
+        const uint8_t *rec = f->map + f->off;
+        if (f->skip > 0)
+            f->skip--;
+        else if (send_entry(call, rec[0], (int64_t)get_le(rec + 8, 8), rec + REC_HEADER,
+                            len - REC_HEADER) == -ECANCELED)
+            return;
+        f->off += len;
+        if (rpc_call_pending(call) >= HISTORY_HIGH_WATER) {
+            history_release(f);
+            rpc_call_on_drain(call, history_pump);
+            return;
+        }
+    }
+}
+
+/* Opens the record file and counts its records, so a tail starts at the right one. */
+static int history_open(log_follower *f, int tail, hypr_error *err)
+{
+    int r = history_file_open(f);
     if (r == -ENOENT)
         return 0;
     if (r < 0)
-        return hypr_err(err, HYPR_INTERNAL, -r, "read %s: %s", path, strerror(-r));
-    /* Count the records, so a tail can start at the right one. */
-    size_t count = 0;
-    for (size_t off = 0; off + REC_HEADER <= len;) {
-        size_t n = (size_t)get_le((uint8_t *)data + off + 4, 4);
-        if (n > len - off - REC_HEADER)
-            break; /* a torn last record (daemon killed mid-write) */
-        off += REC_HEADER + n;
+        return hypr_err(err, HYPR_INTERNAL, -r, "read the logs of VM %.12s: %s", f->id,
+                        strerror(-r));
+    size_t count = 0, page = (size_t)sysconf(_SC_PAGESIZE), released = 0;
+    for (size_t off = 0, len; (len = record_at(f, off)); off += len) {
         count++;
+        if (off - released >= ((size_t)4 << 20)) { /* counted pages go as we pass */
+            madvise(f->map + released, (off - released) / page * page, MADV_DONTNEED);
+            released += (off - released) / page * page;
+        }
     }
-    size_t skip = tail >= 0 && (size_t)tail < count ? count - (size_t)tail : 0;
-    size_t i = 0;
-    for (size_t off = 0; i < count; i++) {
-        const uint8_t *rec = (uint8_t *)data + off;
-        size_t n = (size_t)get_le(rec + 4, 4);
-        if (i >= skip)
-            send_entry(call, rec[0], (int64_t)get_le(rec + 8, 8), rec + REC_HEADER, n);
-        off += REC_HEADER + n;
-    }
+    f->skip = tail >= 0 && (size_t)tail < count ? count - (size_t)tail : 0;
+    if (f->map) /* counted: the pages can go until they are sent */
+        madvise(f->map, f->map_len, MADV_DONTNEED);
     return 0;
 }
 
@@ -164,27 +304,28 @@ void api_stream_logs(rpc_call *call, ProtobufCMessage *msg)
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_vm rec = {0};
     int r = store_vm_find(d->db, req->id, &rec, &err);
-    if (r >= 0)
-        r = send_history(call, d, rec.id, req->tail, &err);
-    bool follow = req->follow;
+    log_follower *f = xcalloc(1, sizeof(*f));
+    f->call = call;
+    f->d = d;
+    f->fd = -1;
+    f->follow = req->follow;
+    if (r >= 0) {
+        memcpy(f->id, rec.id, sizeof(f->id));
+        r = history_open(f, req->tail, &err);
+    }
     protobuf_c_message_free_unpacked(msg, NULL);
+    store_vm_clear(&rec);
     if (r < 0) {
-        store_vm_clear(&rec);
+        history_close(f);
+        free(f);
         api_fail(call, &err);
         return;
     }
-    vm_runtime *vm = follow ? vm_runtime_find(d, rec.id) : NULL;
-    store_vm_clear(&rec);
-    if (!vm) {
-        rpc_call_finish(call, HYPR_OK, NULL);
-        return;
-    }
-    log_follower *f = xcalloc(1, sizeof(*f));
-    f->call = call;
-    f->vm = vm;
-    f->next = vm->followers;
-    vm->followers = f;
     rpc_call_set_data(call, f);
+    if (f->fd < 0)
+        history_done(f);
+    else
+        history_pump(call);
 }
 
 void api_stream_logs_close(rpc_call *call, bool cancelled)
@@ -193,6 +334,7 @@ void api_stream_logs_close(rpc_call *call, bool cancelled)
     log_follower *f = rpc_call_get_data(call);
     if (!f)
         return;
+    history_close(f);
     if (f->vm) {
         for (log_follower **p = &f->vm->followers; *p; p = &(*p)->next) {
             if (*p == f) {

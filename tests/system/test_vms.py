@@ -559,6 +559,32 @@ def test_logs_follow_streams_as_output_comes(vmd):
         vmd.hypr("rm", "-f", vm_id)
 
 
+def test_logs_follow_reader_that_falls_behind_gets_every_line(vmd):
+    """A `logs -f` reader that reads nothing until the workload is done (MBs of
+    output pile up behind it) still gets every line, once, in order; so do `logs`
+    and `logs -n` afterwards. hyprd catches such a reader up from the log file
+    instead of queueing the output in memory."""
+    n = 700000  # ~4.8 MB: more than hyprd queues on one connection
+    vm_id = vmd.run_detached(IMAGE, "sh", "-c", "sleep 1; seq 1 %d" % n)
+    try:
+        proc = vmd.popen("logs", "-f", vm_id)
+        try:
+            vmd.wait_status(vm_id, "exited", timeout=BOOT_TIMEOUT + 60)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        assert proc.returncode == 0, err
+        want = "".join("%d\n" % i for i in range(1, n + 1)).encode()
+        assert out == want, (len(out), len(want), out[:40], out[-40:])
+        assert vmd.logs(vm_id).encode() == want
+        assert vmd.ok("logs", "-n", "3", vm_id).out.splitlines() == [str(n - 2), str(n - 1),
+                                                                     str(n)]
+    finally:
+        vmd.hypr("rm", "-f", vm_id)
+
+
 # ---- exec ------------------------------------------------------------------------------
 
 def test_exec_ls_root(vmd, sleeper):
