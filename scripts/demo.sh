@@ -60,8 +60,8 @@ step images; hypr images
 step run --rm busybox echo hello from a microVM
 hypr run --rm busybox echo hello from a microVM
 
-step run -d --name web -p 8080:80 busybox httpd -f -p 80 -h /www
-hypr run -d --name web -p 8080:80 busybox httpd -f -p 80 -h /www
+step run -d --name web -p 8080:80 busybox httpd -f -v -p 80 -h /www
+hypr run -d --name web -p 8080:80 busybox httpd -f -v -p 80 -h /www
 step ps; hypr ps
 printf '\n\033[1m$ curl http://127.0.0.1:8080/\033[0m   (the port forward, from the host side)\n'
 curl -s --max-time 5 --retry 15 --retry-delay 1 --retry-all-errors http://127.0.0.1:8080/
@@ -70,7 +70,7 @@ step exec web -- ip -4 addr show eth0
 hypr exec web -- ip -4 addr show eth0
 step run --rm busybox wget -qO- http://web.hypr/   "(another VM, by name)"
 hypr run --rm busybox wget -qO- http://web.hypr/
-step logs web; hypr logs web
+step logs web "(httpd -v: a line per request)"; hypr logs web
 step rm -f web; hypr rm -f web
 step ps -a; hypr ps -a
 
