@@ -12,7 +12,7 @@ PACKAGES="
   procps iproute2 util-linux
   libcurl4-openssl-dev libarchive-dev libsquashfs-dev libssl-dev
   docker-registry skopeo umoci squashfs-tools squashfs-tools-ng busybox-static
-  apache2-utils zstd curl iperf3 socat dnsperf dnsmasq-base
+  apache2-utils openssl zstd curl iperf3 socat dnsperf dnsmasq-base
   qemu-system-x86 zlib1g-dev liblzma-dev libzstd-dev
   libmnl-dev libnftables-dev nftables
 "

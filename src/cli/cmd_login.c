@@ -47,9 +47,9 @@ static char *prompt(const char *label, bool secret)
     return line;
 }
 
-/* The daemon's insecure_registries, when it answers; NULL otherwise (loopback
- * registries are reached over plain HTTP anyway). Quiet: login works without it. */
-static char **daemon_insecure_registries(cli_ctx *ctx)
+/* A daemon setting, when the daemon answers; NULL otherwise (login works without
+ * it: loopback registries are reached over plain HTTP anyway). Quiet. */
+static char *daemon_setting(cli_ctx *ctx, const char *key)
 {
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     if (!ctx->client && rpc_client_connect(ctx->target, &ctx->client, &err) < 0) {
@@ -62,14 +62,18 @@ static char **daemon_insecure_registries(cli_ctx *ctx)
                          &hypr__v1__get_settings_response__descriptor, (ProtobufCMessage **)&resp,
                          5000, &err) < 0)
         return NULL;
+    for (size_t i = 0; i < resp->n_settings; i++)
+        if (strcmp(resp->settings[i]->key, key) == 0)
+            return xstrdup(resp->settings[i]->value);
+    return NULL;
+}
+
+static char **split_words(const char *s)
+{
     char **v = NULL;
-    for (size_t i = 0; i < resp->n_settings; i++) {
-        if (strcmp(resp->settings[i]->key, "insecure_registries"))
-            continue;
-        _cleanup_free_ char *w = xstrdup(resp->settings[i]->value);
-        for (char *save = NULL, *t = strtok_r(w, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
-            v = strv_append(v, t);
-    }
+    _cleanup_free_ char *w = xstrdup(s ? s : "");
+    for (char *save = NULL, *t = strtok_r(w, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
+        v = strv_append(v, t);
     return v;
 }
 
@@ -140,13 +144,16 @@ int cmd_login(cli_ctx *ctx, int argc, char **argv)
         return 1;
     }
 
-    _cleanup_strv_ char **insecure = daemon_insecure_registries(ctx);
+    _cleanup_free_ char *insecure_list = daemon_setting(ctx, "insecure_registries");
+    _cleanup_strv_ char **insecure = split_words(insecure_list);
+    _cleanup_free_ char *certs_dir = daemon_setting(ctx, "registry_certs_dir");
     image_login_opts lo = {
         .server = key,
         .user = user,
         .pass = pass,
         .insecure = insecure,
         .ca_file = getenv("HYPR_REGISTRY_CA_FILE"),
+        .certs_dir = certs_dir ? certs_dir : "/etc/hypr/certs.d",
     };
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     int r = image_registry_login(&lo, &err);

@@ -107,7 +107,7 @@ typedef struct image_job {
     image_progress progress;
     image_pull_opts pull;
     image_import_opts import;
-    char *reference, *platform, *data_dir, *source;
+    char *reference, *platform, *data_dir, *source, *certs_dir;
     char **insecure;
     image_staged staged;
     hypr_error err;
@@ -187,6 +187,7 @@ static void job_free(uv_handle_t *h)
     free(j->platform);
     free(j->data_dir);
     free(j->source);
+    free(j->certs_dir);
     strv_free(j->insecure);
     image_config_clear(&j->import.config);
     free(j);
@@ -335,12 +336,14 @@ void api_image_pull(rpc_call *call, const char *reference, const char *platform,
     j->platform = str_empty(platform) ? NULL : xstrdup(platform);
     _cleanup_free_ char *insecure = settings_get(d, "insecure_registries");
     j->insecure = split_list(insecure);
+    j->certs_dir = settings_get(d, "registry_certs_dir");
     j->pull = (image_pull_opts){
         .reference = j->reference,
         .platform = j->platform,
         .data_dir = j->data_dir,
         .insecure = j->insecure,
         .ca_file = getenv("HYPR_REGISTRY_CA_FILE"),
+        .certs_dir = j->certs_dir,
         .max_parallel = 4,
         .db = d->db,
     };

@@ -125,6 +125,10 @@ static const setting_def defs[] = {
      levels},
     {"port_forward", "userspace", "how published ports are forwarded", validate_choice, 0, 0,
      forwarders},
+    {"registry_certs_dir", "/etc/hypr/certs.d",
+     "TLS for registries, as Docker's certs.d: <dir>/<host[:port]>/ca.crt, client.cert, "
+     "client.key",
+     validate_path},
     {"stop_timeout", "10", "seconds a stopping workload gets before it is killed", validate_int, 0,
      3600},
 };

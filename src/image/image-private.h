@@ -76,7 +76,8 @@ const char *img_layer_label(const image_layer_src *src);
 void img_archive_add_filters(struct archive *a);
 /* Like img_layer_open, hashing the uncompressed stream in the same pass (layer_check.c):
  * once the tar reader is done, img_layer_check_finish reads what is left and compares
- * the sha256 with the expected diff_id (DATA_LOSS naming both when they differ). The check belongs to the archive and goes with it. */
+ * the sha256 with the expected diff_id (DATA_LOSS naming both when they differ). The check belongs
+ * to the archive and goes with it. */
 typedef struct img_layer_check img_layer_check;
 int img_layer_open_checked(const image_layer_src *src, struct archive **out,
                            img_layer_check **check, hypr_error *err);
@@ -148,6 +149,7 @@ typedef struct registry_opts {
     const image_ref *ref;
     char **insecure;
     const char *ca_file;
+    const char *certs_dir; /* Docker-style certs.d: <dir>/<host[:port]>/ca.crt, client.* */
     const char *config_dir;
     const image_progress *cancel;
 } registry_opts;

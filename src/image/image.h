@@ -239,6 +239,8 @@ typedef struct image_pull_opts {
     const char *data_dir;   /* images under <data_dir>/images, blobs under cache/ */
     char **insecure;        /* registries reached over plain HTTP (NULL-terminated) */
     const char *ca_file;    /* extra CA bundle, may be NULL */
+    const char *certs_dir;  /* <dir>/<host[:port]>/ca.crt (+ client.cert/.key) turn TLS on
+                               for that registry, loopback included; may be NULL */
     const char *config_dir; /* docker config dir; NULL = $DOCKER_CONFIG or ~/.docker */
     int max_parallel;       /* concurrent blob downloads; 0 = 4 */
     store *db;              /* for the "already present" check */
@@ -282,8 +284,9 @@ char *image_auth_key(const char *server);
 typedef struct image_login_opts {
     const char *server; /* an auths key or host[:port] */
     const char *user, *pass;
-    char **insecure;     /* registries reached over plain HTTP (NULL-terminated) */
-    const char *ca_file; /* extra CA bundle, may be NULL */
+    char **insecure;       /* registries reached over plain HTTP (NULL-terminated) */
+    const char *ca_file;   /* extra CA bundle, may be NULL */
+    const char *certs_dir; /* as in image_pull_opts */
 } image_login_opts;
 
 /* Checks credentials against the registry: GET /v2/ with basic auth, or a

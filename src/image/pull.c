@@ -263,6 +263,7 @@ int image_pull(const image_pull_opts *o, image_progress *progress, image_staged 
     registry_opts ro = {.ref = &ref,
                         .insecure = o->insecure,
                         .ca_file = o->ca_file,
+                        .certs_dir = o->certs_dir,
                         .config_dir = o->config_dir,
                         .cancel = progress};
     if ((r = registry_client_new(&ro, &reg, err)) < 0 || (r = registry_ping(reg, err)) < 0)

@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #define MAX_MANIFEST   (4u * 1024 * 1024)
@@ -25,6 +26,7 @@ struct registry_client {
     char *auth_header; /* "Authorization: ..." or NULL */
     auth_challenge chal;
     char *ca_file;
+    char *client_cert, *client_key; /* from certs.d, for registries that ask for them */
     const image_progress *cancel;
     CURL *easy; /* reused for small requests: keeps the connection */
 };
@@ -58,16 +60,33 @@ static bool is_insecure(char **list, const char *host)
     return false;
 }
 
+/* Docker's certs.d layout: <dir>/<host[:port]>/<name>; NULL when absent. */
+static char *certs_file(const char *dir, const char *host, const char *name)
+{
+    if (str_empty(dir) || strchr(host, '/'))
+        return NULL;
+    char *path = xasprintf("%s/%s/%s", dir, host, name);
+    if (access(path, R_OK) == 0)
+        return path;
+    free(path);
+    return NULL;
+}
+
 int registry_client_new(const registry_opts *o, registry_client **out, hypr_error *err)
 {
     pthread_once(&curl_once, curl_init_once);
     registry_client *c = xcalloc(1, sizeof(*c));
     c->host = xstrdup(image_ref_endpoint_host(o->ref));
-    bool plain = is_loopback(c->host) || is_insecure(o->insecure, c->host) ||
-                 is_insecure(o->insecure, o->ref->registry);
+    /* A registry with a CA or client certificate in certs.d speaks TLS, even on loopback. */
+    char *ca = certs_file(o->certs_dir, c->host, "ca.crt");
+    c->client_cert = certs_file(o->certs_dir, c->host, "client.cert");
+    c->client_key = certs_file(o->certs_dir, c->host, "client.key");
+    bool tls_configured = ca || c->client_cert;
+    bool plain = !tls_configured && (is_loopback(c->host) || is_insecure(o->insecure, c->host) ||
+                                     is_insecure(o->insecure, o->ref->registry));
     c->base = xasprintf("%s://%s", plain ? "http" : "https", c->host);
     c->repository = xstrdup(o->ref->repository);
-    c->ca_file = o->ca_file ? xstrdup(o->ca_file) : NULL;
+    c->ca_file = ca ? ca : o->ca_file ? xstrdup(o->ca_file) : NULL;
     c->cancel = o->cancel;
     if (image_auth_lookup(o->config_dir, o->ref->registry, &c->user, &c->pass) == 0)
         log_debug("using credentials of %s for %s", c->user, o->ref->registry);
@@ -96,6 +115,8 @@ void registry_client_free(registry_client *c)
     free(c->auth_header);
     auth_challenge_clear(&c->chal);
     free(c->ca_file);
+    free(c->client_cert);
+    free(c->client_key);
     free(c);
 }
 
@@ -110,6 +131,10 @@ void registry_apply_tls(registry_client *c, void *easy)
         /* Both the extra bundle and the system's hashed CA directory. */
         curl_easy_setopt(easy, CURLOPT_CAINFO, c->ca_file);
         curl_easy_setopt(easy, CURLOPT_CAPATH, "/etc/ssl/certs");
+    }
+    if (c->client_cert && c->client_key) {
+        curl_easy_setopt(easy, CURLOPT_SSLCERT, c->client_cert);
+        curl_easy_setopt(easy, CURLOPT_SSLKEY, c->client_key);
     }
 }
 
@@ -416,8 +441,14 @@ int registry_ping(registry_client *c, hypr_error *err)
     }
     long st = resp.status;
     resp_clear(&resp);
+    /* 400 to plain HTTP is what a TLS server answers it. */
+    bool tls_hint = st == 400 && str_startswith(c->base, "http:");
     return hypr_err(err, HYPR_UNAVAILABLE, EPROTO,
-                    "%s does not look like a registry (GET /v2/ answered HTTP %ld)", c->host, st);
+                    "%s does not look like a registry (GET /v2/ answered HTTP %ld)%s", c->host, st,
+                    tls_hint
+                        ? "; if it serves HTTPS, put its CA certificate in "
+                          "<registry_certs_dir>/<host:port>/ca.crt (setting registry_certs_dir)"
+                        : "");
 }
 
 /* GET with one re-authentication on 401 (a token scoped for another repo). */
@@ -527,7 +558,8 @@ int image_registry_login(const image_login_opts *o, hypr_error *err)
     _cleanup_free_ char *host =
         strcmp(key, IMAGE_DOCKER_HUB_KEY) ? xstrdup(key) : xstrdup("docker.io");
     image_ref ref = {.registry = host, .repository = (char *)""};
-    registry_opts ro = {.ref = &ref, .insecure = o->insecure, .ca_file = o->ca_file};
+    registry_opts ro = {
+        .ref = &ref, .insecure = o->insecure, .ca_file = o->ca_file, .certs_dir = o->certs_dir};
     _cleanup_(registry_client_freep) registry_client *c = NULL;
     int r = registry_client_new(&ro, &c, err);
     if (r < 0)

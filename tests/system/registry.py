@@ -19,6 +19,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import socketserver
 import subprocess
 import tarfile
@@ -35,11 +36,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_http(url, timeout=15.0, ok=(200, 401)):
+def wait_http(url, timeout=15.0, ok=(200, 401), cafile=None):
     deadline = time.monotonic() + timeout
+    ctx = ssl.create_default_context(cafile=cafile) if cafile else None
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=1) as r:
+            with urllib.request.urlopen(url, timeout=1, context=ctx) as r:
                 if r.status in ok:
                     return
         except urllib.error.HTTPError as e:
@@ -55,7 +57,8 @@ def wait_http(url, timeout=15.0, ok=(200, 401)):
 class Registry:
     """docker-registry serving a temp dir on 127.0.0.1:<free port>."""
 
-    def __init__(self, base, htpasswd=None):
+    def __init__(self, base, htpasswd=None, tls=None):
+        """tls: (certificate, key, ca) files: the registry serves HTTPS."""
         self.base = str(base)
         os.makedirs(self.base, exist_ok=True)
         self.storage = os.path.join(self.base, "storage")
@@ -65,6 +68,9 @@ class Registry:
         cfg = ["version: 0.1", "log:", "  level: warn", "storage:", "  filesystem:",
                "    rootdirectory: %s" % self.storage, "  delete:", "    enabled: true",
                "http:", "  addr: 127.0.0.1:%d" % self.port]
+        self.tls = tls
+        if tls:
+            cfg += ["  tls:", "    certificate: %s" % tls[0], "    key: %s" % tls[1]]
         if htpasswd:
             self.user, self.password = htpasswd
             hp = os.path.join(self.base, "htpasswd")
@@ -84,7 +90,10 @@ class Registry:
         self.proc = subprocess.Popen(["docker-registry", "serve", self.config],
                                      stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
-        wait_http("http://%s/v2/" % self.host)
+        if self.tls:
+            wait_http("https://%s/v2/" % self.host, cafile=self.tls[2])
+        else:
+            wait_http("http://%s/v2/" % self.host)
         return self
 
     def stop(self):
@@ -229,6 +238,24 @@ class AuthProxy:
 
 
 # ---- OCI layouts built from Python -------------------------------------------------------
+
+def make_tls(dirpath, ip="127.0.0.1"):
+    """A throwaway CA and a server certificate for ip, signed by it (openssl CLI):
+    returns (cert, key, ca_cert) paths."""
+    os.makedirs(dirpath, exist_ok=True)
+    p = lambda n: os.path.join(dirpath, n)  # noqa: E731
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=hypr test CA", "-keyout", p("ca.key"), "-out", p("ca.crt"))
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s" % ip,
+        "-keyout", p("server.key"), "-out", p("server.csr"))
+    with open(p("ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:%s\n" % ip)
+    run("openssl", "x509", "-req", "-in", p("server.csr"), "-CA", p("ca.crt"), "-CAkey",
+        p("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", p("ext.cnf"),
+        "-out", p("server.crt"))
+    return p("server.crt"), p("server.key"), p("ca.crt")
+
 
 def sha256(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -29,6 +29,7 @@ DEFAULT_SETTINGS = {
     "kernel": "",
     "log_level": "info",
     "port_forward": "userspace",
+    "registry_certs_dir": "/etc/hypr/certs.d",
     "stop_timeout": "10",
 }
 

@@ -22,8 +22,8 @@ import pytest
 
 import hypr_pb2
 from conftest import HYPR_BIN, wait_for
-from registry import (AuthProxy, OciLayout, Registry, busybox_base, sha256, squashfs_cat,
-                      squashfs_listing, squashfs_stat, tar_bytes)
+from registry import (AuthProxy, OciLayout, Registry, busybox_base, make_tls, sha256,
+                      squashfs_cat, squashfs_listing, squashfs_stat, tar_bytes)
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(b) for b in ("docker-registry", "skopeo", "unsquashfs", "rdsquashfs")),
@@ -619,6 +619,40 @@ def test_diff_id_mismatch(env, hyprd, how):
     err = pull_error(hyprd, "%s/test/shortdiff-%s:1" % (env.reg.host, how))
     assert "1 diff_ids for 2 layers" in err.details(), err.details()
     assert_no_image(hyprd)
+
+
+def test_tls_registry_through_certs_d(env, hyprd, short_tmp):
+    """A registry serving HTTPS with a private CA: Docker's certs.d layout
+    (<registry_certs_dir>/<host:port>/ca.crt) makes hypr use TLS with that CA, even on
+    loopback; without it the pull fails with a clear error and stores nothing; a wrong
+    CA is a certificate error."""
+    cert, key, ca = make_tls(str(short_tmp / "tls"))
+    reg = Registry(str(short_tmp / "tlsreg"), tls=(cert, key, ca)).start()
+    try:
+        env.layout.push("zstd", "%s/test/tls:1" % reg.host)
+        ref = "%s/test/tls:1" % reg.host
+        # No CA configured: a loopback registry is spoken to in plain HTTP, which fails.
+        err = pull_error(hyprd, ref)
+        assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN,
+                              grpc.StatusCode.FAILED_PRECONDITION), err
+        assert reg.host in err.details() and "ca.crt" in err.details(), err.details()
+        assert_no_image(hyprd)
+        # A CA that did not sign the server's certificate.
+        other = make_tls(str(short_tmp / "othertls"))[2]
+        certs = short_tmp / "certs.d"
+        (certs / reg.host).mkdir(parents=True)
+        shutil.copy(other, certs / reg.host / "ca.crt")
+        hyprd.call("UpdateSettings", settings={"registry_certs_dir": str(certs)})
+        err = pull_error(hyprd, ref)
+        assert "certificate" in err.details().lower(), err.details()
+        assert_no_image(hyprd)
+        # The right CA: the pull works over HTTPS.
+        shutil.copy(ca, certs / reg.host / "ca.crt")
+        list(hyprd.rpc("PullImage")(hypr_pb2.PullImageRequest(reference=ref), timeout=120))
+        names = [i.name for i in hyprd.call("ListImages").images]
+        assert any("test/tls" in n for n in names), names
+    finally:
+        reg.stop()
 
 
 def test_disk_full(env, daemons, short_tmp):
