@@ -316,6 +316,13 @@ static int config_networks(netmgr *m, const Hypr__V1__VMConfig *cfg, network **o
     return 0;
 }
 
+int netmgr_check_networks(daemon_ctx *d, const Hypr__V1__VMConfig *cfg, hypr_error *err)
+{
+    network *nets[NET_MAX_NICS];
+    size_t n = 0;
+    return mgr(d) ? config_networks(mgr(d), cfg, nets, &n, err) : 0;
+}
+
 /* One NIC: an address in net and a TAP on its bridge. */
 static int nic_attach(daemon_ctx *d, vm_net *v, network *net, hypr_error *err)
 {

@@ -42,6 +42,9 @@ typedef struct vm_net_boot {
     size_t n_nics;
 } vm_net_boot;
 
+/* The networks a VM config names exist, each once, at most NET_MAX_NICS of them
+ * (NOT_FOUND / INVALID_ARGUMENT naming the network otherwise). */
+int netmgr_check_networks(daemon_ctx *d, const Hypr__V1__VMConfig *cfg, hypr_error *err);
 /* Attaches a VM before its hypervisor starts: on each of its networks (the default
  * one when it names none) an address (kept across restarts until the VM is deleted)
  * and a TAP on the bridge; its published ports are bound to the first network's

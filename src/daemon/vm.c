@@ -152,6 +152,8 @@ int vm_config_check(daemon_ctx *d, Hypr__V1__VMConfig *cfg, hypr_error *err)
     if (cfg->stop_timeout == 0)
         cfg->stop_timeout = (uint32_t)settings_get_int(d, "stop_timeout");
     int r = check_ports(d, cfg, err);
+    if (r >= 0)
+        r = netmgr_check_networks(d, cfg, err);
     if (r < 0)
         return r;
     return check_restart(cfg, err);

@@ -684,14 +684,18 @@ def test_vm_on_two_networks_reaches_both(netd, nets):
 ])
 def test_bad_network_list_refused(netd, nets, args, words):
     """A network named twice or unknown fails the run with a message naming it, and no
-    VM is left running."""
-    before = {r["Names"] for r in netd.ps_json(all=False)}
+    VM is created (CreateVM refuses it too)."""
+    before = {r["Names"] for r in netd.ps_json(all=True)}
     p = netd.hypr("run", "-d", "-n", "badnets", *args, IMAGE, "sleep", "60", timeout=60)
     assert p.returncode != 0, p.out
     for w in words:
         assert w in p.err, (w, p.err)
-    assert {r["Names"] for r in netd.ps_json(all=False)} == before
-    netd.hypr("rm", "-f", "badnets")
+    nets_arg = [a for a in args if a != "--network"]
+    with pytest.raises(grpc.RpcError) as exc:
+        netd.daemon.call("CreateVM", config={"image": IMAGE, "name": "badnets2",
+                                              "networks": nets_arg})
+    assert words[0] in exc.value.details(), exc.value.details()
+    assert {r["Names"] for r in netd.ps_json(all=True)} == before
 
 
 def test_internal_network_has_no_route_out(netd, nets, alpha, outside):
