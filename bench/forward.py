@@ -11,6 +11,13 @@ client → guest, download = `-R`, guest → client):
   hypr    iperf3 -c 127.0.0.1:PORT through bench/proxy_fwd (src/net/proxy.c)
   socat   iperf3 -c 127.0.0.1:PORT through `socat TCP-LISTEN:... TCP:10.88.0.2:...`
 
+and, from a third namespace standing in for another host (veth 192.0.2.2 <->
+host 192.0.2.1; the guest routes back through the host):
+
+  routed  iperf3 -c 10.88.0.2 (forwarded by the host's kernel, no port forward)
+  dnat    iperf3 -c 192.0.2.1:PORT through hypr's nftables DNAT rule (what
+          port_forward=nftables installs for traffic from other hosts)
+
 A TCG guest would be the bottleneck, so the forward's target is this stand-in;
 the guest path is reported separately (system tests). No traffic leaves the two
 namespaces this script creates.
@@ -45,7 +52,8 @@ SECONDS = max(1, min(int(os.environ.get("BENCH_SECONDS", "5")), 30))
 DOC = os.path.join(REPO, "docs", "benchmarks.md")
 SECTION = "## P8 — port forward throughput"
 HOST_ADDR, GUEST_ADDR = "10.88.0.1", "10.88.0.2"
-IPERF_PORT, HYPR_PORT, SOCAT_PORT = 5201, 8080, 8081
+EDGE_ADDR, REMOTE_ADDR = "192.0.2.1", "192.0.2.2"  # host and "another host" (TEST-NET-1)
+IPERF_PORT, HYPR_PORT, SOCAT_PORT, DNAT_PORT = 5201, 8080, 8081, 8090
 TARGET_SOCAT, TARGET_DIRECT = 1.5, 0.8
 INNER_ENV = "HYPR_BENCH_FORWARD_NETNS"
 
@@ -100,8 +108,9 @@ def wait_port(addr, port, deadline=5.0):
     die("nothing listens on %s:%d" % (addr, port))
 
 
-def iperf(addr, port, reverse):
-    argv = ["iperf3", "-c", addr, "-p", str(port), "-t", str(SECONDS), "-J"]
+def iperf(addr, port, reverse, netns=None):
+    argv = (["nsenter", "-t", netns, "-n"] if netns else []) + \
+        ["iperf3", "-c", addr, "-p", str(port), "-t", str(SECONDS), "-J"]
     if reverse:
         argv.append("-R")
     # iperf3 -s serves one client at a time: a connection still closing (socat's
@@ -140,7 +149,22 @@ class Namespaces:
         sh("ip", "addr", "add", HOST_ADDR + "/24", "dev", "veth-h")
         sh("ip", "link", "set", "veth-h", "up")
         self.guest_sh("ip link set lo up && ip addr add %s/24 dev veth-g && ip link set veth-g up"
-                      % GUEST_ADDR)
+                      " && ip route add default via %s" % (GUEST_ADDR, HOST_ADDR))
+        # Another host, beyond a second veth pair.
+        remote = subprocess.Popen(["unshare", "-n", "sleep", "3600"])
+        self.procs.append(remote)
+        self.remote = str(remote.pid)
+        for _ in range(100):
+            if os.readlink("/proc/%s/ns/net" % self.remote) != os.readlink("/proc/self/ns/net"):
+                break
+            time.sleep(0.01)
+        sh("ip", "link", "add", "veth-e", "type", "veth", "peer", "name", "veth-r")
+        sh("ip", "link", "set", "veth-r", "netns", self.remote)
+        sh("ip", "addr", "add", EDGE_ADDR + "/24", "dev", "veth-e")
+        sh("ip", "link", "set", "veth-e", "up")
+        sh("nsenter", "-t", self.remote, "-n", "sh", "-c",
+           "ip link set lo up && ip addr add %s/24 dev veth-r && ip link set veth-r up && "
+           "ip route add default via %s" % (REMOTE_ADDR, EDGE_ADDR))
         self.spawn(["nsenter", "-t", self.guest, "-n", "iperf3", "-s", "-B", GUEST_ADDR, "-p",
                     str(IPERF_PORT)])
         for _ in range(100):
@@ -171,6 +195,7 @@ class Namespaces:
         for p in reversed(self.procs):
             self.stop(p)
         subprocess.run(["ip", "link", "del", "veth-h"], capture_output=True)
+        subprocess.run(["ip", "link", "del", "veth-e"], capture_output=True)
 
 
 def measure(ns, fwd_exe):
@@ -183,16 +208,25 @@ def measure(ns, fwd_exe):
     socat = ns.spawn(["socat", "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork" % SOCAT_PORT,
                       "TCP:%s:%d" % (GUEST_ADDR, IPERF_PORT)])
     wait_port("127.0.0.1", SOCAT_PORT)
+    dnat = subprocess.Popen([fwd_exe, "dnat", EDGE_ADDR, str(DNAT_PORT), GUEST_ADDR,
+                             str(IPERF_PORT)], stdout=subprocess.PIPE, text=True)
+    ns.procs.append(dnat)
+    if not dnat.stdout.readline().startswith("ready"):
+        die("proxy_fwd dnat did not start")
     paths = [("direct", GUEST_ADDR, IPERF_PORT, None), ("hypr", "127.0.0.1", HYPR_PORT, hypr),
-             ("socat", "127.0.0.1", SOCAT_PORT, socat)]
+             ("socat", "127.0.0.1", SOCAT_PORT, socat),
+             ("routed", GUEST_ADDR, IPERF_PORT, ns.remote),
+             ("dnat", EDGE_ADDR, DNAT_PORT, ns.remote)]
     res = {name: {"up": [], "down": [], "cpu": []} for name, _, _, _ in paths}
     iperf(GUEST_ADDR, IPERF_PORT, False)  # warm-up
     hz = os.sysconf("SC_CLK_TCK")
     for run in range(RUNS):
-        for name, addr, port, proc in paths:  # interleaved: drift hits all alike
+        for name, addr, port, who in paths:  # interleaved: drift hits all alike
+            proc = who if not isinstance(who, str) else None
+            netns = who if isinstance(who, str) else None
             for direction in ("up", "down"):
                 before = cpu_ticks(proc.pid) if proc else 0
-                gbps = iperf(addr, port, direction == "down")
+                gbps = iperf(addr, port, direction == "down", netns)
                 res[name][direction].append(gbps)
                 if proc:
                     time.sleep(0.2)  # socat's per-connection children get reaped
@@ -204,6 +238,9 @@ def measure(ns, fwd_exe):
     if hypr.returncode != 0:
         die("proxy_fwd exited with %s on SIGTERM (leak or stuck handle)" % hypr.returncode)
     ns.stop(socat)
+    ns.stop(dnat)
+    if dnat.returncode != 0:
+        die("proxy_fwd dnat exited with %s (its rule could not be removed?)" % dnat.returncode)
     return res
 
 
@@ -249,6 +286,15 @@ def report(res, fwd_how):
         c = "%.3f" % cpu[name] if cpu[name] is not None else ""
         rows.append("| %s | %.2f Gbit/s | %.2f Gbit/s | %s | %s | %s |"
                     % (label, up, down, ratio, target, c))
+    rows += ["", "From another host (a third namespace behind the host), where "
+             "`port_forward=nftables` puts a DNAT rule in the kernel's path:", "",
+             "| path | upload | download | hypr DNAT ÷ routed, up / down |", "|---|---:|---:|---:|"]
+    for name, label in (("dnat", "hypr DNAT rule (port_forward=nftables)"),
+                        ("routed", "routed to the guest address (no forward)")):
+        up, down = med[name]["up"], med[name]["down"]
+        ratio = "1.00 / 1.00" if name == "routed" else "**%.3f** / **%.3f**" % (
+            up / med["routed"]["up"], down / med["routed"]["down"])
+        rows.append("| %s | %.2f Gbit/s | %.2f Gbit/s | %s |" % (label, up, down, ratio))
     table = "\n".join(rows)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = (
