@@ -108,6 +108,23 @@ static void env_wait_conns(env *e, size_t want)
     fail_msg("proxy has %zu connections, want %zu", e->conns, want);
 }
 
+/* Waits (bounded) until a stalled reader has stalled the proxy: it relayed bytes,
+ * then relayed no more over several snapshots (its reads stopped for backpressure). */
+static void env_wait_stalled(env *e)
+{
+    uint64_t last = 0;
+    int still = 0;
+    for (int i = 0; i < 1000 && still < 5; i++) {
+        env_snapshot(e);
+        still = e->stats.bytes_relayed > 0 && e->stats.bytes_relayed == last ? still + 1 : 0;
+        last = e->stats.bytes_relayed;
+        usleep(20 * 1000);
+    }
+    if (still < 5)
+        fail_msg("the proxy never stalled (relayed %llu bytes and counting)",
+                 (unsigned long long)last);
+}
+
 static void env_stop(env *e)
 {
     env_cmd(e, CMD_STOP);
@@ -412,8 +429,7 @@ static void test_tcp_both_ways_slow_reader(void **state)
     sender snd = {fd, 0};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, sender_thread, &snd), 0);
-    usleep(300 * 1000);
-    env_snapshot(&e);
+    env_wait_stalled(&e);
     const size_t bound = 2 * (NET_PROXY_HIGH_WATER + 64 * 1024); /* per direction */
     print_message("stalled echo: proxy queue %zu bytes (bound %zu)\n", e.stats.queued, bound);
     if (e.stats.queued > bound)
@@ -518,9 +534,8 @@ static void test_tcp_backpressure(void **state)
     env e;
     uint16_t port = env_start(&e, "tcp", s.port);
     int fd = client_connect(port);
-    /* A slow reader: nothing for a while, then small reads with pauses. */
-    usleep(500 * 1000);
-    env_snapshot(&e);
+    /* A slow reader: nothing until the proxy stalls, then small reads with pauses. */
+    env_wait_stalled(&e);
     const size_t bound = NET_PROXY_HIGH_WATER + 64 * 1024;
     print_message("stalled reader: proxy queue %zu bytes (bound %zu)\n", e.stats.queued, bound);
     /* The proxy did queue (the reader really stalled it), but only up to the bound. */
