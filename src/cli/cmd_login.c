@@ -68,15 +68,6 @@ static char *daemon_setting(cli_ctx *ctx, const char *key)
     return NULL;
 }
 
-static char **split_words(const char *s)
-{
-    char **v = NULL;
-    _cleanup_free_ char *w = xstrdup(s ? s : "");
-    for (char *save = NULL, *t = strtok_r(w, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
-        v = strv_append(v, t);
-    return v;
-}
-
 static void wipe(char *s)
 {
     if (s)
@@ -145,7 +136,7 @@ int cmd_login(cli_ctx *ctx, int argc, char **argv)
     }
 
     _cleanup_free_ char *insecure_list = daemon_setting(ctx, "insecure_registries");
-    _cleanup_strv_ char **insecure = split_words(insecure_list);
+    _cleanup_strv_ char **insecure = strv_split(insecure_list, ", ");
     _cleanup_free_ char *certs_dir = daemon_setting(ctx, "registry_certs_dir");
     image_login_opts lo = {
         .server = key,

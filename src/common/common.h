@@ -173,6 +173,9 @@ size_t strv_length(char *const *v);
 /* Appends a copy of s to a NULL-terminated vector (v may be NULL). */
 char **strv_append(char **v, const char *s);
 char **strv_copy(char *const *v);
+/* The words of s separated by any of seps ("a, b,,c" with ", " -> a b c); NULL when
+ * there are none (s may be NULL). */
+char **strv_split(const char *s, const char *seps);
 
 /* Growable byte buffer; always NUL-terminated for convenience. */
 typedef struct hypr_buf {

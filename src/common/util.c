@@ -117,6 +117,15 @@ char **strv_append(char **v, const char *s)
     return v;
 }
 
+char **strv_split(const char *s, const char *seps)
+{
+    char **v = NULL;
+    _cleanup_free_ char *w = xstrdup(s ? s : "");
+    for (char *save = NULL, *t = strtok_r(w, seps, &save); t; t = strtok_r(NULL, seps, &save))
+        v = strv_append(v, t);
+    return v;
+}
+
 char **strv_copy(char *const *v)
 {
     size_t n = strv_length(v);

@@ -285,15 +285,6 @@ void api_image_job_close(rpc_call *call, bool cancelled)
     rpc_call_set_data(call, NULL);
 }
 
-static char **split_list(const char *s)
-{
-    char **v = NULL;
-    _cleanup_free_ char *w = xstrdup(s ? s : "");
-    for (char *save = NULL, *t = strtok_r(w, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
-        v = strv_append(v, t);
-    return v;
-}
-
 static image_job *job_new(rpc_call *call, job_kind kind)
 {
     daemon_ctx *d = api_daemon(call);
@@ -335,7 +326,7 @@ void api_image_pull(rpc_call *call, const char *reference, const char *platform,
     j->reference = xstrdup(reference);
     j->platform = str_empty(platform) ? NULL : xstrdup(platform);
     _cleanup_free_ char *insecure = settings_get(d, "insecure_registries");
-    j->insecure = split_list(insecure);
+    j->insecure = strv_split(insecure, ", ");
     j->certs_dir = settings_get(d, "registry_certs_dir");
     j->pull = (image_pull_opts){
         .reference = j->reference,

@@ -91,6 +91,12 @@ static void test_buf_and_strv(void **state)
     assert_int_equal(strv_length(v), 2);
     _cleanup_strv_ char **c = strv_copy(v);
     assert_string_equal(c[1], "b");
+    _cleanup_strv_ char **w = strv_split(" a, b,,c ", ", ");
+    assert_int_equal(strv_length(w), 3);
+    assert_string_equal(w[0], "a");
+    assert_string_equal(w[2], "c");
+    assert_null(strv_split(" , ", ", "));
+    assert_null(strv_split(NULL, ", "));
 }
 
 static void test_files(void **state)
