@@ -67,6 +67,7 @@ struct vm_runtime {
 
     /* Partial workload output lines per stream (1 stdout, 2 stderr). */
     hypr_buf partial[3];
+    int log_fds[2]; /* <id>.log and its .stdio records, opened at the first line; -1 */
 
     vm_waiter *run_waiters;  /* RunVM calls waiting for running/failed */
     vm_waiter *stop_waiters; /* StopVM/DeleteVM calls waiting for the end */

@@ -40,11 +40,8 @@ char *vm_log_path(daemon_ctx *d, const char *id)
     return xasprintf("%s/logs/%s.log", d->data_dir, id);
 }
 
-static int append_all(const char *path, const void *data, size_t len)
+static int write_all(int fd, const void *data, size_t len)
 {
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -errno;
     const char *p = data;
     while (len > 0) {
         ssize_t n = write(fd, p, len);
@@ -56,6 +53,21 @@ static int append_all(const char *path, const void *data, size_t len)
         p += n;
         len -= (size_t)n;
     }
+    return 0;
+}
+
+/* The VM's log files, opened once (kept open while the VM runs). */
+static int log_fds(vm_runtime *vm)
+{
+    if (vm->log_fds[0] >= 0 && vm->log_fds[1] >= 0)
+        return 0;
+    _cleanup_free_ char *log = vm_log_path(vm->d, vm->id);
+    _cleanup_free_ char *records = xasprintf("%s.stdio", log);
+    const char *paths[2] = {log, records};
+    for (int i = 0; i < 2; i++)
+        if (vm->log_fds[i] < 0 &&
+            (vm->log_fds[i] = open(paths[i], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0)
+            return -errno;
     return 0;
 }
 
@@ -88,17 +100,22 @@ static void history_pump(rpc_call *call);
 
 static void write_record(vm_runtime *vm, int stream, const uint8_t *data, size_t len)
 {
-    _cleanup_free_ char *log = vm_log_path(vm->d, vm->id);
-    _cleanup_free_ char *records = xasprintf("%s.stdio", log);
     int64_t now = time_now_ms();
-    _cleanup_free_ uint8_t *rec = xmalloc(REC_HEADER + len);
-    memset(rec, 0, REC_HEADER);
-    rec[0] = (uint8_t)stream;
-    put_le(rec + 4, len, 4);
-    put_le(rec + 8, (uint64_t)now, 8);
-    memcpy(rec + REC_HEADER, data, len);
-    if (append_all(records, rec, REC_HEADER + len) < 0 || append_all(log, data, len) < 0)
-        log_warn("VM %s: cannot write its log: %s", vm->name, strerror(errno));
+    uint8_t header[REC_HEADER] = {(uint8_t)stream};
+    put_le(header + 4, len, 4);
+    put_le(header + 8, (uint64_t)now, 8);
+    int r = log_fds(vm);
+    if (r >= 0) {
+        /* One write per record: the header and the bytes land together (O_APPEND). */
+        _cleanup_free_ uint8_t *rec = xmalloc(REC_HEADER + len);
+        memcpy(rec, header, REC_HEADER);
+        memcpy(rec + REC_HEADER, data, len);
+        r = write_all(vm->log_fds[1], rec, REC_HEADER + len);
+        if (r >= 0)
+            r = write_all(vm->log_fds[0], data, len);
+    }
+    if (r < 0)
+        log_warn("VM %s: cannot write its log: %s", vm->name, strerror(-r));
     for (log_follower *f = vm->followers; f; f = f->next) {
         if (f->fd >= 0)
             continue; /* catching up from the file: this record is there too */

@@ -504,6 +504,9 @@ static void runtime_free(vm_runtime *vm)
     free(vm->failure);
     for (size_t i = 0; i < ARRAY_SIZE(vm->partial); i++)
         buf_free(&vm->partial[i]);
+    for (size_t i = 0; i < ARRAY_SIZE(vm->log_fds); i++)
+        if (vm->log_fds[i] >= 0)
+            close(vm->log_fds[i]);
     ctl_decoder_free(&vm->dec);
     free(vm);
 }
@@ -567,6 +570,7 @@ int vm_start(daemon_ctx *d, const char *ref, rpc_call *run_waiter, hypr_error *e
 
     vm_runtime *vm = xcalloc(1, sizeof(*vm));
     vm->d = d;
+    vm->log_fds[0] = vm->log_fds[1] = -1;
     memcpy(vm->id, rec.id, sizeof(vm->id));
     vm->name = xstrdup(rec.name);
     vm->status = xstrdup("booting");
