@@ -27,8 +27,14 @@ static void check_free(img_layer_check *c)
     free(c);
 }
 
-/* The next block of uncompressed bytes (hashed); 0 at the end, -1 on error with
- * the message in `into`. */
+/* The next block of uncompressed bytes (hashed); 0 at the end, -1 on error (the
+ * message is raw's, and is copied to `into` when given). */
+static const char *raw_error(const img_layer_check *c)
+{
+    const char *e = archive_error_string(c->raw);
+    return e ? e : "read error";
+}
+
 static la_ssize_t raw_next(img_layer_check *c, struct archive *into, const void **buf)
 {
     if (c->eof)
@@ -41,9 +47,9 @@ static la_ssize_t raw_next(img_layer_check *c, struct archive *into, const void 
         return 0;
     }
     if (r < ARCHIVE_WARN) {
-        archive_set_error(into, archive_errno(c->raw) > 0 ? archive_errno(c->raw) : EIO, "%s",
-                          archive_error_string(c->raw) ? archive_error_string(c->raw)
-                                                       : "read error");
+        if (into)
+            archive_set_error(into, archive_errno(c->raw) > 0 ? archive_errno(c->raw) : EIO, "%s",
+                              raw_error(c));
         return -1;
     }
     EVP_DigestUpdate(c->sha, *buf, size);
@@ -115,15 +121,12 @@ int img_layer_check_finish(img_layer_check *c, const char *diff_id, hypr_error *
 {
     const void *buf;
     la_ssize_t n;
-    struct archive *scratch = archive_read_new(); /* where raw_next puts an error */
-    if (!scratch)
-        abort();
-    while ((n = raw_next(c, scratch, &buf)) > 0)
+    while ((n = raw_next(c, NULL, &buf)) > 0)
         ;
     int r = 0;
     if (n < 0) {
         r = hypr_err(err, HYPR_INVALID_ARGUMENT, EIO, "%s: %s", img_layer_label(c->src),
-                     archive_error_string(scratch));
+                     raw_error(c));
     } else {
         unsigned char md[32];
         EVP_DigestFinal_ex(c->sha, md, NULL);
@@ -136,6 +139,5 @@ int img_layer_check_finish(img_layer_check *c, const char *diff_id, hypr_error *
                          "diff_id %s",
                          img_layer_label(c->src), got, diff_id);
     }
-    archive_read_free(scratch);
     return r;
 }
