@@ -721,6 +721,31 @@ def test_network_prune_removes_only_unused(netd, nets):
         wait_for(lambda: not link_exists(br), 10, "bridge %s removed" % br)
 
 
+def test_force_removed_network_leaves_running_vm(netd, nets):
+    """`network rm -f` of a network a running VM uses (its second one): the network,
+    its bridge and the VM's TAP on it go, the VM keeps running and keeps its first
+    network, and its name no longer resolves on the removed one."""
+    netd.ok("network", "create", "netx", timeout=30)
+    bridge = netd.network("netx")["Bridge"]
+    vm_id = netd.boot("-n", "on-ax", "--network", "neta", "--network", "netx", IMAGE,
+                      "sleep", "3600")
+    try:
+        second = [t for t in htaps() if t.startswith(tap_of(vm_id)[:-1]) and t != tap_of(vm_id)]
+        assert len(second) == 1, htaps()
+        netd.ok("network", "rm", "-f", "netx", timeout=30)
+        assert "netx" not in {n["Name"] for n in json.loads(
+            netd.ok("network", "ls", "--format", "json").out)}
+        wait_for(lambda: not link_exists(bridge), 10, "bridge %s removed" % bridge)
+        assert not link_exists(second[0]), htaps()
+        assert link_exists(tap_of(vm_id))
+        assert netd.status(vm_id) == "running"
+        nets_json = netd.inspect(vm_id)["NetworkSettings"]["Networks"]
+        assert nets_json["neta"]["IPAddress"] and nets_json["netx"]["IPAddress"] == "", nets_json
+        netd.reaches(nets["neta"][1], "on-ax")
+    finally:
+        netd.hypr("rm", "-f", vm_id)
+
+
 def test_delete_in_use_network_refused(netd, nets):
     """`network rm` of a network a VM uses fails naming the VM (FAILED_PRECONDITION);
     once the VM is gone the network and its bridge are removed. The default network
