@@ -724,7 +724,7 @@ def test_network_prune_removes_only_unused(netd, nets):
 def test_force_removed_network_leaves_running_vm(netd, nets):
     """`network rm -f` of a network a running VM uses (its second one): the network,
     its bridge and the VM's TAP on it go, the VM keeps running and keeps its first
-    network, and its name no longer resolves on the removed one."""
+    network (reachable by name there)."""
     netd.ok("network", "create", "netx", timeout=30)
     bridge = netd.network("netx")["Bridge"]
     vm_id = netd.boot("-n", "on-ax", "--network", "neta", "--network", "netx", IMAGE,
