@@ -132,14 +132,24 @@ class NetHost(Host):
         """Waits until `vm` gets an answer from `target` (one ping per try: a packet
         lost on a loaded host is not a missing route). On failure the message carries
         what the host and the guest had for routes, neighbours and rules."""
-        try:
-            wait_for(lambda: self.ping(vm, target, wait=2).returncode == 0, timeout,
-                     "%s to get an answer from %s" % (vm, target), interval=0.2)
-        except AssertionError as exc:
-            raise AssertionError("%s\n%s" % (exc, self.net_diagnostics(vm))) from None
+        last = []
 
-    def net_diagnostics(self, vm):
+        def answered():
+            p = self.ping(vm, target, wait=2)
+            last[:] = [p]
+            return p.returncode == 0
+        try:
+            wait_for(answered, timeout, "%s to get an answer from %s" % (vm, target),
+                     interval=0.2)
+        except AssertionError as exc:
+            p = last[0] if last else None
+            ping = "last ping: rc %s\n%s%s" % ((p.returncode, p.out, p.err) if p else ("-", "", ""))
+            raise AssertionError("%s\n%s\n%s" % (exc, ping, self.net_diagnostics(vm, target))) \
+                from None
+
+    def net_diagnostics(self, vm, target=None):
         cmds = [["ip", "-4", "addr"], ["ip", "-4", "route"], ["ip", "neigh"],
+                ["ip", "-s", "link"], ["bridge", "fdb", "show"], ["bridge", "link"],
                 ["sysctl", "net.ipv4.ip_forward"], ["nft", "list", "table", "inet", "hypr"]]
         if OUTSIDE_PID[0]:
             cmds.append(["nsenter", "-t", OUTSIDE_PID[0], "-n", "ip", "neigh"])
@@ -147,8 +157,11 @@ class NetHost(Host):
         for c in cmds:
             p = subprocess.run(c, capture_output=True, text=True)
             out.append("$ %s\n%s%s" % (" ".join(c), p.stdout, p.stderr))
-        g = self.sh(vm, "ip addr; ip route; ip neigh", timeout=30)
-        out.append("guest %s:\n%s%s" % (vm, g.out, g.err))
+        for who in (vm, target):
+            if who and not re.match(r"^[0-9.]+$", who):  # a VM (by name)
+                g = self.sh(who.split(".")[0], "ip addr; ip route; ip neigh; cat /etc/resolv.conf",
+                            timeout=30)
+                out.append("guest %s:\n%s%s" % (who, g.out, g.err))
         return "\n".join(out)
 
     def dns_port(self):
