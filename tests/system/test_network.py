@@ -405,7 +405,11 @@ def test_rename_updates_dns(netd, alpha):
         assert netd.inspect(vm_id)["Name"].lstrip("/") == "newname"
         assert dns_query("newname.hypr", port)[:2] == (0, [ip])
         assert dns_query("oldname.hypr", port)[:2] == (3, [])
-        netd.reaches("alpha", "newname")
+        # The gateway's listener (what guests ask) answers the new name too, and the
+        # renamed VM is still reachable.
+        assert dns_query("newname", 53, server=DEFAULT_GW)[:2] == (0, [ip])
+        assert dns_query("oldname", 53, server=DEFAULT_GW, timeout=5)[0] != 0
+        netd.reaches("alpha", ip)
         for bad, word in (("alpha", "already in use"), ("no/slash", "invalid VM name")):
             p = netd.hypr("rename", "newname", bad)
             assert p.returncode != 0 and word in p.err, (bad, p.err)
