@@ -59,13 +59,6 @@ int cli_unary_err(cli_ctx *ctx, const char *method, const void *req,
 int cli_open_stream(cli_ctx *ctx, const char *method, const void *req, rpc_stream **out,
                     hypr_error *err);
 
-static inline void pb_freep(void *p)
-{
-    ProtobufCMessage **m = p;
-    if (*m)
-        protobuf_c_message_free_unpacked(*m, NULL);
-}
-#define _cleanup_pb_ _cleanup_(pb_freep)
 DEFINE_CLEANUP_FUNC(rpc_stream, rpc_stream_free)
 #define _cleanup_stream_ _cleanup_(rpc_stream_freep)
 /* jansson provides json_decrefp (for its json_auto_t). */

@@ -2,8 +2,7 @@
  * so every RPC of the contract is served, and those whose issue has not landed
  * answer UNIMPLEMENTED naming the RPC. */
 #define LOG_MODULE "api"
-#include "netmgr.h"
-#include "vm.h"
+#include "api.h"
 
 #include <string.h>
 
@@ -90,19 +89,4 @@ void api_methods(const rpc_method **out, size_t *n)
     }
     *out = methods;
     *n = n_methods;
-}
-
-daemon_ctx *api_daemon(rpc_call *call)
-{
-    return rpc_server_userdata(rpc_call_server(call));
-}
-
-void api_fail(rpc_call *call, hypr_error *err)
-{
-    if (err->status == HYPR_INTERNAL || err->status == HYPR_UNKNOWN || err->status == HYPR_OK)
-        log_error("%s: %s", rpc_call_path(call), err->message ? err->message : "unknown error");
-    else
-        log_debug("%s: %s: %s", rpc_call_path(call), hypr_status_name(err->status),
-                  err->message ? err->message : "");
-    rpc_call_finish_error(call, err);
 }

@@ -9,7 +9,7 @@
  * after the worker ends, and discarded if the client has gone away, so a
  * cancelled pull never leaves an image registered. */
 #define LOG_MODULE "api"
-#include "daemon.h"
+#include "api.h"
 #include "image/image.h"
 
 #include <string.h>

@@ -1,21 +1,83 @@
 /* List and Get RPCs over the state: records from the store become API messages. */
 #define LOG_MODULE "api"
-#include "vm.h"
+#include "api.h"
 #include "image/image.h"
 #include "netmgr.h"
+#include "vm.h"
 
 #include <assert.h>
 #include <jansson.h>
 #include <string.h>
 
-static ProtobufCMessage *vm_message(daemon_ctx *d, const void *rec)
+/* ---- VMs ------------------------------------------------------------------------ */
+
+static const struct {
+    const char *name;
+    Hypr__V1__VMStatus status;
+} vm_statuses[] = {
+    {"created", HYPR__V1__VMSTATUS__VM_STATUS_CREATED},
+    {"booting", HYPR__V1__VMSTATUS__VM_STATUS_BOOTING},
+    {"running", HYPR__V1__VMSTATUS__VM_STATUS_RUNNING},
+    {"stopping", HYPR__V1__VMSTATUS__VM_STATUS_STOPPING},
+    {"stopped", HYPR__V1__VMSTATUS__VM_STATUS_STOPPED},
+    {"failed", HYPR__V1__VMSTATUS__VM_STATUS_FAILED},
+    {"restarting", HYPR__V1__VMSTATUS__VM_STATUS_RESTARTING},
+};
+
+static Hypr__V1__VMStatus vm_status_from_string(const char *s)
 {
-    return &vm_to_message(d, rec)->base;
+    for (size_t i = 0; s && i < ARRAY_SIZE(vm_statuses); i++)
+        if (strcmp(vm_statuses[i].name, s) == 0)
+            return vm_statuses[i].status;
+    return HYPR__V1__VMSTATUS__VM_STATUS_UNSPECIFIED;
+}
+
+Hypr__V1__VM *api_vm_message(daemon_ctx *d, const store_vm *vm)
+{
+    Hypr__V1__VM *m = xmalloc(sizeof(*m));
+    hypr__v1__vm__init(m);
+    m->id = (char *)vm->id;
+    m->name = vm->name;
+    m->status = vm_status_from_string(vm->status);
+    m->ip_address = vm->ip_address ? vm->ip_address : "";
+    m->exit_code = vm->exit_code;
+    m->error = vm->error ? vm->error : "";
+    m->created_at = vm->created_at;
+    m->started_at = vm->started_at;
+    m->stopped_at = vm->stopped_at;
+    m->pid = vm->pid;
+    m->image_id = vm->image_id ? vm->image_id : "";
+    m->restart_count = (uint32_t)vm->restart_count;
+    m->stack = vm->stack ? vm->stack : "";
+    if (vm->config_len > 0)
+        m->config = hypr__v1__vmconfig__unpack(NULL, vm->config_len, (const uint8_t *)vm->config);
+    struct vm_net *net = d ? vm_running_net(d, vm->id) : NULL;
+    if (net)
+        m->n_networks = (size_t)netmgr_vm_attachments(net, &m->networks);
+    return m;
+}
+
+void api_vm_message_free(Hypr__V1__VM *m)
+{
+    if (!m)
+        return;
+    if (m->config)
+        hypr__v1__vmconfig__free_unpacked(m->config, NULL);
+    for (size_t i = 0; i < m->n_networks; i++)
+        free(m->networks[i]);
+    free(m->networks);
+    free(m);
+}
+
+static int vm_message(daemon_ctx *d, const void *rec, ProtobufCMessage **out, hypr_error *err)
+{
+    *out = &api_vm_message(d, rec)->base;
+    return 0;
 }
 
 static void vm_message_release(ProtobufCMessage *msg)
 {
-    vm_message_free((Hypr__V1__VM *)msg);
+    api_vm_message_free((Hypr__V1__VM *)msg);
 }
 
 /* Like `docker ps`: without `all`, only VMs that are up. */
@@ -32,9 +94,10 @@ static bool vm_listed(const void *rec, const ProtobufCMessage *req)
 }
 
 /* Images: entrypoint/env/ports/... come from the image's manifest.json (api_image.c). */
-static ProtobufCMessage *image_message(daemon_ctx *d, const void *rec)
+static int image_message(daemon_ctx *d, const void *rec, ProtobufCMessage **out, hypr_error *err)
 {
-    return api_image_message(rec);
+    *out = api_image_message(rec);
+    return 0;
 }
 
 /* ---- labels: a map field's entries <-> the JSON object text the store keeps ------- */
@@ -102,8 +165,13 @@ void api_labels_free(ProtobufCMessage **entries, size_t n)
 
 /* ---- networks ------------------------------------------------------------------------ */
 
-Hypr__V1__Network *api_network_message(daemon_ctx *d, const store_network *net)
+int api_network_message(daemon_ctx *d, const store_network *net, Hypr__V1__Network **out,
+                        hypr_error *err)
 {
+    _cleanup_strv_ char **vm_ids = NULL;
+    int r = netmgr_network_vms(d, net->name, false, &vm_ids, err);
+    if (r < 0)
+        return r;
     Hypr__V1__Network *m = xmalloc(sizeof(*m));
     hypr__v1__network__init(m);
     m->id = (char *)net->id;
@@ -114,11 +182,12 @@ Hypr__V1__Network *api_network_message(daemon_ctx *d, const store_network *net)
     m->bridge = net->bridge ? net->bridge : "";
     m->internal = net->internal;
     m->created_at = net->created_at;
-    m->vm_ids = netmgr_network_vms(d, net->name);
-    m->n_vm_ids = strv_length(m->vm_ids);
+    m->n_vm_ids = strv_length(vm_ids);
+    m->vm_ids = TAKE_PTR(vm_ids);
     m->n_labels = api_labels_entries(net->labels, &hypr__v1__network__labels_entry__descriptor,
                                      (ProtobufCMessage ***)&m->labels);
-    return m;
+    *out = m;
+    return 0;
 }
 
 void api_network_message_free(Hypr__V1__Network *m)
@@ -130,9 +199,9 @@ void api_network_message_free(Hypr__V1__Network *m)
     free(m);
 }
 
-static ProtobufCMessage *network_message(daemon_ctx *d, const void *rec)
+static int network_message(daemon_ctx *d, const void *rec, ProtobufCMessage **out, hypr_error *err)
 {
-    return &api_network_message(d, rec)->base;
+    return api_network_message(d, rec, (Hypr__V1__Network **)out, err);
 }
 
 static void network_message_free(ProtobufCMessage *msg)
@@ -140,7 +209,7 @@ static void network_message_free(ProtobufCMessage *msg)
     api_network_message_free((Hypr__V1__Network *)msg);
 }
 
-static ProtobufCMessage *volume_message(daemon_ctx *d, const void *rec)
+static int volume_message(daemon_ctx *d, const void *rec, ProtobufCMessage **out, hypr_error *err)
 {
     const store_volume *v = rec;
     Hypr__V1__Volume *m = xmalloc(sizeof(*m));
@@ -150,10 +219,11 @@ static ProtobufCMessage *volume_message(daemon_ctx *d, const void *rec)
     m->mountpoint = v->mountpoint ? v->mountpoint : "";
     m->stack = v->stack ? v->stack : "";
     m->created_at = v->created_at;
-    return &m->base;
+    *out = &m->base;
+    return 0;
 }
 
-static ProtobufCMessage *stack_message(daemon_ctx *d, const void *rec)
+static int stack_message(daemon_ctx *d, const void *rec, ProtobufCMessage **out, hypr_error *err)
 {
     const store_stack *st = rec;
     Hypr__V1__Stack *m = xmalloc(sizeof(*m));
@@ -163,7 +233,8 @@ static ProtobufCMessage *stack_message(daemon_ctx *d, const void *rec)
     m->status = st->status ? st->status : "";
     m->compose_file = st->compose ? st->compose : "";
     m->created_at = st->created_at;
-    return &m->base;
+    *out = &m->base;
+    return 0;
 }
 
 /* ---- one path for every List and Get RPC ------------------------------------ */
@@ -178,7 +249,7 @@ typedef struct resource_kind {
     int (*find)(store *s, const char *ref, void *out, hypr_error *err);
     void (*clear)(void *rec);
     /* The message points into the record; free_message frees only the message. */
-    ProtobufCMessage *(*to_message)(daemon_ctx *d, const void *rec);
+    int (*to_message)(daemon_ctx *d, const void *rec, ProtobufCMessage **out, hypr_error *err);
     void (*free_message)(ProtobufCMessage *msg);
     bool (*listed)(const void *rec, const ProtobufCMessage *req); /* NULL = all */
 } resource_kind;
@@ -249,62 +320,80 @@ static void *field_at(void *msg, const ProtobufCMessageDescriptor *desc, const c
     return (char *)msg + (quantifier ? f->quantifier_offset : f->offset);
 }
 
-static void list_reply(rpc_call *call, ProtobufCMessage *req, const resource_kind *k)
+/* Frees a kind's records and the messages made of them. */
+static void release(const resource_kind *k, void *recs, size_t n, ProtobufCMessage **items,
+                    size_t count)
 {
+    for (size_t i = 0; i < count; i++)
+        k->free_message(items[i]);
+    for (size_t i = 0; i < n; i++)
+        k->clear((char *)recs + i * k->record_size);
+    free(recs);
+}
+
+static void list_reply(rpc_call *call, ProtobufCMessage *msg, const resource_kind *k)
+{
+    _cleanup_pb_ ProtobufCMessage *req = msg;
+    daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     void *recs = NULL;
     size_t n = 0;
-    if (k->list(api_daemon(call)->db, &recs, &n, &err) < 0) {
-        protobuf_c_message_free_unpacked(req, NULL);
+    if (k->list(d->db, &recs, &n, &err) < 0) {
         hypr_err_prefix(&err, "list %ss", k->what);
         api_fail(call, &err);
         return;
     }
-    const ProtobufCMessageDescriptor *desc = response_descriptor(call);
-    ProtobufCMessage *resp = xcalloc(1, desc->sizeof_message);
-    protobuf_c_message_init(desc, resp);
     ProtobufCMessage **items = xcalloc(n, sizeof(*items));
     size_t count = 0;
     for (size_t i = 0; i < n; i++) {
         const void *rec = (char *)recs + i * k->record_size;
-        if (!k->listed || k->listed(rec, req))
-            items[count++] = k->to_message(api_daemon(call), rec);
-    }
-    *(size_t *)field_at(resp, desc, k->list_field, true) = count;
-    *(ProtobufCMessage ***)field_at(resp, desc, k->list_field, false) = items;
-    rpc_call_reply(call, resp);
-
-    for (size_t i = 0; i < count; i++)
-        k->free_message(items[i]);
-    free(items);
-    free(resp);
-    for (size_t i = 0; i < n; i++)
-        k->clear((char *)recs + i * k->record_size);
-    free(recs);
-    protobuf_c_message_free_unpacked(req, NULL);
-}
-
-static void get_reply(rpc_call *call, ProtobufCMessage *req, const resource_kind *k)
-{
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    const char *ref = *(char **)field_at(req, req->descriptor, k->ref_field, false);
-    _cleanup_free_ void *rec = xcalloc(1, k->record_size);
-    int r = str_empty(ref) ? hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL,
-                                      "a %s ID or name is required", k->what)
-                           : k->find(api_daemon(call)->db, ref, rec, &err);
-    protobuf_c_message_free_unpacked(req, NULL);
-    if (r < 0) {
-        api_fail(call, &err);
-        return;
+        if (k->listed && !k->listed(rec, req))
+            continue;
+        if (k->to_message(d, rec, &items[count], &err) < 0) {
+            release(k, recs, n, items, count);
+            free(items);
+            hypr_err_prefix(&err, "list %ss", k->what);
+            api_fail(call, &err);
+            return;
+        }
+        count++;
     }
     const ProtobufCMessageDescriptor *desc = response_descriptor(call);
     _cleanup_free_ ProtobufCMessage *resp = xcalloc(1, desc->sizeof_message);
     protobuf_c_message_init(desc, resp);
-    ProtobufCMessage *item = k->to_message(api_daemon(call), rec);
-    *(ProtobufCMessage **)field_at(resp, desc, k->get_field, false) = item;
+    *(size_t *)field_at(resp, desc, k->list_field, true) = count;
+    *(ProtobufCMessage ***)field_at(resp, desc, k->list_field, false) = items;
     rpc_call_reply(call, resp);
-    k->free_message(item);
-    k->clear(rec);
+    release(k, recs, n, items, count);
+    free(items);
+}
+
+static void get_reply(rpc_call *call, ProtobufCMessage *msg, const resource_kind *k)
+{
+    _cleanup_pb_ ProtobufCMessage *req = msg;
+    daemon_ctx *d = api_daemon(call);
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    const char *ref = *(char **)field_at(req, req->descriptor, k->ref_field, false);
+    if (str_empty(ref)) {
+        hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL, "a %s ID or name is required", k->what);
+        api_fail(call, &err);
+        return;
+    }
+    void *rec = xcalloc(1, k->record_size);
+    ProtobufCMessage *item = NULL;
+    int r = k->find(d->db, ref, rec, &err);
+    if (r >= 0)
+        r = k->to_message(d, rec, &item, &err);
+    if (r >= 0) {
+        const ProtobufCMessageDescriptor *desc = response_descriptor(call);
+        _cleanup_free_ ProtobufCMessage *resp = xcalloc(1, desc->sizeof_message);
+        protobuf_c_message_init(desc, resp);
+        *(ProtobufCMessage **)field_at(resp, desc, k->get_field, false) = item;
+        rpc_call_reply(call, resp);
+    } else {
+        api_fail(call, &err);
+    }
+    release(k, rec, 1, &item, item ? 1 : 0);
 }
 
 #define RESOURCE_HANDLERS(prefix, plural)                                                          \

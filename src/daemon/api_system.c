@@ -1,6 +1,6 @@
 /* System RPCs: Health, settings, system stats and the event stream. */
 #define LOG_MODULE "api"
-#include "daemon.h"
+#include "api.h"
 
 #include <ftw.h>
 #include <string.h>

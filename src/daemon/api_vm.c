@@ -1,165 +1,304 @@
-/* VM RPCs: CreateVM, StartVM, StopVM, DeleteVM, RenameVM, RunVM and StreamVMMetrics.
+/* VM RPCs: CreateVM, StartVM, StopVM, DeleteVM, RenameVM and RunVM.
  * CreateVM and RunVM pull a missing registry image first (RunVM streams the
  * pull's progress as PULLING events); a failed pull fails the call and
- * creates nothing. */
+ * creates nothing. Calls that wait on a VM (RunVM until it runs, StopVM until it
+ * is down, DeleteVM until it is gone) are answered from the lifecycle's notices:
+ * this file is a VM listener. */
 #define LOG_MODULE "api"
+#include "api.h"
 #include "vm.h"
 
 #include "image/image.h"
 
 #include <string.h>
 
-static void reply_vm(rpc_call *call, const char *id, bool create)
+typedef enum { WAIT_RUN, WAIT_STOP, WAIT_DELETE } wait_kind;
+
+typedef struct vm_waiter {
+    rpc_call *call;
+    wait_kind kind;
+    char id[HYPR_ID_LEN + 1];
+    struct vm_waiter *next;
+} vm_waiter;
+
+typedef struct api_state api_state;
+
+struct api_state {
+    vm_listener listener; /* first: the listener is the state */
+    vm_waiter *waiters;
+};
+
+static void waiter_add(daemon_ctx *d, rpc_call *call, wait_kind kind, const char *id)
 {
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    store_vm rec = {0};
-    if (store_vm_find(api_daemon(call)->db, id, &rec, &err) < 0) {
-        api_fail(call, &err);
+    vm_waiter *w = xcalloc(1, sizeof(*w));
+    w->call = call;
+    w->kind = kind;
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    w->next = d->api->waiters;
+    d->api->waiters = w;
+}
+
+static void waiters_drop_call(daemon_ctx *d, rpc_call *call)
+{
+    for (vm_waiter **p = &d->api->waiters; *p;) {
+        vm_waiter *w = *p;
+        if (w->call == call) {
+            *p = w->next;
+            free(w);
+        } else {
+            p = &w->next;
+        }
+    }
+}
+
+/* The VM of a record, as the API shows it (NULL when the record is gone). The
+ * message points into rec, which the caller clears after it. */
+static Hypr__V1__VM *vm_message_by_id(daemon_ctx *d, const char *id, store_vm *rec)
+{
+    return store_vm_find(d->db, id, rec, NULL) == 0 ? api_vm_message(d, rec) : NULL;
+}
+
+static void send_run_event(daemon_ctx *d, rpc_call *call, Hypr__V1__RunVMEvent__Phase phase,
+                           const char *id, const char *message)
+{
+    Hypr__V1__RunVMEvent ev = HYPR__V1__RUN_VMEVENT__INIT;
+    ev.phase = phase;
+    ev.message = (char *)(message ? message : "");
+    _cleanup_store_vm_ store_vm rec = {0};
+    ev.vm = vm_message_by_id(d, id, &rec);
+    rpc_call_send(call, &ev.base);
+    api_vm_message_free(ev.vm);
+}
+
+static void reply_stop(daemon_ctx *d, rpc_call *call, const char *id)
+{
+    Hypr__V1__StopVMResponse resp = HYPR__V1__STOP_VMRESPONSE__INIT;
+    _cleanup_store_vm_ store_vm rec = {0};
+    resp.vm = vm_message_by_id(d, id, &rec);
+    rpc_call_reply(call, &resp.base);
+    api_vm_message_free(resp.vm);
+}
+
+/* Whether a notice ends a waiter (it is then answered and freed). */
+static bool notice_ends(const vm_waiter *w, const vm_notice *n)
+{
+    switch (w->kind) {
+    case WAIT_RUN:
+        return n->kind == VM_NOTICE_EXIT || n->kind == VM_NOTICE_REMOVED ||
+               (n->kind == VM_NOTICE_PHASE && n->phase == VM_PHASE_RUNNING);
+    case WAIT_STOP:
+        return n->kind == VM_NOTICE_EXIT || n->kind == VM_NOTICE_REMOVED;
+    case WAIT_DELETE:
+        return n->kind == VM_NOTICE_REMOVED;
+    }
+    return false;
+}
+
+static void answer(daemon_ctx *d, vm_waiter *w, const vm_notice *n)
+{
+    if (w->kind == WAIT_STOP) {
+        reply_stop(d, w->call, n->id);
         return;
     }
-    Hypr__V1__VM *m = vm_to_message(api_daemon(call), &rec);
-    if (create) {
-        Hypr__V1__CreateVMResponse resp = HYPR__V1__CREATE_VMRESPONSE__INIT;
-        resp.vm = m;
-        rpc_call_reply(call, &resp.base);
-    } else {
-        Hypr__V1__StartVMResponse resp = HYPR__V1__START_VMRESPONSE__INIT;
-        resp.vm = m;
-        rpc_call_reply(call, &resp.base);
+    if (w->kind == WAIT_DELETE) {
+        if (n->err) {
+            api_fail(w->call, n->err);
+        } else {
+            Hypr__V1__DeleteVMResponse resp = HYPR__V1__DELETE_VMRESPONSE__INIT;
+            rpc_call_reply(w->call, &resp.base);
+        }
+        return;
     }
-    vm_message_free(m);
-    store_vm_clear(&rec);
+    if (n->kind == VM_NOTICE_PHASE) { /* RUNNING */
+        send_run_event(d, w->call, HYPR__V1__RUN_VMEVENT__PHASE__RUNNING, n->id, NULL);
+        rpc_call_finish(w->call, HYPR_OK, NULL);
+        return;
+    }
+    const char *why = n->err && n->err->message ? n->err->message : "the VM stopped while booting";
+    send_run_event(d, w->call, HYPR__V1__RUN_VMEVENT__PHASE__FAILED, n->id, why);
+    hypr_status status =
+        n->err && n->err->status != HYPR_OK ? n->err->status : HYPR_FAILED_PRECONDITION;
+    rpc_call_finish(w->call, status, why);
+}
+
+static void on_vm_notice(vm_listener *l, daemon_ctx *d, const vm_notice *n)
+{
+    api_state *st = (api_state *)l;
+    /* Ended waiters leave the list before any call is answered: answering may
+     * close a call, whose on_close walks the list. */
+    vm_waiter *ended = NULL;
+    for (vm_waiter **p = &st->waiters; *p;) {
+        vm_waiter *w = *p;
+        if (strcmp(w->id, n->id) == 0 && notice_ends(w, n)) {
+            *p = w->next;
+            w->next = ended;
+            ended = w;
+        } else {
+            p = &w->next;
+        }
+    }
+    if (n->kind == VM_NOTICE_PHASE && n->phase == VM_PHASE_BOOTING) {
+        for (vm_waiter *w = st->waiters, *next; w; w = next) {
+            next = w->next;
+            if (w->kind == WAIT_RUN && strcmp(w->id, n->id) == 0)
+                send_run_event(d, w->call, HYPR__V1__RUN_VMEVENT__PHASE__BOOTING, n->id, NULL);
+        }
+    }
+    while (ended) {
+        vm_waiter *w = ended;
+        ended = w->next;
+        answer(d, w, n);
+        free(w);
+    }
+}
+
+void api_init(daemon_ctx *d)
+{
+    d->api = xcalloc(1, sizeof(*d->api));
+    d->api->listener.notify = on_vm_notice;
+    vm_listener_add(d, &d->api->listener);
+}
+
+void api_free(daemon_ctx *d)
+{
+    if (!d->api)
+        return;
+    vm_listener_remove(d, &d->api->listener);
+    while (d->api->waiters) {
+        vm_waiter *w = d->api->waiters;
+        d->api->waiters = w->next;
+        free(w);
+    }
+    free(d->api);
+    d->api = NULL;
+}
+
+/* ---- StartVM / StopVM / RenameVM / DeleteVM ------------------------------------------- */
+
+/* The full ID of a VM named by ID, prefix or name. */
+static int resolve_id(daemon_ctx *d, const char *ref, char id[HYPR_ID_LEN + 1], hypr_error *err)
+{
+    _cleanup_store_vm_ store_vm rec = {0};
+    int r = store_vm_find(d->db, ref, &rec, err);
+    if (r >= 0)
+        memcpy(id, rec.id, HYPR_ID_LEN + 1);
+    return r;
 }
 
 void api_start_vm(rpc_call *call, ProtobufCMessage *msg)
 {
-    Hypr__V1__StartVMRequest *req = (Hypr__V1__StartVMRequest *)msg;
+    _cleanup_pb_ Hypr__V1__StartVMRequest *req = (Hypr__V1__StartVMRequest *)msg;
+    daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    _cleanup_free_ char *id = xstrdup(req->id);
-    protobuf_c_message_free_unpacked(msg, NULL);
-    if (vm_start(api_daemon(call), id, NULL, &err) < 0) {
+    char id[HYPR_ID_LEN + 1];
+    if (resolve_id(d, req->id, id, &err) < 0 || vm_start(d, id, &err) < 0) {
         api_fail(call, &err);
         return;
     }
-    reply_vm(call, id, false);
+    Hypr__V1__StartVMResponse resp = HYPR__V1__START_VMRESPONSE__INIT;
+    _cleanup_store_vm_ store_vm rec = {0};
+    resp.vm = vm_message_by_id(d, id, &rec);
+    rpc_call_reply(call, &resp.base);
+    api_vm_message_free(resp.vm);
 }
 
 void api_stop_vm(rpc_call *call, ProtobufCMessage *msg)
 {
-    Hypr__V1__StopVMRequest *req = (Hypr__V1__StopVMRequest *)msg;
+    _cleanup_pb_ Hypr__V1__StopVMRequest *req = (Hypr__V1__StopVMRequest *)msg;
+    daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     /* timeout 0 in the request means "the VM's own stop timeout". */
     int timeout = req->timeout_seconds ? (int)req->timeout_seconds : -1;
-    int r = vm_stop(api_daemon(call), req->id, timeout, call, &err);
-    protobuf_c_message_free_unpacked(msg, NULL);
+    char id[HYPR_ID_LEN + 1];
+    int r = resolve_id(d, req->id, id, &err);
+    if (r >= 0)
+        r = vm_stop(d, id, timeout, &err);
     if (r < 0)
         api_fail(call, &err);
+    else if (r == 0)
+        reply_stop(d, call, id); /* it was not running */
+    else
+        waiter_add(d, call, WAIT_STOP, id);
 }
 
 void api_rename_vm(rpc_call *call, ProtobufCMessage *msg)
 {
-    Hypr__V1__RenameVMRequest *req = (Hypr__V1__RenameVMRequest *)msg;
+    _cleanup_pb_ Hypr__V1__RenameVMRequest *req = (Hypr__V1__RenameVMRequest *)msg;
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    store_vm rec = {0};
-    int r = vm_rename(d, req->id, req->name, &rec, &err);
-    protobuf_c_message_free_unpacked(msg, NULL);
-    if (r < 0) {
-        store_vm_clear(&rec);
+    _cleanup_store_vm_ store_vm rec = {0};
+    if (vm_rename(d, req->id, req->name, &rec, &err) < 0) {
         api_fail(call, &err);
         return;
     }
     Hypr__V1__RenameVMResponse resp = HYPR__V1__RENAME_VMRESPONSE__INIT;
-    resp.vm = vm_to_message(d, &rec);
+    resp.vm = api_vm_message(d, &rec);
     rpc_call_reply(call, &resp.base);
-    vm_message_free(resp.vm);
-    store_vm_clear(&rec);
+    api_vm_message_free(resp.vm);
 }
 
 void api_delete_vm(rpc_call *call, ProtobufCMessage *msg)
 {
-    Hypr__V1__DeleteVMRequest *req = (Hypr__V1__DeleteVMRequest *)msg;
+    _cleanup_pb_ Hypr__V1__DeleteVMRequest *req = (Hypr__V1__DeleteVMRequest *)msg;
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    _cleanup_free_ char *ref = xstrdup(req->id);
-    int r = vm_delete(d, ref, req->force, &err);
-    protobuf_c_message_free_unpacked(msg, NULL);
+    char id[HYPR_ID_LEN + 1];
+    int r = resolve_id(d, req->id, id, &err);
+    if (r >= 0)
+        r = vm_delete(d, id, req->force, &err);
     if (r < 0) {
         api_fail(call, &err);
-        return;
-    }
-    if (r == 0) {
+    } else if (r == 0) {
         Hypr__V1__DeleteVMResponse resp = HYPR__V1__DELETE_VMRESPONSE__INIT;
         rpc_call_reply(call, &resp.base);
-        return;
+    } else {
+        /* A running VM is being killed: the answer comes once its record is gone. */
+        waiter_add(d, call, WAIT_DELETE, id);
     }
-    /* A running VM: kill it; the answer comes once its record is gone. */
-    store_vm rec = {0};
-    store_vm_find(d->db, ref, &rec, NULL);
-    vm_runtime *vm = vm_runtime_find(d, rec.id);
-    store_vm_clear(&rec);
-    if (!vm) {
-        rpc_call_finish(call, HYPR_INTERNAL, "VM vanished while being removed");
-        return;
-    }
-    vm_waiter *w = xcalloc(1, sizeof(*w));
-    w->call = call;
-    w->kind = WAIT_DELETE;
-    w->next = vm->stop_waiters;
-    vm->stop_waiters = w;
-    vm_stop(d, vm->id, 0, NULL, &err);
 }
 
 void api_vm_call_close(rpc_call *call, bool cancelled)
 {
     (void)cancelled;
-    vm_forget_call(api_daemon(call), call);
+    waiters_drop_call(api_daemon(call), call);
 }
 
 /* ---- CreateVM / RunVM ------------------------------------------------------------ */
 
 static void create_vm(rpc_call *call, const Hypr__V1__VMConfig *cfg)
 {
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    store_vm vm = {0};
-    if (vm_create(api_daemon(call), cfg, &vm, &err) < 0) {
-        api_fail(call, &err);
-        return;
-    }
-    reply_vm(call, vm.id, true);
-    store_vm_clear(&vm);
-}
-
-static void run_vm(rpc_call *call, const Hypr__V1__VMConfig *cfg)
-{
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    store_vm vm = {0};
+    _cleanup_store_vm_ store_vm vm = {0};
     if (vm_create(d, cfg, &vm, &err) < 0) {
         api_fail(call, &err);
         return;
     }
-    Hypr__V1__RunVMEvent ev = HYPR__V1__RUN_VMEVENT__INIT;
-    ev.phase = HYPR__V1__RUN_VMEVENT__PHASE__CREATED;
-    ev.vm = vm_to_message(d, &vm);
-    rpc_call_send(call, &ev.base);
-    vm_message_free(ev.vm);
-    if (vm_start(d, vm.id, call, &err) < 0) {
-        /* A VM that could not even start is not left behind (nor its addresses). */
-        vm_remove_record(d, vm.id, vm.name);
-        store_vm_clear(&vm);
+    Hypr__V1__CreateVMResponse resp = HYPR__V1__CREATE_VMRESPONSE__INIT;
+    resp.vm = api_vm_message(d, &vm);
+    rpc_call_reply(call, &resp.base);
+    api_vm_message_free(resp.vm);
+}
+
+/* Created, then started: the call streams CREATED here, then BOOTING, RUNNING or
+ * FAILED from the lifecycle's notices. */
+static void run_vm(rpc_call *call, const Hypr__V1__VMConfig *cfg)
+{
+    daemon_ctx *d = api_daemon(call);
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    _cleanup_store_vm_ store_vm vm = {0};
+    if (vm_create(d, cfg, &vm, &err) < 0) {
         api_fail(call, &err);
         return;
     }
-    Hypr__V1__RunVMEvent booting = HYPR__V1__RUN_VMEVENT__INIT;
-    booting.phase = HYPR__V1__RUN_VMEVENT__PHASE__BOOTING;
-    store_vm_clear(&vm);
-    if (store_vm_find(d->db, vm.id, &vm, NULL) == 0) {
-        booting.vm = vm_to_message(d, &vm);
-        rpc_call_send(call, &booting.base);
-        vm_message_free(booting.vm);
+    send_run_event(d, call, HYPR__V1__RUN_VMEVENT__PHASE__CREATED, vm.id, NULL);
+    waiter_add(d, call, WAIT_RUN, vm.id);
+    if (vm_start(d, vm.id, &err) < 0) {
+        /* A VM that could not even start is not left behind (nor its addresses). */
+        waiters_drop_call(d, call);
+        vm_remove_record(d, vm.id, vm.name);
+        api_fail(call, &err);
     }
-    store_vm_clear(&vm);
 }
 
 /* A CreateVM/RunVM request waiting for its image to be pulled. */
@@ -218,9 +357,8 @@ static bool pull_missing_image(rpc_call *call, ProtobufCMessage *msg, const Hypr
                                bool run)
 {
     daemon_ctx *d = api_daemon(call);
-    store_image img = {0};
+    _cleanup_store_image_ store_image img = {0};
     int r = image_store_find(d->db, cfg->image, &img, NULL);
-    store_image_clear(&img);
     image_ref ref;
     /* A full image ID is never a repository name (Docker refuses those too). */
     if (r != -ENOENT || id_is_valid(cfg->image) || image_ref_parse(cfg->image, &ref, NULL) < 0)
@@ -248,121 +386,38 @@ static int check_request(rpc_call *call, Hypr__V1__VMConfig *cfg, hypr_error *er
     return vm_config_check(api_daemon(call), cfg, err);
 }
 
-void api_create_vm(rpc_call *call, ProtobufCMessage *msg)
+/* CreateVM and RunVM: the config is checked before anything (a pull included)
+ * happens; a missing registry image is pulled first, and the pull then owns msg. */
+static void create_or_run(rpc_call *call, ProtobufCMessage *msg, Hypr__V1__VMConfig *cfg, bool run)
 {
-    Hypr__V1__CreateVMRequest *req = (Hypr__V1__CreateVMRequest *)msg;
+    _cleanup_pb_ ProtobufCMessage *owned = msg;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    if (check_request(call, req->config, &err) < 0) {
-        protobuf_c_message_free_unpacked(msg, NULL);
+    if (check_request(call, cfg, &err) < 0) {
         api_fail(call, &err);
         return;
     }
-    if (pull_missing_image(call, msg, req->config, false))
+    if (pull_missing_image(call, msg, cfg, run)) {
+        owned = NULL;
         return;
-    create_vm(call, req->config);
-    protobuf_c_message_free_unpacked(msg, NULL);
+    }
+    if (run)
+        run_vm(call, cfg);
+    else
+        create_vm(call, cfg);
+}
+
+void api_create_vm(rpc_call *call, ProtobufCMessage *msg)
+{
+    create_or_run(call, msg, ((Hypr__V1__CreateVMRequest *)msg)->config, false);
 }
 
 void api_run_vm(rpc_call *call, ProtobufCMessage *msg)
 {
-    Hypr__V1__RunVMRequest *req = (Hypr__V1__RunVMRequest *)msg;
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    if (check_request(call, req->config, &err) < 0) {
-        protobuf_c_message_free_unpacked(msg, NULL);
-        api_fail(call, &err);
-        return;
-    }
-    if (pull_missing_image(call, msg, req->config, true))
-        return;
-    run_vm(call, req->config);
-    protobuf_c_message_free_unpacked(msg, NULL);
+    create_or_run(call, msg, ((Hypr__V1__RunVMRequest *)msg)->config, true);
 }
 
 void api_vm_create_call_close(rpc_call *call, bool cancelled)
 {
     api_image_job_close(call, cancelled);
-    vm_forget_call(api_daemon(call), call);
-}
-
-/* ---- metrics ---------------------------------------------------------------- */
-
-void vm_metrics_frame(vm_runtime *vm, const ctl_frame *f)
-{
-    uint64_t v[CTL_M_COUNT];
-    if (ctl_parse_metrics(f->payload, f->len, v) < 0)
-        return;
-    memcpy(vm->prev_metrics, vm->last_metrics, sizeof(v));
-    memcpy(vm->last_metrics, v, sizeof(v));
-    const uint64_t *p = vm->prev_metrics;
-    uint64_t busy = v[CTL_M_CPU_USER] + v[CTL_M_CPU_SYSTEM];
-    uint64_t total = busy + v[CTL_M_CPU_IDLE] + v[CTL_M_CPU_IOWAIT] + v[CTL_M_CPU_STEAL];
-    uint64_t pbusy = p[CTL_M_CPU_USER] + p[CTL_M_CPU_SYSTEM];
-    uint64_t ptotal = pbusy + p[CTL_M_CPU_IDLE] + p[CTL_M_CPU_IOWAIT] + p[CTL_M_CPU_STEAL];
-    Hypr__V1__VMMetrics m = HYPR__V1__VMMETRICS__INIT;
-    m.id = vm->id;
-    m.timestamp_ms = time_now_ms();
-    if (total > ptotal && busy >= pbusy)
-        m.cpu_percent = 100.0 * (double)(busy - pbusy) / (double)(total - ptotal);
-    m.memory_total_bytes = v[CTL_M_MEM_TOTAL];
-    m.memory_used_bytes = v[CTL_M_MEM_TOTAL] - v[CTL_M_MEM_AVAILABLE];
-    m.disk_total_bytes = v[CTL_M_DISK_TOTAL];
-    m.disk_used_bytes = v[CTL_M_DISK_USED];
-    m.net_rx_bytes = v[CTL_M_NET_RX_BYTES];
-    m.net_tx_bytes = v[CTL_M_NET_TX_BYTES];
-    for (size_t i = 0; i < ARRAY_SIZE(vm->metrics_calls); i++)
-        if (vm->metrics_calls[i])
-            rpc_call_send(vm->metrics_calls[i], &m.base);
-}
-
-void vm_metrics_end_all(vm_runtime *vm)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(vm->metrics_calls); i++) {
-        rpc_call *c = vm->metrics_calls[i];
-        if (c) {
-            vm->metrics_calls[i] = NULL;
-            rpc_call_set_data(c, NULL);
-            rpc_call_finish(c, HYPR_OK, NULL);
-        }
-    }
-}
-
-void api_stream_vm_metrics(rpc_call *call, ProtobufCMessage *msg)
-{
-    Hypr__V1__StreamVMMetricsRequest *req = (Hypr__V1__StreamVMMetricsRequest *)msg;
-    daemon_ctx *d = api_daemon(call);
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    store_vm rec = {0};
-    int r = store_vm_find(d->db, req->id, &rec, &err);
-    protobuf_c_message_free_unpacked(msg, NULL);
-    if (r < 0) {
-        api_fail(call, &err);
-        return;
-    }
-    vm_runtime *vm = vm_runtime_find(d, rec.id);
-    if (!vm) {
-        _cleanup_free_ char *m = xasprintf("VM %s is not running", rec.name);
-        store_vm_clear(&rec);
-        rpc_call_finish(call, HYPR_FAILED_PRECONDITION, m);
-        return;
-    }
-    store_vm_clear(&rec);
-    for (size_t i = 0; i < ARRAY_SIZE(vm->metrics_calls); i++) {
-        if (!vm->metrics_calls[i]) {
-            vm->metrics_calls[i] = call;
-            rpc_call_set_data(call, vm);
-            return;
-        }
-    }
-    rpc_call_finish(call, HYPR_RESOURCE_EXHAUSTED, "too many metrics streams for this VM");
-}
-
-void api_stream_vm_metrics_close(rpc_call *call, bool cancelled)
-{
-    (void)cancelled;
-    vm_runtime *vm = rpc_call_get_data(call);
-    if (!vm)
-        return;
-    for (size_t i = 0; i < ARRAY_SIZE(vm->metrics_calls); i++)
-        if (vm->metrics_calls[i] == call)
-            vm->metrics_calls[i] = NULL;
+    waiters_drop_call(api_daemon(call), call);
 }

@@ -1,7 +1,7 @@
 /* The event bus behind SubscribeEvents: every state change publishes here and
  * each open stream whose type filter matches gets a copy. */
 #define LOG_MODULE "events"
-#include "daemon.h"
+#include "vm.h"
 
 #include <string.h>
 
@@ -16,6 +16,7 @@ typedef struct subscriber {
 } subscriber;
 
 struct event_bus {
+    vm_listener vms; /* first: the listener is the bus */
     subscriber *head;
     size_t count;
 };
@@ -72,11 +73,11 @@ size_t event_bus_subscribers(event_bus *bus)
     return bus->count;
 }
 
-static bool matches(const subscriber *s, const char *type)
+bool event_filter_matches(char *const *filters, const char *type)
 {
-    if (!s->filters || !s->filters[0])
+    if (!filters || !filters[0])
         return true;
-    for (char **f = s->filters; *f; f++)
+    for (char *const *f = filters; *f; f++)
         if (str_startswith(type, *f))
             return true;
     return false;
@@ -108,7 +109,7 @@ void event_publish(event_bus *bus, const char *type, const char *id, const char 
     while (s) {
         /* Finishing a call may unsubscribe it (on_close), so step first. */
         subscriber *next = s->next;
-        if (matches(s, type)) {
+        if (event_filter_matches(s->filters, type)) {
             if (rpc_call_pending(s->call) > MAX_PENDING_BYTES)
                 rpc_call_finish(s->call, HYPR_RESOURCE_EXHAUSTED,
                                 "event subscriber is not reading its events; disconnected");
@@ -127,4 +128,80 @@ void event_bus_close_all(event_bus *bus)
         rpc_call_finish(s->call, HYPR_UNAVAILABLE, "hyprd is shutting down");
         s = next;
     }
+}
+
+/* ---- VM notices as events ------------------------------------------------------------ */
+
+static const char *vm_event_type(const vm_notice *n)
+{
+    switch (n->kind) {
+    case VM_NOTICE_PHASE:
+        switch (n->phase) {
+        case VM_PHASE_CREATED:
+            return "vm.created";
+        case VM_PHASE_BOOTING:
+            return "vm.starting";
+        case VM_PHASE_RUNNING:
+            return "vm.started";
+        case VM_PHASE_RESTARTING:
+            return "vm.restarting";
+        case VM_PHASE_STOPPING:
+            return "vm.stopping";
+        default:
+            return NULL;
+        }
+    case VM_NOTICE_EXIT:
+        return n->phase == VM_PHASE_FAILED ? "vm.failed" : "vm.stopped";
+    case VM_NOTICE_REMOVED:
+        return n->err ? NULL : "vm.deleted"; /* a failed removal left the VM in place */
+    case VM_NOTICE_RENAMED:
+        return "vm.renamed";
+    }
+    return NULL;
+}
+
+static void on_vm_notice(vm_listener *l, daemon_ctx *d, const vm_notice *n)
+{
+    (void)d;
+    event_bus *bus = (event_bus *)l;
+    const char *type = vm_event_type(n);
+    if (!type)
+        return;
+    char *name = (char *)n->name;
+    if (n->kind == VM_NOTICE_REMOVED) {
+        char *attrs[] = {"name", name, NULL};
+        event_publish(bus, type, n->id, NULL, attrs);
+    } else if (n->kind == VM_NOTICE_RENAMED) {
+        char *attrs[] = {"name", name, "oldName", (char *)n->old_name, NULL};
+        event_publish(bus, type, n->id, NULL, attrs);
+    } else if (n->phase == VM_PHASE_CREATED) {
+        char *attrs[] = {"name", name, "image", (char *)n->image, NULL};
+        event_publish(bus, type, n->id, NULL, attrs);
+    } else {
+        char code[16];
+        snprintf(code, sizeof(code), "%d", n->exit_code);
+        char *error = n->err ? n->err->message : NULL;
+        char *attrs[] = {"name",
+                         name,
+                         "status",
+                         (char *)vm_phase_status(n->phase),
+                         "exit_code",
+                         code,
+                         error ? "error" : NULL,
+                         error,
+                         NULL};
+        event_publish(bus, type, n->id, error, attrs);
+    }
+}
+
+void event_bus_watch_vms(daemon_ctx *d)
+{
+    d->events->vms.notify = on_vm_notice;
+    vm_listener_add(d, &d->events->vms);
+}
+
+void event_bus_unwatch_vms(daemon_ctx *d)
+{
+    if (d->events)
+        vm_listener_remove(d, &d->events->vms);
 }

@@ -1,10 +1,11 @@
 /* hyprd: the hypr daemon. Owns the state, serves the gRPC API on a unix socket
  * (and optionally TCP), and shuts down cleanly on SIGTERM/SIGINT. */
 #define LOG_MODULE "hyprd"
+#include "api.h"
+#include "netmgr.h"
 #include "vm.h"
 
 #include "image/image.h"
-#include "netmgr.h"
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -201,6 +202,8 @@ static int run(daemon_ctx *d, hypr_error *err)
         log_info("removed %d leftovers of interrupted pulls", removed);
     settings_apply(d);
     event_bus_new(&d->events);
+    event_bus_watch_vms(d);
+    api_init(d);
     vm_manager_init(d);
     r = netmgr_init(d, err);
     if (r < 0)
@@ -224,7 +227,9 @@ static int run(daemon_ctx *d, hypr_error *err)
     uv_signal_start(&d->sig_int, on_signal, SIGINT);
     signal(SIGPIPE, SIG_IGN);
 
-    vm_manager_reconcile(d);
+    r = vm_manager_reconcile(d, err);
+    if (r < 0)
+        return r;
     log_info("hyprd %s ready (data %s, run %s)", HYPR_VERSION, d->data_dir, d->run_dir);
     notify_ready();
     uv_run(d->loop, UV_RUN_DEFAULT);
@@ -236,7 +241,10 @@ static void cleanup(daemon_ctx *d)
 {
     if (d->server)
         rpc_server_free(d->server);
+    api_free(d);
+    event_bus_unwatch_vms(d);
     event_bus_free(d->events);
+    netmgr_dns_stop(d);
     vm_manager_free(d);
     netmgr_free(d);
     store_close(d->db);

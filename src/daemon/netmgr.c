@@ -168,7 +168,7 @@ int netmgr_init(daemon_ctx *d, hypr_error *err)
         }
     }
     if (r >= 0)
-        r = netmgr_dns_start(d, m->dns, gateways, names, n_gw, err);
+        netmgr_dns_start(d, m->dns, gateways, names, n_gw);
     free(gateways);
     free(names);
     store_networks_free(nets, n);
@@ -502,184 +502,187 @@ static char *next_bridge_name(netmgr *m)
     }
 }
 
-static int check_subnet(netmgr *m, Hypr__V1__CreateNetworkRequest *req, net_subnet *sn,
-                        hypr_error *err)
+static int check_subnet(netmgr *m, const char *want, net_subnet *sn, hypr_error *err)
 {
-    size_t count = 0;
-    for (network *n = m->nets; n; n = n->next)
-        count++;
-    net_subnet *existing = xcalloc(count + 1, sizeof(*existing));
-    size_t i = 0;
-    for (network *n = m->nets; n; n = n->next)
-        existing[i++] = *ipam_subnet(n->pool);
-    int r;
-    if (str_empty(req->subnet)) {
-        r = ipam_pick_subnet(existing, count, sn, err);
-    } else {
-        r = net_subnet_parse(req->subnet, sn, err);
+    if (!str_empty(want)) {
+        int r = net_subnet_parse(want, sn, err);
         for (network *n = m->nets; r >= 0 && n; n = n->next)
             if (ipam_subnets_overlap(sn, ipam_subnet(n->pool)))
                 r = hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                             "subnet %s overlaps network %s (%s)", req->subnet, n->name, n->subnet);
+                             "subnet %s overlaps network %s (%s)", want, n->name, n->subnet);
+        return r;
     }
-    free(existing);
-    return r;
+    size_t count = 0;
+    for (network *n = m->nets; n; n = n->next)
+        count++;
+    _cleanup_free_ net_subnet *existing = xcalloc(count + 1, sizeof(*existing));
+    size_t i = 0;
+    for (network *n = m->nets; n; n = n->next)
+        existing[i++] = *ipam_subnet(n->pool);
+    return ipam_pick_subnet(existing, count, sn, err);
 }
 
-void api_create_network(rpc_call *call, ProtobufCMessage *msg)
+/* The subnet and gateway of a new network: the ones asked for (inside, and not
+ * overlapping another network), or the next free /24-style pick. */
+static int pick_addresses(netmgr *m, const netmgr_network_spec *spec, char cidr[NET_CIDR_STRLEN],
+                          char gw[NET_IP4_STRLEN], hypr_error *err)
 {
-    Hypr__V1__CreateNetworkRequest *req = (Hypr__V1__CreateNetworkRequest *)msg;
-    daemon_ctx *d = api_daemon(call);
-    netmgr *m = mgr(d);
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    store_network sn = {0};
     net_subnet subnet;
-    int r = 0;
-    if (!name_is_valid(req->name))
-        r = hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL,
-                     "invalid network name \"%s\": names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
-                     req->name);
-    else if (!str_empty(req->driver) && strcmp(req->driver, "bridge") != 0)
-        r = hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL,
-                     "network driver \"%s\" is not supported: use bridge", req->driver);
-    else if (network_find(m, req->name))
-        r = hypr_err(&err, HYPR_ALREADY_EXISTS, EEXIST, "network %s already exists", req->name);
-    if (r >= 0)
-        r = check_subnet(m, req, &subnet, &err);
-    if (r >= 0) {
-        char cidr[NET_CIDR_STRLEN], gw[NET_IP4_STRLEN];
-        net_subnet_format(&subnet, cidr);
-        uint32_t gw_addr = net_subnet_first_host(&subnet);
-        if (!str_empty(req->gateway) &&
-            (net_ip4_parse(req->gateway, &gw_addr) < 0 || !net_subnet_contains(&subnet, gw_addr)))
-            r = hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL,
-                         "invalid gateway \"%s\": must be an address inside %s", req->gateway,
-                         cidr);
-        net_ip4_format(gw_addr, gw);
-        if (r >= 0)
-            r = id_generate(sn.id);
-        sn.name = xstrdup(req->name);
-        sn.driver = xstrdup("bridge");
-        sn.subnet = xstrdup(cidr);
-        sn.gateway = xstrdup(gw);
-        sn.bridge = next_bridge_name(m);
-        sn.internal = req->internal;
-        sn.labels = api_labels_json((ProtobufCMessage *const *)req->labels, req->n_labels);
-        sn.created_at = time_now_ms() / 1000;
+    int r = check_subnet(m, spec->subnet, &subnet, err);
+    if (r < 0)
+        return r;
+    net_subnet_format(&subnet, cidr);
+    uint32_t gw_addr = net_subnet_first_host(&subnet);
+    if (!str_empty(spec->gateway) &&
+        (net_ip4_parse(spec->gateway, &gw_addr) < 0 || !net_subnet_contains(&subnet, gw_addr)))
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "invalid gateway \"%s\": must be an address inside %s", spec->gateway,
+                        cidr);
+    net_ip4_format(gw_addr, gw);
+    return 0;
+}
+
+/* Takes a network that network_up put first in the list down again. */
+static void network_down_first(netmgr *m)
+{
+    network *n = m->nets;
+    m->nets = n->next;
+    if (m->enabled) {
+        net_fw_network_remove(n->bridge, NULL);
+        net_link_delete(n->bridge, NULL);
     }
-    if (r >= 0)
-        r = network_up(d, &sn, &err);
-    if (r >= 0) {
-        r = store_network_insert(d->db, &sn, &err);
-        if (r < 0) {
-            network *n = m->nets;
-            m->nets = n->next;
-            net_fw_network_remove(n->bridge, NULL);
-            net_link_delete(n->bridge, NULL);
-            network_free(n);
-        }
-    }
-    protobuf_c_message_free_unpacked(msg, NULL);
+    network_free(n);
+}
+
+int netmgr_network_create(daemon_ctx *d, const netmgr_network_spec *spec, store_network *out,
+                          hypr_error *err)
+{
+    netmgr *m = mgr(d);
+    if (!name_is_valid(spec->name))
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "invalid network name \"%s\": names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+                        spec->name);
+    if (!str_empty(spec->driver) && strcmp(spec->driver, "bridge") != 0)
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "network driver \"%s\" is not supported: use bridge", spec->driver);
+    if (network_find(m, spec->name))
+        return hypr_err(err, HYPR_ALREADY_EXISTS, EEXIST, "network %s already exists", spec->name);
+    char cidr[NET_CIDR_STRLEN], gw[NET_IP4_STRLEN];
+    int r = pick_addresses(m, spec, cidr, gw, err);
+    if (r < 0)
+        return r;
+    _cleanup_store_network_ store_network sn = {0};
+    r = id_generate(sn.id);
+    if (r < 0)
+        return hypr_err(err, HYPR_INTERNAL, -r, "generate a network ID: %s", strerror(-r));
+    sn.name = xstrdup(spec->name);
+    sn.driver = xstrdup("bridge");
+    sn.subnet = xstrdup(cidr);
+    sn.gateway = xstrdup(gw);
+    sn.bridge = next_bridge_name(m);
+    sn.internal = spec->internal;
+    sn.labels = spec->labels ? xstrdup(spec->labels) : NULL;
+    sn.created_at = time_now_ms() / 1000;
+    r = network_up(d, &sn, err);
+    if (r < 0)
+        return r;
+    r = store_network_insert(d->db, &sn, err);
     if (r < 0) {
-        store_network_clear(&sn);
-        api_fail(call, &err);
-        return;
+        network_down_first(m);
+        return r;
     }
     if (m->enabled) {
+        /* A gateway that cannot take port 53 costs its guests their resolver, not the network. */
         _cleanup_error_ hypr_error lerr = HYPR_ERROR_INIT;
-        if (netmgr_dns_listen(sn.gateway, 53, sn.name, &lerr) < 0)
+        if (netmgr_dns_listen(d, sn.gateway, 53, sn.name, &lerr) < 0)
             log_warn("%s", lerr.message);
     }
+    log_info("created network %s (%s, bridge %s)", sn.name, sn.subnet, sn.bridge);
     char *attrs[] = {"name", sn.name, "subnet", sn.subnet, NULL};
     event_publish(d->events, "network.created", sn.id, NULL, attrs);
-    Hypr__V1__CreateNetworkResponse resp = HYPR__V1__CREATE_NETWORK_RESPONSE__INIT;
-    resp.network = api_network_message(d, &sn);
-    rpc_call_reply(call, &resp.base);
-    api_network_message_free(resp.network);
-    store_network_clear(&sn);
+    *out = sn;
+    sn = (store_network){0};
+    return 0;
 }
 
-/* VMs whose config names the network (no network = the default one); by ID or name. */
-static char **vms_attached(daemon_ctx *d, const char *net_name, bool names)
+int netmgr_network_vms(daemon_ctx *d, const char *net_name, bool names, char ***out,
+                       hypr_error *err)
 {
+    *out = NULL;
     store_vm *vms = NULL;
     size_t n = 0;
-    char **out = NULL;
-    if (store_vm_list(d->db, &vms, &n, NULL) < 0)
-        return NULL;
+    int r = store_vm_list(d->db, &vms, &n, err);
+    if (r < 0)
+        return hypr_err_prefix(err, "VMs on network %s", net_name);
     for (size_t i = 0; i < n; i++) {
+        /* No network named = the default one. */
         bool uses = !vms[i].networks && strcmp(net_name, DEFAULT_NETWORK) == 0;
         for (char **p = vms[i].networks; p && *p; p++)
             uses = uses || strcmp(*p, net_name) == 0;
         if (uses)
-            out = strv_append(out, names ? vms[i].name : vms[i].id);
+            *out = strv_append(*out, names ? vms[i].name : vms[i].id);
     }
     store_vms_free(vms, n);
-    return out;
+    return 0;
 }
 
-char **netmgr_network_vms(daemon_ctx *d, const char *net_name)
+/* The network goes: its VMs' NICs on it, DNS listeners, bridge, rules, addresses. */
+static void network_remove_live(daemon_ctx *d, const char *name)
 {
-    return vms_attached(d, net_name, false);
-}
-
-static char *vms_using(daemon_ctx *d, const char *net_name)
-{
-    _cleanup_strv_ char **names = vms_attached(d, net_name, true);
-    _cleanup_buf_ hypr_buf b = {0};
-    for (char **p = names; p && *p; p++)
-        buf_printf(&b, "%s%s", b.len ? ", " : "", *p);
-    return b.len ? buf_steal(&b) : NULL;
-}
-
-void api_delete_network(rpc_call *call, ProtobufCMessage *msg)
-{
-    Hypr__V1__DeleteNetworkRequest *req = (Hypr__V1__DeleteNetworkRequest *)msg;
-    daemon_ctx *d = api_daemon(call);
     netmgr *m = mgr(d);
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    store_network sn = {0};
-    int r = store_network_find(d->db, req->id, &sn, &err);
-    _cleanup_free_ char *users = r >= 0 ? vms_using(d, sn.name) : NULL;
-    if (r >= 0 && strcmp(sn.name, DEFAULT_NETWORK) == 0)
-        r = hypr_err(&err, HYPR_FAILED_PRECONDITION, EPERM,
-                     "the default network %s cannot be removed", DEFAULT_NETWORK);
-    else if (r >= 0 && users && !req->force)
-        r = hypr_err(&err, HYPR_FAILED_PRECONDITION, EBUSY,
-                     "network %s is in use by VM(s) %s: remove them first, or use force", sn.name,
-                     users);
-    protobuf_c_message_free_unpacked(msg, NULL);
-    if (r >= 0)
-        r = store_network_delete(d->db, sn.id, &err);
-    if (r < 0) {
-        store_network_clear(&sn);
-        api_fail(call, &err);
+    for (network **p = &m->nets; *p; p = &(*p)->next) {
+        network *n = *p;
+        if (strcmp(n->name, name) != 0)
+            continue;
+        *p = n->next;
+        network_leave_vms(m, n);
+        netmgr_dns_unlisten(d, n->name);
+        if (m->enabled) {
+            net_fw_network_remove(n->bridge, NULL);
+            net_link_delete(n->bridge, NULL);
+        }
+        /* Its addresses go with it (a later network of that name starts empty). */
+        _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+        store_ip_allocation *rows = NULL;
+        size_t count = 0;
+        int r = store_ip_list(d->db, n->name, &rows, &count, &err);
+        for (size_t i = 0; r >= 0 && i < count; i++)
+            r = store_ip_release(d->db, n->name, rows[i].address, &err);
+        store_ip_allocations_free(rows, count);
+        if (r < 0)
+            log_warn("network %s: cannot release its addresses: %s", n->name, err.message);
+        network_free(n);
         return;
     }
-    for (network **p = &m->nets; *p; p = &(*p)->next) {
-        if (strcmp((*p)->name, sn.name) == 0) {
-            network *n = *p;
-            *p = n->next;
-            network_leave_vms(m, n);
-            netmgr_dns_unlisten(n->name);
-            if (m->enabled) {
-                net_fw_network_remove(n->bridge, NULL);
-                net_link_delete(n->bridge, NULL);
-            }
-            /* Its addresses go with it (a later network of that name starts empty). */
-            store_ip_allocation *rows = NULL;
-            size_t count = 0;
-            if (store_ip_list(d->db, n->name, &rows, &count, NULL) == 0)
-                for (size_t i = 0; i < count; i++)
-                    store_ip_release(d->db, n->name, rows[i].address, NULL);
-            store_ip_allocations_free(rows, count);
-            network_free(n);
-            break;
-        }
+}
+
+int netmgr_network_remove(daemon_ctx *d, const char *ref, bool force, store_network *out,
+                          hypr_error *err)
+{
+    int r = store_network_find(d->db, ref, out, err);
+    if (r < 0)
+        return r;
+    if (strcmp(out->name, DEFAULT_NETWORK) == 0)
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, EPERM,
+                        "the default network %s cannot be removed", DEFAULT_NETWORK);
+    _cleanup_strv_ char **users = NULL;
+    r = netmgr_network_vms(d, out->name, true, &users, err);
+    if (r < 0)
+        return r;
+    if (users && !force) {
+        _cleanup_buf_ hypr_buf b = {0};
+        for (char **p = users; *p; p++)
+            buf_printf(&b, "%s%s", b.len ? ", " : "", *p);
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, EBUSY,
+                        "network %s is in use by VM(s) %s: remove them first, or use force",
+                        out->name, b.data);
     }
-    char *attrs[] = {"name", sn.name, NULL};
-    event_publish(d->events, "network.deleted", sn.id, NULL, attrs);
-    Hypr__V1__DeleteNetworkResponse resp = HYPR__V1__DELETE_NETWORK_RESPONSE__INIT;
-    rpc_call_reply(call, &resp.base);
-    store_network_clear(&sn);
+    r = store_network_delete(d->db, out->id, err);
+    if (r < 0)
+        return r;
+    network_remove_live(d, out->name);
+    log_info("removed network %s", out->name);
+    char *attrs[] = {"name", out->name, NULL};
+    event_publish(d->events, "network.deleted", out->id, NULL, attrs);
+    return 0;
 }

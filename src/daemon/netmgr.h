@@ -7,6 +7,8 @@
 #include "daemon.h"
 #include "net/net.h"
 
+#include "hypr.pb-c.h"
+
 typedef struct netmgr netmgr;
 typedef struct vm_net vm_net;
 
@@ -15,17 +17,42 @@ typedef struct vm_net vm_net;
  * touch links, networking is off and VMs boot without a NIC (one warning). */
 int netmgr_init(daemon_ctx *d, hypr_error *err);
 void netmgr_free(daemon_ctx *d);
-/* The DNS server (netmgr_dns.c): loopback on dns_port, port 53 on each gateway. */
-int netmgr_dns_start(daemon_ctx *d, dns_table *table, const char *const *gateways,
-                     const char *const *networks, size_t n, hypr_error *err);
+/* The DNS server (netmgr_dns.c, on d->dns): loopback on dns_port, port 53 on each
+ * gateway. A port it cannot take costs name resolution there, not the daemon: it
+ * is logged, once, and the server goes on without it. */
+void netmgr_dns_start(daemon_ctx *d, dns_table *table, const char *const *gateways,
+                      const char *const *networks, size_t n);
 /* One more listener (a new network's gateway, port 53); network scopes plain names. */
-int netmgr_dns_listen(const char *ip, int port, const char *network, hypr_error *err);
+int netmgr_dns_listen(daemon_ctx *d, const char *ip, int port, const char *network,
+                      hypr_error *err);
 /* Closes the listeners of a removed network. */
-void netmgr_dns_unlisten(const char *network);
-/* VM IDs attached to a network (by their config), for Network.vm_ids. */
-char **netmgr_network_vms(daemon_ctx *d, const char *net_name);
-/* Closes the DNS server's sockets (on the loop, at shutdown). */
+void netmgr_dns_unlisten(daemon_ctx *d, const char *network);
+/* Closes the DNS server's sockets (on the loop, at shutdown) and frees it. */
 void netmgr_dns_stop(daemon_ctx *d);
+
+/* ---- networks ---------------------------------------------------------------- */
+
+typedef struct netmgr_network_spec {
+    const char *name;
+    const char *driver;  /* empty or "bridge" */
+    const char *subnet;  /* CIDR; empty = the next free one */
+    const char *gateway; /* empty = the subnet's first address */
+    bool internal;       /* no route out */
+    const char *labels;  /* JSON object text, may be NULL */
+} netmgr_network_spec;
+
+/* Creates a network: its record, bridge, rules, address pool and DNS listener.
+ * out receives the stored record. */
+int netmgr_network_create(daemon_ctx *d, const netmgr_network_spec *spec, store_network *out,
+                          hypr_error *err);
+/* Removes a network (ID, prefix or name); one in use by VMs only with force, when
+ * its running VMs lose their NIC on it. out receives the removed record. */
+int netmgr_network_remove(daemon_ctx *d, const char *ref, bool force, store_network *out,
+                          hypr_error *err);
+/* The VMs whose config names the network (none named = the default one), as IDs
+ * or names; *out NULL when there are none. */
+int netmgr_network_vms(daemon_ctx *d, const char *net_name, bool names, char ***out,
+                       hypr_error *err);
 
 /* What one NIC of a VM's attachment gives the boot. */
 typedef struct vm_nic_boot {
@@ -62,8 +89,5 @@ void netmgr_vm_detach(daemon_ctx *d, vm_net *n);
 int netmgr_vm_attachments(const vm_net *v, Hypr__V1__NetworkAttachment ***out);
 /* The VM was deleted: its addresses go back to the pools. */
 void netmgr_vm_deleted(daemon_ctx *d, const char *vm_id);
-
-void api_create_network(rpc_call *call, ProtobufCMessage *msg);
-void api_delete_network(rpc_call *call, ProtobufCMessage *msg);
 
 #endif

@@ -12,7 +12,10 @@
 #define MAX_UPSTREAMS      3
 #define MAX_TCP_MESSAGE    65535
 
+typedef struct dns_server dns_server;
+
 typedef struct listener {
+    dns_server *srv;
     uv_udp_t udp;
     uv_tcp_t tcp;
     int closing;   /* handles still closing; freed at 0 */
@@ -20,13 +23,13 @@ typedef struct listener {
     struct listener *next;
 } listener;
 
-static struct {
-    dns_table *table;
+struct dns_server {
+    dns_table *table; /* the network manager's */
     listener *listeners;
     struct sockaddr_in upstreams[MAX_UPSTREAMS];
     size_t n_upstreams;
     uv_loop_t *loop;
-} srv;
+};
 
 /* ---- replies -------------------------------------------------------------------- */
 
@@ -71,6 +74,7 @@ static bool servfail(const uint8_t *pkt, size_t len, bool tcp, hypr_buf *out)
 /* ---- forwarding to the host's resolvers ------------------------------------------ */
 
 typedef struct forward {
+    dns_server *srv;
     uv_udp_t sock;
     uv_timer_t timer;
     int closing;
@@ -83,6 +87,7 @@ typedef struct forward {
 } forward;
 
 typedef struct tcp_conn {
+    dns_server *srv;
     uv_tcp_t tcp;
     char *network;   /* the listener's (NULL on loopback) */
     uint32_t client; /* the peer's IPv4 address */
@@ -154,10 +159,11 @@ static void on_forward_sent(uv_udp_send_t *req, int status)
     free(req);
 }
 
-static void forward_start(const uint8_t *pkt, size_t len, uv_udp_t *client_sock,
+static void forward_start(dns_server *srv, const uint8_t *pkt, size_t len, uv_udp_t *client_sock,
                           const struct sockaddr *client, tcp_conn *conn)
 {
     forward *f = xcalloc(1, sizeof(*f));
+    f->srv = srv;
     f->query = xmalloc(len);
     memcpy(f->query, pkt, len);
     f->len = len;
@@ -169,14 +175,14 @@ static void forward_start(const uint8_t *pkt, size_t len, uv_udp_t *client_sock,
     f->conn = conn;
     if (conn)
         conn->pending++;
-    uv_udp_init(srv.loop, &f->sock);
-    uv_timer_init(srv.loop, &f->timer);
+    uv_udp_init(srv->loop, &f->sock);
+    uv_timer_init(srv->loop, &f->timer);
     f->sock.data = f->timer.data = f;
     uv_timer_start(&f->timer, on_forward_timeout, FORWARD_TIMEOUT_MS, 0);
     uv_buf_t b = uv_buf_init((char *)f->query, (unsigned)len);
     uv_udp_send_t *req = xcalloc(1, sizeof(*req));
-    if (srv.n_upstreams == 0 ||
-        uv_udp_send(req, &f->sock, &b, 1, (struct sockaddr *)&srv.upstreams[0], on_forward_sent) <
+    if (srv->n_upstreams == 0 ||
+        uv_udp_send(req, &f->sock, &b, 1, (struct sockaddr *)&srv->upstreams[0], on_forward_sent) <
             0) {
         free(req);
         on_forward_timeout(&f->timer);
@@ -201,13 +207,13 @@ static void on_udp_query(uv_udp_t *s, ssize_t n, const uv_buf_t *buf, const stru
     listener *l = s->data;
     if (n > 0 && from) {
         _cleanup_buf_ hypr_buf out = {0};
-        switch (dns_answer(srv.table, l->network, client_addr(from), (uint8_t *)buf->base,
+        switch (dns_answer(l->srv->table, l->network, client_addr(from), (uint8_t *)buf->base,
                            (size_t)n, false, DNS_TTL, &out)) {
         case DNS_ANSWERED:
             udp_send(s, from, out.data, out.len);
             break;
         case DNS_FORWARD:
-            forward_start((uint8_t *)buf->base, (size_t)n, s, from, NULL);
+            forward_start(l->srv, (uint8_t *)buf->base, (size_t)n, s, from, NULL);
             break;
         case DNS_DROP:
             break;
@@ -288,12 +294,12 @@ static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             break;
         const uint8_t *pkt = (uint8_t *)c->in.data + 2;
         _cleanup_buf_ hypr_buf out = {0};
-        switch (dns_answer(srv.table, c->network, c->client, pkt, len, true, DNS_TTL, &out)) {
+        switch (dns_answer(c->srv->table, c->network, c->client, pkt, len, true, DNS_TTL, &out)) {
         case DNS_ANSWERED:
             tcp_reply(c, out.data, out.len);
             break;
         case DNS_FORWARD:
-            forward_start(pkt, len, NULL, NULL, c);
+            forward_start(c->srv, pkt, len, NULL, NULL, c);
             break;
         case DNS_DROP:
             tcp_conn_close(c);
@@ -307,14 +313,15 @@ static void on_tcp_connection(uv_stream_t *server, int status)
 {
     if (status < 0)
         return;
+    const listener *l = server->data;
     tcp_conn *c = xcalloc(1, sizeof(*c));
-    uv_tcp_init(srv.loop, &c->tcp);
+    c->srv = l->srv;
+    uv_tcp_init(l->srv->loop, &c->tcp);
     c->tcp.data = c;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
         uv_close((uv_handle_t *)&c->tcp, tcp_conn_closed);
         return;
     }
-    const listener *l = server->data;
     c->network = l->network ? xstrdup(l->network) : NULL;
     struct sockaddr_storage peer;
     int len = sizeof(peer);
@@ -325,33 +332,35 @@ static void on_tcp_connection(uv_stream_t *server, int status)
 
 /* ---- start / stop ----------------------------------------------------------------- */
 
-static void read_upstreams(void)
+static void read_upstreams(dns_server *srv)
 {
     _cleanup_fclose_ FILE *f = fopen("/etc/resolv.conf", "re");
     char line[512];
-    while (f && fgets(line, sizeof(line), f) && srv.n_upstreams < MAX_UPSTREAMS) {
+    while (f && fgets(line, sizeof(line), f) && srv->n_upstreams < MAX_UPSTREAMS) {
         char addr[64];
         if (sscanf(line, "nameserver %63s", addr) != 1)
             continue;
-        struct sockaddr_in *sa = &srv.upstreams[srv.n_upstreams];
+        struct sockaddr_in *sa = &srv->upstreams[srv->n_upstreams];
         if (uv_ip4_addr(addr, 53, sa) == 0 && strncmp(addr, "127.", 4) != 0)
-            srv.n_upstreams++;
+            srv->n_upstreams++;
     }
 }
 
-int netmgr_dns_listen(const char *ip, int port, const char *network, hypr_error *err)
+int netmgr_dns_listen(daemon_ctx *d, const char *ip, int port, const char *network, hypr_error *err)
 {
+    dns_server *srv = d->dns;
     struct sockaddr_in sa;
     int r = uv_ip4_addr(ip, port, &sa);
     if (r < 0)
         return hypr_err(err, HYPR_INVALID_ARGUMENT, -r, "DNS address %s: %s", ip, uv_strerror(r));
     listener *l = xcalloc(1, sizeof(*l));
+    l->srv = srv;
     l->network = network ? xstrdup(network) : NULL;
-    uv_udp_init(srv.loop, &l->udp);
-    uv_tcp_init(srv.loop, &l->tcp);
+    uv_udp_init(srv->loop, &l->udp);
+    uv_tcp_init(srv->loop, &l->tcp);
     l->udp.data = l->tcp.data = l;
-    l->next = srv.listeners;
-    srv.listeners = l;
+    l->next = srv->listeners;
+    srv->listeners = l;
     r = uv_udp_bind(&l->udp, (struct sockaddr *)&sa, UV_UDP_REUSEADDR);
     if (r == 0)
         r = uv_udp_recv_start(&l->udp, on_alloc, on_udp_query);
@@ -366,25 +375,24 @@ int netmgr_dns_listen(const char *ip, int port, const char *network, hypr_error 
     return 0;
 }
 
-int netmgr_dns_start(daemon_ctx *d, dns_table *table, const char *const *gateways,
-                     const char *const *networks, size_t n, hypr_error *err)
+void netmgr_dns_start(daemon_ctx *d, dns_table *table, const char *const *gateways,
+                      const char *const *networks, size_t n)
 {
-    srv.table = table;
-    srv.loop = d->loop;
-    read_upstreams();
+    dns_server *srv = xcalloc(1, sizeof(*srv));
+    srv->table = table;
+    srv->loop = d->loop;
+    d->dns = srv;
+    read_upstreams(srv);
     /* A taken port (another hyprd in this namespace) costs name resolution, not the daemon. */
     _cleanup_error_ hypr_error lerr = HYPR_ERROR_INIT;
-    if (netmgr_dns_listen("127.0.0.1", (int)settings_get_int(d, "dns_port"), NULL, &lerr) < 0)
+    if (netmgr_dns_listen(d, "127.0.0.1", (int)settings_get_int(d, "dns_port"), NULL, &lerr) < 0)
         log_warn("%s", lerr.message);
-    (void)err;
-    int r = 0;
     for (size_t i = 0; i < n; i++) {
         _cleanup_error_ hypr_error gerr = HYPR_ERROR_INIT;
         /* A gateway that cannot take port 53 costs its guests their resolver, not the daemon. */
-        if (netmgr_dns_listen(gateways[i], 53, networks[i], &gerr) < 0)
+        if (netmgr_dns_listen(d, gateways[i], 53, networks[i], &gerr) < 0)
             log_warn("%s", gerr.message);
     }
-    return r;
 }
 
 /* libuv runs close callbacks in no promised order: free after the last one. */
@@ -404,9 +412,11 @@ static void listener_close(listener *l)
     uv_close((uv_handle_t *)&l->tcp, listener_closed);
 }
 
-void netmgr_dns_unlisten(const char *network)
+void netmgr_dns_unlisten(daemon_ctx *d, const char *network)
 {
-    for (listener **p = &srv.listeners; *p;) {
+    if (!d->dns)
+        return;
+    for (listener **p = &d->dns->listeners; *p;) {
         listener *l = *p;
         if (l->network && strcmp(l->network, network) == 0) {
             *p = l->next;
@@ -419,10 +429,15 @@ void netmgr_dns_unlisten(const char *network)
 
 void netmgr_dns_stop(daemon_ctx *d)
 {
-    (void)d;
-    while (srv.listeners) {
-        listener *l = srv.listeners;
-        srv.listeners = l->next;
+    dns_server *srv = d->dns;
+    if (!srv)
+        return;
+    while (srv->listeners) {
+        listener *l = srv->listeners;
+        srv->listeners = l->next;
         listener_close(l);
     }
+    /* Forwards in flight and closing listeners no longer use srv. */
+    d->dns = NULL;
+    free(srv);
 }

@@ -1,73 +1,14 @@
-/* VM records: config validation and defaults, create, delete, status changes,
- * and their API message form. The running side is in vm_start.c. */
+/* VM records: config validation and defaults, create, rename and delete. The
+ * running side is in vm_start.c. */
 #define LOG_MODULE "vm"
-#include "vm.h"
+#include "vm_internal.h"
 
 #include "image/image.h"
-#include "netmgr.h"
 
-#include <dirent.h>
 #include <string.h>
 
-static const struct {
-    const char *name;
-    Hypr__V1__VMStatus status;
-} vm_statuses[] = {
-    {"created", HYPR__V1__VMSTATUS__VM_STATUS_CREATED},
-    {"booting", HYPR__V1__VMSTATUS__VM_STATUS_BOOTING},
-    {"running", HYPR__V1__VMSTATUS__VM_STATUS_RUNNING},
-    {"stopping", HYPR__V1__VMSTATUS__VM_STATUS_STOPPING},
-    {"stopped", HYPR__V1__VMSTATUS__VM_STATUS_STOPPED},
-    {"failed", HYPR__V1__VMSTATUS__VM_STATUS_FAILED},
-    {"restarting", HYPR__V1__VMSTATUS__VM_STATUS_RESTARTING},
-};
-
-static Hypr__V1__VMStatus vm_status_from_string(const char *s)
-{
-    for (size_t i = 0; s && i < ARRAY_SIZE(vm_statuses); i++)
-        if (strcmp(vm_statuses[i].name, s) == 0)
-            return vm_statuses[i].status;
-    return HYPR__V1__VMSTATUS__VM_STATUS_UNSPECIFIED;
-}
-
-Hypr__V1__VM *vm_to_message(daemon_ctx *d, const store_vm *vm)
-{
-    Hypr__V1__VM *m = xmalloc(sizeof(*m));
-    hypr__v1__vm__init(m);
-    m->id = (char *)vm->id;
-    m->name = vm->name;
-    m->status = vm_status_from_string(vm->status);
-    m->ip_address = vm->ip_address ? vm->ip_address : "";
-    m->exit_code = vm->exit_code;
-    m->error = vm->error ? vm->error : "";
-    m->created_at = vm->created_at;
-    m->started_at = vm->started_at;
-    m->stopped_at = vm->stopped_at;
-    m->pid = vm->pid;
-    m->image_id = vm->image_id ? vm->image_id : "";
-    m->restart_count = (uint32_t)vm->restart_count;
-    m->stack = vm->stack ? vm->stack : "";
-    if (vm->config_len > 0)
-        m->config = hypr__v1__vmconfig__unpack(NULL, vm->config_len, (const uint8_t *)vm->config);
-    vm_runtime *rt = d ? vm_runtime_find(d, vm->id) : NULL;
-    if (rt && rt->net)
-        m->n_networks = (size_t)netmgr_vm_attachments(rt->net, &m->networks);
-    return m;
-}
-
-void vm_message_free(Hypr__V1__VM *m)
-{
-    if (!m)
-        return;
-    if (m->config)
-        hypr__v1__vmconfig__free_unpacked(m->config, NULL);
-    for (size_t i = 0; i < m->n_networks; i++)
-        free(m->networks[i]);
-    free(m->networks);
-    free(m);
-}
-
-/* ---- validation ------------------------------------------------------------ */
+static const char name_rules[] = "names must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 128 "
+                                 "characters)";
 
 /* Replaces a string field of an unpacked message: unset fields point at
  * protobuf-c's static empty string, which must not be freed. */
@@ -132,10 +73,8 @@ int vm_config_check(daemon_ctx *d, Hypr__V1__VMConfig *cfg, hypr_error *err)
     if (str_empty(cfg->image))
         return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL, "an image is required");
     if (!str_empty(cfg->name) && !name_is_valid(cfg->name))
-        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                        "invalid VM name \"%s\": names must match [a-zA-Z0-9][a-zA-Z0-9_.-]* "
-                        "(at most 128 characters)",
-                        cfg->name);
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL, "invalid VM name \"%s\": %s", cfg->name,
+                        name_rules);
     if (cfg->cpus == 0)
         cfg->cpus = (uint32_t)settings_get_int(d, "default_cpus");
     if (cfg->cpus > 256)
@@ -152,8 +91,9 @@ int vm_config_check(daemon_ctx *d, Hypr__V1__VMConfig *cfg, hypr_error *err)
     if (cfg->stop_timeout == 0)
         cfg->stop_timeout = (uint32_t)settings_get_int(d, "stop_timeout");
     int r = check_ports(d, cfg, err);
-    if (r >= 0)
-        r = netmgr_check_networks(d, cfg, err);
+    if (r < 0)
+        return r;
+    r = netmgr_check_networks(d, cfg, err);
     if (r < 0)
         return r;
     return check_restart(cfg, err);
@@ -161,38 +101,54 @@ int vm_config_check(daemon_ctx *d, Hypr__V1__VMConfig *cfg, hypr_error *err)
 
 /* ---- rename ----------------------------------------------------------------- */
 
+/* A name that is free: INVALID_ARGUMENT for a bad one, ALREADY_EXISTS when taken. */
+static int check_new_name(daemon_ctx *d, const char *name, hypr_error *err)
+{
+    if (!name_is_valid(name))
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL, "invalid VM name \"%s\": %s", name,
+                        name_rules);
+    _cleanup_store_vm_ store_vm other = {0};
+    int r = store_vm_find(d->db, name, &other, err);
+    if (r == 0)
+        return hypr_err(err, HYPR_ALREADY_EXISTS, EEXIST,
+                        "the name %s is already in use by VM %.12s", name, other.id);
+    if (r != -ENOENT && r != -EINVAL) /* EINVAL: an ambiguous ID prefix, not a name */
+        return r;
+    hypr_error_clear(err);
+    return 0;
+}
+
+/* The record's stored config with its name replaced. */
+static int config_rename(store_vm *rec, const char *name, hypr_error *err)
+{
+    _cleanup_vm_config_ Hypr__V1__VMConfig *cfg = NULL;
+    int r = vm_config_decode(rec, &cfg, err);
+    if (r < 0)
+        return r;
+    set_field(&cfg->name, xstrdup(name));
+    free(rec->config);
+    rec->config_len = hypr__v1__vmconfig__get_packed_size(cfg);
+    rec->config = xmalloc(rec->config_len ? rec->config_len : 1);
+    hypr__v1__vmconfig__pack(cfg, (uint8_t *)rec->config);
+    return 0;
+}
+
 int vm_rename(daemon_ctx *d, const char *ref, const char *name, store_vm *out, hypr_error *err)
 {
     if (!name_is_valid(name))
-        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                        "invalid VM name \"%s\": names must match [a-zA-Z0-9][a-zA-Z0-9_.-]* "
-                        "(at most 128 characters)",
-                        name);
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL, "invalid VM name \"%s\": %s", name,
+                        name_rules);
     int r = store_vm_find(d->db, ref, out, err);
     if (r < 0)
         return r;
     if (strcmp(out->name, name) == 0)
         return 0;
-    store_vm other = {0};
-    if (store_vm_find(d->db, name, &other, NULL) == 0) {
-        r = hypr_err(err, HYPR_ALREADY_EXISTS, EEXIST, "the name %s is already in use by VM %.12s",
-                     name, other.id);
-        store_vm_clear(&other);
+    r = check_new_name(d, name, err);
+    if (r < 0)
         return r;
-    }
-    /* The name lives in the record and in the stored config. */
-    Hypr__V1__VMConfig *cfg =
-        out->config_len
-            ? hypr__v1__vmconfig__unpack(NULL, out->config_len, (const uint8_t *)out->config)
-            : NULL;
-    if (cfg) {
-        set_field(&cfg->name, xstrdup(name));
-        free(out->config);
-        out->config_len = hypr__v1__vmconfig__get_packed_size(cfg);
-        out->config = xmalloc(out->config_len ? out->config_len : 1);
-        hypr__v1__vmconfig__pack(cfg, (uint8_t *)out->config);
-        hypr__v1__vmconfig__free_unpacked(cfg, NULL);
-    }
+    r = config_rename(out, name, err);
+    if (r < 0)
+        return r;
     _cleanup_free_ char *old = out->name;
     out->name = xstrdup(name);
     r = store_vm_update(d->db, out, err);
@@ -205,8 +161,8 @@ int vm_rename(daemon_ctx *d, const char *ref, const char *name, store_vm *out, h
         netmgr_vm_renamed(d, out->id, name);
     }
     log_info("renamed VM %s to %s (%.12s)", old, name, out->id);
-    char *attrs[] = {"name", out->name, "oldName", old, NULL};
-    event_publish(d->events, "vm.renamed", out->id, NULL, attrs);
+    vm_notice n = {.kind = VM_NOTICE_RENAMED, .id = out->id, .name = out->name, .old_name = old};
+    vm_notify(d, &n);
     return 0;
 }
 
@@ -233,199 +189,85 @@ static void fill_links(store_vm *vm, const Hypr__V1__VMConfig *cfg)
         vm->networks = strv_append(vm->networks, cfg->networks[i]);
 }
 
+/* A generated name ("eager-fox"); one that is taken gets the ID's first characters. */
+static char *generated_name(daemon_ctx *d, const char *id)
+{
+    char *name = name_generate();
+    _cleanup_store_vm_ store_vm other = {0};
+    if (store_vm_find(d->db, name, &other, NULL) == 0) {
+        char *longer = xasprintf("%s-%.6s", name, id);
+        free(name);
+        name = longer;
+    }
+    return name;
+}
+
 int vm_create(daemon_ctx *d, const Hypr__V1__VMConfig *in, store_vm *out, hypr_error *err)
 {
     /* Work on a copy: defaults are filled in before the config is stored. */
     size_t len = hypr__v1__vmconfig__get_packed_size(in);
-    _cleanup_free_ uint8_t *buf = xmalloc(len);
+    _cleanup_free_ uint8_t *buf = xmalloc(len ? len : 1);
     hypr__v1__vmconfig__pack(in, buf);
-    Hypr__V1__VMConfig *cfg = hypr__v1__vmconfig__unpack(NULL, len, buf);
+    _cleanup_vm_config_ Hypr__V1__VMConfig *cfg = hypr__v1__vmconfig__unpack(NULL, len, buf);
     if (!cfg)
         return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL, "malformed VM config");
     int r = vm_config_check(d, cfg, err);
-    store_image img = {0};
-    if (r >= 0) {
-        r = image_store_find(d->db, cfg->image, &img, err);
-        if (r == -ENOENT)
-            hypr_err(err, HYPR_NOT_FOUND, ENOENT,
-                     "image \"%s\" not found: pull it with 'hypr pull %s' or create it with "
-                     "'hypr image import'",
-                     cfg->image, cfg->image);
-    }
-    store_vm vm = {0};
-    if (r >= 0)
-        r = id_generate(vm.id);
-    if (r >= 0) {
-        if (str_empty(cfg->name)) {
-            set_field(&cfg->name, name_generate());
-            /* A generated name that is taken gets the ID's first characters. */
-            store_vm other = {0};
-            if (store_vm_find(d->db, cfg->name, &other, NULL) == 0) {
-                set_field(&cfg->name, xasprintf("%s-%.6s", cfg->name, vm.id));
-            }
-            store_vm_clear(&other);
-        }
-        vm.name = xstrdup(cfg->name);
-        vm.image = xstrdup(cfg->image);
-        vm.image_id = xstrdup(img.id);
-        vm.status = xstrdup("created");
-        vm.created_at = time_now_ms() / 1000;
-        vm.config_len = hypr__v1__vmconfig__get_packed_size(cfg);
-        vm.config = xmalloc(vm.config_len + 1);
-        hypr__v1__vmconfig__pack(cfg, (uint8_t *)vm.config);
-        fill_links(&vm, cfg);
-        r = store_vm_insert(d->db, &vm, err);
-    }
-    hypr__v1__vmconfig__free_unpacked(cfg, NULL);
-    store_image_clear(&img);
-    if (r < 0) {
-        store_vm_clear(&vm);
+    if (r < 0)
         return r;
-    }
-    char *attrs[] = {"name", vm.name, "image", vm.image, NULL};
-    event_publish(d->events, "vm.created", vm.id, NULL, attrs);
+    _cleanup_store_image_ store_image img = {0};
+    r = image_store_find(d->db, cfg->image, &img, err);
+    if (r == -ENOENT)
+        return hypr_err(err, HYPR_NOT_FOUND, ENOENT,
+                        "image \"%s\" not found: pull it with 'hypr pull %s' or create it with "
+                        "'hypr image import'",
+                        cfg->image, cfg->image);
+    if (r < 0)
+        return r;
+    _cleanup_store_vm_ store_vm vm = {0};
+    r = id_generate(vm.id);
+    if (r < 0)
+        return hypr_err(err, HYPR_INTERNAL, -r, "generate a VM ID: %s", strerror(-r));
+    if (str_empty(cfg->name))
+        set_field(&cfg->name, generated_name(d, vm.id));
+    vm.name = xstrdup(cfg->name);
+    vm.image = xstrdup(cfg->image);
+    vm.image_id = xstrdup(img.id);
+    vm.status = xstrdup(vm_phase_status(VM_PHASE_CREATED));
+    vm.created_at = time_now_ms() / 1000;
+    vm.config_len = hypr__v1__vmconfig__get_packed_size(cfg);
+    vm.config = xmalloc(vm.config_len + 1);
+    hypr__v1__vmconfig__pack(cfg, (uint8_t *)vm.config);
+    fill_links(&vm, cfg);
+    r = store_vm_insert(d->db, &vm, err);
+    if (r < 0)
+        return r;
     log_info("created VM %s (%.12s) from %s", vm.name, vm.id, vm.image);
+    vm_notice n = {.kind = VM_NOTICE_PHASE,
+                   .id = vm.id,
+                   .name = vm.name,
+                   .phase = VM_PHASE_CREATED,
+                   .image = vm.image};
+    vm_notify(d, &n);
     *out = vm;
+    vm = (store_vm){0};
     return 0;
-}
-
-/* Removes everything a VM left on disk: logs, sockets, per-VM initrd. */
-static void vm_remove_files(daemon_ctx *d, const char *id)
-{
-    _cleanup_free_ char *log = vm_log_path(d, id);
-    _cleanup_free_ char *records = xasprintf("%s.stdio", log);
-    unlink(log);
-    unlink(records);
-    /* Every per-VM file in the run dir is "<id><suffix>" (vmm_vm_path), whatever
-     * the hypervisor: sockets and initrd left by a daemon that died go too. */
-    DIR *dir = opendir(d->run_dir);
-    struct dirent *de;
-    while (dir && (de = readdir(dir))) {
-        if (str_startswith(de->d_name, id)) {
-            _cleanup_free_ char *path = path_join(d->run_dir, de->d_name);
-            unlink(path);
-        }
-    }
-    if (dir)
-        closedir(dir);
 }
 
 int vm_delete(daemon_ctx *d, const char *ref, bool force, hypr_error *err)
 {
-    store_vm vm = {0};
+    _cleanup_store_vm_ store_vm vm = {0};
     int r = store_vm_find(d->db, ref, &vm, err);
     if (r < 0)
         return r;
     vm_runtime *rt = vm_runtime_find(d, vm.id);
-    if (rt) {
-        if (!force) {
-            r = hypr_err(err, HYPR_FAILED_PRECONDITION, EBUSY,
-                         "VM %s is %s: stop it first, or remove it with force (hypr rm -f)",
-                         vm.name, rt->status);
-            store_vm_clear(&vm);
-            return r;
-        }
-        /* The record goes once the hypervisor is gone (vm_start.c). */
-        rt->remove_after = true;
-        store_vm_clear(&vm);
-        return 1;
-    }
-    r = store_vm_delete(d->db, vm.id, err);
-    if (r == 0) {
-        netmgr_vm_deleted(d, vm.id);
-        vm_remove_files(d, vm.id);
-        char *attrs[] = {"name", vm.name, NULL};
-        event_publish(d->events, "vm.deleted", vm.id, NULL, attrs);
-        log_info("deleted VM %s (%.12s)", vm.name, vm.id);
-    }
-    store_vm_clear(&vm);
-    return r;
-}
-
-void vm_remove_record(daemon_ctx *d, const char *id, const char *name)
-{
-    netmgr_vm_deleted(d, id);
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    if (store_vm_delete(d->db, id, &err) < 0 && err.errnum != ENOENT)
-        log_warn("remove VM %s: %s", name, err.message);
-    vm_remove_files(d, id);
-    char *attrs[] = {"name", (char *)name, NULL};
-    event_publish(d->events, "vm.deleted", id, NULL, attrs);
-}
-
-void vm_set_status(vm_runtime *vm, const char *status, const char *event)
-{
-    daemon_ctx *d = vm->d;
-    free(vm->status);
-    vm->status = xstrdup(status);
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    store_vm rec = {0};
-    if (store_vm_find(d->db, vm->id, &rec, &err) == 0) {
-        free(rec.status);
-        rec.status = xstrdup(status);
-        int64_t now = time_now_ms() / 1000;
-        if (strcmp(status, "running") == 0) {
-            rec.started_at = now;
-            rec.exit_code = 0;
-            free(rec.error);
-            rec.error = NULL;
-        } else if (strcmp(status, "stopped") == 0 || strcmp(status, "failed") == 0) {
-            rec.stopped_at = now;
-            rec.exit_code = vm->exit_code;
-            free(rec.error);
-            rec.error = vm->failure ? xstrdup(vm->failure) : NULL;
-        }
-        rec.pid = vm->proc_running ? vm->proc_pid : 0;
-        /* Like docker: a VM has an address while it is up. */
-        free(rec.ip_address);
-        rec.ip_address = vm->ip[0] ? xstrdup(vm->ip) : NULL;
-        rec.restart_count = (int)vm->restarts;
-        if (store_vm_update(d->db, &rec, &err) < 0)
-            log_warn("update VM %s: %s", vm->name, err.message);
-    }
-    store_vm_clear(&rec);
-    if (event) {
-        char code[16];
-        snprintf(code, sizeof(code), "%d", vm->exit_code);
-        char *attrs[] = {"name",
-                         vm->name,
-                         "status",
-                         (char *)status,
-                         "exit_code",
-                         code,
-                         vm->failure ? "error" : NULL,
-                         vm->failure,
-                         NULL};
-        event_publish(d->events, event, vm->id, vm->failure, attrs);
-    }
-}
-
-void vm_notify_run_waiters(vm_runtime *vm, Hypr__V1__RunVMEvent__Phase phase, const char *message)
-{
-    store_vm rec = {0};
-    bool have = store_vm_find(vm->d->db, vm->id, &rec, NULL) == 0;
-    Hypr__V1__RunVMEvent ev = HYPR__V1__RUN_VMEVENT__INIT;
-    ev.phase = phase;
-    ev.message = (char *)(message ? message : "");
-    ev.vm = have ? vm_to_message(vm->d, &rec) : NULL;
-    bool final = phase == HYPR__V1__RUN_VMEVENT__PHASE__RUNNING ||
-                 phase == HYPR__V1__RUN_VMEVENT__PHASE__FAILED;
-    vm_waiter *w = vm->run_waiters;
-    if (final)
-        vm->run_waiters = NULL;
-    while (w) {
-        vm_waiter *next = w->next;
-        rpc_call_send(w->call, &ev.base);
-        if (final) {
-            if (phase == HYPR__V1__RUN_VMEVENT__PHASE__FAILED)
-                rpc_call_finish(w->call, HYPR_FAILED_PRECONDITION,
-                                message ? message : "the VM failed to start");
-            else
-                rpc_call_finish(w->call, HYPR_OK, NULL);
-            free(w);
-        }
-        w = next;
-    }
-    vm_message_free(ev.vm);
-    store_vm_clear(&rec);
+    if (!rt)
+        return vm_remove_record_err(d, vm.id, vm.name, err);
+    if (!force)
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, EBUSY,
+                        "VM %s is %s: stop it first, or remove it with force (hypr rm -f)", vm.name,
+                        vm_phase_status(rt->phase));
+    /* Killed now; the record goes once the hypervisor is gone (REMOVED follows EXIT). */
+    rt->remove_after = true;
+    r = vm_stop(d, vm.id, 0, err);
+    return r < 0 ? r : 1;
 }

@@ -1,174 +1,127 @@
-/* The daemon's VM manager: the in-memory side of VMs that are running (their
- * hypervisor process, control channel, log followers, exec sessions), on top
- * of the records in the store. Internal to src/daemon. */
+/* The daemon's VM lifecycle: records (create, rename, delete), the running side
+ * (start, stop, kill, the boot deadline, exit handling, restart policy) and the
+ * one interface through which it reports what happens to a VM. It knows nothing
+ * of RPCs: the API layer, the event bus and later metrics or compose are
+ * listeners. The runtime itself (vm_internal.h) is private to the vm_*.c files.
+ * Internal to src/daemon. */
 #ifndef HYPR_DAEMON_VM_H
 #define HYPR_DAEMON_VM_H
 
 #include "daemon.h"
-#include "netmgr.h"
-#include "vmm/vmm.h"
 
-#include "ctl_proto.h"
-
-#include <pthread.h>
+#include "hypr.pb-c.h"
 
 typedef struct vm_runtime vm_runtime;
-typedef struct log_follower log_follower;
-typedef struct exec_session exec_session;
+struct vm_net;
 
-/* A call waiting for a VM to reach running (RunVM) or to end (StopVM, DeleteVM). */
-typedef enum { WAIT_RUN, WAIT_STOP, WAIT_DELETE } vm_wait_kind;
-typedef struct vm_waiter {
-    rpc_call *call;
-    vm_wait_kind kind;
-    struct vm_waiter *next;
-} vm_waiter;
+/* ---- what the lifecycle reports ------------------------------------------------ */
 
-struct vm_runtime {
-    daemon_ctx *d;
-    char id[HYPR_ID_LEN + 1];
-    char *name;
-    char *status; /* mirrors the store: booting, running, stopping, restarting */
+typedef enum vm_phase {
+    VM_PHASE_CREATED,
+    VM_PHASE_BOOTING,    /* a start was accepted: preparing, then the hypervisor boots */
+    VM_PHASE_RUNNING,    /* kestrel started the workload */
+    VM_PHASE_RESTARTING, /* the workload exited and kestrel runs it again (restart policy) */
+    VM_PHASE_STOPPING,
+    VM_PHASE_STOPPED,
+    VM_PHASE_FAILED,
+} vm_phase;
 
-    vmm_adapter *adapter;
-    vmm_config cfg;
-    /* Strings cfg borrows. */
-    char *initrd_path, *kernel_path, *rootfs_path, *console_log, *ctl_path;
+typedef enum vm_notice_kind {
+    VM_NOTICE_PHASE,   /* phase: CREATED, BOOTING, RUNNING, RESTARTING, STOPPING */
+    VM_NOTICE_EXIT,    /* the hypervisor is gone; phase STOPPED or FAILED, final state stored */
+    VM_NOTICE_REMOVED, /* the record and its files are gone (err set: a removal that
+                        * nobody waited on failed, and the record stays) */
+    VM_NOTICE_RENAMED,
+} vm_notice_kind;
 
-    struct vm_net *net;         /* TAPs, addresses, forwards (netmgr.c); NULL without network */
-    char ip[16];                /* guest address on its first network, "" without network */
-    vmm_nic nics[NET_MAX_NICS]; /* cfg.nics: point into netboot */
-    vm_net_boot netboot;
+typedef struct vm_notice {
+    vm_notice_kind kind;
+    const char *id;
+    const char *name;
+    vm_phase phase;
+    int exit_code;         /* EXIT (and the last one on other notices) */
+    const char *image;     /* CREATED: the image reference */
+    const char *old_name;  /* RENAMED */
+    const hypr_error *err; /* why it failed (EXIT with FAILED, REMOVED); NULL otherwise */
+} vm_notice;
 
-    uv_process_t proc;
-    bool proc_running;
-    bool proc_spawned; /* proc is an initialised handle */
-    int proc_pid;
+/* A listener is told, on the loop thread, about every VM. It may add or remove
+ * listeners, and call the lifecycle, from its callback. */
+typedef struct vm_listener {
+    void (*notify)(struct vm_listener *l, daemon_ctx *d, const vm_notice *n);
+    struct vm_listener *next;
+} vm_listener;
 
-    uv_pipe_t ctl_listener;
-    bool ctl_listening;
-    uv_pipe_t ctl_conn;
-    bool ctl_connected;
-    ctl_decoder dec;
+void vm_listener_add(daemon_ctx *d, vm_listener *l);
+void vm_listener_remove(daemon_ctx *d, vm_listener *l);
+const char *vm_phase_status(vm_phase phase); /* "running", as stored */
 
-    uv_timer_t boot_timer;
-    uv_timer_t stop_timer;
-    int handles_open; /* closing handles still outstanding */
+/* ---- records --------------------------------------------------------------- */
 
-    bool workload_started;
-    bool workload_exited; /* for good: no restart coming from kestrel */
-    bool stop_requested;  /* by the user: restart policies do not apply */
-    bool remove_after;    /* --rm, or DeleteVM(force) of a running VM */
-    int exit_code;
-    uint32_t restarts;
-    int64_t boot_started_ms;
-    ctl_hello boot_phases;
-    char *failure; /* reason when the hypervisor died or the boot failed */
-
-    /* Partial workload output lines per stream (1 stdout, 2 stderr). */
-    hypr_buf partial[3];
-    int log_fds[2]; /* <id>.log and its .stdio records, opened at the first line; -1 */
-
-    vm_waiter *run_waiters;  /* RunVM calls waiting for running/failed */
-    vm_waiter *stop_waiters; /* StopVM/DeleteVM calls waiting for the end */
-    log_follower *followers; /* StreamLogs follow calls */
-    exec_session *execs;
-    rpc_call *metrics_calls[8];
-    uint64_t last_metrics[CTL_M_COUNT];
-    uint64_t prev_metrics[CTL_M_COUNT];
-    uint32_t next_session;
-
-    vm_runtime *next;
-};
-
-/* Guest kernel and the shared initramfs, prepared once per daemon. */
-typedef struct vm_host {
-    pthread_mutex_t lock; /* starts prepare on the thread pool, possibly at once */
-    vmm_kernel kernel;
-    char *kernel_setting; /* the `kernel` setting kernel was found with */
-    char *initramfs;      /* <run-dir>/kestrel-initramfs.cpio */
-    char *kestrel;        /* the static agent binary */
-    bool ready;
-} vm_host;
-
-/* ---- registry and lifecycle (vm.c, vm_start.c) ---------------------------- */
-
-void vm_manager_init(daemon_ctx *d);
-void vm_manager_free(daemon_ctx *d);
-/* Stops every running VM (daemon shutdown); done() runs once all are gone. */
-void vm_manager_shutdown(daemon_ctx *d, void (*done)(daemon_ctx *d));
-vm_runtime *vm_runtime_find(daemon_ctx *d, const char *id);
-/* Marks VMs left running by a previous hyprd as stopped; restarts those whose
- * policy says so. */
-void vm_manager_reconcile(daemon_ctx *d);
+/* The stored config of a record (NULL-safe cleanup: _cleanup_vm_config_). */
+int vm_config_decode(const store_vm *rec, Hypr__V1__VMConfig **out, hypr_error *err);
+static inline void vm_config_freep(Hypr__V1__VMConfig **c)
+{
+    if (*c)
+        hypr__v1__vmconfig__free_unpacked(*c, NULL);
+}
+#define _cleanup_vm_config_ _cleanup_(vm_config_freep)
 
 /* Validates a config and applies defaults; fills err with INVALID_ARGUMENT. */
 int vm_config_check(daemon_ctx *d, Hypr__V1__VMConfig *cfg, hypr_error *err);
 /* Creates the record (status created). out receives the stored record. */
 int vm_create(daemon_ctx *d, const Hypr__V1__VMConfig *cfg, store_vm *out, hypr_error *err);
-/* Starts a created or stopped VM. on_phase is told about booting/running/failed. */
-int vm_start(daemon_ctx *d, const char *ref, rpc_call *run_waiter, hypr_error *err);
-/* Graceful stop: SHUTDOWN to kestrel, kill after timeout_s. waiter (may be
- * NULL) is answered with the final VM once it is down. */
-int vm_stop(daemon_ctx *d, const char *ref, int timeout_s, rpc_call *waiter, hypr_error *err);
-/* 0 = deleted; 1 = a running VM is being killed and goes once it is down
- * (force); <0 error. */
-int vm_delete(daemon_ctx *d, const char *ref, bool force, hypr_error *err);
-/* Removes a VM's record and files (after its hypervisor is gone). */
-void vm_remove_record(daemon_ctx *d, const char *id, const char *name);
-/* Drops a call from every waiter list (the call closed). */
-void vm_forget_call(daemon_ctx *d, rpc_call *call);
-/* Persists the runtime's status (and timestamps/exit code) and publishes an event. */
-void vm_set_status(vm_runtime *vm, const char *status, const char *event);
-/* Builds the API message for a stored VM; free with vm_message_free. */
 /* Renames a VM (ID, unique prefix or name): the record, its config, and a running
  * VM's DNS names. INVALID_ARGUMENT for a bad name, ALREADY_EXISTS when taken. The
  * renamed record is left in *out (cleared by the caller, also on error). */
 int vm_rename(daemon_ctx *d, const char *ref, const char *name, store_vm *out, hypr_error *err);
-/* The API form of a record; a running VM's NICs come from its runtime (d may be NULL). */
-Hypr__V1__VM *vm_to_message(daemon_ctx *d, const store_vm *vm);
-void vm_message_free(Hypr__V1__VM *m);
-/* Answers the RunVM waiters of a VM with a phase (and ends them if final). */
-void vm_notify_run_waiters(vm_runtime *vm, Hypr__V1__RunVMEvent__Phase phase, const char *message);
+/* 0 = deleted (REMOVED was reported); 1 = a running VM is being killed (force) and
+ * goes once it is down (REMOVED follows EXIT); <0 error. */
+int vm_delete(daemon_ctx *d, const char *ref, bool force, hypr_error *err);
+/* Removes a record that never ran (a RunVM whose start failed). */
+void vm_remove_record(daemon_ctx *d, const char *id, const char *name);
 
-/* Closes a handle that lives in the runtime; the runtime is freed only once
- * every such close has completed. */
-void vm_close_handle(vm_runtime *vm, uv_handle_t *h);
+/* ---- running ------------------------------------------------------------------ */
 
-/* ---- control channel (vm_ctl.c) ----------------------------------------- */
+/* Starts a created or stopped VM: BOOTING is reported before it returns, then
+ * RUNNING, or EXIT with FAILED. */
+int vm_start(daemon_ctx *d, const char *ref, hypr_error *err);
+/* Graceful stop: SHUTDOWN to kestrel, kill after timeout_s (-1: the VM's own stop
+ * timeout; 0: kill now). 0 = it was not running (nothing to wait for); 1 = it is
+ * stopping and EXIT follows. */
+int vm_stop(daemon_ctx *d, const char *ref, int timeout_s, hypr_error *err);
+/* Whether the VM has a runtime (booting, running, stopping); its status then. */
+const char *vm_running_status(daemon_ctx *d, const char *id);
+/* A running VM's network attachment (NULL when not running or without a network). */
+struct vm_net *vm_running_net(daemon_ctx *d, const char *id);
 
-int vm_ctl_listen(vm_runtime *vm, hypr_error *err);
-/* Queues one encoded frame to kestrel; -ENOTCONN when the channel is down. */
-int vm_ctl_send(vm_runtime *vm, ctl_buf *frame);
-void vm_ctl_close(vm_runtime *vm);
+/* ---- the manager -------------------------------------------------------------- */
 
-/* ---- logs (vm_logs.c) --------------------------------------------------- */
+void vm_manager_init(daemon_ctx *d);
+void vm_manager_free(daemon_ctx *d);
+/* Marks VMs left running by a previous hyprd as stopped; restarts those whose
+ * policy says so. A store failure is returned. */
+int vm_manager_reconcile(daemon_ctx *d, hypr_error *err);
+/* Stops every running VM (daemon shutdown); done() runs once all are gone. */
+void vm_manager_shutdown(daemon_ctx *d, void (*done)(daemon_ctx *d));
 
-char *vm_log_path(daemon_ctx *d, const char *id);
-/* Appends workload output (stream 1 stdout, 2 stderr), split into lines. */
-void vm_log_append(vm_runtime *vm, int stream, const uint8_t *data, size_t len);
-/* Writes out partial lines (at exit). */
-void vm_log_flush(vm_runtime *vm);
-/* Ends every follower of the VM (it stopped). */
-void vm_log_end_followers(vm_runtime *vm);
-void api_stream_logs(rpc_call *call, ProtobufCMessage *msg);
-void api_stream_logs_close(rpc_call *call, bool cancelled);
+/* ---- restart policy (pure; vm_policy.c) ----------------------------------------- */
 
-/* ---- exec (vm_exec.c) --------------------------------------------------- */
-
-void api_exec(rpc_call *call, ProtobufCMessage *msg);
-void api_exec_half_close(rpc_call *call);
-void api_exec_close(rpc_call *call, bool cancelled);
-/* A frame for an exec session arrived from kestrel. */
-void vm_exec_frame(vm_runtime *vm, const ctl_frame *f);
-/* The VM went away: every session ends with an error. */
-void vm_exec_end_all(vm_runtime *vm, const char *why);
-
-/* ---- metrics ------------------------------------------------------------- */
-
-void vm_metrics_frame(vm_runtime *vm, const ctl_frame *f);
-void vm_metrics_end_all(vm_runtime *vm);
-void api_stream_vm_metrics(rpc_call *call, ProtobufCMessage *msg);
-void api_stream_vm_metrics_close(rpc_call *call, bool cancelled);
+typedef struct vm_restart_input {
+    const char *policy;   /* "no", "always", "on-failure", "unless-stopped" */
+    uint32_t max_retries; /* on-failure:N (0 = unlimited) */
+    uint32_t restarts;    /* restarts so far */
+    bool workload_started;
+    bool failed; /* the hypervisor died under the workload, or the boot failed */
+    bool stop_requested;
+    bool shutting_down;
+} vm_restart_input;
+/* Whether hyprd starts the VM again after its hypervisor ended. kestrel applies
+ * the policy to the workload inside the VM; this is for a hypervisor that died. */
+bool vm_should_restart(const vm_restart_input *in);
+/* Delay before restart number n (1-based): 500 ms doubling, at most 30 s. */
+uint64_t vm_restart_delay_ms(uint32_t n);
+/* At daemon start-up: VMs whose policy brings them back with the daemon. */
+bool vm_policy_restarts_with_daemon(const char *policy);
 
 #endif

@@ -2,16 +2,9 @@
  * <run-dir>/<id>.vsock, the hypervisor connects (qemu's virtio-serial chardev,
  * or a hybrid-vsock forward), and kestrel's frames arrive on that stream. */
 #define LOG_MODULE "vm"
-#include "vm.h"
-
-#include "netmgr.h"
+#include "vm_internal.h"
 
 #include <string.h>
-
-typedef struct ctl_write {
-    uv_write_t req;
-    uint8_t *data;
-} ctl_write;
 
 static void conn_drop(vm_runtime *vm, const char *why)
 {
@@ -22,32 +15,6 @@ static void conn_drop(vm_runtime *vm, const char *why)
     ctl_decoder_reset(&vm->dec);
     vm_exec_end_all(vm, "the VM's control channel closed");
     vm_close_handle(vm, (uv_handle_t *)&vm->ctl_conn);
-}
-
-static void on_write(uv_write_t *req, int status)
-{
-    ctl_write *w = (ctl_write *)req;
-    free(w->data);
-    free(w);
-    (void)status;
-}
-
-int vm_ctl_send(vm_runtime *vm, ctl_buf *frame)
-{
-    if (!vm->ctl_connected)
-        return -ENOTCONN;
-    ctl_write *w = xcalloc(1, sizeof(*w));
-    w->data = frame->data;
-    uv_buf_t b = uv_buf_init((char *)frame->data, (unsigned)frame->len);
-    frame->data = NULL;
-    frame->len = frame->cap = 0;
-    int r = uv_write(&w->req, (uv_stream_t *)&vm->ctl_conn, &b, 1, on_write);
-    if (r < 0) {
-        free(w->data);
-        free(w);
-        return r;
-    }
-    return 0;
 }
 
 /* kestrel's boot phases, in guest uptime: where a boot's time goes. */
@@ -82,15 +49,8 @@ static void record_phases(vm_runtime *vm, const ctl_frame *f)
     if (!started || vm->workload_started)
         return;
     vm->workload_started = true;
-    uv_timer_stop(&vm->boot_timer);
-    if (vm->stop_requested)
-        return;
-    log_info("VM %s is running (booted in %" PRId64 " ms)", vm->name,
-             time_monotonic_ms() - vm->boot_started_ms);
     log_boot_phases(vm, &h);
-    netmgr_vm_running(vm->d, vm->net, vm->name);
-    vm_set_status(vm, "running", "vm.started");
-    vm_notify_run_waiters(vm, HYPR__V1__RUN_VMEVENT__PHASE__RUNNING, NULL);
+    vm->ctl_handlers->workload_started(vm);
 }
 
 static void on_workload_exit(vm_runtime *vm, const ctl_frame *f)
@@ -98,21 +58,8 @@ static void on_workload_exit(vm_runtime *vm, const ctl_frame *f)
     int32_t code;
     bool again;
     uint32_t restarts;
-    if (ctl_parse_workload_exit(f->payload, f->len, &code, &again, &restarts) < 0)
-        return;
-    vm->exit_code = code;
-    vm->restarts = restarts;
-    vm_log_flush(vm);
-    if (again) {
-        log_info("VM %s: workload exited with %d, restarting (restart %u)", vm->name, code,
-                 restarts + 1);
-        vm->restarts = restarts + 1;
-        vm_set_status(vm, "running", "vm.restarting");
-        return;
-    }
-    /* kestrel powers the VM off now; the process exit settles the status. */
-    vm->workload_exited = true;
-    log_debug("VM %s: workload finished with exit code %d", vm->name, code);
+    if (ctl_parse_workload_exit(f->payload, f->len, &code, &again, &restarts) == 0)
+        vm->ctl_handlers->workload_exited(vm, code, again, restarts);
 }
 
 static void dispatch(vm_runtime *vm, const ctl_frame *f)
@@ -212,8 +159,9 @@ static void on_connection(uv_stream_t *server, int status)
     log_debug("VM %s: control channel connected", vm->name);
 }
 
-int vm_ctl_listen(vm_runtime *vm, hypr_error *err)
+int vm_ctl_listen(vm_runtime *vm, const vm_ctl_handlers *h, hypr_error *err)
 {
+    vm->ctl_handlers = h;
     vm->ctl_path = vm->adapter->ops->control_path(vm->adapter, &vm->cfg);
     unlink(vm->ctl_path);
     uv_pipe_init(vm->d->loop, &vm->ctl_listener, 0);

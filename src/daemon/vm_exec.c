@@ -1,7 +1,8 @@
 /* Exec: relays one bidirectional Exec call to one session of kestrel's
  * control channel (stdin, resize and signals in; output and exit code out). */
 #define LOG_MODULE "vm"
-#include "vm.h"
+#include "api.h"
+#include "vm_internal.h"
 
 #include <signal.h>
 #include <string.h>
@@ -48,24 +49,13 @@ static int send_frame(exec_session *s, int r, ctl_buf *b)
 
 static void exec_start(rpc_call *call, exec_session *s, Hypr__V1__ExecStart *st)
 {
-    daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    store_vm rec = {0};
-    if (store_vm_find(d->db, st->id, &rec, &err) < 0) {
+    vm_runtime *vm = NULL;
+    if (vm_runtime_lookup(api_daemon(call), st->id, true, &vm, &err) < 0) {
         s->done = true;
         api_fail(call, &err);
         return;
     }
-    vm_runtime *vm = vm_runtime_find(d, rec.id);
-    if (!vm || !vm->workload_started || !vm->ctl_connected) {
-        _cleanup_free_ char *m =
-            xasprintf("VM %s is not running (status: %s)", rec.name, vm ? vm->status : rec.status);
-        store_vm_clear(&rec);
-        s->done = true;
-        rpc_call_finish(call, HYPR_FAILED_PRECONDITION, m);
-        return;
-    }
-    store_vm_clear(&rec);
 
     ctl_exec_start e = {0};
     static char *const default_cmd[] = {"/bin/sh", NULL};
@@ -113,7 +103,7 @@ static void exec_start(rpc_call *call, exec_session *s, Hypr__V1__ExecStart *st)
 
 void api_exec(rpc_call *call, ProtobufCMessage *msg)
 {
-    Hypr__V1__ExecRequest *req = (Hypr__V1__ExecRequest *)msg;
+    _cleanup_pb_ Hypr__V1__ExecRequest *req = (Hypr__V1__ExecRequest *)msg;
     exec_session *s = rpc_call_get_data(call);
     if (!s) {
         s = xcalloc(1, sizeof(*s));
@@ -123,13 +113,10 @@ void api_exec(rpc_call *call, ProtobufCMessage *msg)
             session_end(s, HYPR_INVALID_ARGUMENT, "the first Exec message must be a start");
         else
             exec_start(call, s, req->start);
-        protobuf_c_message_free_unpacked(msg, NULL);
         return;
     }
-    if (s->done || !s->vm) {
-        protobuf_c_message_free_unpacked(msg, NULL);
+    if (s->done || !s->vm)
         return;
-    }
     ctl_buf b = {0};
     int r = 0;
     switch (req->msg_case) {
@@ -151,7 +138,6 @@ void api_exec(rpc_call *call, ProtobufCMessage *msg)
     default:
         r = -EINVAL;
     }
-    protobuf_c_message_free_unpacked(msg, NULL);
     if (b.len > 0)
         r = send_frame(s, r, &b);
     else

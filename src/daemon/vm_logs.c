@@ -2,7 +2,8 @@
  * <data-dir>/logs/<id>.log, next to the serial console, and as a record in
  * <id>.log.stdio (stream, time, bytes) that StreamLogs reads, tails and follows. */
 #define LOG_MODULE "vm"
-#include "vm.h"
+#include "api.h"
+#include "vm_internal.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -34,11 +35,6 @@ struct log_follower {
 
 /* History is sent while the call has less than this queued. */
 #define HISTORY_HIGH_WATER (256 * 1024)
-
-char *vm_log_path(daemon_ctx *d, const char *id)
-{
-    return xasprintf("%s/logs/%s.log", d->data_dir, id);
-}
 
 static int write_all(int fd, const void *data, size_t len)
 {
@@ -316,23 +312,21 @@ static int history_open(log_follower *f, int tail, hypr_error *err)
 
 void api_stream_logs(rpc_call *call, ProtobufCMessage *msg)
 {
-    Hypr__V1__StreamLogsRequest *req = (Hypr__V1__StreamLogsRequest *)msg;
+    _cleanup_pb_ Hypr__V1__StreamLogsRequest *req = (Hypr__V1__StreamLogsRequest *)msg;
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    store_vm rec = {0};
-    int r = store_vm_find(d->db, req->id, &rec, &err);
+    _cleanup_store_vm_ store_vm rec = {0};
+    if (store_vm_find(d->db, req->id, &rec, &err) < 0) {
+        api_fail(call, &err);
+        return;
+    }
     log_follower *f = xcalloc(1, sizeof(*f));
     f->call = call;
     f->d = d;
     f->fd = -1;
     f->follow = req->follow;
-    if (r >= 0) {
-        memcpy(f->id, rec.id, sizeof(f->id));
-        r = history_open(f, req->tail, &err);
-    }
-    protobuf_c_message_free_unpacked(msg, NULL);
-    store_vm_clear(&rec);
-    if (r < 0) {
+    memcpy(f->id, rec.id, sizeof(f->id));
+    if (history_open(f, req->tail, &err) < 0) {
         history_close(f);
         free(f);
         api_fail(call, &err);

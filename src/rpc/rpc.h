@@ -37,6 +37,15 @@ char *rpc_percent_decode(const char *msg);
 
 /* ---- server (hyprd) ------------------------------------------------------ */
 
+/* Frees an unpacked message when the pointer goes out of scope (NULL is fine). */
+static inline void pb_freep(void *p)
+{
+    ProtobufCMessage **m = p;
+    if (*m)
+        protobuf_c_message_free_unpacked(*m, NULL);
+}
+#define _cleanup_pb_ _cleanup_(pb_freep)
+
 typedef struct rpc_server rpc_server;
 typedef struct rpc_call rpc_call;
 

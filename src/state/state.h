@@ -77,6 +77,7 @@ typedef struct store_vm {
 
 void store_vm_clear(store_vm *vm);
 void store_vms_free(store_vm *vms, size_t n);
+#define _cleanup_store_vm_ _cleanup_(store_vm_clear)
 
 /* Inserts the VM and its ports, networks and volumes in one transaction. */
 int store_vm_insert(store *s, const store_vm *vm, hypr_error *err);
@@ -103,6 +104,7 @@ typedef struct store_image {
 
 void store_image_clear(store_image *img);
 void store_images_free(store_image *imgs, size_t n);
+#define _cleanup_store_image_ _cleanup_(store_image_clear)
 int store_image_insert(store *s, const store_image *img, hypr_error *err);
 int store_image_delete(store *s, const char *id, hypr_error *err);
 /* By full ID, unique ID prefix, "name:tag" or "name" (tag latest). */
@@ -125,6 +127,7 @@ typedef struct store_network {
 
 void store_network_clear(store_network *n);
 void store_networks_free(store_network *nets, size_t n);
+#define _cleanup_store_network_ _cleanup_(store_network_clear)
 int store_network_insert(store *s, const store_network *net, hypr_error *err);
 int store_network_delete(store *s, const char *id, hypr_error *err);
 /* By ID, unique prefix or name. */

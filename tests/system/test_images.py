@@ -840,7 +840,13 @@ def test_run_vm_streams_pull_then_boots(env, hyprd):
     cfg = hypr_pb2.VMConfig(image=ref, cmd=["echo", "hi"], auto_remove=True)
     events = list(hyprd.rpc("RunVM")(hypr_pb2.RunVMRequest(config=cfg), timeout=180))
     phases = [e.phase for e in events]
-    assert phases[0] == RUN_PHASE.PULLING and phases[-1] == RUN_PHASE.RUNNING, phases
+    # PULLING (one or more), then CREATED, BOOTING, RUNNING, each once and in order
+    n_pull = phases.count(RUN_PHASE.PULLING)
+    assert n_pull >= 1 and phases[:n_pull] == [RUN_PHASE.PULLING] * n_pull, phases
+    assert phases[n_pull:] == [RUN_PHASE.CREATED, RUN_PHASE.BOOTING, RUN_PHASE.RUNNING], phases
+    booting = events[n_pull + 1].vm
+    assert booting.id == events[n_pull].vm.id and booting.status == hypr_pb2.VM_STATUS_BOOTING
+    assert events[-1].vm.status == hypr_pb2.VM_STATUS_RUNNING
     pulling = [e.pull for e in events if e.phase == RUN_PHASE.PULLING]
     assert any(p.layers and p.layers[0].total_bytes > 0 for p in pulling)
     img = hyprd.call("GetImage", id=ref).image

@@ -401,8 +401,9 @@ def test_run_image_entrypoint_and_cmd(vmd, busybox_rootfs):
 
 
 def test_run_rm_events_and_removal(vmd):
-    """A `run --rm` publishes vm.created, vm.started, vm.stopped (in order) and the VM
-    is gone afterwards: not in ps -a, GetVM NOT_FOUND, no console log, no run files."""
+    """A `run --rm` publishes vm.created, vm.starting, vm.started, vm.stopped, vm.deleted
+    (in order) and the VM is gone afterwards: not in ps -a, GetVM NOT_FOUND, no console
+    log, no run files."""
     ev = EventCollector(vmd.daemon)
     try:
         wait_for(lambda: vmd.daemon.health().event_subscribers >= 1, 5, "the subscription")
@@ -415,15 +416,13 @@ def test_run_rm_events_and_removal(vmd):
             ids = {e.id for e in evs
                    if e.type == "vm.created" and e.attributes.get("name") == "evt"}
             evs = [e for e in evs if e.id in ids]
-            return evs if any(e.type == "vm.stopped" for e in evs) else None
-        evs = wait_for(mine_until_stopped, 10, "vm.stopped of VM evt")
+            return evs if any(e.type == "vm.deleted" for e in evs) else None
+        evs = wait_for(mine_until_stopped, 10, "vm.deleted of VM evt")
     finally:
         ev.close()
     types = [e.type for e in evs]
-    for t in ("vm.created", "vm.started", "vm.stopped"):
-        assert t in types, types
-    assert types.index("vm.created") < types.index("vm.started") < types.index("vm.stopped"), \
-        types
+    order = ["vm.created", "vm.starting", "vm.started", "vm.stopped", "vm.deleted"]
+    assert [t for t in types if t in order] == order, types
     stopped = evs[types.index("vm.stopped")]
     assert stopped.attributes.get("exit_code") == "0", dict(stopped.attributes)
     vm_id = evs[0].id

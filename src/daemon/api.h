@@ -1,0 +1,118 @@
+/* hyprd's API layer: the RPC handlers of HyprService, the API messages built
+ * from records, and the calls that wait on VMs. Handlers call down into the
+ * lifecycle (vm.h), the network manager (netmgr.h), settings and the store;
+ * nothing below calls up into this layer. Internal to src/daemon. */
+#ifndef HYPR_DAEMON_API_H
+#define HYPR_DAEMON_API_H
+
+#include "daemon.h"
+
+/* ---- the method table and helpers (api.c, api_common.c) ------------------------ */
+
+/* Builds the method table for every RPC of HyprService; unimplemented ones
+ * answer UNIMPLEMENTED naming the RPC. *out is static storage. */
+void api_methods(const rpc_method **out, size_t *n);
+daemon_ctx *api_daemon(rpc_call *call);
+/* Finishes a call with the error record (logs internal errors once). */
+void api_fail(rpc_call *call, const hypr_error *err);
+/* The API's own state on the daemon (the calls waiting on VMs). */
+void api_init(daemon_ctx *d);
+void api_free(daemon_ctx *d);
+
+/* ---- handlers --------------------------------------------------------------------- */
+
+/* System (api_system.c). */
+void api_health(rpc_call *call, ProtobufCMessage *msg);
+void api_get_settings(rpc_call *call, ProtobufCMessage *msg);
+void api_update_settings(rpc_call *call, ProtobufCMessage *msg);
+void api_get_system_stats(rpc_call *call, ProtobufCMessage *msg);
+void api_get_system_stats_close(rpc_call *call, bool cancelled);
+void api_subscribe_events(rpc_call *call, ProtobufCMessage *msg);
+void api_subscribe_events_close(rpc_call *call, bool cancelled);
+
+/* VMs (api_vm.c). */
+void api_create_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_start_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_stop_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_rename_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_delete_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_run_vm(rpc_call *call, ProtobufCMessage *msg);
+/* on_close of calls that wait on a VM (StopVM, DeleteVM). */
+void api_vm_call_close(rpc_call *call, bool cancelled);
+/* on_close of RunVM and CreateVM, which may be pulling their image first. */
+void api_vm_create_call_close(rpc_call *call, bool cancelled);
+
+/* A VM's streams: logs (vm_logs.c), exec (vm_exec.c), guest metrics (vm_metrics.c). */
+void api_stream_logs(rpc_call *call, ProtobufCMessage *msg);
+void api_stream_logs_close(rpc_call *call, bool cancelled);
+void api_exec(rpc_call *call, ProtobufCMessage *msg);
+void api_exec_half_close(rpc_call *call);
+void api_exec_close(rpc_call *call, bool cancelled);
+void api_stream_vm_metrics(rpc_call *call, ProtobufCMessage *msg);
+void api_stream_vm_metrics_close(rpc_call *call, bool cancelled);
+
+/* Networks (api_network.c). */
+void api_create_network(rpc_call *call, ProtobufCMessage *msg);
+void api_delete_network(rpc_call *call, ProtobufCMessage *msg);
+
+/* Lists and lookups over the state (api_resources.c). */
+void api_list_vms(rpc_call *call, ProtobufCMessage *msg);
+void api_get_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_list_images(rpc_call *call, ProtobufCMessage *msg);
+void api_get_image(rpc_call *call, ProtobufCMessage *msg);
+void api_list_networks(rpc_call *call, ProtobufCMessage *msg);
+void api_get_network(rpc_call *call, ProtobufCMessage *msg);
+void api_list_volumes(rpc_call *call, ProtobufCMessage *msg);
+void api_get_volume(rpc_call *call, ProtobufCMessage *msg);
+void api_list_stacks(rpc_call *call, ProtobufCMessage *msg);
+void api_get_stack(rpc_call *call, ProtobufCMessage *msg);
+
+/* Images (api_image.c). */
+void api_pull_image(rpc_call *call, ProtobufCMessage *msg);
+void api_import_image(rpc_call *call, ProtobufCMessage *msg);
+void api_image_job_close(rpc_call *call, bool cancelled);
+void api_delete_image(rpc_call *call, ProtobufCMessage *msg);
+void api_get_image_history(rpc_call *call, ProtobufCMessage *msg);
+
+/* ---- messages from records (api_resources.c, api_image.c) --------------------------- */
+
+/* The API form of a VM record; a running VM's NICs come from its runtime. Free
+ * with api_vm_message_free. */
+Hypr__V1__VM *api_vm_message(daemon_ctx *d, const store_vm *vm);
+void api_vm_message_free(Hypr__V1__VM *m);
+/* A network record in its API form (VM IDs and labels included); free with
+ * api_network_message_free. */
+int api_network_message(daemon_ctx *d, const store_network *net, Hypr__V1__Network **out,
+                        hypr_error *err);
+void api_network_message_free(Hypr__V1__Network *m);
+/* Labels: the entries of a map<string, string> field as the JSON object text the
+ * store keeps (NULL for none), and back (entries of the map's entry descriptor; an
+ * absent or invalid text gives none). */
+char *api_labels_json(ProtobufCMessage *const *entries, size_t n);
+size_t api_labels_entries(const char *json, const ProtobufCMessageDescriptor *desc,
+                          ProtobufCMessage ***out);
+void api_labels_free(ProtobufCMessage **entries, size_t n);
+/* The Image message of a row (fields from its manifest.json); free with api_image_message_free. */
+ProtobufCMessage *api_image_message(const store_image *img);
+void api_image_message_free(ProtobufCMessage *msg);
+
+/* ---- pulls made for a call (api_image.c) ------------------------------------------- */
+
+/* Who hears about a pull made for a call (PullImage, or RunVM/CreateVM whose
+ * image is missing). Both run on the loop thread while the call is open. */
+typedef struct api_pull_hooks {
+    /* A progress snapshot (at most ~10 a second, plus every phase change); may be NULL. */
+    void (*progress)(rpc_call *call, const Hypr__V1__PullProgress *msg, void *ud);
+    /* The pull ended: img is the committed image, or NULL with err saying why.
+     * Not called when the call closed first (the pull is cancelled and discarded). */
+    void (*done)(rpc_call *call, const store_image *img, hypr_error *err, void *ud);
+    void *ud;
+    void (*free_ud)(void *ud); /* when the pull is over, whether done ran or not; may be NULL */
+} api_pull_hooks;
+/* Pulls reference on the thread pool for call (a reference that parses). The
+ * call's data is the pull until done runs, so the call's on_close must call
+ * api_image_job_close. */
+void api_image_pull(rpc_call *call, const char *reference, const char *platform,
+                    const api_pull_hooks *hooks);
+
+#endif

@@ -1,0 +1,171 @@
+/* The running side of VMs, private to the vm_*.c files: the runtime of a VM with
+ * a hypervisor process (its control channel, log followers, exec sessions,
+ * metrics streams) on top of its record in the store.
+ *
+ * Calls go one way: vm.c (records) -> vm_start.c (lifecycle) -> vm_boot.c and
+ * vm_ctl.c (control channel) -> vm_logs.c, vm_exec.c, vm_metrics.c (streams) ->
+ * vm_runtime.c (registry, persistence, listeners, the channel's writer). */
+#ifndef HYPR_DAEMON_VM_INTERNAL_H
+#define HYPR_DAEMON_VM_INTERNAL_H
+
+#include "netmgr.h"
+#include "vm.h"
+#include "vmm/vmm.h"
+
+#include "ctl_proto.h"
+
+#include <pthread.h>
+
+typedef struct log_follower log_follower;
+typedef struct exec_session exec_session;
+
+#define VM_MAX_METRICS_STREAMS 8
+
+struct vm_runtime {
+    daemon_ctx *d;
+    char id[HYPR_ID_LEN + 1];
+    char *name;
+    vm_phase phase; /* mirrors the store's status */
+
+    vmm_adapter *adapter;
+    vmm_config cfg;
+    /* Strings cfg borrows. */
+    char *initrd_path, *kernel_path, *rootfs_path, *console_log, *ctl_path;
+
+    struct vm_net *net;         /* TAPs, addresses, forwards (netmgr.c); NULL without network */
+    char ip[16];                /* guest address on its first network, "" without network */
+    vmm_nic nics[NET_MAX_NICS]; /* cfg.nics: point into netboot */
+    vm_net_boot netboot;
+
+    uv_process_t proc;
+    bool proc_running;
+    bool proc_spawned; /* proc is an initialised handle */
+    int proc_pid;
+
+    uv_pipe_t ctl_listener;
+    bool ctl_listening;
+    uv_pipe_t ctl_conn;
+    bool ctl_connected;
+    ctl_decoder dec;
+    const struct vm_ctl_handlers *ctl_handlers;
+
+    uv_timer_t boot_timer;
+    uv_timer_t stop_timer;
+    int handles_open; /* closing handles and queued work still outstanding */
+
+    bool workload_started;
+    bool workload_exited; /* for good: no restart coming from kestrel */
+    bool stop_requested;  /* by the user: restart policies do not apply */
+    bool remove_after;    /* --rm, or DeleteVM(force) of a running VM */
+    int exit_code;
+    uint32_t restarts;
+    int64_t boot_started_ms;
+    ctl_hello boot_phases;
+    hypr_error failure; /* why the hypervisor died or the boot failed (status OK: none) */
+
+    /* Partial workload output lines per stream (1 stdout, 2 stderr). */
+    hypr_buf partial[3];
+    int log_fds[2]; /* <id>.log and its .stdio records, opened at the first line; -1 */
+
+    log_follower *followers; /* StreamLogs follow calls */
+    exec_session *execs;
+    rpc_call *metrics_calls[VM_MAX_METRICS_STREAMS];
+    uint64_t last_metrics[CTL_M_COUNT];
+    uint64_t prev_metrics[CTL_M_COUNT];
+    uint32_t next_session;
+
+    vm_runtime *next;
+};
+
+/* ---- registry, persistence, listeners (vm_runtime.c) --------------------------- */
+
+vm_runtime *vm_runtime_new(daemon_ctx *d, const char *id, const char *name);
+vm_runtime *vm_runtime_find(daemon_ctx *d, const char *id);
+/* The runtime of a VM named by ID, prefix or name (need_workload: with a running
+ * workload and a connected control channel); FAILED_PRECONDITION "VM x is not
+ * running" otherwise. */
+int vm_runtime_lookup(daemon_ctx *d, const char *ref, bool need_workload, vm_runtime **out,
+                      hypr_error *err);
+/* Takes the runtime out of the registry; it is freed once its handles are closed. */
+void vm_runtime_unlink(vm_runtime *vm);
+/* Closes a handle that lives in the runtime; the runtime is freed only once
+ * every such close has completed. */
+void vm_close_handle(vm_runtime *vm, uv_handle_t *h);
+/* Frees the runtime if it is unlinked and nothing is outstanding. */
+void vm_runtime_maybe_free(vm_runtime *vm);
+/* Persists the runtime's phase (status, timestamps, exit code, error, address). */
+void vm_persist(vm_runtime *vm, vm_phase phase);
+/* Tells every listener. */
+void vm_notify(daemon_ctx *d, const vm_notice *n);
+/* vm_persist, then a PHASE (or, for STOPPED/FAILED, an EXIT) notice. */
+void vm_set_phase(vm_runtime *vm, vm_phase phase);
+/* Queues one encoded frame to kestrel; -ENOTCONN when the channel is down. */
+int vm_ctl_send(vm_runtime *vm, ctl_buf *frame);
+char *vm_log_path(daemon_ctx *d, const char *id);
+
+/* ---- removal (vm_start.c) ------------------------------------------------------ */
+
+/* The record, its addresses and files go; REMOVED is reported. A store failure
+ * leaves everything in place. */
+int vm_remove_record_err(daemon_ctx *d, const char *id, const char *name, hypr_error *err);
+
+/* ---- what a boot needs (vm_boot.c) ------------------------------------------- */
+
+/* Guest kernel and the shared initramfs, prepared once per daemon. */
+typedef struct vm_host {
+    pthread_mutex_t lock; /* starts prepare on the thread pool, possibly at once */
+    vmm_kernel kernel;
+    char *kernel_setting; /* the `kernel` setting kernel was found with */
+    char *initramfs;      /* <run-dir>/kestrel-initramfs.cpio */
+    char *kestrel;        /* the static agent binary */
+    bool ready;
+} vm_host;
+
+vm_host *vm_host_new(const char *run_dir);
+void vm_host_free(vm_host *h);
+/* Thread pool: the kernel and initramfs for kernel_setting, then the VM's own
+ * initrd (the shared one + the manifest); *kernel_path receives the kernel. */
+int vm_host_prepare(vm_host *h, const char *data_dir, const char *kernel_setting,
+                    const char *manifest, size_t manifest_len, const char *initrd_path,
+                    char **kernel_path, hypr_error *err);
+/* The runtime manifest kestrel reads: the image's defaults, overridden by the config
+ * (Docker's rules), the NICs, the restart policy. */
+int vm_build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg, const store_image *img,
+                      const vm_net_boot *net, char **out, size_t *out_len, hypr_error *err);
+
+/* ---- control channel (vm_ctl.c) ----------------------------------------- */
+
+/* What the lifecycle does with kestrel's reports. */
+struct vm_ctl_handlers {
+    /* The workload started (kestrel's boot phases include WORKLOAD_START). */
+    void (*workload_started)(vm_runtime *vm);
+    /* The workload exited with code; again: kestrel runs it again (restart policy). */
+    void (*workload_exited)(vm_runtime *vm, int code, bool again, uint32_t restarts);
+};
+typedef struct vm_ctl_handlers vm_ctl_handlers;
+
+int vm_ctl_listen(vm_runtime *vm, const vm_ctl_handlers *h, hypr_error *err);
+void vm_ctl_close(vm_runtime *vm);
+
+/* ---- logs (vm_logs.c) --------------------------------------------------- */
+
+/* Appends workload output (stream 1 stdout, 2 stderr), split into lines. */
+void vm_log_append(vm_runtime *vm, int stream, const uint8_t *data, size_t len);
+/* Writes out partial lines (at exit). */
+void vm_log_flush(vm_runtime *vm);
+/* Ends every follower of the VM (it stopped). */
+void vm_log_end_followers(vm_runtime *vm);
+
+/* ---- exec (vm_exec.c) --------------------------------------------------- */
+
+/* A frame for an exec session arrived from kestrel. */
+void vm_exec_frame(vm_runtime *vm, const ctl_frame *f);
+/* The VM went away: every session ends with an error. */
+void vm_exec_end_all(vm_runtime *vm, const char *why);
+
+/* ---- metrics (vm_metrics.c) --------------------------------------------- */
+
+void vm_metrics_frame(vm_runtime *vm, const ctl_frame *f);
+void vm_metrics_end_all(vm_runtime *vm);
+
+#endif
