@@ -420,6 +420,24 @@ def test_rename_updates_dns(netd, alpha):
         netd.hypr("rm", "-f", vm_id)
 
 
+def test_reused_address_reachable_from_guest_at_once(netd, alpha):
+    """A VM that gets the address of one just removed announces it (gratuitous ARP on
+    boot): alpha, which still maps the address to the old VM's MAC, reaches the new VM
+    within seconds, not after its ARP entry expires (~30-45 s)."""
+    first = netd.boot("-n", "reuse1", IMAGE, "sleep", "3600")
+    second = None
+    try:
+        ip = netd.vm_ip(first)
+        # alpha now maps ip to reuse1's MAC (MACs are derived from the VM ID).
+        netd.reaches("alpha", ip)
+        netd.ok("rm", "-f", first)
+        second = netd.boot("-n", "reuse2", IMAGE, "sleep", "3600")
+        assert netd.vm_ip(second) == ip, "the test needs the freed address handed out again"
+        netd.reaches("alpha", "reuse2", timeout=10)
+    finally:
+        netd.hypr("rm", "-f", *([first] + ([second] if second else [])))
+
+
 # ---- port forwarding ---------------------------------------------------------------------
 
 def test_published_port_serves_guest_page(netd, web):
