@@ -156,6 +156,17 @@ static int add_default_route(int s, const char *ifname, const char *gateway)
     return 0;
 }
 
+/* The kernel then sends a gratuitous ARP for an interface's address when it comes
+ * up. hyprd hands a freed address to the next VM, so other guests on the bridge
+ * may still map it to the MAC of the VM that had it: without the announcement
+ * they keep sending there (lost) until their ARP entry expires, ~30-45 s. */
+static void arp_notify_on(void)
+{
+    int r = write_file_str("/proc/sys/net/ipv4/conf/all/arp_notify", "1\n", 0644);
+    if (r < 0)
+        klog("arp_notify: %s", strerror(-r));
+}
+
 /* lo, then the primary interface (ip/gateway; by mac when set, else by name),
  * then every netif. A failing interface does not stop the others; the first
  * error is returned. */
@@ -164,6 +175,7 @@ int net_setup(const kestrel_manifest *m)
     _cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0)
         return -errno;
+    arp_notify_on(); /* before any interface is up */
     int r = set_up(s, "lo");
     if (r < 0)
         klog("lo: %s", strerror(-r));

@@ -152,6 +152,29 @@ int net_tap_name(const char *vm_id, unsigned index, char out[NET_IFNAME_LEN])
     return 0;
 }
 
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* first, then the low 40 bits of h. */
+static void mac_from_hash(uint8_t first, uint64_t h, uint8_t mac[6])
+{
+    mac[0] = first;
+    for (int i = 1; i < 6; i++)
+        mac[i] = (uint8_t)(h >> (8 * (5 - i)));
+}
+
+static void mac_format(const uint8_t mac[6], char out[NET_MAC_STRLEN])
+{
+    snprintf(out, NET_MAC_STRLEN, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3],
+             mac[4], mac[5]);
+}
+
 int net_mac_for_vm(const char *vm_id, unsigned index, char out[NET_MAC_STRLEN])
 {
     out[0] = '\0';
@@ -159,19 +182,31 @@ int net_mac_for_vm(const char *vm_id, unsigned index, char out[NET_MAC_STRLEN])
         return -EINVAL;
     /* FNV-1a over the whole id (and the NIC index after the first): stable across
      * restarts, spread over 40 bits. */
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)vm_id; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
+    uint64_t h = fnv1a(0xcbf29ce484222325ULL, vm_id);
     if (index > 0) {
         h ^= index;
         h *= 0x100000001b3ULL;
     }
-    /* 0x02: locally administered, unicast. */
-    snprintf(out, NET_MAC_STRLEN, "02:%02x:%02x:%02x:%02x:%02x", (unsigned)(h >> 32) & 0xff,
-             (unsigned)(h >> 24) & 0xff, (unsigned)(h >> 16) & 0xff, (unsigned)(h >> 8) & 0xff,
-             (unsigned)h & 0xff);
+    uint8_t mac[6];
+    mac_from_hash(0x02, h, mac); /* locally administered, unicast */
+    mac_format(mac, out);
+    return 0;
+}
+
+/* 0x06: locally administered, unicast, and never a VM's (0x02). */
+static void bridge_mac(const char *bridge, uint8_t mac[6])
+{
+    mac_from_hash(0x06, fnv1a(0xcbf29ce484222325ULL, bridge), mac);
+}
+
+int net_mac_for_bridge(const char *bridge, char out[NET_MAC_STRLEN])
+{
+    out[0] = '\0';
+    if (str_empty(bridge))
+        return -EINVAL;
+    uint8_t mac[6];
+    bridge_mac(bridge, mac);
+    mac_format(mac, out);
     return 0;
 }
 
@@ -415,8 +450,9 @@ static int addr_add(int index, struct in_addr addr, unsigned prefix)
 
 /* ---- changing links ------------------------------------------------------ */
 
-/* Sets IFF_UP and, when master > 0, the master device. */
-static int link_set(int index, int master)
+/* Sets IFF_UP and, when master > 0, the master device; when mac is set, the
+ * hardware address. */
+static int link_set(int index, int master, const uint8_t *mac)
 {
     _Alignas(struct nlmsghdr) char buf[NL_REQ_SIZE];
     struct nlmsghdr *nlh = nl_put_header(buf, RTM_NEWLINK, NLM_F_ACK);
@@ -427,6 +463,8 @@ static int link_set(int index, int master)
     ifm->ifi_flags = IFF_UP;
     if (master > 0)
         mnl_attr_put_u32(nlh, IFLA_MASTER, (uint32_t)master);
+    if (mac)
+        mnl_attr_put(nlh, IFLA_ADDRESS, 6, mac);
     return nl_request(nlh, NULL, NULL);
 }
 
@@ -485,7 +523,13 @@ int net_bridge_ensure(const char *name, const char *gateway_cidr, hypr_error *er
             return hypr_err(err, hypr_status_from_errno(r), -r, "add address %s to %s: %s",
                             gateway_cidr, name, strerror(-r));
     }
-    r = link_set(info.index, 0);
+    /* Left to the kernel, a bridge's MAC is the lowest of its ports' MACs: it changes
+     * when a TAP with a lower MAC joins or the TAP whose MAC it had leaves, and guests
+     * that cached the gateway's old MAC send to it (dropped) until their ARP entry
+     * expires, up to ~50 s without DNS or a route out. A MAC set explicitly stays. */
+    uint8_t mac[6];
+    bridge_mac(name, mac);
+    r = link_set(info.index, 0, mac);
     if (r < 0)
         return op_err(err, r, "bring up bridge", name);
     log_debug("bridge %s ready (%s)", name, gateway_cidr ? gateway_cidr : "no address");
@@ -586,7 +630,7 @@ int net_tap_create(const char *name, const char *bridge, hypr_error *err)
                         "create tap %s: a %s device with that name already exists", name,
                         info.kind[0] ? info.kind : "non-tap");
     }
-    r = link_set(info.index, br.index);
+    r = link_set(info.index, br.index, NULL);
     if (r < 0) {
         hypr_err(err, hypr_status_from_errno(r), -r, "attach tap %s to %s: %s", name, bridge,
                  strerror(-r));

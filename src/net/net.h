@@ -293,8 +293,9 @@ typedef struct net_link_info {
 /* 1..15 characters of [A-Za-z0-9_.-] (stricter than the kernel: also safe in nft). */
 bool net_ifname_is_valid(const char *name);
 /* Creates the bridge when missing, adds gateway_cidr ("10.88.0.1/16"; NULL = none;
- * an existing identical address is fine) and brings it up. FAILED_PRECONDITION when
- * name exists but is not a bridge. */
+ * an existing identical address is fine), gives it the MAC net_mac_for_bridge (so it
+ * does not follow its ports' MACs as TAPs come and go) and brings it up.
+ * FAILED_PRECONDITION when name exists but is not a bridge. */
 int net_bridge_ensure(const char *name, const char *gateway_cidr, hypr_error *err);
 /* Creates a persistent TAP (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR) when missing, attaches it
  * to bridge and brings it up; qemu opens it with -netdev tap,ifname=NAME,script=no,
@@ -321,6 +322,9 @@ int net_tap_name(const char *vm_id, unsigned index, char out[NET_IFNAME_LEN]);
 /* A stable locally administered unicast MAC "02:xx:xx:xx:xx:xx" hashed from the id
  * and the NIC index; -EINVAL for an empty id or index >= NET_MAX_NICS. */
 int net_mac_for_vm(const char *vm_id, unsigned index, char out[NET_MAC_STRLEN]);
+/* A bridge's (the gateway's) MAC "06:xx:xx:xx:xx:xx" hashed from its name: stable
+ * across restarts, never a VM's; -EINVAL for an empty name. */
+int net_mac_for_bridge(const char *bridge, char out[NET_MAC_STRLEN]);
 /* Writes 1 to /proc/sys/net/ipv4/ip_forward (of the caller's network namespace). */
 int net_ip_forward_enable(hypr_error *err);
 

@@ -147,6 +147,37 @@ class NetHost(Host):
             raise AssertionError("%s\n%s\n%s" % (exc, ping, self.net_diagnostics(vm, target))) \
                 from None
 
+    def resolves(self, vm, name, ip, timeout=30):
+        """Waits until `ping NAME` inside `vm` resolves NAME to ip (through the guest's
+        libc resolver and the gateway's DNS listener) and gets an answer. On failure the
+        message carries the guest's resolv.conf and its nslookup against the gateway,
+        what the gateway's and the loopback listener answer here, and net_diagnostics."""
+        last = []
+
+        def answered():
+            p = self.ping(vm, name, wait=2)
+            last[:] = [p]
+            return p.returncode == 0 and "(%s)" % ip in p.out
+        try:
+            wait_for(answered, timeout, "%s to resolve %s to %s and reach it" % (vm, name, ip),
+                     interval=0.2)
+        except AssertionError as exc:
+            p = last[0] if last else None
+            rc, pout, perr = (p.returncode, p.out, p.err) if p else ("-", "", "")
+            out = ["last ping: rc %s\n%s%s" % (rc, pout, perr)]
+            g = self.sh(vm, "cat /etc/resolv.conf; nslookup %s %s" % (name, DEFAULT_GW),
+                        timeout=60)
+            out.append("guest %s: resolv.conf, nslookup %s %s:\n%s%s"
+                       % (vm, name, DEFAULT_GW, g.out, g.err))
+            for server, port in ((DEFAULT_GW, 53), ("127.0.0.1", self.dns_port())):
+                try:
+                    out.append("host asks %s:%d for %s: %r"
+                               % (server, port, name, dns_query(name, port, server=server)[:2]))
+                except Exception as e:  # noqa: BLE001 - part of the report
+                    out.append("host asks %s:%d for %s: %r" % (server, port, name, e))
+            raise AssertionError("%s\n%s\n%s" % (exc, "\n".join(out),
+                                                 self.net_diagnostics(vm))) from None
+
     def net_diagnostics(self, vm, target=None):
         cmds = [["ip", "-4", "addr"], ["ip", "-4", "route"], ["ip", "neigh"],
                 ["ip", "-s", "link"], ["bridge", "fdb", "show"], ["bridge", "link"],
@@ -392,10 +423,14 @@ def test_dns_server_answers_vm_names(netd, alpha, web, tcp):
 
 def test_rename_updates_dns(netd, alpha):
     """`hypr rename` of a running VM: ps shows the new name, the new name resolves (on
-    127.0.0.1 and from another VM) and the old one is NXDOMAIN; a taken name or a bad
-    name is refused and changes nothing."""
+    127.0.0.1, on the gateway and from inside another VM) and the old one does not
+    (NXDOMAIN as NAME.hypr); a taken name or a bad name is refused and changes nothing.
+    The renamed VM's TAP joining vbr0 must not change the gateway's MAC: guests that
+    cached the old one would lose their resolver (and route) for up to ~50 s."""
+    gw_mac = link_json("vbr0")["address"]
     vm_id = netd.boot("-n", "oldname", IMAGE, "sleep", "3600")
     try:
+        assert link_json("vbr0")["address"] == gw_mac
         ip = netd.vm_ip(vm_id)
         port = netd.dns_port()
         assert dns_query("oldname.hypr", port)[:2] == (0, [ip])
@@ -405,11 +440,16 @@ def test_rename_updates_dns(netd, alpha):
         assert netd.inspect(vm_id)["Name"].lstrip("/") == "newname"
         assert dns_query("newname.hypr", port)[:2] == (0, [ip])
         assert dns_query("oldname.hypr", port)[:2] == (3, [])
-        # The gateway's listener (what guests ask) answers the new name too, and the
-        # renamed VM is still reachable.
+        # The gateway's listener (what guests ask) answers the new name too...
         assert dns_query("newname", 53, server=DEFAULT_GW)[:2] == (0, [ip])
         assert dns_query("oldname", 53, server=DEFAULT_GW, timeout=5)[0] != 0
-        netd.reaches("alpha", ip)
+        # ...and so it does for a guest: alpha resolves the new name and reaches the VM.
+        netd.resolves("alpha", "newname", ip)
+        p = netd.ping("alpha", "oldname", wait=1)
+        assert p.returncode != 0 and "bad address" in p.err, (p.returncode, p.out, p.err)
+        p = netd.hypr("exec", "alpha", "--", "nslookup", "oldname.hypr", DEFAULT_GW, timeout=60)
+        assert p.returncode != 0 or "NXDOMAIN" in p.out, (p.out, p.err)
+        assert ip not in p.out, p.out
         for bad, word in (("alpha", "already in use"), ("no/slash", "invalid VM name")):
             p = netd.hypr("rename", "newname", bad)
             assert p.returncode != 0 and word in p.err, (bad, p.err)
@@ -418,6 +458,24 @@ def test_rename_updates_dns(netd, alpha):
         assert p.returncode != 0 and "no-such-vm" in p.err, p.err
     finally:
         netd.hypr("rm", "-f", vm_id)
+
+
+def test_reused_address_reachable_from_guest_at_once(netd, alpha):
+    """A VM that gets the address of one just removed announces it (gratuitous ARP on
+    boot): alpha, which still maps the address to the old VM's MAC, reaches the new VM
+    within seconds, not after its ARP entry expires (~30-45 s)."""
+    first = netd.boot("-n", "reuse1", IMAGE, "sleep", "3600")
+    second = None
+    try:
+        ip = netd.vm_ip(first)
+        # alpha now maps ip to reuse1's MAC (MACs are derived from the VM ID).
+        netd.reaches("alpha", ip)
+        netd.ok("rm", "-f", first)
+        second = netd.boot("-n", "reuse2", IMAGE, "sleep", "3600")
+        assert netd.vm_ip(second) == ip, "the test needs the freed address handed out again"
+        netd.reaches("alpha", "reuse2", timeout=10)
+    finally:
+        netd.hypr("rm", "-f", *([first] + ([second] if second else [])))
 
 
 # ---- port forwarding ---------------------------------------------------------------------

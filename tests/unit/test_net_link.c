@@ -253,6 +253,54 @@ static void test_neigh_forget(void **state)
     assert_int_equal(net_link_delete("vbr9", &err), 0);
 }
 
+/* The bridge's MAC as ip(8) shows it (the daemon never reads it). */
+static char *bridge_mac_shown(const char *bridge)
+{
+    _cleanup_free_ char *cmd = xasprintf(
+        "ip -o link show dev %s | sed -n 's/.*link\\/ether \\([0-9a-f:]*\\).*/\\1/p'", bridge);
+    char *out = run_capture(cmd);
+    out[strcspn(out, "\n")] = '\0';
+    return out;
+}
+
+static void test_bridge_keeps_its_mac(void **state)
+{
+    (void)state;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    char want[NET_MAC_STRLEN], again[NET_MAC_STRLEN], other[NET_MAC_STRLEN];
+    assert_int_equal(net_mac_for_bridge("vbr6", want), 0);
+    assert_int_equal(net_mac_for_bridge("vbr6", again), 0);
+    assert_int_equal(net_mac_for_bridge("vbr8", other), 0);
+    assert_string_equal(want, again);
+    assert_string_not_equal(want, other);
+    assert_true(str_startswith(want, "06:"));
+    assert_int_equal(strlen(want), 17);
+    assert_int_equal(net_mac_for_bridge("", other), -EINVAL);
+
+    /* A bridge left by an older hyprd has the kernel's MAC: ensuring it pins ours. */
+    assert_int_equal(system("ip link add vbr6 type bridge"), 0);
+    assert_int_equal(net_bridge_ensure("vbr6", "10.93.0.1/16", &err), 0);
+    _cleanup_free_ char *pinned = bridge_mac_shown("vbr6");
+    assert_string_equal(pinned, want);
+
+    /* Left to the kernel, the bridge would take this TAP's lower MAC when it joins and
+     * change again when it leaves: guests would keep sending to the old gateway MAC. */
+    char tap[NET_IFNAME_LEN];
+    assert_int_equal(net_tap_name(ID_B, 0, tap), 0);
+    assert_int_equal(net_tap_create(tap, "vbr6", &err), 0);
+    _cleanup_free_ char *set_low = xasprintf("ip link set dev %s address 02:00:00:00:00:01", tap);
+    assert_int_equal(system(set_low), 0);
+    _cleanup_free_ char *with_tap = bridge_mac_shown("vbr6");
+    assert_string_equal(with_tap, want);
+    assert_int_equal(net_link_delete(tap, &err), 0);
+    _cleanup_free_ char *without = bridge_mac_shown("vbr6");
+    assert_string_equal(without, want);
+    assert_int_equal(net_bridge_ensure("vbr6", "10.93.0.1/16", &err), 0); /* idempotent */
+    _cleanup_free_ char *ensured = bridge_mac_shown("vbr6");
+    assert_string_equal(ensured, want);
+    assert_int_equal(net_link_delete("vbr6", &err), 0);
+}
+
 static void test_ip_forward(void **state)
 {
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
@@ -296,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_names_and_macs),
         cmocka_unit_test(test_bad_names),
         cmocka_unit_test(test_neigh_forget),
+        cmocka_unit_test(test_bridge_keeps_its_mac),
         cmocka_unit_test(test_ip_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
