@@ -12,9 +12,9 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "ctl_proto.h"
+#include "kestrel/ctl_proto.h"
+#include "kestrel/manifest.h"
 #include "logic.h"
-#include "manifest.h"
 
 #define KESTREL_VERSION "0.1.0"
 

@@ -8,7 +8,7 @@
 #include "netmgr.h"
 #include "vmm/vmm.h"
 
-#include "ctl_proto.h"
+#include "kestrel/ctl_proto.h"
 
 #include <pthread.h>
 

@@ -5,7 +5,7 @@
 #include "vm.h"
 
 #include "image/image.h"
-#include "manifest.h"
+#include "kestrel/manifest.h"
 #include "netmgr.h"
 
 #include <fcntl.h>

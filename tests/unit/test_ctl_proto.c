@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl_proto.h"
+#include "kestrel/ctl_proto.h"
 
 /* Feeds buf in pieces of `step` bytes and collects every frame (copied). */
 typedef struct got {
