@@ -1,5 +1,5 @@
-/* hypr control protocol: framing, encoders and payload parsers (see ctl_proto.h). */
-#include "ctl_proto.h"
+/* hypr control protocol: framing, encoders and payload parsers (see kestrel/ctl_proto.h). */
+#include "kestrel/ctl_proto.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -12,9 +12,9 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "ctl_proto.h"
+#include "kestrel/ctl_proto.h"
+#include "kestrel/manifest.h"
 #include "logic.h"
-#include "manifest.h"
 
 #define KESTREL_VERSION "0.1.0"
 
@@ -51,6 +51,16 @@ static inline void kstrv_freep(char ***v)
 
 void klog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- errors: a setup step returns -errno and names what failed in a kerr;
+ * only main.c logs it, once (PID 1 never fails silently, nor twice). ---- */
+
+typedef struct kerr {
+    char msg[512]; /* "" while nothing failed */
+} kerr;
+/* Adds "what: strerror(-r)" to e, after "; " when e already names a failure
+ * (a step that carries on past one reports them all). Returns r. */
+int kerr_add(kerr *e, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* ---- small file helpers (util in main.c) ---- */
 
 /* Reads a whole file (at most max bytes, else -EFBIG), NUL-terminated. */
@@ -64,12 +74,13 @@ uint64_t boottime_ns(void);
 
 /* ---- mounts.c ---- */
 
-int mounts_early(void);
+/* Each of these tries every mount, adds each failure to e and returns -errno
+ * of the first. */
+int mounts_early(kerr *e);
 /* After the root switch: /run, /tmp (and /dev/pts, /dev/shm if missing). */
-int mounts_late(void);
-/* Mounts manifest volumes in the current root. Failures are logged; -errno of
- * the first failure. */
-int mounts_volumes(const kestrel_manifest *m);
+int mounts_late(kerr *e);
+/* Mounts manifest volumes in the current root. */
+int mounts_volumes(const kestrel_manifest *m, kerr *e);
 
 /* ---- modules.c ---- */
 
@@ -80,14 +91,17 @@ int modules_load(char *const *extra);
 /* ---- rootfs.c ---- */
 
 /* Mounts the rootfs (read-only) + overlay (tmpfs or m->upper), moves /dev /proc
- * /sys into it and makes it the root. */
-int rootfs_setup(const kestrel_manifest *m);
-/* hostname, /etc/hostname, /etc/hosts, /etc/resolv.conf in the new root. */
-int rootfs_identity(const kestrel_manifest *m);
+ * /sys into it and makes it the root. Stops at the first failure (in e). */
+int rootfs_setup(const kestrel_manifest *m, kerr *e);
+/* hostname, /etc/hostname, /etc/hosts, /etc/resolv.conf in the new root;
+ * failures in e, -errno of the first. */
+int rootfs_identity(const kestrel_manifest *m, kerr *e);
 
 /* ---- net.c ---- */
 
-int net_setup(const kestrel_manifest *m);
+/* A failing interface does not stop the others: each failure is added to e,
+ * -errno of the first is returned. */
+int net_setup(const kestrel_manifest *m, kerr *e);
 
 /* ---- metrics.c ---- */
 

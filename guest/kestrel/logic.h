@@ -1,7 +1,7 @@
 /* kestrel's pure decisions, kept free of PID 1 side effects so the host's unit
  * tests can call them: environment merging, argv building, user/group
  * resolution from given passwd/group files, restart policy and backoff,
- * exec-failure exit codes. Depends only on libc and manifest.h. */
+ * exec-failure exit codes. Depends only on libc and kestrel/manifest.h. */
 #ifndef KESTREL_LOGIC_H
 #define KESTREL_LOGIC_H
 
@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "manifest.h"
+#include "kestrel/manifest.h"
 
 #define KESTREL_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -146,6 +146,22 @@ void klog(const char *fmt, ...)
     }
 }
 
+int kerr_add(kerr *e, int r, const char *fmt, ...)
+{
+    size_t len = strlen(e->msg);
+    if (len && len + 2 < sizeof(e->msg)) {
+        memcpy(e->msg + len, "; ", 3);
+        len += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg + len, sizeof(e->msg) - len, fmt, ap);
+    va_end(ap);
+    len = strlen(e->msg);
+    snprintf(e->msg + len, sizeof(e->msg) - len, ": %s", strerror(-r));
+    return r;
+}
+
 /* ---- frames to the host ---- */
 
 void phase_mark(kestrel *k, enum ctl_phase phase)
@@ -222,13 +238,23 @@ static __attribute__((noreturn)) void finish(kestrel *k, int code)
     power_off(k);
 }
 
-static __attribute__((noreturn)) void setup_failed(kestrel *k, int r, const char *what)
+/* The one message for a step PID 1 cannot go on without: console, host, power off. */
+static __attribute__((noreturn)) void setup_failed(kestrel *k, int r, const char *what,
+                                                   const kerr *e)
 {
-    char msg[512];
-    snprintf(msg, sizeof(msg), "%s: %s", what, strerror(-r));
+    char msg[sizeof(e->msg) + 64];
+    snprintf(msg, sizeof(msg), "%s: %s", what, e->msg[0] ? e->msg : strerror(-r));
     klog("%s", msg);
     send_error(k, 0, r, msg);
     finish(k, KESTREL_SETUP_FAILED);
+}
+
+/* A step PID 1 goes on without: logs its failures, once, and clears e for the next step. */
+static void setup_warn(int r, const char *what, kerr *e)
+{
+    if (r < 0)
+        klog("%s: %s", what, e->msg[0] ? e->msg : strerror(-r));
+    *e = (kerr){0};
 }
 
 static void request_stop(kestrel *k, int sig)
@@ -446,20 +472,15 @@ static void run_loop(kestrel *k)
 
 /* ---- PID 1 ---- */
 
-static int load_manifest(kestrel *k)
+static int load_manifest(kestrel *k, kerr *e)
 {
     _cleanup_free_ char *data = NULL;
     size_t len;
-    char err[256];
     int r = read_file_all(MANIFEST_PATH, MANIFEST_MAX_SIZE, &data, &len);
-    if (r < 0) {
-        klog("read %s: %s", MANIFEST_PATH, strerror(-r));
-        return r;
-    }
-    r = manifest_parse(data, len, &k->m, err, sizeof(err));
     if (r < 0)
-        klog("%s", err);
-    return r;
+        return kerr_add(e, r, "read %s", MANIFEST_PATH);
+    /* The parser's message names the line and what is wrong with it. */
+    return manifest_parse(data, len, &k->m, e->msg, sizeof(e->msg));
 }
 
 static void open_console(void)
@@ -497,13 +518,14 @@ static int pid1(void)
     k->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     reboot(RB_DISABLE_CAD); /* ctrl-alt-del becomes SIGINT to us */
 
-    int r = mounts_early();
-    open_console();
-    if (r < 0)
-        klog("early mounts: %s", strerror(-r));
+    kerr e = {0};
+    int r = mounts_early(&e);
+    open_console(); /* needs /dev: the failures are logged once it is there */
+    setup_warn(r, "early mounts", &e);
     phase_mark(k, CTL_PHASE_MOUNTS_DONE);
 
-    int mr = load_manifest(k);
+    kerr manifest_err = {0};
+    int mr = load_manifest(k, &manifest_err);
     modules_load(mr == 0 ? k->m.modules.v : NULL);
     phase_mark(k, CTL_PHASE_MODULES_DONE);
 
@@ -522,16 +544,15 @@ static int pid1(void)
         phase_mark(k, CTL_PHASE_CHANNEL_OPEN);
 
     if (mr < 0)
-        setup_failed(k, mr, "runtime manifest");
-    if ((r = rootfs_setup(&k->m)) < 0)
-        setup_failed(k, r, "root filesystem");
-    mounts_late();
-    rootfs_identity(&k->m);
+        setup_failed(k, mr, "runtime manifest", &manifest_err);
+    if ((r = rootfs_setup(&k->m, &e)) < 0)
+        setup_failed(k, r, "root filesystem", &e);
+    setup_warn(mounts_late(&e), "late mounts", &e);
+    setup_warn(rootfs_identity(&k->m, &e), "guest identity", &e);
     phase_mark(k, CTL_PHASE_ROOTFS_READY);
-    if ((r = net_setup(&k->m)) < 0)
-        klog("network: %s", strerror(-r));
+    setup_warn(net_setup(&k->m, &e), "network", &e);
     phase_mark(k, CTL_PHASE_NETWORK_READY);
-    mounts_volumes(&k->m);
+    setup_warn(mounts_volumes(&k->m, &e), "volumes", &e);
 
     k->metrics_at_ms = mono_ms();
     if (k->m.mode == MANIFEST_MODE_RUN) {

@@ -1,5 +1,5 @@
-/* hypr runtime manifest: parser and encoder (format in manifest.h). */
-#include "manifest.h"
+/* hypr runtime manifest: parser and encoder (format in kestrel/manifest.h). */
+#include "kestrel/manifest.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -7,34 +7,30 @@
 #include <sys/stat.h>
 #include <time.h>
 
-static int do_mount(const char *src, const char *target, const char *type, unsigned long flags,
-                    const char *data)
+/* Mounts type on target (made when missing); a failure is added to e, and the
+ * first one is kept in *first. */
+static void do_mount(const char *src, const char *target, const char *type, unsigned long flags,
+                     const char *data, kerr *e, int *first)
 {
+    int r = 0;
     if (mkdir(target, 0755) < 0 && errno != EEXIST)
-        return -errno;
-    if (mount(src, target, type, flags, data) < 0 && errno != EBUSY) {
-        int e = -errno;
-        klog("mount %s on %s: %s", type, target, strerror(-e));
-        return e;
-    }
-    return 0;
+        r = kerr_add(e, -errno, "mkdir %s", target);
+    else if (mount(src, target, type, flags, data) < 0 && errno != EBUSY)
+        r = kerr_add(e, -errno, "mount %s on %s", type, target);
+    if (r < 0 && *first == 0)
+        *first = r;
 }
 
-int mounts_early(void)
+int mounts_early(kerr *e)
 {
     const unsigned long nse = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-    int r = 0, e;
-    if ((e = do_mount("proc", "/proc", "proc", nse, NULL)) < 0)
-        r = r ? r : e;
-    if ((e = do_mount("sysfs", "/sys", "sysfs", nse, NULL)) < 0)
-        r = r ? r : e;
-    if ((e = do_mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755")) < 0)
-        r = r ? r : e;
-    if ((e = do_mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-                      "mode=0620,ptmxmode=0666,gid=5")) < 0)
-        r = r ? r : e;
-    if ((e = do_mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")) < 0)
-        r = r ? r : e;
+    int r = 0;
+    do_mount("proc", "/proc", "proc", nse, NULL, e, &r);
+    do_mount("sysfs", "/sys", "sysfs", nse, NULL, e, &r);
+    do_mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755", e, &r);
+    do_mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666,gid=5",
+             e, &r);
+    do_mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", e, &r);
     static const char *const links[][2] = {
         {"/proc/self/fd", "/dev/fd"},       {"/proc/self/fd/0", "/dev/stdin"},
         {"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"},
@@ -45,13 +41,11 @@ int mounts_early(void)
     return r;
 }
 
-int mounts_late(void)
+int mounts_late(kerr *e)
 {
-    int r = 0, e;
-    if ((e = do_mount("run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")) < 0)
-        r = e;
-    if ((e = do_mount("tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")) < 0)
-        r = r ? r : e;
+    int r = 0;
+    do_mount("run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", e, &r);
+    do_mount("tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", e, &r);
     /* Optional: workloads that read their cgroup limits expect it. */
     if (mkdir("/sys/fs/cgroup", 0755) == 0 || errno == EEXIST)
         (void)mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
@@ -112,7 +106,7 @@ static void wait_for_path(const char *path, int ms)
     }
 }
 
-int mounts_volumes(const kestrel_manifest *m)
+int mounts_volumes(const kestrel_manifest *m, kerr *e)
 {
     int first = 0;
     for (size_t i = 0; i < m->n_volumes; i++) {
@@ -134,9 +128,8 @@ int mounts_volumes(const kestrel_manifest *m)
                 (void)mount(NULL, v->target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL);
         }
         if (r < 0) {
-            klog("volume %s on %s (%s): %s", v->source, v->target, v->fstype, strerror(-r));
-            if (!first)
-                first = r;
+            kerr_add(e, r, "volume %s on %s (%s)", v->source, v->target, v->fstype);
+            first = first ? first : r;
         }
     }
     return first;

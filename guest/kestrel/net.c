@@ -99,9 +99,9 @@ static bool link_exists(int s, const uint8_t *mac, char name[IFNAMSIZ])
 /* Finds the interface with that MAC (when set; its name into name), else the one
  * named ifname, gives it cidr and brings it up. Waits up to ~2 s for it: a NIC
  * may still be probing right after its module loaded (and virtio-mmio probe
- * order need not match the host's, hence the MAC). Failures are logged. */
+ * order need not match the host's, hence the MAC). A failure is added to e. */
 static int link_setup(int s, const char *mac, const char *ifname, const char *cidr,
-                      char name[IFNAMSIZ])
+                      char name[IFNAMSIZ], kerr *e)
 {
     struct in_addr addr, mask;
     uint8_t hw[6];
@@ -128,17 +128,15 @@ static int link_setup(int s, const char *mac, const char *ifname, const char *ci
     r = set_up(s, name);
 out:
     if (r < 0)
-        klog("%s %s: %s", mac ? mac : ifname, cidr, strerror(-r));
+        kerr_add(e, r, "%s %s", mac ? mac : ifname, cidr);
     return r;
 }
 
-static int add_default_route(int s, const char *ifname, const char *gateway)
+static int add_default_route(int s, const char *ifname, const char *gateway, kerr *e)
 {
     struct in_addr gw;
-    if (inet_pton(AF_INET, gateway, &gw) != 1) {
-        klog("bad gateway %s", gateway);
-        return -EINVAL;
-    }
+    if (inet_pton(AF_INET, gateway, &gw) != 1)
+        return kerr_add(e, -EINVAL, "bad gateway %s", gateway);
     struct rtentry rt;
     memset(&rt, 0, sizeof(rt));
     struct sockaddr_in any = {.sin_family = AF_INET};
@@ -148,11 +146,8 @@ static int add_default_route(int s, const char *ifname, const char *gateway)
     memcpy(&rt.rt_gateway, &g, sizeof(g));
     rt.rt_flags = RTF_UP | RTF_GATEWAY;
     rt.rt_dev = (char *)ifname;
-    if (ioctl(s, SIOCADDRT, &rt) < 0 && errno != EEXIST) {
-        int r = -errno;
-        klog("default route via %s: %s", gateway, strerror(-r));
-        return r;
-    }
+    if (ioctl(s, SIOCADDRT, &rt) < 0 && errno != EEXIST)
+        return kerr_add(e, -errno, "default route via %s", gateway);
     return 0;
 }
 
@@ -160,36 +155,34 @@ static int add_default_route(int s, const char *ifname, const char *gateway)
  * up. hyprd hands a freed address to the next VM, so other guests on the bridge
  * may still map it to the MAC of the VM that had it: without the announcement
  * they keep sending there (lost) until their ARP entry expires, ~30-45 s. */
-static void arp_notify_on(void)
+static int arp_notify_on(void)
 {
-    int r = write_file_str("/proc/sys/net/ipv4/conf/all/arp_notify", "1\n", 0644);
-    if (r < 0)
-        klog("arp_notify: %s", strerror(-r));
+    return write_file_str("/proc/sys/net/ipv4/conf/all/arp_notify", "1\n", 0644);
 }
 
 /* lo, then the primary interface (ip/gateway; by mac when set, else by name),
- * then every netif. A failing interface does not stop the others; the first
- * error is returned. */
-int net_setup(const kestrel_manifest *m)
+ * then every netif. */
+int net_setup(const kestrel_manifest *m, kerr *e)
 {
     _cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0)
-        return -errno;
-    arp_notify_on(); /* before any interface is up */
-    int r = set_up(s, "lo");
+        return kerr_add(e, -errno, "socket");
+    int r = arp_notify_on(); /* before any interface is up */
     if (r < 0)
-        klog("lo: %s", strerror(-r));
-    int first = 0;
+        kerr_add(e, r, "arp_notify");
+    int first = set_up(s, "lo");
+    if (first < 0)
+        kerr_add(e, first, "lo");
     char name[IFNAMSIZ];
     if (m->ip) {
-        first = link_setup(s, m->mac, m->interface ? m->interface : "eth0", m->ip, name);
-        if (first == 0 && m->gateway)
-            first = add_default_route(s, name, m->gateway);
+        r = link_setup(s, m->mac, m->interface ? m->interface : "eth0", m->ip, name, e);
+        if (r == 0 && m->gateway)
+            r = add_default_route(s, name, m->gateway, e);
+        first = first ? first : r;
     }
     for (size_t i = 0; i < m->n_netifs; i++) {
-        r = link_setup(s, m->netifs[i].mac, NULL, m->netifs[i].ip, name);
-        if (r < 0 && first == 0)
-            first = r;
+        r = link_setup(s, m->netifs[i].mac, NULL, m->netifs[i].ip, name, e);
+        first = first ? first : r;
     }
     return first;
 }

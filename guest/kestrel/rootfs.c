@@ -30,44 +30,40 @@ static int wait_device(const char *dev, int ms)
 }
 
 static int mount_at(const char *src, const char *target, const char *type, unsigned long flags,
-                    const char *data)
+                    const char *data, kerr *e)
 {
-    if (mkdir_parents(target, 0755) < 0)
-        return -errno;
-    if (mount(src, target, type, flags, data) < 0) {
-        int e = -errno;
-        klog("mount %s (%s) on %s: %s", src, type ? type : "move", target, strerror(-e));
-        return e;
-    }
+    int r = mkdir_parents(target, 0755);
+    if (r < 0)
+        return kerr_add(e, r, "mkdir %s", target);
+    if (mount(src, target, type, flags, data) < 0)
+        return kerr_add(e, -errno, "mount %s (%s) on %s", src, type ? type : "move", target);
     return 0;
 }
 
-int rootfs_setup(const kestrel_manifest *m)
+int rootfs_setup(const kestrel_manifest *m, kerr *e)
 {
     const char *dev = m->rootfs ? m->rootfs : "/dev/vda";
     const char *type = m->rootfs_type ? m->rootfs_type : "squashfs";
     int r;
-    if ((r = wait_device(dev, 5000)) < 0) {
-        klog("rootfs device %s did not appear", dev);
-        return r;
-    }
-    if ((r = mount_at(dev, LOWER, type, MS_RDONLY, NULL)) < 0)
+    if ((r = wait_device(dev, 5000)) < 0)
+        return kerr_add(e, r, "rootfs device %s did not appear", dev);
+    if ((r = mount_at(dev, LOWER, type, MS_RDONLY, NULL, e)) < 0)
         return r;
     if (m->upper) {
-        if ((r = wait_device(m->upper, 5000)) < 0) {
-            klog("upper device %s did not appear", m->upper);
-            return r;
-        }
-        r = mount_at(m->upper, RW, "ext4", MS_NOATIME, NULL);
+        if ((r = wait_device(m->upper, 5000)) < 0)
+            return kerr_add(e, r, "upper device %s did not appear", m->upper);
+        r = mount_at(m->upper, RW, "ext4", MS_NOATIME, NULL, e);
     } else {
-        r = mount_at("rootfs-rw", RW, "tmpfs", 0, "mode=0755");
+        r = mount_at("rootfs-rw", RW, "tmpfs", 0, "mode=0755", e);
     }
     if (r < 0)
         return r;
-    if ((r = mkdir_parents(RW "/upper", 0755)) < 0 || (r = mkdir_parents(RW "/work", 0755)) < 0)
-        return r;
+    static const char *const dirs[] = {RW "/upper", RW "/work"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+        if ((r = mkdir_parents(dirs[i], 0755)) < 0)
+            return kerr_add(e, r, "mkdir %s", dirs[i]);
     r = mount_at("overlay", ROOT, "overlay", 0,
-                 "lowerdir=" LOWER ",upperdir=" RW "/upper,workdir=" RW "/work");
+                 "lowerdir=" LOWER ",upperdir=" RW "/upper,workdir=" RW "/work", e);
     if (r < 0)
         return r;
 
@@ -75,18 +71,15 @@ int rootfs_setup(const kestrel_manifest *m)
     for (size_t i = 0; i < sizeof(moves) / sizeof(moves[0]); i++) {
         char target[64];
         snprintf(target, sizeof(target), ROOT "%s", moves[i]);
-        if ((r = mount_at(moves[i], target, NULL, MS_MOVE, NULL)) < 0)
+        if ((r = mount_at(moves[i], target, NULL, MS_MOVE, NULL, e)) < 0)
             return r;
     }
     if (chdir(ROOT) < 0)
-        return -errno;
-    if (mount(ROOT, "/", NULL, MS_MOVE, NULL) < 0) {
-        r = -errno;
-        klog("move %s to /: %s", ROOT, strerror(-r));
-        return r;
-    }
+        return kerr_add(e, -errno, "chdir %s", ROOT);
+    if (mount(ROOT, "/", NULL, MS_MOVE, NULL) < 0)
+        return kerr_add(e, -errno, "move %s to /", ROOT);
     if (chroot(".") < 0 || chdir("/") < 0)
-        return -errno;
+        return kerr_add(e, -errno, "chroot %s", ROOT);
     return 0;
 }
 
@@ -109,14 +102,14 @@ static char *concat(const char *const *parts, size_t n)
     return s;
 }
 
-int rootfs_identity(const kestrel_manifest *m)
+int rootfs_identity(const kestrel_manifest *m, kerr *e)
 {
     int r = 0;
     const char *host = m->hostname && m->hostname[0] ? m->hostname : "localhost";
     if (sethostname(host, strlen(host)) < 0)
-        r = -errno;
+        r = kerr_add(e, -errno, "sethostname %s", host);
     if (mkdir("/etc", 0755) < 0 && errno != EEXIST)
-        return -errno;
+        return kerr_add(e, -errno, "mkdir /etc");
 
     _cleanup_free_ char *hn = concat((const char *const[]){host, "\n"}, 2);
     if (hn)
@@ -146,7 +139,7 @@ int rootfs_identity(const kestrel_manifest *m)
             cap += strlen("nameserver \n") + strlen(m->dns.v[i]);
         _cleanup_free_ char *rc = malloc(cap);
         if (!rc)
-            return -ENOMEM;
+            return kerr_add(e, -ENOMEM, "/etc/resolv.conf");
         size_t o = 0;
         for (size_t i = 0; i < m->dns.n; i++) {
             const char *parts[] = {"nameserver ", m->dns.v[i], "\n"};
@@ -158,9 +151,11 @@ int rootfs_identity(const kestrel_manifest *m)
         }
         rc[o] = 0;
         unlink("/etc/resolv.conf"); /* may be a dangling symlink into /run */
-        int e = write_file_str("/etc/resolv.conf", rc, 0644);
-        if (e < 0)
-            klog("/etc/resolv.conf: %s", strerror(-e));
+        int w = write_file_str("/etc/resolv.conf", rc, 0644);
+        if (w < 0) {
+            kerr_add(e, w, "/etc/resolv.conf");
+            r = r ? r : w;
+        }
     }
     return r;
 }

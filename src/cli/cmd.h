@@ -5,11 +5,10 @@
 #define HYPR_CLI_CMD_H
 
 #include "cli/cli.h"
+#include "common/json_cleanup.h"
 #include "rpc/rpc.h"
 
 #include "hypr.pb-c.h"
-
-#include <jansson.h>
 
 #define RPC_SERVICE      "/hypr.v1.HyprService/"
 #define RPC_METHOD(name) RPC_SERVICE name
@@ -61,8 +60,6 @@ int cli_open_stream(cli_ctx *ctx, const char *method, const void *req, rpc_strea
 
 DEFINE_CLEANUP_FUNC(rpc_stream, rpc_stream_free)
 #define _cleanup_stream_ _cleanup_(rpc_stream_freep)
-/* jansson provides json_decrefp (for its json_auto_t). */
-#define _cleanup_json_ _cleanup_(json_decrefp)
 
 /* A protobuf map under construction. Every generated map-entry type is laid
  * out as {base, key, value}, so one builder serves them all. */

@@ -5,7 +5,7 @@
 #include "vm_internal.h"
 
 #include "image/image.h"
-#include "manifest.h"
+#include "kestrel/manifest.h"
 
 #include <string.h>
 

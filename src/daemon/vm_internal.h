@@ -12,7 +12,7 @@
 #include "vm.h"
 #include "vmm/vmm.h"
 
-#include "ctl_proto.h"
+#include "kestrel/ctl_proto.h"
 
 #include <pthread.h>
 

@@ -176,12 +176,6 @@ static size_t xfer_write(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-static int xfer_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
-{
-    (void)dt, (void)dn, (void)ut, (void)un;
-    return img_cancelled(ud) ? 1 : 0;
-}
-
 static void xfer_start(fetch_ctx *f, xfer *x, CURLM *multi)
 {
     if (!x->easy)
@@ -191,27 +185,13 @@ static void xfer_start(fetch_ctx *f, xfer *x, CURLM *multi)
     curl_slist_free_all(x->headers);
     x->headers = registry_auth_headers(f->reg);
     _cleanup_free_ char *url = registry_blob_url(f->reg, x->job->digest);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    registry_easy_setup(f->reg, e, url, x->headers);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, xfer_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, xfer_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, xfer_progress);
-    curl_easy_setopt(e, CURLOPT_XFERINFODATA, (void *)f->progress);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 30L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "hypr/" HYPR_VERSION);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
-    registry_apply_tls(f->reg, e);
     x->range_sent = x->have > 0;
     if (x->have > 0) {
         char range[48];

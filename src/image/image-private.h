@@ -172,7 +172,13 @@ struct curl_slist *registry_auth_headers(registry_client *c);
 /* After a 401 on a blob: refresh the token from the last challenge. */
 int registry_reauth(registry_client *c, const char *www_authenticate, hypr_error *err);
 const char *registry_host(registry_client *c);
-void registry_apply_tls(registry_client *c, void *curl_easy);
+/* Sets the options every request to the registry shares on a (reset) curl easy
+ * handle: url, headers (not copied: they must outlive the transfer), redirects,
+ * http(s) only, connect and low-speed timeouts, user agent, no signals, the
+ * client's TLS files, and aborting once the client's cancel is set. Callers add
+ * their own write/header callbacks. */
+void registry_easy_setup(registry_client *c, void *curl_easy, const char *url,
+                         struct curl_slist *headers);
 
 /* auth.c */
 typedef struct auth_challenge {

@@ -29,6 +29,9 @@ typedef struct image_ref {
  * what is wrong. */
 int image_ref_parse(const char *s, image_ref *out, hypr_error *err);
 void image_ref_clear(image_ref *r);
+/* The _cleanup_image_*_ helpers clear a value of that type (zeroed or filled)
+ * when it goes out of scope. */
+#define _cleanup_image_ref_ _cleanup_(image_ref_clear)
 /* "docker.io/library/nginx" (caller frees). */
 char *image_ref_name(const image_ref *r);
 /* "docker.io/library/nginx:latest", with "@sha256:..." when a digest is set. */
@@ -51,6 +54,7 @@ int image_platform_parse(const char *s, image_platform *out, hypr_error *err);
 /* The host's platform in OCI terms (uname machine mapped to GOARCH). */
 void image_platform_host(image_platform *out);
 void image_platform_clear(image_platform *p);
+#define _cleanup_image_platform_ _cleanup_(image_platform_clear)
 /* "linux/arm64/v8" (caller frees). */
 char *image_platform_string(const image_platform *p);
 
@@ -89,6 +93,7 @@ typedef struct image_manifest {
 int image_manifest_parse(const char *content_type, const char *body, size_t len,
                          image_manifest *out, hypr_error *err);
 void image_manifest_clear(image_manifest *m);
+#define _cleanup_image_manifest_ _cleanup_(image_manifest_clear)
 /* Picks the entry of an index for want; INVALID_ARGUMENT/NOT_FOUND naming the
  * platforms the index offers when none matches. */
 int image_index_select(const image_manifest *index, const image_platform *want,
@@ -118,6 +123,7 @@ typedef struct image_config {
 
 int image_config_parse(const char *body, size_t len, image_config *out, hypr_error *err);
 void image_config_clear(image_config *c);
+#define _cleanup_image_config_ _cleanup_(image_config_clear)
 
 /* What the image store keeps in <image dir>/manifest.json and the images row. */
 typedef struct image_info {
@@ -131,6 +137,7 @@ typedef struct image_info {
 char *image_info_to_json(const image_info *info);
 int image_info_from_json(const char *json, image_info *out, hypr_error *err);
 void image_info_clear(image_info *info);
+#define _cleanup_image_info_ _cleanup_(image_info_clear)
 
 /* ---- cancellation and progress (shared with the daemon thread) ------------- */
 

@@ -3,17 +3,14 @@
  * All of it is untrusted registry data: every field is type-checked and a
  * missing or malformed one is reported by name. */
 #define LOG_MODULE "image"
+#include "common/json_cleanup.h"
 #include "image/image.h"
 
-#include <jansson.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <time.h>
 
 #define MAX_ENTRIES 100000
-
-/* jansson provides json_decrefp (json_auto_t). */
-#define _cleanup_json_ _cleanup_(json_decrefp)
 
 /* ---- platforms ----------------------------------------------------------------- */
 

@@ -209,13 +209,10 @@ static bool already_present(const image_pull_opts *o, const char *name, const im
     store_image img;
     if (store_image_find(o->db, key, &img, NULL) < 0)
         return false;
-    image_info info;
+    _cleanup_image_info_ image_info info = {0};
     bool same = img.digest && !strcmp(img.digest, digest) &&
-                image_info_from_json(img.manifest, &info, NULL) == 0;
-    if (same) {
-        same = info.config_digest && !strcmp(info.config_digest, config_digest);
-        image_info_clear(&info);
-    }
+                image_info_from_json(img.manifest, &info, NULL) == 0 && info.config_digest &&
+                !strcmp(info.config_digest, config_digest);
     struct stat st;
     if (same && img.path) {
         _cleanup_free_ char *sq = path_join(img.path, "rootfs.squashfs");
@@ -229,126 +226,145 @@ static bool already_present(const image_pull_opts *o, const char *name, const im
     return true;
 }
 
-int image_pull(const image_pull_opts *o, image_progress *progress, image_staged *out,
-               hypr_error *err)
+/* The image manifest for ref (digest: of what the reference names); for an
+ * index, the entry that matches want. */
+static int resolve_manifest(registry_client *reg, const image_ref *ref, const image_platform *want,
+                            image_manifest *out, char **digest, hypr_error *err)
 {
-    memset(out, 0, sizeof(*out));
-    image_ref ref;
-    int r = image_ref_parse(o->reference, &ref, err);
+    _cleanup_free_ char *body = NULL, *ctype = NULL;
+    size_t len = 0;
+    int r = registry_get_manifest(reg, ref->digest ? ref->digest : ref->tag, &body, &len, &ctype,
+                                  digest, err);
     if (r < 0)
         return r;
-    _cleanup_free_ char *name = image_ref_name(&ref);
-    _cleanup_free_ char *full = image_ref_string(&ref);
-    image_platform want;
-    if (!str_empty(o->platform)) {
-        r = image_platform_parse(o->platform, &want, err);
-        if (r < 0) {
-            image_ref_clear(&ref);
-            return r;
-        }
-    } else {
-        image_platform_host(&want);
+    _cleanup_image_manifest_ image_manifest idx = {0};
+    if ((r = image_manifest_parse(ctype, body, len, &idx, err)) < 0)
+        return r;
+    if (idx.kind != IMAGE_MEDIA_OCI_INDEX && idx.kind != IMAGE_MEDIA_DOCKER_LIST) {
+        *out = idx;
+        memset(&idx, 0, sizeof(idx));
+        return 0;
     }
-    registry_client *reg = NULL;
-    image_manifest idx = {0}, man = {0};
-    image_config cfg = {0};
-    char *body = NULL, *ctype = NULL, *digest = NULL, *mdigest = NULL, *cfg_body = NULL;
-    blob_job *jobs = NULL;
-    image_layer_src *srcs = NULL;
-    image_tree *tree = NULL;
-    size_t len = 0;
+    const image_descriptor *d;
+    if ((r = image_index_select(&idx, want, &d, err)) < 0)
+        return r;
+    _cleanup_free_ char *entry_body = NULL, *entry_ctype = NULL, *entry_digest = NULL;
+    if ((r = registry_get_manifest(reg, d->digest, &entry_body, &len, &entry_ctype, &entry_digest,
+                                   err)) < 0 ||
+        (r = image_manifest_parse(entry_ctype, entry_body, len, out, err)) < 0)
+        return r;
+    if (out->kind != IMAGE_MEDIA_OCI_MANIFEST && out->kind != IMAGE_MEDIA_DOCKER_MANIFEST)
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "index entry %s is not an image manifest", d->digest);
+    return 0;
+}
 
+/* The image config of man, checked against it: a linux image, one diff_id a layer. */
+static int fetch_config(registry_client *reg, const image_manifest *man, const image_platform *want,
+                        image_config *cfg, hypr_error *err)
+{
+    _cleanup_free_ char *body = NULL;
+    size_t len = 0;
+    int r;
+    if ((r = registry_get_blob_mem(reg, man->config.digest, MAX_CONFIG, &body, &len, err)) < 0 ||
+        (r = image_config_parse(body, len, cfg, err)) < 0)
+        return r;
+    if (cfg->platform.os && strcmp(cfg->platform.os, "linux"))
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, ENOTSUP,
+                        "image is for %s, hypr runs linux images", cfg->platform.os);
+    if (!cfg->platform.arch && want->arch)
+        cfg->platform.arch = xstrdup(want->arch);
+    /* Each layer's uncompressed content is checked against the config's diff_ids. */
+    if (cfg->diff_ids && strv_length(cfg->diff_ids) != man->n_layers)
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "image config lists %zu diff_ids for %zu layers",
+                        strv_length(cfg->diff_ids), man->n_layers);
+    return 0;
+}
+
+/* What a pull keeps per layer: its download and where the tree reads it from. */
+typedef struct pull_layers {
+    size_t n;
+    blob_job *jobs;
+    image_layer_src *srcs;
+    char **labels, **paths; /* NULL-terminated; srcs point into them */
+} pull_layers;
+
+static void pull_layers_init(pull_layers *l, const char *data_dir, const image_manifest *man,
+                             const image_config *cfg)
+{
+    l->n = man->n_layers;
+    l->jobs = xcalloc(l->n ? l->n : 1, sizeof(*l->jobs));
+    l->srcs = xcalloc(l->n ? l->n : 1, sizeof(*l->srcs));
+    l->labels = xcalloc(l->n + 1, sizeof(char *));
+    l->paths = xcalloc(l->n + 1, sizeof(char *));
+    for (size_t i = 0; i < l->n; i++) {
+        l->jobs[i].digest = man->layers[i].digest;
+        l->jobs[i].size = man->layers[i].size;
+        l->jobs[i].progress_index = i;
+        l->labels[i] = xasprintf("layer %.19s", man->layers[i].digest);
+        l->paths[i] = blobs_cache_path(data_dir, man->layers[i].digest);
+        l->srcs[i].path = l->paths[i];
+        l->srcs[i].label = l->labels[i];
+        if (cfg->diff_ids && str_startswith(cfg->diff_ids[i], "sha256:"))
+            l->srcs[i].diff_id = cfg->diff_ids[i];
+    }
+}
+
+static void pull_layers_clear(pull_layers *l)
+{
+    for (size_t i = 0; l->jobs && i < l->n; i++)
+        free(l->jobs[i].path);
+    free(l->jobs);
+    free(l->srcs);
+    strv_free(l->labels);
+    strv_free(l->paths);
+}
+
+/* The pull once the reference and platform are known; image_pull undoes a
+ * partial result. */
+static int pull_resolved(const image_pull_opts *o, const image_ref *ref, const image_platform *want,
+                         image_progress *progress, image_staged *out, hypr_error *err)
+{
+    _cleanup_free_ char *name = image_ref_name(ref);
+    _cleanup_free_ char *full = image_ref_string(ref);
     _cleanup_free_ char *resolving = xasprintf("Resolving %s", full);
     image_progress_set_phase(progress, IMAGE_PHASE_RESOLVING, resolving);
-    registry_opts ro = {.ref = &ref,
+    registry_opts ro = {.ref = ref,
                         .insecure = o->insecure,
                         .ca_file = o->ca_file,
                         .certs_dir = o->certs_dir,
                         .config_dir = o->config_dir,
                         .cancel = progress};
+    _cleanup_(registry_client_freep) registry_client *reg = NULL;
+    int r;
     if ((r = registry_client_new(&ro, &reg, err)) < 0 || (r = registry_ping(reg, err)) < 0)
-        goto out;
-    r = registry_get_manifest(reg, ref.digest ? ref.digest : ref.tag, &body, &len, &ctype, &digest,
-                              err);
-    if (r < 0)
-        goto out;
-    r = image_manifest_parse(ctype, body, len, &idx, err);
-    if (r < 0)
-        goto out;
-    if (idx.kind == IMAGE_MEDIA_OCI_INDEX || idx.kind == IMAGE_MEDIA_DOCKER_LIST) {
-        const image_descriptor *d;
-        if ((r = image_index_select(&idx, &want, &d, err)) < 0)
-            goto out;
-        free(body);
-        free(ctype);
-        body = ctype = NULL;
-        if ((r = registry_get_manifest(reg, d->digest, &body, &len, &ctype, &mdigest, err)) < 0)
-            goto out;
-        if ((r = image_manifest_parse(ctype, body, len, &man, err)) < 0)
-            goto out;
-        if (man.kind != IMAGE_MEDIA_OCI_MANIFEST && man.kind != IMAGE_MEDIA_DOCKER_MANIFEST) {
-            r = hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                         "index entry %s is not an image manifest", d->digest);
-            goto out;
-        }
-    } else {
-        man = idx;
-        memset(&idx, 0, sizeof(idx));
-    }
+        return r;
+    _cleanup_image_manifest_ image_manifest man = {0};
+    _cleanup_free_ char *digest = NULL;
+    if ((r = resolve_manifest(reg, ref, want, &man, &digest, err)) < 0)
+        return r;
     image_progress_set_digest(progress, digest);
-    for (size_t i = 0; i < man.n_layers; i++) {
-        if (!layer_type_ok(man.layers[i].media_type)) {
-            r = hypr_err(err, HYPR_FAILED_PRECONDITION, ENOTSUP,
-                         "layer %s: unsupported media type %s (not a container image?)",
-                         man.layers[i].digest, man.layers[i].media_type);
-            goto out;
-        }
-    }
-    if (already_present(o, name, &ref, digest, man.config.digest, &out->existing)) {
+    for (size_t i = 0; i < man.n_layers; i++)
+        if (!layer_type_ok(man.layers[i].media_type))
+            return hypr_err(err, HYPR_FAILED_PRECONDITION, ENOTSUP,
+                            "layer %s: unsupported media type %s (not a container image?)",
+                            man.layers[i].digest, man.layers[i].media_type);
+    if (already_present(o, name, ref, digest, man.config.digest, &out->existing)) {
         out->up_to_date = true;
         memcpy(out->id, out->existing.id, sizeof(out->id));
-        r = 0;
-        goto out;
+        return 0;
     }
-    size_t cfg_len = 0;
-    if ((r = registry_get_blob_mem(reg, man.config.digest, MAX_CONFIG, &cfg_body, &cfg_len, err)) <
-            0 ||
-        (r = image_config_parse(cfg_body, cfg_len, &cfg, err)) < 0)
-        goto out;
-    if (cfg.platform.os && strcmp(cfg.platform.os, "linux")) {
-        r = hypr_err(err, HYPR_FAILED_PRECONDITION, ENOTSUP,
-                     "image is for %s, hypr runs linux images", cfg.platform.os);
-        goto out;
-    }
-    if (!cfg.platform.arch && want.arch)
-        cfg.platform.arch = xstrdup(want.arch);
-    /* Each layer's uncompressed content is checked against the config's diff_ids. */
-    if (cfg.diff_ids && strv_length(cfg.diff_ids) != man.n_layers) {
-        r = hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                     "image config lists %zu diff_ids for %zu layers", strv_length(cfg.diff_ids),
-                     man.n_layers);
-        goto out;
-    }
+    _cleanup_image_config_ image_config cfg = {0};
+    if ((r = fetch_config(reg, &man, want, &cfg, err)) < 0)
+        return r;
 
     /* Layers. */
     image_progress_set_layers(progress, man.layers, man.n_layers);
     image_progress_set_phase(progress, IMAGE_PHASE_DOWNLOADING, NULL);
-    jobs = xcalloc(man.n_layers ? man.n_layers : 1, sizeof(*jobs));
-    srcs = xcalloc(man.n_layers ? man.n_layers : 1, sizeof(*srcs));
-    char **labels = xcalloc(man.n_layers + 1, sizeof(char *));
-    char **paths = xcalloc(man.n_layers + 1, sizeof(char *));
-    for (size_t i = 0; i < man.n_layers; i++) {
-        jobs[i].digest = man.layers[i].digest;
-        jobs[i].size = man.layers[i].size;
-        jobs[i].progress_index = i;
-        labels[i] = xasprintf("layer %.19s", man.layers[i].digest);
-        paths[i] = blobs_cache_path(o->data_dir, man.layers[i].digest);
-        srcs[i].path = paths[i];
-        srcs[i].label = labels[i];
-        if (cfg.diff_ids && str_startswith(cfg.diff_ids[i], "sha256:"))
-            srcs[i].diff_id = cfg.diff_ids[i];
-    }
-    tree = image_tree_new();
+    _cleanup_(pull_layers_clear) pull_layers layers = {0};
+    pull_layers_init(&layers, o->data_dir, &man, &cfg);
+    _cleanup_(image_tree_freep) image_tree *tree = image_tree_new();
     {
         /* Decompress each layer once: file contents go to a spill file next to the store. */
         _cleanup_free_ char *spill = path_join(o->data_dir, "images");
@@ -357,56 +373,54 @@ int image_pull(const image_pull_opts *o, image_progress *progress, image_staged 
     }
     fetch_run fr = {.reg = reg,
                     .data_dir = o->data_dir,
-                    .jobs = jobs,
+                    .jobs = layers.jobs,
                     .n = man.n_layers,
                     .max_parallel = o->max_parallel,
                     .progress = progress};
-    r = fetch_and_apply(&fr, tree, srcs, progress, err);
+    if ((r = fetch_and_apply(&fr, tree, layers.srcs, progress, err)) < 0)
+        return r;
     int64_t t_sq = time_monotonic_ms();
-    if (r >= 0) {
-        out->info.name = xstrdup(name);
-        out->info.tag = ref.tag ? xstrdup(ref.tag) : NULL;
-        out->info.digest = xstrdup(digest);
-        out->info.config_digest = xstrdup(man.config.digest);
-        for (size_t i = 0; i < man.n_layers; i++)
-            out->info.layer_digests = strv_append(out->info.layer_digests, man.layers[i].digest);
-        /* history: non-empty entries made the layers, in order */
-        for (size_t i = 0, l = 0; i < cfg.n_history; i++)
-            if (!cfg.history[i].empty_layer && l < man.n_layers)
-                cfg.history[i].size = (uint64_t)man.layers[l++].size;
-        out->info.config = cfg;
-        memset(&cfg, 0, sizeof(cfg));
-        r = img_stage_write(out, o->data_dir, tree, srcs, man.n_layers, progress, err);
-        log_debug("pull %s: squashfs written in %" PRId64 " ms", full, time_monotonic_ms() - t_sq);
-    }
-    strv_free(labels);
-    strv_free(paths);
-    if (r >= 0)
-        memcpy(out->id, man.config.digest + strlen("sha256:"), HYPR_ID_LEN + 1);
+    out->info.name = xstrdup(name);
+    out->info.tag = ref->tag ? xstrdup(ref->tag) : NULL;
+    out->info.digest = xstrdup(digest);
+    out->info.config_digest = xstrdup(man.config.digest);
+    for (size_t i = 0; i < man.n_layers; i++)
+        out->info.layer_digests = strv_append(out->info.layer_digests, man.layers[i].digest);
+    /* history: non-empty entries made the layers, in order */
+    for (size_t i = 0, l = 0; i < cfg.n_history; i++)
+        if (!cfg.history[i].empty_layer && l < man.n_layers)
+            cfg.history[i].size = (uint64_t)man.layers[l++].size;
+    out->info.config = cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    r = img_stage_write(out, o->data_dir, tree, layers.srcs, man.n_layers, progress, err);
+    log_debug("pull %s: squashfs written in %" PRId64 " ms", full, time_monotonic_ms() - t_sq);
+    if (r < 0)
+        return r;
+    memcpy(out->id, man.config.digest + strlen("sha256:"), HYPR_ID_LEN + 1);
+    return 0;
+}
 
-out:
+int image_pull(const image_pull_opts *o, image_progress *progress, image_staged *out,
+               hypr_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    _cleanup_image_ref_ image_ref ref = {0};
+    int r = image_ref_parse(o->reference, &ref, err);
+    if (r < 0)
+        return r;
+    _cleanup_image_platform_ image_platform want = {0};
+    if (!str_empty(o->platform)) {
+        if ((r = image_platform_parse(o->platform, &want, err)) < 0)
+            return r;
+    } else {
+        image_platform_host(&want);
+    }
+    r = pull_resolved(o, &ref, &want, progress, out, err);
     if (r < 0) {
         if (r != -ECANCELED && err && err->status != HYPR_CANCELLED)
             hypr_err_prefix(err, "pull %s", o->reference);
         image_staged_discard(out);
         image_staged_clear(out);
     }
-    if (tree)
-        image_tree_free(tree);
-    for (size_t i = 0; jobs && i < man.n_layers; i++)
-        free(jobs[i].path);
-    free(jobs);
-    free(srcs);
-    free(body);
-    free(ctype);
-    free(digest);
-    free(mdigest);
-    free(cfg_body);
-    image_config_clear(&cfg);
-    image_manifest_clear(&idx);
-    image_manifest_clear(&man);
-    registry_client_free(reg);
-    image_platform_clear(&want);
-    image_ref_clear(&ref);
     return r;
 }

@@ -125,16 +125,40 @@ const char *registry_host(registry_client *c)
     return c->host;
 }
 
-void registry_apply_tls(registry_client *c, void *easy)
+/* curl's progress callback: a non-zero return aborts the transfer once the pull is cancelled. */
+static int on_xfer(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
+    (void)dt, (void)dn, (void)ut, (void)un;
+    return img_cancelled(ud) ? 1 : 0;
+}
+
+void registry_easy_setup(registry_client *c, void *easy, const char *url,
+                         struct curl_slist *headers)
+{
+    CURL *e = easy;
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_xfer);
+    curl_easy_setopt(e, CURLOPT_XFERINFODATA, (void *)c->cancel);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 30L);
+    /* Below 1 byte/s for a minute: a slow registry is not a dead one. */
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "hypr/" HYPR_VERSION);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     if (c->ca_file) {
         /* Both the extra bundle and the system's hashed CA directory. */
-        curl_easy_setopt(easy, CURLOPT_CAINFO, c->ca_file);
-        curl_easy_setopt(easy, CURLOPT_CAPATH, "/etc/ssl/certs");
+        curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+        curl_easy_setopt(e, CURLOPT_CAPATH, "/etc/ssl/certs");
     }
     if (c->client_cert && c->client_key) {
-        curl_easy_setopt(easy, CURLOPT_SSLCERT, c->client_cert);
-        curl_easy_setopt(easy, CURLOPT_SSLKEY, c->client_key);
+        curl_easy_setopt(e, CURLOPT_SSLCERT, c->client_cert);
+        curl_easy_setopt(e, CURLOPT_SSLKEY, c->client_key);
     }
 }
 
@@ -229,12 +253,6 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-static int on_xfer(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
-{
-    (void)dt, (void)dn, (void)ut, (void)un;
-    return img_cancelled(ud) ? 1 : 0;
-}
-
 static bool retryable_curl(CURLcode cc)
 {
     switch (cc) {
@@ -283,25 +301,11 @@ static int http_get(registry_client *c, const char *url, const char *accept, con
             h = curl_slist_append(h, auth);
         if (accept)
             h = curl_slist_append(h, accept);
-        curl_easy_setopt(e, CURLOPT_URL, url);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        registry_easy_setup(c, e, url, h);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, resp);
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(e, CURLOPT_HEADERDATA, resp);
-        curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_xfer);
-        curl_easy_setopt(e, CURLOPT_XFERINFODATA, (void *)c->cancel);
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 30L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 60L);
-        curl_easy_setopt(e, CURLOPT_USERAGENT, "hypr/" HYPR_VERSION);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        registry_apply_tls(c, e);
         cc = curl_easy_perform(e);
         curl_slist_free_all(h);
         if (img_cancelled(c->cancel))

@@ -2,7 +2,7 @@
  * any number of streams. Every wait pumps the whole session, so messages for
  * streams nobody is waiting on are buffered until their owner asks. */
 #define LOG_MODULE "rpc"
-#include "rpc/rpc.h"
+#include "rpc/rpc_internal.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -200,21 +200,9 @@ static ssize_t stream_read_data(nghttp2_session *session, int32_t stream_id, uin
                                 void *user_data)
 {
     rpc_stream *s = source->ptr;
-    size_t avail = s->out.len - s->out_off;
-    if (avail > 0) {
-        size_t n = avail < length ? avail : length;
-        memcpy(buf, s->out.data + s->out_off, n);
-        s->out_off += n;
-        if (s->out_off == s->out.len) {
-            if (s->out.cap > WRITE_BATCH)
-                buf_free(&s->out);
-            s->out.len = s->out_off = 0;
-        } else if (s->out_off >= WRITE_BATCH && s->out_off * 2 >= s->out.len) {
-            buf_consume(&s->out, s->out_off);
-            s->out_off = 0;
-        }
+    size_t n = rpc_out_read(&s->out, &s->out_off, buf, length, WRITE_BATCH);
+    if (n > 0)
         return (ssize_t)n;
-    }
     if (s->send_closed || s->orphan) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
         return 0;

@@ -1,6 +1,6 @@
 /* gRPC length-prefixed message framing, grpc-timeout and grpc-message encoding. */
 #define LOG_MODULE "rpc"
-#include "rpc/rpc.h"
+#include "rpc/rpc_internal.h"
 
 #include <string.h>
 
@@ -70,6 +70,26 @@ void rpc_frame_encode(hypr_buf *out, const uint8_t *msg, size_t len)
     buf_append(out, prefix, sizeof(prefix));
     if (len)
         buf_append(out, msg, len);
+}
+
+size_t rpc_out_read(hypr_buf *out, size_t *off, uint8_t *dst, size_t len, size_t keep)
+{
+    size_t avail = out->len - *off;
+    size_t n = avail < len ? avail : len;
+    if (n == 0)
+        return 0;
+    memcpy(dst, out->data + *off, n);
+    *off += n;
+    if (*off == out->len) {
+        /* Give big buffers back: an idle stream should cost nothing. */
+        if (out->cap > keep)
+            buf_free(out);
+        out->len = *off = 0;
+    } else if (*off >= keep && *off * 2 >= out->len) {
+        buf_consume(out, *off);
+        *off = 0;
+    }
+    return n;
 }
 
 int rpc_parse_timeout(const char *value, int64_t *out_ms)

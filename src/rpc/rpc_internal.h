@@ -1,5 +1,5 @@
-/* rpc module internals shared by the server's source files and the fuzz/unit
- * test hooks. Not part of the module's public interface. */
+/* rpc module internals shared by its source files (server and client) and the
+ * fuzz/unit test hooks. Not part of the module's public interface. */
 #ifndef HYPR_RPC_INTERNAL_H
 #define HYPR_RPC_INTERNAL_H
 
@@ -114,6 +114,13 @@ struct rpc_call {
     bool drain_pending;
     bool big_buffers; /* held megabytes: give them back to the OS when done */
 };
+
+/* framing.c: the data source read callback's part both sides share. Copies up
+ * to len bytes queued in out, from *off on, into dst and returns how many. A
+ * drained queue is emptied (and freed once it grew beyond keep bytes); once
+ * keep bytes or more were read and they are at least half of it, the unread
+ * rest moves to the front. */
+size_t rpc_out_read(hypr_buf *out, size_t *off, uint8_t *dst, size_t len, size_t keep);
 
 /* server.c */
 void rpc_conn_ref(rpc_conn *c);

@@ -160,20 +160,8 @@ static ssize_t call_read_data(nghttp2_session *session, int32_t stream_id, uint8
 {
     rpc_call *call = source->ptr;
     size_t avail = call->out.len - call->out_off;
-    if (avail > 0) {
-        size_t n = avail < length ? avail : length;
-        memcpy(buf, call->out.data + call->out_off, n);
-        call->out_off += n;
-        if (call->out_off == call->out.len) {
-            /* Give big buffers back: an idle stream should cost nothing. */
-            if (call->out.cap > RPC_DRAIN_LOW_WATER)
-                out_drop(call);
-            else
-                call->out.len = call->out_off = 0;
-        } else if (call->out_off >= RPC_DRAIN_LOW_WATER && call->out_off * 2 >= call->out.len) {
-            buf_consume(&call->out, call->out_off);
-            call->out_off = 0;
-        }
+    size_t n = rpc_out_read(&call->out, &call->out_off, buf, length, RPC_DRAIN_LOW_WATER);
+    if (n > 0) {
         if (call->on_drain && avail >= RPC_DRAIN_LOW_WATER && avail - n < RPC_DRAIN_LOW_WATER)
             call->drain_pending = true;
         return (ssize_t)n;

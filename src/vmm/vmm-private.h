@@ -2,8 +2,7 @@
 #ifndef HYPR_VMM_PRIVATE_H
 #define HYPR_VMM_PRIVATE_H
 
-#include <jansson.h>
-
+#include "common/json_cleanup.h"
 #include "vmm/vmm.h"
 
 #define VMM_KVM_BOOT_TIMEOUT_MS 15000
@@ -14,9 +13,6 @@
 extern const vmm_adapter_ops vmm_qemu_ops;
 extern const vmm_adapter_ops vmm_cloud_hypervisor_ops;
 extern const vmm_adapter_ops vmm_firecracker_ops;
-
-/* jansson's own json_decrefp accepts NULL. */
-#define _cleanup_json_ _cleanup_(json_decrefp)
 
 /* ---- argv and command line helpers (adapter.c) -------------------------- */
 

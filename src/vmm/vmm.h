@@ -45,7 +45,7 @@
 
 #include "common/common.h"
 
-/* Must match guest/kestrel/ctl_proto.h (CTL_VSOCK_PORT, CTL_SERIAL_NAME). */
+/* Must match guest/kestrel/include/kestrel/ctl_proto.h (CTL_VSOCK_PORT, CTL_SERIAL_NAME). */
 #define VMM_CONTROL_VSOCK_PORT  1024
 #define VMM_CONTROL_SERIAL_NAME "hypr.ctl"
 #define VMM_DEFAULT_GUEST_CID   3

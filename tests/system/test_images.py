@@ -176,6 +176,13 @@ def assert_no_image(d):
         assert not [f for f in os.listdir(blobs) if ".partial-" in f]
 
 
+def logged_after(d, first, then):
+    """hyprd's log once it holds `then` somewhere after `first` (else None)."""
+    text = d.log_text()
+    i = text.find(first)
+    return text if i >= 0 and then in text[i + len(first):] else None
+
+
 def cli(d, *args, check=True, timeout=120, env_extra=None, input=""):
     env = dict(os.environ, HYPR_HOST=d.socket)
     env.update(env_extra or {})
@@ -360,6 +367,7 @@ def test_delete_refused_while_a_vm_uses_it(env, hyprd):
 
 def test_events_published(env, hyprd):
     ref = "%s/test/zstd:1" % env.reg.host
+    before = hyprd.health().event_subscribers
     stream = hyprd.rpc("SubscribeEvents")(hypr_pb2.SubscribeEventsRequest(), timeout=60)
     got = []
 
@@ -374,7 +382,8 @@ def test_events_published(env, hyprd):
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    time.sleep(0.2)
+    # Events are not replayed: the pull must come after hyprd registered the subscriber.
+    wait_for(lambda: hyprd.health().event_subscribers > before, 10, "the event subscription")
     pull(hyprd, ref)
     hyprd.call("DeleteImage", id=ref)
     t.join(10)
@@ -680,9 +689,13 @@ def test_cancel_mid_download_leaves_nothing(env, hyprd):
                 break
         call.cancel()
         wait_for(lambda: hyprd.health().active_calls == 1, 10, "the pull call to end")
-        time.sleep(0.3)
+        # The call ends at once; the pull's worker stops when it sees the cancel:
+        # its downloads end (hyprd logs their timing, after the cancel) and it
+        # returns before staging anything. Only then is absence proof.
+        log = wait_for(lambda: logged_after(hyprd, "cancelled by the client", "pull: blobs in"),
+                       10, "the cancelled pull's downloads to stop")
+        assert "squashfs written" not in log
         assert_no_image(hyprd)
-        assert "cancelled by the client" in hyprd.log_text()
     finally:
         proxy.stop()
 

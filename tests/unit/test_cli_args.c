@@ -167,7 +167,7 @@ static void expect_error(bool stop, const char **w, const char *message)
     run_opts_free(&o);
 }
 
-static void test_errors(void **state)
+static void test_bad_flags_and_missing_arguments_refused(void **state)
 {
     (void)state;
     const char *w1[] = {"run", "--foo", "img", NULL};
@@ -483,11 +483,16 @@ static void test_hosts_and_helpers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_long_short_equals),  cmocka_unit_test(test_combined_and_repeatable),
-        cmocka_unit_test(test_stop_at_positional), cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_help_and_counts),    cmocka_unit_test(test_ports),
-        cmocka_unit_test(test_env_and_labels),     cmocka_unit_test(test_volumes),
-        cmocka_unit_test(test_sizes_cpus_restart), cmocka_unit_test(test_hosts_and_helpers),
+        cmocka_unit_test(test_long_short_equals),
+        cmocka_unit_test(test_combined_and_repeatable),
+        cmocka_unit_test(test_stop_at_positional),
+        cmocka_unit_test(test_bad_flags_and_missing_arguments_refused),
+        cmocka_unit_test(test_help_and_counts),
+        cmocka_unit_test(test_ports),
+        cmocka_unit_test(test_env_and_labels),
+        cmocka_unit_test(test_volumes),
+        cmocka_unit_test(test_sizes_cpus_restart),
+        cmocka_unit_test(test_hosts_and_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

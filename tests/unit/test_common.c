@@ -50,7 +50,7 @@ static void test_ids_and_names(void **state)
     assert_non_null(strchr(n, '-'));
 }
 
-static void test_parse(void **state)
+static void test_int_and_size_parsing_and_size_format(void **state)
 {
     (void)state;
     int64_t v;
@@ -99,7 +99,7 @@ static void test_buf_and_strv(void **state)
     assert_null(strv_split(NULL, ", "));
 }
 
-static void test_files(void **state)
+static void test_mkdir_p_atomic_write_read_limit_and_rm_rf(void **state)
 {
     (void)state;
     char tmpl[] = "/tmp/hypr-test-XXXXXX";
@@ -123,9 +123,12 @@ static void test_files(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_error_prefix),  cmocka_unit_test(test_log_spec),
-        cmocka_unit_test(test_ids_and_names), cmocka_unit_test(test_parse),
-        cmocka_unit_test(test_buf_and_strv),  cmocka_unit_test(test_files),
+        cmocka_unit_test(test_error_prefix),
+        cmocka_unit_test(test_log_spec),
+        cmocka_unit_test(test_ids_and_names),
+        cmocka_unit_test(test_int_and_size_parsing_and_size_format),
+        cmocka_unit_test(test_buf_and_strv),
+        cmocka_unit_test(test_mkdir_p_atomic_write_read_limit_and_rm_rf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl_proto.h"
+#include "kestrel/ctl_proto.h"
 
 /* Feeds buf in pieces of `step` bytes and collects every frame (copied). */
 typedef struct got {
@@ -179,7 +179,7 @@ static void test_every_type_round_trip(void **state)
     ctl_buf_free(&b);
 }
 
-static void test_oversized(void **state)
+static void test_payload_over_max_refused_both_ways(void **state)
 {
     (void)state;
     ctl_buf b = {0};
@@ -350,9 +350,12 @@ static void test_encoder_arguments(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_header_layout),       cmocka_unit_test(test_every_type_round_trip),
-        cmocka_unit_test(test_oversized),           cmocka_unit_test(test_bad_headers),
-        cmocka_unit_test(test_partial_frames_wait), cmocka_unit_test(test_truncated_payloads),
+        cmocka_unit_test(test_header_layout),
+        cmocka_unit_test(test_every_type_round_trip),
+        cmocka_unit_test(test_payload_over_max_refused_both_ways),
+        cmocka_unit_test(test_bad_headers),
+        cmocka_unit_test(test_partial_frames_wait),
+        cmocka_unit_test(test_truncated_payloads),
         cmocka_unit_test(test_encoder_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

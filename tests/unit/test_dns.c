@@ -171,7 +171,7 @@ static void decode(const hypr_buf *b, resp *r)
 
 /* ---- parsing -------------------------------------------------------------------- */
 
-static void test_parse_basic(void **state)
+static void test_parse_header_question_and_escaped_names(void **state)
 {
     _cleanup_buf_ hypr_buf b = {0};
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
@@ -549,7 +549,7 @@ static void test_ptr_names(void **state)
     assert_string_equal(n, "5.0.88.10.in-addr.arpa");
 }
 
-static void test_table(void **state)
+static void test_table_add_lookup_reverse_replace_remove(void **state)
 {
     _cleanup_(dns_table_freep) dns_table *t = dns_table_new();
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
@@ -800,7 +800,7 @@ int main(void)
 {
     hypr_log_init("error");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_basic),
+        cmocka_unit_test(test_parse_header_question_and_escaped_names),
         cmocka_unit_test(test_parse_edns),
         cmocka_unit_test(test_parse_compression),
         cmocka_unit_test(test_parse_malformed),
@@ -808,7 +808,7 @@ int main(void)
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_build_errors),
         cmocka_unit_test(test_ptr_names),
-        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_table_add_lookup_reverse_replace_remove),
         cmocka_unit_test(test_answer),
         cmocka_unit_test(test_answer_multi_network),
     };

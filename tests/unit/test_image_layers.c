@@ -102,7 +102,7 @@ static bool exists(image_tree *t, const char *path)
 
 /* ---- tests ------------------------------------------------------------------------------- */
 
-static void test_basic(void **state)
+static void test_layer_keeps_types_modes_owners_xattrs(void **state)
 {
     (void)state;
     _cleanup_(image_tree_freep) image_tree *t = image_tree_new();
@@ -553,11 +553,16 @@ static void test_gated_apply_bad_layer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_basic),        cmocka_unit_test(test_squashfs_write),
-        cmocka_unit_test(test_whiteouts),    cmocka_unit_test(test_hardlinks),
-        cmocka_unit_test(test_malicious),    cmocka_unit_test(test_contained),
-        cmocka_unit_test(test_bad_archives), cmocka_unit_test(test_squashfs_from_spill),
-        cmocka_unit_test(test_gated_apply),  cmocka_unit_test(test_gated_apply_bad_layer),
+        cmocka_unit_test(test_layer_keeps_types_modes_owners_xattrs),
+        cmocka_unit_test(test_squashfs_write),
+        cmocka_unit_test(test_whiteouts),
+        cmocka_unit_test(test_hardlinks),
+        cmocka_unit_test(test_malicious),
+        cmocka_unit_test(test_contained),
+        cmocka_unit_test(test_bad_archives),
+        cmocka_unit_test(test_squashfs_from_spill),
+        cmocka_unit_test(test_gated_apply),
+        cmocka_unit_test(test_gated_apply_bad_layer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

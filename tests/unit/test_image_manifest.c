@@ -19,7 +19,7 @@ static const char oci_manifest[] =
     "\",\"size\":10},{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+zstd\",\"digest\":"
     "\"" D3 "\",\"size\":20}]}";
 
-static void test_manifest(void **state)
+static void test_manifest_oci_and_docker_by_content_type(void **state)
 {
     (void)state;
     image_manifest m;
@@ -53,7 +53,7 @@ static void expect_fail(const char *json, const char *why)
         fail_msg("\"%s\" not in \"%s\"", why, err.message ? err.message : "(null)");
 }
 
-static void test_manifest_errors(void **state)
+static void test_malformed_manifest_names_the_field(void **state)
 {
     (void)state;
     expect_fail("not json", "invalid JSON");
@@ -82,7 +82,7 @@ static const char oci_index[] =
     "{\"digest\":\"" D3 "\",\"size\":1,\"platform\":{\"os\":\"unknown\",\"architecture\":"
     "\"unknown\"}}]}";
 
-static void test_index(void **state)
+static void test_index_selects_the_platform_entry(void **state)
 {
     (void)state;
     image_manifest idx;
@@ -186,9 +186,9 @@ static void test_config_and_info(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_manifest),
-        cmocka_unit_test(test_manifest_errors),
-        cmocka_unit_test(test_index),
+        cmocka_unit_test(test_manifest_oci_and_docker_by_content_type),
+        cmocka_unit_test(test_malformed_manifest_names_the_field),
+        cmocka_unit_test(test_index_selects_the_platform_entry),
         cmocka_unit_test(test_config_and_info),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,7 +30,7 @@ static void check(const char *in, const char *registry, const char *repo, const 
     image_ref_clear(&r);
 }
 
-static void test_valid(void **state)
+static void test_valid_references_normalised(void **state)
 {
     (void)state;
     check("nginx", "docker.io", "library/nginx", "latest", NULL);
@@ -61,7 +61,7 @@ static void check_invalid(const char *in, const char *why)
         fail_msg("%s: message \"%s\" does not mention \"%s\"", in, err.message, why);
 }
 
-static void test_invalid(void **state)
+static void test_invalid_references_say_why(void **state)
 {
     (void)state;
     check_invalid("", "no image reference");
@@ -87,7 +87,7 @@ static void test_invalid(void **state)
     check_invalid(longname, "longer than 255");
 }
 
-static void test_format(void **state)
+static void test_name_string_endpoint_and_store_dir(void **state)
 {
     (void)state;
     image_ref r;
@@ -114,9 +114,9 @@ static void test_format(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid),
-        cmocka_unit_test(test_invalid),
-        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_valid_references_normalised),
+        cmocka_unit_test(test_invalid_references_say_why),
+        cmocka_unit_test(test_name_string_endpoint_and_store_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include "common/common.h"
 #include "net/net.h"
 #include "state/state.h"
+#include "test_helpers.h"
 
 static uint32_t ip(const char *s)
 {
@@ -222,7 +223,7 @@ static void test_reuse_lowest(void **state)
     hypr_error_clear(&err);
 }
 
-static void test_specific(void **state)
+static void test_specific_address_refused_when_taken_or_reserved(void **state)
 {
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     _cleanup_(ipam_freep) ipam *p = NULL;
@@ -271,7 +272,7 @@ static void test_never_reserved(void **state)
     }
 }
 
-static void test_65000(void **state)
+static void test_65000_allocations_ordered_under_churn(void **state)
 {
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     _cleanup_(ipam_freep) ipam *p = NULL;
@@ -307,37 +308,9 @@ static void test_65000(void **state)
 
 /* ---- persistence --------------------------------------------------------------- */
 
-typedef struct fixture {
-    char *dir;
-    char *path;
-    store *s;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = xcalloc(1, sizeof(*f));
-    f->dir = xstrdup("/tmp/hypr-test-ipam-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    f->path = path_join(f->dir, "hypr.db");
-    assert_int_equal(store_open(f->path, &f->s, NULL), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    store_close(f->s);
-    rm_rf(f->dir);
-    free(f->dir);
-    free(f->path);
-    free(f);
-    return 0;
-}
-
 static void test_store_api(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     assert_int_equal(store_ip_allocate(f->s, "bridge", "10.88.0.2", "vmA", &err), 0);
     assert_int_equal(store_ip_allocate(f->s, "bridge", "10.88.0.3", "vmB", &err), 0);
@@ -380,7 +353,7 @@ static void test_store_api(void **state)
 
 static void test_persist_round_trip(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     uint32_t a;
     {
@@ -461,7 +434,7 @@ static void test_in_memory_release_vm(void **state)
 int main(void)
 {
     hypr_log_init("error");
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, store_fixture_setup, store_fixture_teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ip4_parse),
         cmocka_unit_test(test_subnet_parse),
@@ -470,9 +443,9 @@ int main(void)
         cmocka_unit_test(test_exhaust_29),
         cmocka_unit_test(test_exhaust_30_custom_gateway),
         cmocka_unit_test(test_reuse_lowest),
-        cmocka_unit_test(test_specific),
+        cmocka_unit_test(test_specific_address_refused_when_taken_or_reserved),
         cmocka_unit_test(test_never_reserved),
-        cmocka_unit_test(test_65000),
+        cmocka_unit_test(test_65000_allocations_ordered_under_churn),
         cmocka_unit_test(test_in_memory_release_vm),
         T(test_store_api),
         T(test_persist_round_trip),

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "manifest.h"
+#include "kestrel/manifest.h"
 
 static int parse(const char *text, kestrel_manifest *m, char *err, size_t errlen)
 {

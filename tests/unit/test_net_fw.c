@@ -4,15 +4,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-#include <linux/if.h>
 #include <nftables/libnftables.h>
-#include <sched.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 
 #include "common/common.h"
 #include "net/net.h"
+#include "test_helpers.h"
 
 static char *dump(void)
 {
@@ -193,27 +190,9 @@ static void test_other_tables_untouched(void **state)
     assert_int_equal(nft("delete table inet other", NULL), 0);
 }
 
-static void enter_private_netns(void)
-{
-    if (unshare(CLONE_NEWNET) < 0) {
-        fprintf(stderr, "test_net_fw: unshare(CLONE_NEWNET): %s (needs root)\n", strerror(errno));
-        exit(1);
-    }
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    memcpy(ifr.ifr_name, "lo", 3);
-    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0 ||
-        (ifr.ifr_flags |= IFF_UP, ioctl(s, SIOCSIFFLAGS, &ifr) < 0)) {
-        fprintf(stderr, "test_net_fw: bring lo up: %s\n", strerror(errno));
-        exit(1);
-    }
-    close(s);
-}
-
 int main(void)
 {
-    enter_private_netns();
+    test_enter_private_netns();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init_twice),        cmocka_unit_test(test_network_rules),
         cmocka_unit_test(test_add_without_init),  cmocka_unit_test(test_dnat),

@@ -7,13 +7,13 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
-#include <sched.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "common/common.h"
 #include "net/net.h"
+#include "test_helpers.h"
 
 static const char *const ID_A = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 static const char *const ID_B = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
@@ -313,27 +313,9 @@ static void test_ip_forward(void **state)
 }
 
 /* Never run against the machine's own namespace: a failure to unshare aborts. */
-static void enter_private_netns(void)
-{
-    if (unshare(CLONE_NEWNET) < 0) {
-        fprintf(stderr, "test_net_link: unshare(CLONE_NEWNET): %s (needs root)\n", strerror(errno));
-        exit(1);
-    }
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    memcpy(ifr.ifr_name, "lo", 3);
-    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0 ||
-        (ifr.ifr_flags |= IFF_UP, ioctl(s, SIOCSIFFLAGS, &ifr) < 0)) {
-        fprintf(stderr, "test_net_link: bring lo up: %s\n", strerror(errno));
-        exit(1);
-    }
-    close(s);
-}
-
 int main(void)
 {
-    enter_private_netns();
+    test_enter_private_netns();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bridge_ensure_idempotent),
         cmocka_unit_test(test_bridge_without_address),

@@ -446,7 +446,7 @@ static rpc_client *connect_client(void)
     return c;
 }
 
-static void test_unary(void **state)
+static void test_unary_health_over_unix_socket(void **state)
 {
     rpc_client *c = connect_client();
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
@@ -474,7 +474,7 @@ static void test_unary(void **state)
     rpc_client_free(c);
 }
 
-static void test_errors(void **state)
+static void test_errors_carry_grpc_status_and_message(void **state)
 {
     rpc_client *c = connect_client();
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
@@ -571,7 +571,7 @@ static void test_server_stream(void **state)
     rpc_client_free(c);
 }
 
-static void test_bidi(void **state)
+static void test_bidi_echo_then_exit_status(void **state)
 {
     rpc_client *c = connect_client();
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
@@ -604,7 +604,7 @@ static void test_bidi(void **state)
     rpc_client_free(c);
 }
 
-static void test_big(void **state)
+static void test_big_messages_round_trip_and_oversize_refused(void **state)
 {
     rpc_client *c = connect_client();
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
@@ -746,11 +746,11 @@ int main(void)
         cmocka_unit_test(test_percent),
     };
     const struct CMUnitTest server[] = {
-        cmocka_unit_test(test_unary),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_unary_health_over_unix_socket),
+        cmocka_unit_test(test_errors_carry_grpc_status_and_message),
         cmocka_unit_test(test_server_stream),
-        cmocka_unit_test(test_bidi),
-        cmocka_unit_test(test_big),
+        cmocka_unit_test(test_bidi_echo_then_exit_status),
+        cmocka_unit_test(test_big_messages_round_trip_and_oversize_refused),
         cmocka_unit_test(test_deadline_and_cancel),
         cmocka_unit_test(test_garbage_connection),
     };

@@ -9,35 +9,7 @@
 
 #include "common/common.h"
 #include "state/state.h"
-
-typedef struct fixture {
-    char *dir;
-    char *path;
-    store *s;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = xcalloc(1, sizeof(*f));
-    f->dir = xstrdup("/tmp/hypr-test-state-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    f->path = path_join(f->dir, "hypr.db");
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    assert_int_equal(store_open(f->path, &f->s, &err), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    store_close(f->s);
-    rm_rf(f->dir);
-    free(f->dir);
-    free(f->path);
-    free(f);
-    return 0;
-}
+#include "test_helpers.h"
 
 /* An ID that starts with prefix; the rest is random hex. */
 static void make_id(char out[HYPR_ID_LEN + 1], const char *prefix)
@@ -84,7 +56,7 @@ static store_vm_volume vols1[] = {{(char *)"data", (char *)"/data", true}};
 
 static void test_open_creates(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     struct stat stbuf;
     assert_int_equal(stat(f->path, &stbuf), 0);
     assert_int_equal(stbuf.st_mode & 0777, 0600);
@@ -103,7 +75,7 @@ static void test_open_creates(void **state)
 
 static void test_migrate_from_v1(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_free_ char *path = path_join(f->dir, "old.db");
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store *s = NULL;
@@ -151,7 +123,7 @@ static void test_migrate_from_v1(void **state)
 
 static void test_open_at_version_range(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store *s = NULL;
     assert_int_equal(store_open_at_version(f->path, 0, &s, &err), -EINVAL);
@@ -162,7 +134,7 @@ static void test_open_at_version_range(void **state)
 
 static void test_newer_refused(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_free_ char *path = path_join(f->dir, "future.db");
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
@@ -185,7 +157,7 @@ static void test_newer_refused(void **state)
 
 static void test_garbage_refused(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_free_ char *path = path_join(f->dir, "garbage.db");
     char junk[4096];
     for (size_t i = 0; i < sizeof(junk); i++)
@@ -203,7 +175,7 @@ static void test_garbage_refused(void **state)
 
 static void test_open_missing_dir(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_free_ char *path = path_join(f->dir, "no/such/dir/hypr.db");
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store *s = NULL;
@@ -213,7 +185,7 @@ static void test_open_missing_dir(void **state)
 
 static void test_reopen_keeps_data(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_vm vm;
     fill_vm(&vm, "", "keeper");
@@ -235,7 +207,7 @@ static void test_reopen_keeps_data(void **state)
 
 static void test_vm_crud(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_vm vm;
     fill_vm(&vm, "ab1", "web");
@@ -373,7 +345,7 @@ static void test_vm_crud(void **state)
 
 static void test_vm_not_found_and_invalid(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_vm got;
     assert_int_equal(store_vm_find(f->s, "web", &got, &err), -ENOENT);
@@ -405,7 +377,7 @@ static void test_vm_not_found_and_invalid(void **state)
 
 static void test_vm_links_cascade(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_vm vm;
     fill_vm(&vm, "", "linked");
@@ -426,7 +398,7 @@ static void test_vm_links_cascade(void **state)
 
 static void test_vm_insert_atomic(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     /* A link that violates NOT NULL fails after the VM row was written: the whole
      * insert must be undone. */
@@ -466,7 +438,7 @@ static int tx_insert_then(store *s, void *ud)
 
 static void test_transaction_rollback(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_vm vm;
     fill_vm(&vm, "", "tx");
@@ -494,7 +466,7 @@ static void test_transaction_rollback(void **state)
 
 static void test_settings(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_kv kv[] = {
         {(char *)"hypervisor", (char *)"qemu"},
@@ -543,7 +515,7 @@ static void fill_image(store_image *img, const char *id_prefix, const char *name
 
 static void test_images(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_image img, img2, img3;
     fill_image(&img, "f0", "docker.io/library/busybox", "latest");
@@ -611,7 +583,7 @@ static void test_images(void **state)
 
 static void test_networks(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_network net = {.name = (char *)"default",
                          .driver = (char *)"bridge",
@@ -660,7 +632,7 @@ static void test_networks(void **state)
 
 static void test_volumes(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_volume v = {.name = (char *)"data",
                       .driver = (char *)"local",
@@ -692,7 +664,7 @@ static void test_volumes(void **state)
 
 static void test_stacks(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_stack st = {.name = (char *)"shop", .compose = (char *)"services: {}\n"};
     make_id(st.id, "5");
@@ -755,9 +727,9 @@ static void *insert_many(void *p)
 }
 
 /* The daemon may call the store from its thread pool; one handle must be safe. */
-static void test_threads(void **state)
+static void test_concurrent_inserts_from_four_threads(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     pthread_t t[4];
     thread_arg args[4];
     for (int i = 0; i < 4; i++) {
@@ -776,9 +748,9 @@ static void test_threads(void **state)
 
 /* ---- counts and frees ------------------------------------------------------- */
 
-static void test_counts(void **state)
+static void test_counts_per_kind_and_image_bytes(void **state)
 {
-    fixture *f = *state;
+    store_fixture *f = *state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_counts c;
     assert_int_equal(store_count(f->s, &c, &err), 0);
@@ -838,7 +810,7 @@ static void test_free_null(void **state)
 int main(void)
 {
     hypr_log_init("error");
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, store_fixture_setup, store_fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_open_creates),
         T(test_migrate_from_v1),
@@ -857,8 +829,8 @@ int main(void)
         T(test_networks),
         T(test_volumes),
         T(test_stacks),
-        T(test_threads),
-        T(test_counts),
+        T(test_concurrent_inserts_from_four_threads),
+        T(test_counts_per_kind_and_image_bytes),
         cmocka_unit_test(test_free_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

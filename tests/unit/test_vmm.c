@@ -365,7 +365,7 @@ static void test_ch_requests(void **state)
 
 /* ---- firecracker ---------------------------------------------------------- */
 
-static void test_fc(void **state)
+static void test_firecracker_command_and_api_requests(void **state)
 {
     vmm_adapter a = {.ops = &vmm_firecracker_ops, .binary_path = "/usr/bin/firecracker"};
     vmm_disk disks[] = {{"/data/vol.img", false}};
@@ -422,7 +422,7 @@ static void test_fc(void **state)
     assert_int_equal(a.ops->stop(&a, &cfg, false, 100, &err), -EOPNOTSUPP);
 }
 
-static void test_fc_nics(void **state)
+static void test_firecracker_nics(void **state)
 {
     vmm_config cfg = base_config();
     cfg.nics = two_nics;
@@ -454,7 +454,7 @@ static void test_fc_nics(void **state)
 
 /* ---- factory ------------------------------------------------------------- */
 
-static void test_factory(void **state)
+static void test_adapter_choice_by_name_path_and_kvm(void **state)
 {
     _cleanup_free_ char *bin = tmp_path("bin");
     assert_int_equal(mkdir_p(bin, 0755), 0);
@@ -656,7 +656,7 @@ static void test_http_fake(void **state)
     vmm_api_request_clear(&req);
 }
 
-static void test_delete(void **state)
+static void test_delete_removes_vm_files_and_is_idempotent(void **state)
 {
     vmm_config cfg = base_config();
     cfg.run_dir = tmpdir;
@@ -686,13 +686,15 @@ int main(void)
         cmocka_unit_test(test_ch_command),
         cmocka_unit_test(test_ch_nics),
         cmocka_unit_test(test_ch_requests),
-        cmocka_unit_test(test_fc),
-        cmocka_unit_test(test_fc_nics),
-        cmocka_unit_test_setup_teardown(test_factory, setup_tmp, teardown_tmp),
+        cmocka_unit_test(test_firecracker_command_and_api_requests),
+        cmocka_unit_test(test_firecracker_nics),
+        cmocka_unit_test_setup_teardown(test_adapter_choice_by_name_path_and_kvm, setup_tmp,
+                                        teardown_tmp),
         cmocka_unit_test(test_http_parse),
         cmocka_unit_test_setup_teardown(test_qmp_fake, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_http_fake, setup_tmp, teardown_tmp),
-        cmocka_unit_test_setup_teardown(test_delete, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_delete_removes_vm_files_and_is_idempotent, setup_tmp,
+                                        teardown_tmp),
     };
     return cmocka_run_group_tests_name("vmm", tests, NULL, NULL);
 }

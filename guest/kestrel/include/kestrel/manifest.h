@@ -36,8 +36,8 @@
  * Unknown keys are ignored (forward compatibility). Scalar keys given twice: the
  * last one wins. Required: the version line, and in run mode a non-empty
  * entrypoint or cmd. A version above MANIFEST_VERSION is refused. */
-#ifndef HYPR_MANIFEST_H
-#define HYPR_MANIFEST_H
+#ifndef KESTREL_MANIFEST_H
+#define KESTREL_MANIFEST_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -50,8 +50,8 @@
  *   SHUTDOWN     empty: graceful stop, SIGTERM to the workload      host->guest
  *   ERROR        u32 errno (positive), bytes message (UTF-8, no NUL)   both ways
  */
-#ifndef HYPR_CTL_PROTO_H
-#define HYPR_CTL_PROTO_H
+#ifndef KESTREL_CTL_PROTO_H
+#define KESTREL_CTL_PROTO_H
 
 #include <stdbool.h>
 #include <stddef.h>
