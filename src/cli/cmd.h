@@ -98,8 +98,6 @@ int cli_labels_to_map(const cli_command *cmd, const char *long_name, const cli_l
 /* Asks "... [y/N] " on stderr; true for y/yes. If stdin is not a terminal,
  * prints why it refuses (pass -f) and returns false. */
 bool cli_confirm(const char *warning);
-/* write(2) until done; -errno on failure. */
-int cli_write_all(int fd, const void *data, size_t len);
 /* Maps a --format value; on error prints it (naming the flag) and returns <0. */
 int cli_format_or_error(const cli_command *cmd, const char *format, int *exit_code);
 /* cli_parse_or_exit, then the --format value it filled: 1 json, 0 table, <0 (help

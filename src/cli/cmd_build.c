@@ -214,7 +214,7 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
         }
         if (!quiet && ev->output.len) {
             fflush(stdout);
-            if (cli_write_all(STDOUT_FILENO, ev->output.data, ev->output.len) < 0)
+            if (fd_write_all(STDOUT_FILENO, ev->output.data, ev->output.len) < 0)
                 return 1;
         }
         if (!str_empty(ev->error)) {

@@ -96,10 +96,10 @@ static int drain(exec_session *x)
         int w = 0;
         switch (m->msg_case) {
         case HYPR__V1__EXEC_RESPONSE__MSG_STDOUT:
-            w = cli_write_all(STDOUT_FILENO, m->stdout.data, m->stdout.len);
+            w = fd_write_all(STDOUT_FILENO, m->stdout.data, m->stdout.len);
             break;
         case HYPR__V1__EXEC_RESPONSE__MSG_STDERR:
-            w = cli_write_all(STDERR_FILENO, m->stderr.data, m->stderr.len);
+            w = fd_write_all(STDERR_FILENO, m->stderr.data, m->stderr.len);
             break;
         case HYPR__V1__EXEC_RESPONSE__MSG_EXIT_CODE:
             x->exit_code = m->exit_code;

@@ -611,13 +611,13 @@ static int write_prefix(int fd, const char *prefix, bool timestamps, int64_t ts_
 {
     int r = 0;
     if (prefix)
-        r = cli_write_all(fd, prefix, strlen(prefix));
+        r = fd_write_all(fd, prefix, strlen(prefix));
     if (r >= 0 && timestamps) {
         char base[48], out[64];
         cli_rfc3339(ts_ms / 1000, base, sizeof(base));
         base[strlen(base) - 1] = '\0'; /* drop Z: the milliseconds go before it */
         int n = snprintf(out, sizeof(out), "%s.%03dZ ", base, (int)(ts_ms % 1000));
-        r = cli_write_all(fd, out, (size_t)n);
+        r = fd_write_all(fd, out, (size_t)n);
     }
     return r;
 }
@@ -636,7 +636,7 @@ int cli_write_log_entry(const Hypr__V1__LogEntry *e, bool timestamps, bool conso
         fd = STDOUT_FILENO;
     bool *start = &line_start[fd == STDERR_FILENO];
     if (!prefix && !timestamps)
-        return cli_write_all(fd, e->data.data, e->data.len);
+        return fd_write_all(fd, e->data.data, e->data.len);
     const char *p = (const char *)e->data.data, *end = p + e->data.len;
     while (p < end) {
         if (*start) {
@@ -647,7 +647,7 @@ int cli_write_log_entry(const Hypr__V1__LogEntry *e, bool timestamps, bool conso
         }
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *stop = nl ? nl + 1 : end;
-        int r = cli_write_all(fd, p, (size_t)(stop - p));
+        int r = fd_write_all(fd, p, (size_t)(stop - p));
         if (r < 0)
             return r;
         if (nl)

@@ -199,22 +199,6 @@ bool cli_confirm(const char *warning)
            !strcmp(line, "YES\n") || !strcmp(line, "Yes\n");
 }
 
-int cli_write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int cli_format_or_error(const cli_command *cmd, const char *format, int *exit_code)
 {
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
