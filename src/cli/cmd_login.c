@@ -6,6 +6,7 @@
  * with the daemon's insecure_registries setting when the daemon is reachable. */
 #define LOG_MODULE "cli"
 #include "cli/cmd.h"
+#include "creds/creds.h"
 #include "image/image.h"
 
 #include <string.h>
@@ -105,7 +106,7 @@ int cmd_login(cli_ctx *ctx, int argc, char **argv)
         fprintf(stderr, "WARNING! Using --password via the CLI is insecure. Use "
                         "--password-stdin.\n");
     const char *server = p.nargs ? p.args[0] : NULL;
-    _cleanup_free_ char *key = image_auth_key(server);
+    _cleanup_free_ char *key = creds_key(server);
 
     _cleanup_free_ char *user = username ? xstrdup(username) : NULL;
     _cleanup_free_ char *pass = password ? xstrdup(password) : NULL;
@@ -155,7 +156,7 @@ int cmd_login(cli_ctx *ctx, int argc, char **argv)
         return 1;
     }
     _cleanup_free_ char *path = NULL;
-    r = image_auth_store(NULL, key, user, pass, &path, &err);
+    r = creds_store(NULL, key, user, pass, &path, &err);
     wipe(pass);
     if (r < 0) {
         fprintf(stderr, "Error: saving credentials: %s\n",
@@ -185,9 +186,9 @@ int cmd_logout(cli_ctx *ctx, int argc, char **argv)
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
-    _cleanup_free_ char *key = image_auth_key(p.nargs ? p.args[0] : NULL);
+    _cleanup_free_ char *key = creds_key(p.nargs ? p.args[0] : NULL);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    int r = image_auth_erase(NULL, key, &err);
+    int r = creds_erase(NULL, key, &err);
     if (r == -ENOENT) {
         printf("Not logged in to %s\n", key);
         return 0;
