@@ -122,6 +122,10 @@ void api_get_volume(rpc_call *call, ProtobufCMessage *msg);
 void api_list_stacks(rpc_call *call, ProtobufCMessage *msg);
 void api_get_stack(rpc_call *call, ProtobufCMessage *msg);
 
+/* Handlers in api_login.c (registry credential checks for `hypr login`). */
+void api_login(rpc_call *call, ProtobufCMessage *msg);
+void api_login_close(rpc_call *call, bool cancelled);
+
 /* Handlers in api_image.c (pull, import, delete, history; Image messages). */
 void api_pull_image(rpc_call *call, ProtobufCMessage *msg);
 void api_import_image(rpc_call *call, ProtobufCMessage *msg);

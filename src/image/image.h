@@ -278,9 +278,10 @@ void image_staged_clear(image_staged *st);
 typedef struct image_login_opts {
     const char *server; /* a creds_key(), host[:port] or URL; empty = Docker Hub */
     const char *user, *pass;
-    char **insecure;       /* registries reached over plain HTTP (NULL-terminated) */
-    const char *ca_file;   /* extra CA bundle, may be NULL */
-    const char *certs_dir; /* as in image_pull_opts */
+    char **insecure;              /* registries reached over plain HTTP (NULL-terminated) */
+    const char *ca_file;          /* extra CA bundle, may be NULL */
+    const char *certs_dir;        /* as in image_pull_opts */
+    const image_progress *cancel; /* only its cancel flag is used; may be NULL */
 } image_login_opts;
 
 /* Checks credentials against the registry: GET /v2/ with basic auth, or a

@@ -561,8 +561,11 @@ int image_registry_login(const image_login_opts *o, hypr_error *err)
     if (r < 0)
         return r;
     image_ref ref = {.registry = host, .repository = (char *)""};
-    registry_opts ro = {
-        .ref = &ref, .insecure = o->insecure, .ca_file = o->ca_file, .certs_dir = o->certs_dir};
+    registry_opts ro = {.ref = &ref,
+                        .insecure = o->insecure,
+                        .ca_file = o->ca_file,
+                        .certs_dir = o->certs_dir,
+                        .cancel = o->cancel};
     _cleanup_(registry_client_freep) registry_client *c = NULL;
     r = registry_client_new(&ro, &c, err);
     if (r < 0)
