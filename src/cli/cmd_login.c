@@ -1,18 +1,14 @@
 /* hypr login / hypr logout: registry credentials in the Docker client's
  * config.json ($DOCKER_CONFIG/config.json or ~/.docker/config.json), which
- * hyprd reads when it pulls. Like docker login, the credentials are checked
- * against the registry (GET /v2/, basic or bearer-token) before they are
- * saved; the check runs here, through the image module's registry client,
- * with the daemon's insecure_registries setting when the daemon is reachable. */
+ * hyprd reads when it pulls. Like docker login, the daemon checks the
+ * credentials against the registry first (the Login RPC, with its own registry
+ * settings); only then are they saved here. Logout needs no daemon. */
 #define LOG_MODULE "cli"
 #include "cli/cmd.h"
 #include "creds/creds.h"
-#include "image/image.h"
 
 #include <string.h>
 #include <termios.h>
-
-/* Declared here and in main.c until cmd.h (being reworked) lists them. */
 
 /* Reads one line from f without its line ending; NULL at EOF with nothing read. */
 static char *read_line(FILE *f)
@@ -48,31 +44,10 @@ static char *prompt(const char *label, bool secret)
     return line;
 }
 
-/* A daemon setting, when the daemon answers; NULL otherwise (login works without
- * it: loopback registries are reached over plain HTTP anyway). Quiet. */
-static char *daemon_setting(cli_ctx *ctx, const char *key)
-{
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    if (!ctx->client && rpc_client_connect(ctx->target, &ctx->client, &err) < 0) {
-        ctx->client = NULL;
-        return NULL;
-    }
-    Hypr__V1__GetSettingsRequest req = HYPR__V1__GET_SETTINGS_REQUEST__INIT;
-    _cleanup_pb_ Hypr__V1__GetSettingsResponse *resp = NULL;
-    if (rpc_client_unary(ctx->client, RPC_METHOD("GetSettings"), &req.base,
-                         &hypr__v1__get_settings_response__descriptor, (ProtobufCMessage **)&resp,
-                         5000, &err) < 0)
-        return NULL;
-    for (size_t i = 0; i < resp->n_settings; i++)
-        if (strcmp(resp->settings[i]->key, key) == 0)
-            return xstrdup(resp->settings[i]->value);
-    return NULL;
-}
-
 static void wipe(char *s)
 {
     if (s)
-        memset(s, 0, strlen(s));
+        explicit_bzero(s, strlen(s));
 }
 
 int cmd_login(cli_ctx *ctx, int argc, char **argv)
@@ -136,25 +111,23 @@ int cmd_login(cli_ctx *ctx, int argc, char **argv)
         return 1;
     }
 
-    _cleanup_free_ char *insecure_list = daemon_setting(ctx, "insecure_registries");
-    _cleanup_strv_ char **insecure = strv_split(insecure_list, ", ");
-    _cleanup_free_ char *certs_dir = daemon_setting(ctx, "registry_certs_dir");
-    image_login_opts lo = {
-        .server = key,
-        .user = user,
-        .pass = pass,
-        .insecure = insecure,
-        .ca_file = getenv("HYPR_REGISTRY_CA_FILE"),
-        .certs_dir = certs_dir ? certs_dir : "/etc/hypr/certs.d",
-    };
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    int r = image_registry_login(&lo, &err);
-    if (r < 0) {
+    if (!cli_connect(ctx)) {
         wipe(pass);
-        fprintf(stderr, "Error response from registry: %s\n",
-                err.message ? err.message : strerror(-r));
         return 1;
     }
+    Hypr__V1__LoginRequest req = HYPR__V1__LOGIN_REQUEST__INIT;
+    req.registry = strcmp(key, CREDS_DOCKER_HUB_KEY) ? key : "";
+    req.username = user;
+    req.password = pass;
+    _cleanup_pb_ Hypr__V1__LoginResponse *resp = NULL;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    int r = cli_unary_err(ctx, RPC_METHOD("Login"), &req, &hypr__v1__login_response__descriptor,
+                          &resp, &err);
+    if (r < 0) {
+        wipe(pass);
+        return cli_print_rpc_error(&err);
+    }
+    /* No identity token to keep: the registries hyprd talks to hand out none. */
     _cleanup_free_ char *path = NULL;
     r = creds_store(NULL, key, user, pass, &path, &err);
     wipe(pass);
@@ -168,7 +141,7 @@ int cmd_login(cli_ctx *ctx, int argc, char **argv)
             "Configure a credential helper to remove this warning. See\n"
             "https://docs.docker.com/engine/reference/commandline/login/#credentials-store\n\n",
             path);
-    printf("Login Succeeded\n");
+    printf("%s\n", str_empty(resp->status) ? "Login Succeeded" : resp->status);
     return 0;
 }
 
