@@ -311,15 +311,10 @@ int cmd_exec(cli_ctx *ctx, int argc, char **argv)
         hypr_error_clear(&x.err);
         return r;
     }
-    if (r < 0) {
-        cli_print_rpc_error(&x.err);
-        hypr_error_clear(&x.err);
-        return 1;
-    }
+    if (r < 0)
+        return cli_fail_with(ctx, 1, &x.err);
     hypr_error_clear(&x.err);
-    if (!x.got_exit) {
-        fprintf(stderr, "Error: the exec session ended without an exit code\n");
-        return 1;
-    }
+    if (!x.got_exit)
+        return cli_fail(ctx, 1, "the exec session ended without an exit code");
     return x.exit_code;
 }

@@ -91,24 +91,19 @@ int cmd_login(cli_ctx *ctx, int argc, char **argv)
             pass = xstrdup("");
     }
     bool tty = isatty(STDIN_FILENO);
-    if ((str_empty(user) || !pass) && !tty) {
-        fprintf(stderr, "Error: Cannot perform an interactive login from a non TTY device\n");
-        return 1;
-    }
+    if ((str_empty(user) || !pass) && !tty)
+        return cli_fail(ctx, 1, "Cannot perform an interactive login from a non TTY device");
     if (str_empty(user)) {
         free(user);
         user = prompt("Username", false);
-        if (str_empty(user)) {
-            fprintf(stderr, "Error: Username is required\n");
-            return 1;
-        }
+        if (str_empty(user))
+            return cli_fail(ctx, 1, "Username is required");
     }
     if (!pass)
         pass = prompt("Password", true);
     if (str_empty(pass)) {
         wipe(pass);
-        fprintf(stderr, "Error: Password is required\n");
-        return 1;
+        return cli_fail(ctx, 1, "Password is required");
     }
 
     if (!cli_connect(ctx)) {
@@ -125,16 +120,15 @@ int cmd_login(cli_ctx *ctx, int argc, char **argv)
                           &resp, &err);
     if (r < 0) {
         wipe(pass);
-        return cli_print_rpc_error(&err);
+        return cli_fail_with(ctx, 1, &err);
     }
     /* No identity token to keep: the registries hyprd talks to hand out none. */
     _cleanup_free_ char *path = NULL;
     r = creds_store(NULL, key, user, pass, &path, &err);
     wipe(pass);
     if (r < 0) {
-        fprintf(stderr, "Error: saving credentials: %s\n",
-                err.message ? err.message : strerror(-r));
-        return 1;
+        hypr_err_prefix(&err, "saving credentials");
+        return cli_fail_with(ctx, 1, &err);
     }
     fprintf(stderr,
             "WARNING! Your password will be stored unencrypted in %s.\n"
@@ -166,10 +160,8 @@ int cmd_logout(cli_ctx *ctx, int argc, char **argv)
         printf("Not logged in to %s\n", key);
         return 0;
     }
-    if (r < 0) {
-        fprintf(stderr, "Error: %s\n", err.message ? err.message : strerror(-r));
-        return 1;
-    }
+    if (r < 0)
+        return cli_fail_with(ctx, 1, &err);
     printf("Removing login credentials for %s\n", key);
     return 0;
 }
