@@ -21,6 +21,9 @@ typedef struct cli_ctx {
     bool debug;
     char *cmdpath; /* "hypr volume ls": the command as typed, for usage lines */
     rpc_client *client;
+    /* Why the command failed: set with cli_fail / cli_fail_with while the command
+     * returns its exit code; main prints it once, after the command returns. */
+    hypr_error err;
 } cli_ctx;
 
 typedef int (*cli_handler)(cli_ctx *ctx, int argc, char **argv);
@@ -46,9 +49,22 @@ int cli_run_subcommand(cli_ctx *ctx, const cli_subcommand *sub, const char *name
 /* Connects once; on failure prints the two-line "Cannot connect" message and
  * returns NULL (the command then exits 1). */
 rpc_client *cli_connect(cli_ctx *ctx);
-/* Prints "Error: <server message>" for a failed call. Returns 1. */
-int cli_print_rpc_error(const hypr_error *err);
-/* Unary call; on error prints it and returns -1 (err kept for callers that
+/* ---- errors (util.c) ------------------------------------------------------
+ * A command that fails records why in ctx->err and returns its exit code (1, or
+ * Docker's code for the case: 125 for run's own errors, the workload's code...);
+ * main prints the record. Only failures a command goes on after (rm A B, one
+ * error per argument, like Docker) are printed as they happen, by cli_unary. */
+
+/* Records the failure (a later one replaces an earlier one); returns exit_code. */
+int cli_fail(cli_ctx *ctx, int exit_code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same with an error record (an RPC's), moved into ctx->err; returns exit_code. */
+int cli_fail_with(cli_ctx *ctx, int exit_code, hypr_error *err);
+/* The one printer of errors: "Error: <message>" on stderr (the status name and
+ * errno text when the record has no message). */
+void cli_print_error(const hypr_error *err);
+
+/* Unary call; on error prints it and returns <0 (err kept for callers that
  * look at the status when err is non-NULL). */
 int cli_unary(cli_ctx *ctx, const char *method, const void *req,
               const ProtobufCMessageDescriptor *resp_desc, void *resp_out);
@@ -86,10 +102,8 @@ int cli_labels_to_map(const cli_command *cmd, const char *long_name, const cli_l
                       const ProtobufCMessageDescriptor *entry_desc, cli_map *m);
 
 /* Asks "... [y/N] " on stderr; true for y/yes. If stdin is not a terminal,
- * prints why it refuses (pass -f) and returns false. */
-bool cli_confirm(const char *warning);
-/* write(2) until done; -errno on failure. */
-int cli_write_all(int fd, const void *data, size_t len);
+ * records why it refuses (pass -f) with cli_fail and returns false. */
+bool cli_confirm(cli_ctx *ctx, const char *warning);
 /* Maps a --format value; on error prints it (naming the flag) and returns <0. */
 int cli_format_or_error(const cli_command *cmd, const char *format, int *exit_code);
 /* cli_parse_or_exit, then the --format value it filled: 1 json, 0 table, <0 (help

@@ -135,15 +135,12 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
     const char *context = p.args[0];
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     struct stat st;
-    if (stat(context, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        fprintf(stderr,
-                "Error: unable to prepare context: path \"%s\" not found or not a directory\n",
-                context);
-        return 1;
-    }
+    if (stat(context, &st) < 0 || !S_ISDIR(st.st_mode))
+        return cli_fail(
+            ctx, 1, "unable to prepare context: path \"%s\" not found or not a directory", context);
     _cleanup_free_ char *dockerfile = NULL;
     if (dockerfile_in_context(context, file, &dockerfile, &err) < 0)
-        return cli_print_rpc_error(&err);
+        return cli_fail_with(ctx, 1, &err);
     for (size_t i = 0; i < tags.n; i++)
         if (str_empty(tags.items[i]) || strchr(tags.items[i], ' '))
             return cli_invalid_value(&cmd, "tag", tags.items[i], "invalid reference format");
@@ -177,7 +174,7 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
     _cleanup_stream_ rpc_stream *s = NULL;
     int r = rpc_client_open(ctx->client, RPC_METHOD("BuildImage"), 0, &s, &err);
     if (r < 0)
-        return cli_print_rpc_error(&err);
+        return cli_fail_with(ctx, 1, &err);
     if (!quiet)
         fprintf(stderr, "Sending build context to hypr daemon\n");
     r = rpc_stream_send(s, &req.base, &err);
@@ -202,8 +199,8 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
             break;
         if (k < 0) {
             if (send_err.message && err.status == HYPR_OK)
-                return cli_print_rpc_error(&send_err);
-            return cli_print_rpc_error(&err);
+                return cli_fail_with(ctx, 1, &send_err);
+            return cli_fail_with(ctx, 1, &err);
         }
         if (!quiet && !str_empty(ev->step) && (!last_step || strcmp(last_step, ev->step))) {
             free(last_step);
@@ -214,12 +211,12 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
         }
         if (!quiet && ev->output.len) {
             fflush(stdout);
-            if (cli_write_all(STDOUT_FILENO, ev->output.data, ev->output.len) < 0)
+            if (fd_write_all(STDOUT_FILENO, ev->output.data, ev->output.len) < 0)
                 return 1;
         }
-        if (!str_empty(ev->error)) {
-            fflush(stdout);
-            fprintf(stderr, "Error: %s\n", ev->error);
+        /* The first step error is the cause; the build goes on reporting to its end. */
+        if (!str_empty(ev->error) && !failed) {
+            cli_fail(ctx, 1, "%s", ev->error);
             failed = true;
         }
         if (!str_empty(ev->image_id)) {
@@ -227,14 +224,12 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
             image_id = xstrdup(ev->image_id);
         }
     }
+    if (failed) /* the daemon's step error says more than our failed send */
+        return 1;
     if (send_err.message)
-        return cli_print_rpc_error(&send_err);
-    if (failed)
-        return 1;
-    if (!image_id) {
-        fprintf(stderr, "Error: the build ended without an image ID\n");
-        return 1;
-    }
+        return cli_fail_with(ctx, 1, &send_err);
+    if (!image_id)
+        return cli_fail(ctx, 1, "the build ended without an image ID");
     _cleanup_free_ char *id = short_id(image_id, true);
     if (quiet) {
         printf("sha256:%s\n", str_startswith(image_id, "sha256:") ? image_id + 7 : image_id);

@@ -18,29 +18,27 @@ static struct {
 static const char *const default_files[] = {"compose.yaml", "compose.yml", "docker-compose.yaml",
                                             "docker-compose.yml"};
 
-/* Finds the compose file; fills its absolute path. Prints an error on failure. */
-static int find_compose_file(char **out)
+/* Finds the compose file; fills its absolute path. */
+static int find_compose_file(char **out, hypr_error *err)
 {
-    if (copts.files.n > 1) {
-        fprintf(stderr, "Error: several -f files are not supported yet; merge them into one\n");
-        return -EINVAL;
-    }
+    if (copts.files.n > 1)
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "several -f files are not supported yet; merge them into one");
     const char *f = copts.files.n ? copts.files.items[0] : NULL;
     if (!f) {
         for (size_t i = 0; i < ARRAY_SIZE(default_files) && !f; i++)
             if (access(default_files[i], R_OK) == 0)
                 f = default_files[i];
-        if (!f) {
-            fprintf(stderr, "Error: no configuration file provided: not found (looked for "
+        if (!f)
+            return hypr_err(err, HYPR_NOT_FOUND, ENOENT,
+                            "no configuration file provided: not found (looked for "
                             "compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml "
-                            "in the current directory)\n");
-            return -ENOENT;
-        }
+                            "in the current directory)");
     }
     char *real = realpath(f, NULL);
     if (!real) {
-        fprintf(stderr, "Error: open %s: %s\n", f, strerror(errno));
-        return -errno;
+        int e = errno;
+        return hypr_err(err, hypr_status_from_errno(-e), e, "open %s: %s", f, strerror(e));
     }
     *out = real;
     return 0;
@@ -62,23 +60,27 @@ static char *project_name(const char *compose_path)
     return cli_project_name(cwd ? cwd : "default");
 }
 
+/* project_name(), refused unless it is a valid name; *name is set either way. */
+static int valid_project_name(const char *compose_path, char **name, hypr_error *err)
+{
+    *name = project_name(compose_path);
+    if (!name_is_valid(*name))
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "invalid project name \"%s\": use [a-zA-Z0-9][a-zA-Z0-9_.-]*", *name);
+    return 0;
+}
+
 /* The project name for commands that do not need the file (down, ps, logs):
  * a missing file is fine when -p names the project. */
-static int resolve_project(char **name)
+static int resolve_project(char **name, hypr_error *err)
 {
     _cleanup_free_ char *path = NULL;
     if (str_empty(copts.project) && str_empty(getenv("COMPOSE_PROJECT_NAME"))) {
-        int r = find_compose_file(&path);
+        int r = find_compose_file(&path, err);
         if (r < 0)
             return r;
     }
-    *name = project_name(path);
-    if (!name_is_valid(*name)) {
-        fprintf(stderr, "Error: invalid project name \"%s\": use [a-zA-Z0-9][a-zA-Z0-9_.-]*\n",
-                *name);
-        return -EINVAL;
-    }
-    return 0;
+    return valid_project_name(path, name, err);
 }
 
 static int stream_stack_logs(cli_ctx *ctx, const char *stack, const char *service, bool follow,
@@ -106,7 +108,7 @@ static int stream_stack_logs(cli_ctx *ctx, const char *stack, const char *servic
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     _cleanup_stream_ rpc_stream *s = NULL;
     if (cli_open_stream(ctx, RPC_METHOD("StreamStackServiceLogs"), &req, &s, &err) < 0)
-        return cli_print_rpc_error(&err);
+        return cli_fail_with(ctx, 1, &err);
     /* Services interleave: hold each service's partial line until its newline
      * arrives, so every printed line carries the right prefix. */
     typedef struct {
@@ -123,7 +125,7 @@ static int stream_stack_logs(cli_ctx *ctx, const char *stack, const char *servic
         if (r == 0)
             break;
         if (r < 0) {
-            rc = cli_print_rpc_error(&err);
+            rc = cli_fail_with(ctx, 1, &err);
             break;
         }
         if (!e->entry || !strcmp(e->entry->stream, "console"))
@@ -194,22 +196,14 @@ static int compose_up(cli_ctx *ctx, int argc, char **argv)
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
-    _cleanup_free_ char *path = NULL;
-    if (find_compose_file(&path) < 0)
+    _cleanup_free_ char *path = NULL, *name = NULL;
+    if (find_compose_file(&path, &ctx->err) < 0 || valid_project_name(path, &name, &ctx->err) < 0)
         return 1;
-    _cleanup_free_ char *name = project_name(path);
-    if (!name_is_valid(name)) {
-        fprintf(stderr, "Error: invalid project name \"%s\": use [a-zA-Z0-9][a-zA-Z0-9_.-]*\n",
-                name);
-        return 1;
-    }
     _cleanup_free_ char *yaml = NULL;
     size_t len = 0;
     int r = read_file(path, 16u * 1024 * 1024, &yaml, &len);
-    if (r < 0) {
-        fprintf(stderr, "Error: read %s: %s\n", path, strerror(-r));
-        return 1;
-    }
+    if (r < 0)
+        return cli_fail(ctx, 1, "read %s: %s", path, strerror(-r));
     _cleanup_free_ char *dir_copy = xstrdup(path);
     Hypr__V1__DeployStackRequest req = HYPR__V1__DEPLOY_STACK_REQUEST__INIT;
     req.name = name;
@@ -232,7 +226,7 @@ static int compose_up(cli_ctx *ctx, int argc, char **argv)
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     _cleanup_stream_ rpc_stream *s = NULL;
     if (cli_open_stream(ctx, RPC_METHOD("DeployStack"), &req, &s, &err) < 0)
-        return cli_print_rpc_error(&err);
+        return cli_fail_with(ctx, 1, &err);
     bool failed = false;
     for (;;) {
         _cleanup_pb_ Hypr__V1__DeployStackEvent *ev = NULL;
@@ -241,7 +235,7 @@ static int compose_up(cli_ctx *ctx, int argc, char **argv)
         if (r == 0)
             break;
         if (r < 0)
-            return cli_print_rpc_error(&err);
+            return cli_fail_with(ctx, 1, &err);
         const char *svc = str_empty(ev->service) ? name : ev->service;
         if (!str_empty(ev->error)) {
             fprintf(stderr, " ✘ %s  Error: %s\n", svc, ev->error);
@@ -277,7 +271,7 @@ static int compose_down(cli_ctx *ctx, int argc, char **argv)
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
     _cleanup_free_ char *name = NULL;
-    if (resolve_project(&name) < 0)
+    if (resolve_project(&name, &ctx->err) < 0)
         return 1;
     Hypr__V1__DestroyStackRequest req = HYPR__V1__DESTROY_STACK_REQUEST__INIT;
     req.name = name;
@@ -337,7 +331,7 @@ static int compose_ps(cli_ctx *ctx, int argc, char **argv)
     if (json < 0)
         return ec;
     _cleanup_free_ char *name = NULL;
-    if (resolve_project(&name) < 0)
+    if (resolve_project(&name, &ctx->err) < 0)
         return 1;
     _cleanup_pb_ Hypr__V1__GetStackResponse *resp = NULL;
     if (cli_call_ref(ctx, "GetStack", "name", name, false, &resp) < 0)
@@ -378,7 +372,7 @@ static int compose_logs(cli_ctx *ctx, int argc, char **argv)
     if (cli_parse_tail(tail, &t, &err) < 0)
         return cli_invalid_value(&cmd, "tail", tail, err.message);
     _cleanup_free_ char *name = NULL;
-    if (resolve_project(&name) < 0)
+    if (resolve_project(&name, &ctx->err) < 0)
         return 1;
     if (!cli_connect(ctx))
         return 1;

@@ -96,10 +96,10 @@ static int drain(exec_session *x)
         int w = 0;
         switch (m->msg_case) {
         case HYPR__V1__EXEC_RESPONSE__MSG_STDOUT:
-            w = cli_write_all(STDOUT_FILENO, m->stdout.data, m->stdout.len);
+            w = fd_write_all(STDOUT_FILENO, m->stdout.data, m->stdout.len);
             break;
         case HYPR__V1__EXEC_RESPONSE__MSG_STDERR:
-            w = cli_write_all(STDERR_FILENO, m->stderr.data, m->stderr.len);
+            w = fd_write_all(STDERR_FILENO, m->stderr.data, m->stderr.len);
             break;
         case HYPR__V1__EXEC_RESPONSE__MSG_EXIT_CODE:
             x->exit_code = m->exit_code;
@@ -311,15 +311,10 @@ int cmd_exec(cli_ctx *ctx, int argc, char **argv)
         hypr_error_clear(&x.err);
         return r;
     }
-    if (r < 0) {
-        cli_print_rpc_error(&x.err);
-        hypr_error_clear(&x.err);
-        return 1;
-    }
+    if (r < 0)
+        return cli_fail_with(ctx, 1, &x.err);
     hypr_error_clear(&x.err);
-    if (!x.got_exit) {
-        fprintf(stderr, "Error: the exec session ended without an exit code\n");
-        return 1;
-    }
+    if (!x.got_exit)
+        return cli_fail(ctx, 1, "the exec session ended without an exit code");
     return x.exit_code;
 }

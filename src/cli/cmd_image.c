@@ -197,7 +197,7 @@ int cmd_pull(cli_ctx *ctx, int argc, char **argv)
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     _cleanup_stream_ rpc_stream *s = NULL;
     if (cli_open_stream(ctx, RPC_METHOD("PullImage"), &req, &s, &err) < 0)
-        return cli_print_rpc_error(&err);
+        return cli_fail_with(ctx, 1, &err);
     FILE *out = quiet ? NULL : stdout;
     if (out)
         progress_print_header(out, ref);
@@ -213,7 +213,7 @@ int cmd_pull(cli_ctx *ctx, int argc, char **argv)
         if (r < 0) {
             if (out)
                 progress_done(prog);
-            return cli_print_rpc_error(&err);
+            return cli_fail_with(ctx, 1, &err);
         }
         if (out)
             progress_update(prog, m);

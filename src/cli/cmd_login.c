@@ -1,17 +1,14 @@
 /* hypr login / hypr logout: registry credentials in the Docker client's
  * config.json ($DOCKER_CONFIG/config.json or ~/.docker/config.json), which
- * hyprd reads when it pulls. Like docker login, the credentials are checked
- * against the registry (GET /v2/, basic or bearer-token) before they are
- * saved; the check runs here, through the image module's registry client,
- * with the daemon's insecure_registries setting when the daemon is reachable. */
+ * hyprd reads when it pulls. Like docker login, the daemon checks the
+ * credentials against the registry first (the Login RPC, with its own registry
+ * settings); only then are they saved here. Logout needs no daemon. */
 #define LOG_MODULE "cli"
 #include "cli/cmd.h"
-#include "image/image.h"
+#include "creds/creds.h"
 
 #include <string.h>
 #include <termios.h>
-
-/* Declared here and in main.c until cmd.h (being reworked) lists them. */
 
 /* Reads one line from f without its line ending; NULL at EOF with nothing read. */
 static char *read_line(FILE *f)
@@ -47,31 +44,10 @@ static char *prompt(const char *label, bool secret)
     return line;
 }
 
-/* A daemon setting, when the daemon answers; NULL otherwise (login works without
- * it: loopback registries are reached over plain HTTP anyway). Quiet. */
-static char *daemon_setting(cli_ctx *ctx, const char *key)
-{
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    if (!ctx->client && rpc_client_connect(ctx->target, &ctx->client, &err) < 0) {
-        ctx->client = NULL;
-        return NULL;
-    }
-    Hypr__V1__GetSettingsRequest req = HYPR__V1__GET_SETTINGS_REQUEST__INIT;
-    _cleanup_pb_ Hypr__V1__GetSettingsResponse *resp = NULL;
-    if (rpc_client_unary(ctx->client, RPC_METHOD("GetSettings"), &req.base,
-                         &hypr__v1__get_settings_response__descriptor, (ProtobufCMessage **)&resp,
-                         5000, &err) < 0)
-        return NULL;
-    for (size_t i = 0; i < resp->n_settings; i++)
-        if (strcmp(resp->settings[i]->key, key) == 0)
-            return xstrdup(resp->settings[i]->value);
-    return NULL;
-}
-
 static void wipe(char *s)
 {
     if (s)
-        memset(s, 0, strlen(s));
+        explicit_bzero(s, strlen(s));
 }
 
 int cmd_login(cli_ctx *ctx, int argc, char **argv)
@@ -105,7 +81,7 @@ int cmd_login(cli_ctx *ctx, int argc, char **argv)
         fprintf(stderr, "WARNING! Using --password via the CLI is insecure. Use "
                         "--password-stdin.\n");
     const char *server = p.nargs ? p.args[0] : NULL;
-    _cleanup_free_ char *key = image_auth_key(server);
+    _cleanup_free_ char *key = creds_key(server);
 
     _cleanup_free_ char *user = username ? xstrdup(username) : NULL;
     _cleanup_free_ char *pass = password ? xstrdup(password) : NULL;
@@ -115,59 +91,51 @@ int cmd_login(cli_ctx *ctx, int argc, char **argv)
             pass = xstrdup("");
     }
     bool tty = isatty(STDIN_FILENO);
-    if ((str_empty(user) || !pass) && !tty) {
-        fprintf(stderr, "Error: Cannot perform an interactive login from a non TTY device\n");
-        return 1;
-    }
+    if ((str_empty(user) || !pass) && !tty)
+        return cli_fail(ctx, 1, "Cannot perform an interactive login from a non TTY device");
     if (str_empty(user)) {
         free(user);
         user = prompt("Username", false);
-        if (str_empty(user)) {
-            fprintf(stderr, "Error: Username is required\n");
-            return 1;
-        }
+        if (str_empty(user))
+            return cli_fail(ctx, 1, "Username is required");
     }
     if (!pass)
         pass = prompt("Password", true);
     if (str_empty(pass)) {
         wipe(pass);
-        fprintf(stderr, "Error: Password is required\n");
-        return 1;
+        return cli_fail(ctx, 1, "Password is required");
     }
 
-    _cleanup_free_ char *insecure_list = daemon_setting(ctx, "insecure_registries");
-    _cleanup_strv_ char **insecure = strv_split(insecure_list, ", ");
-    _cleanup_free_ char *certs_dir = daemon_setting(ctx, "registry_certs_dir");
-    image_login_opts lo = {
-        .server = key,
-        .user = user,
-        .pass = pass,
-        .insecure = insecure,
-        .ca_file = getenv("HYPR_REGISTRY_CA_FILE"),
-        .certs_dir = certs_dir ? certs_dir : "/etc/hypr/certs.d",
-    };
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    int r = image_registry_login(&lo, &err);
-    if (r < 0) {
+    if (!cli_connect(ctx)) {
         wipe(pass);
-        fprintf(stderr, "Error response from registry: %s\n",
-                err.message ? err.message : strerror(-r));
         return 1;
     }
+    Hypr__V1__LoginRequest req = HYPR__V1__LOGIN_REQUEST__INIT;
+    req.registry = strcmp(key, CREDS_DOCKER_HUB_KEY) ? key : "";
+    req.username = user;
+    req.password = pass;
+    _cleanup_pb_ Hypr__V1__LoginResponse *resp = NULL;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    int r = cli_unary_err(ctx, RPC_METHOD("Login"), &req, &hypr__v1__login_response__descriptor,
+                          &resp, &err);
+    if (r < 0) {
+        wipe(pass);
+        return cli_fail_with(ctx, 1, &err);
+    }
+    /* No identity token to keep: the registries hyprd talks to hand out none. */
     _cleanup_free_ char *path = NULL;
-    r = image_auth_store(NULL, key, user, pass, &path, &err);
+    r = creds_store(NULL, key, user, pass, &path, &err);
     wipe(pass);
     if (r < 0) {
-        fprintf(stderr, "Error: saving credentials: %s\n",
-                err.message ? err.message : strerror(-r));
-        return 1;
+        hypr_err_prefix(&err, "saving credentials");
+        return cli_fail_with(ctx, 1, &err);
     }
     fprintf(stderr,
             "WARNING! Your password will be stored unencrypted in %s.\n"
             "Configure a credential helper to remove this warning. See\n"
             "https://docs.docker.com/engine/reference/commandline/login/#credentials-store\n\n",
             path);
-    printf("Login Succeeded\n");
+    printf("%s\n", str_empty(resp->status) ? "Login Succeeded" : resp->status);
     return 0;
 }
 
@@ -185,17 +153,15 @@ int cmd_logout(cli_ctx *ctx, int argc, char **argv)
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
-    _cleanup_free_ char *key = image_auth_key(p.nargs ? p.args[0] : NULL);
+    _cleanup_free_ char *key = creds_key(p.nargs ? p.args[0] : NULL);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    int r = image_auth_erase(NULL, key, &err);
+    int r = creds_erase(NULL, key, &err);
     if (r == -ENOENT) {
         printf("Not logged in to %s\n", key);
         return 0;
     }
-    if (r < 0) {
-        fprintf(stderr, "Error: %s\n", err.message ? err.message : strerror(-r));
-        return 1;
-    }
+    if (r < 0)
+        return cli_fail_with(ctx, 1, &err);
     printf("Removing login credentials for %s\n", key);
     return 0;
 }

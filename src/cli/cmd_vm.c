@@ -202,7 +202,7 @@ static void on_interrupt(int sig)
  * signal proxy) instead of leaving it running behind the user's back. */
 /* The exit code of a --rm VM that the daemon already removed: from the
  * vm.stopped/vm.failed event that the events stream (opened before RunVM) saw. */
-static int exit_code_from_events(rpc_stream *events, const char *id)
+static int exit_code_from_events(cli_ctx *ctx, rpc_stream *events, const char *id)
 {
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     for (int i = 0; events && i < 64; i++) {
@@ -214,9 +214,10 @@ static int exit_code_from_events(rpc_stream *events, const char *id)
             continue;
         for (size_t a = 0; a < ev->n_attributes; a++) {
             if (strcmp(ev->attributes[a]->key, "exit_code") == 0) {
+                int code = atoi(ev->attributes[a]->value);
                 if (strcmp(ev->type, "vm.failed") == 0 && !str_empty(ev->message))
-                    fprintf(stderr, "Error: %s\n", ev->message);
-                return atoi(ev->attributes[a]->value);
+                    return cli_fail(ctx, code, "%s", ev->message);
+                return code;
             }
         }
     }
@@ -241,7 +242,7 @@ static int attach_and_wait(cli_ctx *ctx, const char *id, rpc_stream *events)
     lreq.tail = -1;
     rpc_stream *s = NULL;
     if (cli_open_stream(ctx, RPC_METHOD("StreamLogs"), &lreq, &s, &err) < 0)
-        return cli_print_rpc_error(&err);
+        return cli_fail_with(ctx, 1, &err);
     struct sigaction sa = {.sa_handler = on_interrupt}, old_int, old_term;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
@@ -271,7 +272,7 @@ static int attach_and_wait(cli_ctx *ctx, const char *id, rpc_stream *events)
         return 128 + interrupted;
     }
     if (r < 0)
-        return cli_print_rpc_error(&err);
+        return cli_fail_with(ctx, 1, &err);
     Hypr__V1__GetVMRequest greq = HYPR__V1__GET_VMREQUEST__INIT;
     greq.id = (char *)id;
     _cleanup_pb_ Hypr__V1__GetVMResponse *g = NULL;
@@ -281,15 +282,14 @@ static int attach_and_wait(cli_ctx *ctx, const char *id, rpc_stream *events)
     if (r < 0) {
         /* --rm: the daemon removed it as soon as it stopped. */
         if (err.status == HYPR_NOT_FOUND)
-            return exit_code_from_events(events, id);
-        return cli_print_rpc_error(&err);
+            return exit_code_from_events(ctx, events, id);
+        return cli_fail_with(ctx, 1, &err);
     }
     if (!g->vm)
         return 0;
-    if (g->vm->status == HYPR__V1__VMSTATUS__VM_STATUS_FAILED) {
-        fprintf(stderr, "Error: %s\n", str_empty(g->vm->error) ? "the VM failed" : g->vm->error);
-        return g->vm->exit_code ? g->vm->exit_code : 1;
-    }
+    if (g->vm->status == HYPR__V1__VMSTATUS__VM_STATUS_FAILED)
+        return cli_fail(ctx, g->vm->exit_code ? g->vm->exit_code : 1, "%s",
+                        str_empty(g->vm->error) ? "the VM failed" : g->vm->error);
     return g->vm->exit_code;
 }
 
@@ -366,10 +366,8 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     req.config = &rc.cfg;
     _cleanup_stream_ rpc_stream *s = NULL;
     r = cli_open_stream(ctx, RPC_METHOD("RunVM"), &req, &s, &err);
-    if (r < 0) {
-        cli_print_rpc_error(&err);
-        return 125;
-    }
+    if (r < 0)
+        return cli_fail_with(ctx, 125, &err);
     _cleanup_(progress_freep) cli_progress *prog = NULL;
     _cleanup_free_ char *id = NULL;
     for (;;) {
@@ -395,11 +393,10 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         case HYPR__V1__RUN_VMEVENT__PHASE__FAILED:
             if (prog)
                 progress_done(prog);
-            fprintf(stderr, "Error: %s\n",
-                    !str_empty(ev->message)               ? ev->message
-                    : ev->vm && !str_empty(ev->vm->error) ? ev->vm->error
-                                                          : "the VM failed to start");
-            return 125;
+            return cli_fail(ctx, 125, "%s",
+                            !str_empty(ev->message)               ? ev->message
+                            : ev->vm && !str_empty(ev->vm->error) ? ev->vm->error
+                                                                  : "the VM failed to start");
         default:
             if (prog && ev->phase != HYPR__V1__RUN_VMEVENT__PHASE__PULLING) {
                 progress_done(prog);
@@ -411,14 +408,10 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
             break;
         }
     }
-    if (r < 0) {
-        cli_print_rpc_error(&err);
-        return 125;
-    }
-    if (!id) {
-        fprintf(stderr, "Error: the daemon ended RunVM without reporting a VM\n");
-        return 125;
-    }
+    if (r < 0)
+        return cli_fail_with(ctx, 125, &err);
+    if (!id)
+        return cli_fail(ctx, 125, "the daemon ended RunVM without reporting a VM");
     rpc_stream_free(TAKE_PTR(s));
     if (o.detach) {
         printf("%s\n", id);
@@ -611,13 +604,13 @@ static int write_prefix(int fd, const char *prefix, bool timestamps, int64_t ts_
 {
     int r = 0;
     if (prefix)
-        r = cli_write_all(fd, prefix, strlen(prefix));
+        r = fd_write_all(fd, prefix, strlen(prefix));
     if (r >= 0 && timestamps) {
         char base[48], out[64];
         cli_rfc3339(ts_ms / 1000, base, sizeof(base));
         base[strlen(base) - 1] = '\0'; /* drop Z: the milliseconds go before it */
         int n = snprintf(out, sizeof(out), "%s.%03dZ ", base, (int)(ts_ms % 1000));
-        r = cli_write_all(fd, out, (size_t)n);
+        r = fd_write_all(fd, out, (size_t)n);
     }
     return r;
 }
@@ -636,7 +629,7 @@ int cli_write_log_entry(const Hypr__V1__LogEntry *e, bool timestamps, bool conso
         fd = STDOUT_FILENO;
     bool *start = &line_start[fd == STDERR_FILENO];
     if (!prefix && !timestamps)
-        return cli_write_all(fd, e->data.data, e->data.len);
+        return fd_write_all(fd, e->data.data, e->data.len);
     const char *p = (const char *)e->data.data, *end = p + e->data.len;
     while (p < end) {
         if (*start) {
@@ -647,7 +640,7 @@ int cli_write_log_entry(const Hypr__V1__LogEntry *e, bool timestamps, bool conso
         }
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *stop = nl ? nl + 1 : end;
-        int r = cli_write_all(fd, p, (size_t)(stop - p));
+        int r = fd_write_all(fd, p, (size_t)(stop - p));
         if (r < 0)
             return r;
         if (nl)
@@ -691,7 +684,7 @@ int cmd_logs(cli_ctx *ctx, int argc, char **argv)
         return 1;
     _cleanup_stream_ rpc_stream *s = NULL;
     if (cli_open_stream(ctx, RPC_METHOD("StreamLogs"), &req, &s, &err) < 0)
-        return cli_print_rpc_error(&err);
+        return cli_fail_with(ctx, 1, &err);
     bool line_start[2] = {true, true};
     for (;;) {
         _cleanup_pb_ Hypr__V1__LogEntry *e = NULL;
@@ -700,7 +693,7 @@ int cmd_logs(cli_ctx *ctx, int argc, char **argv)
         if (r == 0)
             return 0;
         if (r < 0)
-            return cli_print_rpc_error(&err);
+            return cli_fail_with(ctx, 1, &err);
         if (cli_write_log_entry(e, timestamps, console, NULL, line_start) < 0)
             return errno == EPIPE ? 0 : 1;
     }

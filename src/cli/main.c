@@ -172,9 +172,14 @@ int main(int argc, char **argv)
     free(ctx.cmdpath);
     free(ctx.target);
     free(ctx.display);
-    if (fflush(stdout) != 0 && errno != EPIPE) {
-        fprintf(stderr, "Error: writing output: %s\n", strerror(errno));
-        return r ? r : 1;
+    /* Output first: the error comes after what the command printed, like Docker's. */
+    if (fflush(stdout) != 0 && errno != EPIPE && !ctx.err.message) {
+        int e = errno;
+        hypr_err(&ctx.err, HYPR_UNKNOWN, e, "writing output: %s", strerror(e));
+        r = r ? r : 1;
     }
+    if (ctx.err.message || ctx.err.status != HYPR_OK)
+        cli_print_error(&ctx.err);
+    hypr_error_clear(&ctx.err);
     return r;
 }

@@ -225,7 +225,7 @@ int cli_ls_command(cli_ctx *ctx, int argc, char **argv, const cli_ls_spec *s)
 
 bool cli_prune_confirmed(cli_ctx *ctx, bool force, const char *warning)
 {
-    if (!force && !cli_confirm(warning))
+    if (!force && !cli_confirm(ctx, warning))
         return false;
     return cli_connect(ctx) != NULL;
 }

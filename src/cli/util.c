@@ -85,14 +85,34 @@ rpc_client *cli_connect(cli_ctx *ctx)
     return ctx->client;
 }
 
-int cli_print_rpc_error(const hypr_error *err)
+void cli_print_error(const hypr_error *err)
 {
     if (!str_empty(err->message))
         fprintf(stderr, "Error: %s\n", err->message);
     else
         fprintf(stderr, "Error: %s (%s)\n", hypr_status_name(err->status),
                 err->errnum ? strerror(err->errnum) : "no details from the daemon");
-    return 1;
+}
+
+int cli_fail(cli_ctx *ctx, int exit_code, const char *fmt, ...)
+{
+    hypr_error_clear(&ctx->err);
+    va_list ap;
+    va_start(ap, fmt);
+    ctx->err.message = xvasprintf(fmt, ap);
+    va_end(ap);
+    ctx->err.status = HYPR_UNKNOWN;
+    return exit_code;
+}
+
+int cli_fail_with(cli_ctx *ctx, int exit_code, hypr_error *err)
+{
+    hypr_error_clear(&ctx->err);
+    ctx->err = *err;
+    *err = (hypr_error)HYPR_ERROR_INIT;
+    if (ctx->err.status == HYPR_OK)
+        ctx->err.status = HYPR_UNKNOWN;
+    return exit_code;
 }
 
 int cli_unary_err(cli_ctx *ctx, const char *method, const void *req,
@@ -113,7 +133,7 @@ int cli_unary(cli_ctx *ctx, const char *method, const void *req,
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     int r = cli_unary_err(ctx, method, req, resp_desc, resp_out, &err);
     if (r < 0)
-        cli_print_rpc_error(&err);
+        cli_print_error(&err);
     return r;
 }
 
@@ -181,13 +201,13 @@ int cli_labels_to_map(const cli_command *cmd, const char *long_name, const cli_l
     return 0;
 }
 
-bool cli_confirm(const char *warning)
+bool cli_confirm(cli_ctx *ctx, const char *warning)
 {
     if (!isatty(STDIN_FILENO)) {
-        fprintf(stderr,
-                "%s\nError: not asking for confirmation because stdin is not a terminal; "
-                "pass -f/--force to proceed without it.\n",
-                warning);
+        fprintf(stderr, "%s\n", warning);
+        cli_fail(ctx, 1,
+                 "not asking for confirmation because stdin is not a terminal; "
+                 "pass -f/--force to proceed without it.");
         return false;
     }
     fprintf(stderr, "%s\nAre you sure you want to continue? [y/N] ", warning);
@@ -197,22 +217,6 @@ bool cli_confirm(const char *warning)
         return false;
     return !strcmp(line, "y\n") || !strcmp(line, "Y\n") || !strcmp(line, "yes\n") ||
            !strcmp(line, "YES\n") || !strcmp(line, "Yes\n");
-}
-
-int cli_write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 int cli_format_or_error(const cli_command *cmd, const char *format, int *exit_code)

@@ -228,6 +228,8 @@ int64_t time_monotonic_ms(void); /* CLOCK_MONOTONIC, milliseconds */
 char *path_join(const char *a, const char *b);
 /* mkdir -p with the given mode for created directories. */
 int mkdir_p(const char *path, mode_t mode);
+/* write(2) until all of data is written, retrying on EINTR; -errno on failure. */
+int fd_write_all(int fd, const void *data, size_t len);
 /* Writes data to path through a temp file + fsync + rename. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 /* Reads a whole file (at most max bytes, else -EFBIG). */

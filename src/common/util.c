@@ -402,28 +402,35 @@ int mkdir_p(const char *path, mode_t mode)
     return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
+int fd_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
     _cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
     _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0)
         return -errno;
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int r = -errno;
-            unlink(tmp);
-            return r;
-        }
-        p += n;
-        left -= (size_t)n;
+    int r = fd_write_all(fd, data, len);
+    if (r < 0) {
+        unlink(tmp);
+        return r;
     }
     if (fsync(fd) < 0 || rename(tmp, path) < 0) {
-        int r = -errno;
+        r = -errno;
         unlink(tmp);
         return r;
     }

@@ -35,6 +35,7 @@ static const handler_entry handlers[] = {
     {"GetImage", api_get_image, NULL},
     {"PullImage", api_pull_image, api_image_job_close},
     {"ImportImage", api_import_image, api_image_job_close},
+    {"Login", api_login, api_login_close},
     {"DeleteImage", api_delete_image, NULL},
     {"GetImageHistory", api_get_image_history, NULL},
     {"ListNetworks", api_list_networks, NULL},

@@ -67,6 +67,10 @@ void api_get_volume(rpc_call *call, ProtobufCMessage *msg);
 void api_list_stacks(rpc_call *call, ProtobufCMessage *msg);
 void api_get_stack(rpc_call *call, ProtobufCMessage *msg);
 
+/* Registry logins (api_login.c): the credentials are checked, never stored. */
+void api_login(rpc_call *call, ProtobufCMessage *msg);
+void api_login_close(rpc_call *call, bool cancelled);
+
 /* Images (api_image.c). */
 void api_pull_image(rpc_call *call, ProtobufCMessage *msg);
 void api_import_image(rpc_call *call, ProtobufCMessage *msg);
@@ -109,6 +113,16 @@ typedef struct api_pull_hooks {
     void *ud;
     void (*free_ud)(void *ud); /* when the pull is over, whether done ran or not; may be NULL */
 } api_pull_hooks;
+/* How hyprd reaches registries, for pulls and logins alike: the
+ * insecure_registries and registry_certs_dir settings, and HYPR_REGISTRY_CA_FILE
+ * from the environment, read when a pull or login starts. */
+typedef struct api_registry_opts {
+    char **insecure;     /* NULL-terminated, or NULL for none */
+    char *certs_dir;     /* Docker-style certs.d */
+    const char *ca_file; /* extra CA bundle (the environment's string), may be NULL */
+} api_registry_opts;
+void api_registry_opts_get(daemon_ctx *d, api_registry_opts *out);
+void api_registry_opts_clear(api_registry_opts *o);
 /* Pulls reference on the thread pool for call (a reference that parses). The
  * call's data is the pull until done runs, so the call's on_close must call
  * api_image_job_close. */

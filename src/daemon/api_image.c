@@ -107,8 +107,8 @@ typedef struct image_job {
     image_progress progress;
     image_pull_opts pull;
     image_import_opts import;
-    char *reference, *platform, *data_dir, *source, *certs_dir;
-    char **insecure;
+    char *reference, *platform, *data_dir, *source;
+    api_registry_opts registry; /* JOB_PULL */
     image_staged staged;
     hypr_error err;
     int result;
@@ -187,8 +187,7 @@ static void job_free(uv_handle_t *h)
     free(j->platform);
     free(j->data_dir);
     free(j->source);
-    free(j->certs_dir);
-    strv_free(j->insecure);
+    api_registry_opts_clear(&j->registry);
     image_config_clear(&j->import.config);
     free(j);
 }
@@ -317,6 +316,21 @@ static void job_start(image_job *j)
     }
 }
 
+void api_registry_opts_get(daemon_ctx *d, api_registry_opts *out)
+{
+    _cleanup_free_ char *insecure = settings_get(d, "insecure_registries");
+    out->insecure = strv_split(insecure, ", ");
+    out->certs_dir = settings_get(d, "registry_certs_dir");
+    out->ca_file = getenv("HYPR_REGISTRY_CA_FILE");
+}
+
+void api_registry_opts_clear(api_registry_opts *o)
+{
+    strv_free(o->insecure);
+    free(o->certs_dir);
+    *o = (api_registry_opts){0};
+}
+
 void api_image_pull(rpc_call *call, const char *reference, const char *platform,
                     const api_pull_hooks *hooks)
 {
@@ -325,16 +339,14 @@ void api_image_pull(rpc_call *call, const char *reference, const char *platform,
     j->hooks = *hooks;
     j->reference = xstrdup(reference);
     j->platform = str_empty(platform) ? NULL : xstrdup(platform);
-    _cleanup_free_ char *insecure = settings_get(d, "insecure_registries");
-    j->insecure = strv_split(insecure, ", ");
-    j->certs_dir = settings_get(d, "registry_certs_dir");
+    api_registry_opts_get(d, &j->registry);
     j->pull = (image_pull_opts){
         .reference = j->reference,
         .platform = j->platform,
         .data_dir = j->data_dir,
-        .insecure = j->insecure,
-        .ca_file = getenv("HYPR_REGISTRY_CA_FILE"),
-        .certs_dir = j->certs_dir,
+        .insecure = j->registry.insecure,
+        .ca_file = j->registry.ca_file,
+        .certs_dir = j->registry.certs_dir,
         .max_parallel = 4,
         .db = d->db,
     };

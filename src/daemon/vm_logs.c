@@ -36,22 +36,6 @@ struct log_follower {
 /* History is sent while the call has less than this queued. */
 #define HISTORY_HIGH_WATER (256 * 1024)
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* The VM's log files, opened once (kept open while the VM runs). */
 static int log_fds(vm_runtime *vm)
 {
@@ -106,9 +90,9 @@ static void write_record(vm_runtime *vm, int stream, const uint8_t *data, size_t
         _cleanup_free_ uint8_t *rec = xmalloc(REC_HEADER + len);
         memcpy(rec, header, REC_HEADER);
         memcpy(rec + REC_HEADER, data, len);
-        r = write_all(vm->log_fds[1], rec, REC_HEADER + len);
+        r = fd_write_all(vm->log_fds[1], rec, REC_HEADER + len);
         if (r >= 0)
-            r = write_all(vm->log_fds[0], data, len);
+            r = fd_write_all(vm->log_fds[0], data, len);
     }
     if (r < 0)
         log_warn("VM %s: cannot write its log: %s", vm->name, strerror(-r));

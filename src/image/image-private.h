@@ -2,6 +2,7 @@
 #ifndef HYPR_IMAGE_PRIVATE_H
 #define HYPR_IMAGE_PRIVATE_H
 
+#include "creds/creds.h"
 #include "image/image.h"
 
 #include <archive.h>
@@ -188,7 +189,6 @@ typedef struct auth_challenge {
 int auth_parse_challenge(const char *header, auth_challenge *out);
 void auth_challenge_clear(auth_challenge *c);
 char *auth_basic_header(const char *user, const char *pass);
-char *auth_base64(const void *data, size_t len);
 
 /* ---- blobs (blobs.c) ---------------------------------------------------------------- */
 

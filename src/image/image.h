@@ -32,6 +32,9 @@ void image_ref_clear(image_ref *r);
 /* The _cleanup_image_*_ helpers clear a value of that type (zeroed or filled)
  * when it goes out of scope. */
 #define _cleanup_image_ref_ _cleanup_(image_ref_clear)
+/* A registry address as a reference names it: host[:port], the host a DNS name,
+ * an IPv4 address or [IPv6]. Fills err (INVALID_ARGUMENT) with what is wrong. */
+int image_registry_check(const char *host, hypr_error *err);
 /* "docker.io/library/nginx" (caller frees). */
 char *image_ref_name(const image_ref *r);
 /* "docker.io/library/nginx:latest", with "@sha256:..." when a digest is set. */
@@ -275,39 +278,24 @@ int image_staged_commit(image_staged *st, store *db, store_image *img, hypr_erro
 void image_staged_discard(image_staged *st);
 void image_staged_clear(image_staged *st);
 
-/* Credentials for a registry host from the docker config ("auths", base64
- * "auth" or username/password). -ENOENT when none. */
-int image_auth_lookup(const char *config_dir, const char *host, char **user, char **pass);
+/* ---- login check (registry.c) ---------------------------------------------- */
 
-/* ---- hypr login / logout (registry.c, auth.c) ------------------------------ */
-
-#define IMAGE_DOCKER_HUB_KEY "https://index.docker.io/v1/"
-
-/* The "auths" key for a server as a user names it: Docker Hub (empty,
- * "docker.io", "index.docker.io", ...) is "https://index.docker.io/v1/",
- * anything else its host[:port] ("http://h:5000/x" -> "h:5000"). Caller frees. */
-char *image_auth_key(const char *server);
-
+/* The credentials a pull uses come from config.json through the creds module;
+ * login only checks them (saving them is the CLI's job). */
 typedef struct image_login_opts {
-    const char *server; /* an auths key or host[:port] */
+    const char *server; /* a creds_key(), host[:port] or URL; empty = Docker Hub */
     const char *user, *pass;
-    char **insecure;       /* registries reached over plain HTTP (NULL-terminated) */
-    const char *ca_file;   /* extra CA bundle, may be NULL */
-    const char *certs_dir; /* as in image_pull_opts */
+    char **insecure;              /* registries reached over plain HTTP (NULL-terminated) */
+    const char *ca_file;          /* extra CA bundle, may be NULL */
+    const char *certs_dir;        /* as in image_pull_opts */
+    const image_progress *cancel; /* only its cancel flag is used; may be NULL */
 } image_login_opts;
 
 /* Checks credentials against the registry: GET /v2/ with basic auth, or a
- * token from the bearer realm with them, like docker login. Refused
- * credentials are UNAUTHENTICATED ("... unauthorized: ..."). Blocking. */
+ * token from the bearer realm with them, like docker login. A server that is
+ * not a host[:port] is INVALID_ARGUMENT, an unreachable one UNAVAILABLE, refused
+ * credentials UNAUTHENTICATED ("... unauthorized: ..."). Blocking. */
 int image_registry_login(const image_login_opts *o, hypr_error *err);
-/* Saves base64(user:pass) as auths[key].auth in config.json of config_dir
- * (NULL = $DOCKER_CONFIG or ~/.docker), replacing entries for the same
- * registry and keeping every other key; written atomically with mode 0600.
- * *path_out (may be NULL) receives the file's path. */
-int image_auth_store(const char *config_dir, const char *key, const char *user, const char *pass,
-                     char **path_out, hypr_error *err);
-/* Removes the entries for key's registry; -ENOENT when there were none. */
-int image_auth_erase(const char *config_dir, const char *key, hypr_error *err);
 
 /* ---- import (import.c) ----------------------------------------------------- */
 

@@ -239,6 +239,15 @@ int image_ref_parse(const char *s, image_ref *out, hypr_error *err)
     return 0;
 }
 
+int image_registry_check(const char *host, hypr_error *err)
+{
+    const char *why = str_empty(host) ? "empty registry host" : check_domain(host, strlen(host));
+    if (why)
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL, "invalid registry \"%s\": %s",
+                        host ? host : "", why);
+    return 0;
+}
+
 char *image_ref_name(const image_ref *r)
 {
     return xasprintf("%s/%s", r->registry, r->repository);

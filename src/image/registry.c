@@ -88,7 +88,7 @@ int registry_client_new(const registry_opts *o, registry_client **out, hypr_erro
     c->repository = xstrdup(o->ref->repository);
     c->ca_file = ca ? ca : o->ca_file ? xstrdup(o->ca_file) : NULL;
     c->cancel = o->cancel;
-    if (image_auth_lookup(o->config_dir, o->ref->registry, &c->user, &c->pass) == 0)
+    if (creds_lookup(o->config_dir, o->ref->registry, &c->user, &c->pass) == 0)
         log_debug("using credentials of %s for %s", c->user, o->ref->registry);
     c->easy = curl_easy_init();
     if (!c->easy) {
@@ -557,15 +557,21 @@ static int login_refused(const char *url, long status, hypr_error *err)
 
 int image_registry_login(const image_login_opts *o, hypr_error *err)
 {
-    _cleanup_free_ char *key = image_auth_key(o->server);
+    _cleanup_free_ char *key = creds_key(o->server);
     /* The host a pull of an image of that registry would name. */
     _cleanup_free_ char *host =
-        strcmp(key, IMAGE_DOCKER_HUB_KEY) ? xstrdup(key) : xstrdup("docker.io");
+        strcmp(key, CREDS_DOCKER_HUB_KEY) ? xstrdup(key) : xstrdup("docker.io");
+    int r = image_registry_check(host, err);
+    if (r < 0)
+        return r;
     image_ref ref = {.registry = host, .repository = (char *)""};
-    registry_opts ro = {
-        .ref = &ref, .insecure = o->insecure, .ca_file = o->ca_file, .certs_dir = o->certs_dir};
+    registry_opts ro = {.ref = &ref,
+                        .insecure = o->insecure,
+                        .ca_file = o->ca_file,
+                        .certs_dir = o->certs_dir,
+                        .cancel = o->cancel};
     _cleanup_(registry_client_freep) registry_client *c = NULL;
-    int r = registry_client_new(&ro, &c, err);
+    r = registry_client_new(&ro, &c, err);
     if (r < 0)
         return r;
     free(c->user);

@@ -3,6 +3,7 @@
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -16,6 +17,7 @@ import pytest
 import hypr_pb2
 from conftest import (HYPRD_BIN, PB2_DIR, SERVICE, free_tcp_port, make_callable, method,
                       read_pidfile, request_class, wait_for)
+from registry import Registry
 
 DEFAULT_SETTINGS = {
     "default_cpus": "1",
@@ -316,6 +318,89 @@ def test_rename_vm_errors(hyprd):
     assert "bad/name" in ei.value.details()
 
 
+# ------------------------------------------------------------------ login
+
+
+@pytest.fixture
+def auth_registry(short_tmp):
+    """Debian's docker-registry behind htpasswd basic auth (hypr / s3cret)."""
+    if not (shutil.which("docker-registry") and shutil.which("htpasswd")):
+        pytest.skip("needs docker-registry and htpasswd (make deps)")
+    reg = Registry(str(short_tmp / "reg"), htpasswd=("hypr", "s3cret")).start()
+    yield reg
+    reg.stop()
+
+
+def login(d, registry, username="hypr", password="s3cret", timeout=30):
+    return d.call("Login", registry=registry, username=username, password=password,
+                  timeout=timeout)
+
+
+def login_error(d, registry, **kw):
+    with pytest.raises(grpc.RpcError) as ei:
+        login(d, registry, **kw)
+    return ei.value
+
+
+def test_login_checks_credentials_and_saves_nothing(daemons, short_tmp, auth_registry):
+    """Login (grpcio) checks the credentials against the registry: good ones succeed,
+    a wrong password is UNAUTHENTICATED with the registry's reason, a bad registry name
+    INVALID_ARGUMENT, an unreachable one UNAVAILABLE, missing fields INVALID_ARGUMENT.
+    The daemon writes no docker config (the client keeps the credentials) and never
+    logs the password."""
+    cfg, home = short_tmp / "docker", short_tmp / "home"
+    cfg.mkdir()
+    home.mkdir()
+    d = daemons.start(env={"DOCKER_CONFIG": str(cfg), "HOME": str(home)})
+    host = auth_registry.host
+
+    r = login(d, host)
+    assert r.status == "Login Succeeded" and r.identity_token == "", r
+    assert login(d, "http://%s/v2/" % host).status == "Login Succeeded"
+
+    err = login_error(d, host, password="wrongpass")
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err.details()
+    assert "unauthorized" in err.details() and host in err.details(), err.details()
+    err = login_error(d, host, username="nobody", password="wrongpass")
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err.details()
+
+    for bad in ("bad host", "-x.example", "127.0.0.1:99999"):
+        err = login_error(d, bad)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (bad, err.details())
+        assert "invalid registry" in err.details(), err.details()
+    unreachable = "127.0.0.1:%d" % free_tcp_port()
+    err = login_error(d, unreachable)
+    assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
+    assert unreachable in err.details(), err.details()
+    for fields in ({"username": ""}, {"password": ""}):
+        err = login_error(d, host, **fields)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+
+    assert os.listdir(cfg) == [] and os.listdir(home) == []
+    assert d.health().status == "healthy"
+    d.stop_clean()
+    assert "s3cret" not in d.log_text() and "wrongpass" not in d.log_text()
+
+
+def test_login_call_gone_before_registry_answers(daemons):
+    """A Login whose call ends (deadline) while the registry says nothing is cancelled:
+    the daemon keeps answering and still shuts down promptly and cleanly."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)  # accepted by the kernel, never answered
+    try:
+        d = daemons.start()
+        host = "127.0.0.1:%d" % srv.getsockname()[1]
+        err = login_error(d, host, timeout=1)
+        assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED, err.details()
+        assert d.health().status == "healthy"
+        t0 = time.monotonic()
+        d.stop_clean()
+        assert time.monotonic() - t0 < 10
+    finally:
+        srv.close()
+
+
 def test_unimplemented_list_covers_the_rest_of_the_service():
     """Sanity of this suite: the RPCs tested here are exactly the service minus the
     implemented ones (a new RPC in the proto must be classified)."""
@@ -325,7 +410,7 @@ def test_unimplemented_list_covers_the_rest_of_the_service():
                    "SubscribeEvents", "PullImage", "ImportImage", "DeleteImage",
                    "GetImageHistory", "CreateVM", "StartVM", "StopVM", "DeleteVM", "RunVM",
                    "StreamVMMetrics", "StreamLogs", "Exec", "CreateNetwork", "DeleteNetwork",
-                   "RenameVM"}
+                   "RenameVM", "Login"}
     assert set(NOT_IMPLEMENTED) == {m.name for m in SERVICE.methods} - implemented
 
 

@@ -499,6 +499,41 @@ def test_login_pull_logout(env, daemons, short_tmp):
     assert "requires credentials: run hypr login" in err.details(), err.details()
 
 
+def test_login_wrong_password_leaves_config_untouched(env, daemons, short_tmp):
+    """hypr login with a wrong password: the daemon's check fails, so the CLI exits 1
+    with one clear error line and writes nothing (an existing config.json keeps its
+    bytes, a missing one is not created); the password is nowhere in the output."""
+    cfg = str(short_tmp / "docker")
+    os.makedirs(cfg)
+    path = os.path.join(cfg, "config.json")
+    text = '{"auths": {"%s": {"auth": "eDp5"}}, "psFormat": "table"}' % env.auth.host
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    before = os.stat(path)
+    d = daemons.start()
+    denv = {"DOCKER_CONFIG": cfg}
+    p = cli(d, "login", "-u", "hypr", "--password-stdin", env.auth.host, check=False,
+            env_extra=denv, input="wrongpass\n")
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), p.stderr
+    assert "unauthorized" in lines[0] and "incorrect username or password" in lines[0], p.stderr
+    assert p.stdout == "" and "wrongpass" not in p.stderr
+    with open(path) as f:
+        assert f.read() == text
+    after = os.stat(path)
+    assert (after.st_mtime_ns, after.st_ino, after.st_mode) == (
+        before.st_mtime_ns, before.st_ino, before.st_mode)
+    assert os.listdir(cfg) == ["config.json"]
+
+    empty = str(short_tmp / "empty")
+    p = cli(d, "login", "-u", "hypr", "-p", "wrongpass", env.auth.host, check=False,
+            env_extra={"DOCKER_CONFIG": empty})
+    assert p.returncode == 1 and "unauthorized" in p.stderr, p.stderr
+    assert not os.path.exists(empty)
+
+
 def test_login_bearer_token_registry(env, hyprd, short_tmp):
     proxy = AuthProxy(env.reg.host, bearer=True, creds=("tokenuser", "tokenpass")).start()
     try:

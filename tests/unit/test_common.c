@@ -120,6 +120,21 @@ static void test_mkdir_p_atomic_write_read_limit_and_rm_rf(void **state)
     assert_int_equal(rm_rf(tmpl), 0);
 }
 
+static void test_fd_write_all(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(fd_write_all(fds[1], "abc", 3), 0);
+    assert_int_equal(fd_write_all(fds[1], "", 0), 0);
+    close(fds[1]);
+    char got[8] = {0};
+    assert_int_equal(read(fds[0], got, sizeof(got)), 3);
+    assert_string_equal(got, "abc");
+    assert_int_equal(fd_write_all(fds[0], "x", 1), -EBADF); /* the read end */
+    close(fds[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -129,6 +144,7 @@ int main(void)
         cmocka_unit_test(test_int_and_size_parsing_and_size_format),
         cmocka_unit_test(test_buf_and_strv),
         cmocka_unit_test(test_mkdir_p_atomic_write_read_limit_and_rm_rf),
+        cmocka_unit_test(test_fd_write_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

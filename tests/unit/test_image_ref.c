@@ -111,12 +111,30 @@ static void test_name_string_endpoint_and_store_dir(void **state)
     assert_string_equal(dn2, "localhost_5000_a_0123456789ab");
 }
 
+static void test_registry_check_accepts_host_port_and_refuses_junk(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"localhost",      "localhost:5000", "reg.example",
+                                       "127.0.0.1:5000", "[::1]:5000",     "my-registry"};
+    for (size_t i = 0; i < ARRAY_SIZE(good); i++)
+        assert_int_equal(image_registry_check(good[i], NULL), 0);
+    static const char *const bad[] = {"",           "a b",     "-x",   "x.",  "host:", "host:0",
+                                      "host:99999", "host:5x", "[::1", "h/x", "h\x01"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+        assert_int_equal(image_registry_check(bad[i], &err), -EINVAL);
+        assert_int_equal(err.status, HYPR_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.message, "invalid registry"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_references_normalised),
         cmocka_unit_test(test_invalid_references_say_why),
         cmocka_unit_test(test_name_string_endpoint_and_store_dir),
+        cmocka_unit_test(test_registry_check_accepts_host_port_and_refuses_junk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
