@@ -52,7 +52,7 @@ static const char *const client_streaming[] = {"Exec", "BuildImage"};
 
 static void api_unimplemented(rpc_call *call, ProtobufCMessage *msg)
 {
-    protobuf_c_message_free_unpacked(msg, NULL);
+    _cleanup_pb_ ProtobufCMessage *req = msg;
     if (rpc_call_is_finished(call))
         return;
     const char *path = rpc_call_path(call);

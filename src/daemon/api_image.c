@@ -237,7 +237,7 @@ static void after_work_cb(uv_work_t *w, int status)
     image_job *j = w->data;
     rpc_call *call = j->call;
     bool gone = !call || rpc_call_is_finished(call) || status == UV_ECANCELED;
-    store_image img = {0};
+    _cleanup_store_image_ store_image img = {0};
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     int r = j->result;
     if (r < 0 || gone) {
@@ -264,8 +264,6 @@ static void after_work_cb(uv_work_t *w, int status)
             j->kind == JOB_PULL ? j->hooks.done(call, &img, NULL, j->hooks.ud)
                                 : reply_import(call, &img);
     }
-    if (r >= 0)
-        store_image_clear(&img);
     uv_close((uv_handle_t *)&j->async, job_free);
 }
 
@@ -380,24 +378,20 @@ static void pull_done(rpc_call *call, const store_image *img, hypr_error *err, v
 
 void api_pull_image(rpc_call *call, ProtobufCMessage *msg)
 {
-    Hypr__V1__PullImageRequest *req = (Hypr__V1__PullImageRequest *)msg;
+    _cleanup_pb_ Hypr__V1__PullImageRequest *req = (Hypr__V1__PullImageRequest *)msg;
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    image_ref ref;
+    _cleanup_image_ref_ image_ref ref = {0};
     if (image_ref_parse(req->reference, &ref, &err) < 0) {
-        protobuf_c_message_free_unpacked(msg, NULL);
         api_fail(call, &err);
         return;
     }
-    image_ref_clear(&ref);
     if (d->shutting_down) {
-        protobuf_c_message_free_unpacked(msg, NULL);
         rpc_call_finish(call, HYPR_UNAVAILABLE, "hyprd is shutting down");
         return;
     }
     const api_pull_hooks hooks = {.progress = pull_progress, .done = pull_done};
     api_image_pull(call, req->reference, req->platform, &hooks);
-    protobuf_c_message_free_unpacked(msg, NULL);
 }
 
 static char **strv_from(char **v, size_t n)
@@ -410,10 +404,9 @@ static char **strv_from(char **v, size_t n)
 
 void api_import_image(rpc_call *call, ProtobufCMessage *msg)
 {
-    Hypr__V1__ImportImageRequest *req = (Hypr__V1__ImportImageRequest *)msg;
+    _cleanup_pb_ Hypr__V1__ImportImageRequest *req = (Hypr__V1__ImportImageRequest *)msg;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     if (str_empty(req->source) || str_empty(req->reference)) {
-        protobuf_c_message_free_unpacked(msg, NULL);
         hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL, "import needs a source path and a reference");
         api_fail(call, &err);
         return;
@@ -432,7 +425,6 @@ void api_import_image(rpc_call *call, ProtobufCMessage *msg)
         c->labels = strv_append(c->labels, req->labels[i]->key);
         c->labels = strv_append(c->labels, req->labels[i]->value);
     }
-    protobuf_c_message_free_unpacked(msg, NULL);
     j->import.source = j->source;
     j->import.reference = j->reference;
     j->import.data_dir = j->data_dir;
@@ -441,79 +433,70 @@ void api_import_image(rpc_call *call, ProtobufCMessage *msg)
 
 /* ---- DeleteImage / GetImageHistory ----------------------------------------------------- */
 
-void api_delete_image(rpc_call *call, ProtobufCMessage *msg)
+/* A VM whose image this is refuses the removal (without force), like docker rmi. */
+static int check_unused(daemon_ctx *d, const store_image *img, hypr_error *err)
 {
-    Hypr__V1__DeleteImageRequest *req = (Hypr__V1__DeleteImageRequest *)msg;
-    daemon_ctx *d = api_daemon(call);
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    store_image img = {0};
     store_vm *vms = NULL;
-    size_t n_vms = 0;
-    if (str_empty(req->id)) {
-        hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL, "an image ID or reference is required");
-        goto fail;
-    }
-    if (image_store_find(d->db, req->id, &img, &err) < 0)
-        goto fail;
-    if (store_vm_list(d->db, &vms, &n_vms, &err) < 0)
-        goto fail;
-    if (!req->force) {
-        for (size_t i = 0; i < n_vms; i++) {
-            if (vms[i].image_id && !strcmp(vms[i].image_id, img.id)) {
-                hypr_err(&err, HYPR_FAILED_PRECONDITION, EBUSY,
+    size_t n = 0;
+    int r = store_vm_list(d->db, &vms, &n, err);
+    for (size_t i = 0; r >= 0 && i < n; i++)
+        if (vms[i].image_id && strcmp(vms[i].image_id, img->id) == 0)
+            r = hypr_err(err, HYPR_FAILED_PRECONDITION, EBUSY,
                          "image %s:%s is used by VM %s (%.12s): remove the VM first or use "
                          "--force",
-                         img.name, img.tag ? img.tag : "", vms[i].name, vms[i].id);
-                goto fail;
-            }
-        }
+                         img->name, img->tag ? img->tag : "", vms[i].name, vms[i].id);
+    store_vms_free(vms, n);
+    return r;
+}
+
+void api_delete_image(rpc_call *call, ProtobufCMessage *msg)
+{
+    _cleanup_pb_ Hypr__V1__DeleteImageRequest *req = (Hypr__V1__DeleteImageRequest *)msg;
+    daemon_ctx *d = api_daemon(call);
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    _cleanup_store_image_ store_image img = {0};
+    int r = str_empty(req->id) ? hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL,
+                                          "an image ID or reference is required")
+                               : image_store_find(d->db, req->id, &img, &err);
+    if (r >= 0 && !req->force)
+        r = check_unused(d, &img, &err);
+    if (r >= 0)
+        r = image_store_remove(d->db, &img, &err);
+    if (r < 0) {
+        api_fail(call, &err);
+        return;
     }
-    if (image_store_remove(d->db, &img, &err) < 0)
-        goto fail;
-    {
-        _cleanup_free_ char *ref = xasprintf("%s:%s", img.name, img.tag ? img.tag : "");
-        _cleanup_free_ char *deleted = xasprintf("sha256:%s", img.id);
-        char *attrs[] = {"name", ref, NULL};
-        event_publish(d->events, "image.deleted", img.id, ref, attrs);
-        log_info("deleted image %s (%s)", ref, img.id);
-        Hypr__V1__DeleteImageResponse resp = HYPR__V1__DELETE_IMAGE_RESPONSE__INIT;
-        char *list[] = {deleted};
-        resp.n_deleted = 1;
-        resp.deleted = list;
-        rpc_call_reply(call, &resp.base);
-    }
-    store_vms_free(vms, n_vms);
-    store_image_clear(&img);
-    protobuf_c_message_free_unpacked(msg, NULL);
-    return;
-fail:
-    store_vms_free(vms, n_vms);
-    store_image_clear(&img);
-    protobuf_c_message_free_unpacked(msg, NULL);
-    api_fail(call, &err);
+    _cleanup_free_ char *ref = xasprintf("%s:%s", img.name, img.tag ? img.tag : "");
+    _cleanup_free_ char *deleted = xasprintf("sha256:%s", img.id);
+    char *attrs[] = {"name", ref, NULL};
+    event_publish(d->events, "image.deleted", img.id, ref, attrs);
+    log_info("deleted image %s (%s)", ref, img.id);
+    Hypr__V1__DeleteImageResponse resp = HYPR__V1__DELETE_IMAGE_RESPONSE__INIT;
+    char *list[] = {deleted};
+    resp.n_deleted = 1;
+    resp.deleted = list;
+    rpc_call_reply(call, &resp.base);
 }
 
 void api_get_image_history(rpc_call *call, ProtobufCMessage *msg)
 {
-    Hypr__V1__GetImageHistoryRequest *req = (Hypr__V1__GetImageHistoryRequest *)msg;
+    _cleanup_pb_ Hypr__V1__GetImageHistoryRequest *req = (Hypr__V1__GetImageHistoryRequest *)msg;
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    store_image img = {0};
-    image_info info = {0};
+    _cleanup_store_image_ store_image img = {0};
+    _cleanup_image_info_ image_info info = {0};
     int r = str_empty(req->id) ? hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL,
                                           "an image ID or reference is required")
                                : image_store_find(d->db, req->id, &img, &err);
-    protobuf_c_message_free_unpacked(msg, NULL);
     if (r >= 0 && image_info_from_json(img.manifest, &info, &err) < 0)
         r = hypr_err_prefix(&err, "image %s", img.id);
     if (r < 0) {
-        store_image_clear(&img);
         api_fail(call, &err);
         return;
     }
     size_t n = info.config.n_history;
-    Hypr__V1__ImageHistoryEntry *items = xcalloc(n ? n : 1, sizeof(*items));
-    Hypr__V1__ImageHistoryEntry **ptrs = xcalloc(n ? n : 1, sizeof(*ptrs));
+    _cleanup_free_ Hypr__V1__ImageHistoryEntry *items = xcalloc(n ? n : 1, sizeof(*items));
+    _cleanup_free_ Hypr__V1__ImageHistoryEntry **ptrs = xcalloc(n ? n : 1, sizeof(*ptrs));
     for (size_t i = 0; i < n; i++) {
         /* newest first, like docker history */
         const image_history *h = &info.config.history[n - 1 - i];
@@ -529,8 +512,4 @@ void api_get_image_history(rpc_call *call, ProtobufCMessage *msg)
     resp.n_history = n;
     resp.history = ptrs;
     rpc_call_reply(call, &resp.base);
-    free(items);
-    free(ptrs);
-    image_info_clear(&info);
-    store_image_clear(&img);
 }

@@ -78,7 +78,7 @@ static void login_done(uv_work_t *req, int status)
 
 void api_login(rpc_call *call, ProtobufCMessage *msg)
 {
-    Hypr__V1__LoginRequest *req = (Hypr__V1__LoginRequest *)msg;
+    _cleanup_pb_ Hypr__V1__LoginRequest *req = (Hypr__V1__LoginRequest *)msg;
     daemon_ctx *d = api_daemon(call);
     login_work *w = xcalloc(1, sizeof(*w));
     w->req.data = w;
@@ -87,7 +87,6 @@ void api_login(rpc_call *call, ProtobufCMessage *msg)
     w->username = xstrdup(req->username);
     w->password = xstrdup(req->password);
     wipe(req->password);
-    protobuf_c_message_free_unpacked(msg, NULL);
     if (d->shutting_down) {
         login_work_free(w);
         rpc_call_finish(call, HYPR_UNAVAILABLE, "hyprd is shutting down");

@@ -8,7 +8,7 @@
 
 void api_health(rpc_call *call, ProtobufCMessage *msg)
 {
-    protobuf_c_message_free_unpacked(msg, NULL);
+    _cleanup_pb_ ProtobufCMessage *req = msg;
     daemon_ctx *d = api_daemon(call);
     Hypr__V1__HealthResponse resp = HYPR__V1__HEALTH_RESPONSE__INIT;
     resp.status = d->shutting_down ? "stopping" : "healthy";
@@ -57,35 +57,31 @@ static void reply_settings(rpc_call *call, daemon_ctx *d, bool update)
 
 void api_get_settings(rpc_call *call, ProtobufCMessage *msg)
 {
-    protobuf_c_message_free_unpacked(msg, NULL);
+    _cleanup_pb_ ProtobufCMessage *req = msg;
     reply_settings(call, api_daemon(call), false);
 }
 
 void api_update_settings(rpc_call *call, ProtobufCMessage *msg)
 {
     daemon_ctx *d = api_daemon(call);
-    Hypr__V1__UpdateSettingsRequest *req = (Hypr__V1__UpdateSettingsRequest *)msg;
+    _cleanup_pb_ Hypr__V1__UpdateSettingsRequest *req = (Hypr__V1__UpdateSettingsRequest *)msg;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     size_t n = req->n_settings;
-    store_kv *kv = xcalloc(n, sizeof(*kv));
-    char **attrs = xcalloc(2 * n + 1, sizeof(char *));
+    _cleanup_free_ store_kv *kv = xcalloc(n, sizeof(*kv));
+    _cleanup_free_ char **attrs = xcalloc(2 * n + 1, sizeof(char *));
     for (size_t i = 0; i < n; i++) {
         kv[i].key = req->settings[i]->key;
         kv[i].value = req->settings[i]->value;
         attrs[2 * i] = kv[i].key;
         attrs[2 * i + 1] = kv[i].value;
     }
-    int r = settings_update(d, kv, n, &err);
-    if (r < 0) {
+    if (settings_update(d, kv, n, &err) < 0) {
         api_fail(call, &err);
-    } else {
-        log_info("settings updated (%zu key%s)", n, n == 1 ? "" : "s");
-        event_publish(d->events, "settings.updated", "settings", NULL, attrs);
-        reply_settings(call, d, true);
+        return;
     }
-    free(attrs);
-    free(kv);
-    protobuf_c_message_free_unpacked(msg, NULL);
+    log_info("settings updated (%zu key%s)", n, n == 1 ? "" : "s");
+    event_publish(d->events, "settings.updated", "settings", NULL, attrs);
+    reply_settings(call, d, true);
 }
 
 static _Thread_local uint64_t walk_total; /* nftw has no user pointer */
@@ -165,7 +161,7 @@ static void stats_done(uv_work_t *req, int status)
 
 void api_get_system_stats(rpc_call *call, ProtobufCMessage *msg)
 {
-    protobuf_c_message_free_unpacked(msg, NULL);
+    _cleanup_pb_ ProtobufCMessage *req = msg;
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_counts c;
@@ -208,17 +204,15 @@ void api_get_system_stats_close(rpc_call *call, bool cancelled)
 void api_subscribe_events(rpc_call *call, ProtobufCMessage *msg)
 {
     daemon_ctx *d = api_daemon(call);
-    Hypr__V1__SubscribeEventsRequest *req = (Hypr__V1__SubscribeEventsRequest *)msg;
+    _cleanup_pb_ Hypr__V1__SubscribeEventsRequest *req = (Hypr__V1__SubscribeEventsRequest *)msg;
+    if (d->shutting_down) {
+        rpc_call_finish(call, HYPR_UNAVAILABLE, "hyprd is shutting down");
+        return;
+    }
     char **filters = NULL;
     for (size_t i = 0; i < req->n_types; i++)
         if (!str_empty(req->types[i]))
             filters = strv_append(filters, req->types[i]);
-    protobuf_c_message_free_unpacked(msg, NULL);
-    if (d->shutting_down) {
-        strv_free(filters);
-        rpc_call_finish(call, HYPR_UNAVAILABLE, "hyprd is shutting down");
-        return;
-    }
     event_bus_subscribe(d->events, call, filters);
 }
 

@@ -103,12 +103,12 @@ static int network_up(daemon_ctx *d, const store_network *sn, hypr_error *err)
 
 static int ensure_default(daemon_ctx *d, hypr_error *err)
 {
-    store_network sn = {0};
-    if (store_network_find(d->db, DEFAULT_NETWORK, &sn, NULL) == 0) {
-        store_network_clear(&sn);
-        return 0;
-    }
-    int r = id_generate(sn.id);
+    _cleanup_store_network_ store_network sn = {0};
+    int r = store_network_find(d->db, DEFAULT_NETWORK, &sn, err);
+    if (r != -ENOENT)
+        return r;
+    hypr_error_clear(err);
+    r = id_generate(sn.id);
     if (r < 0)
         return hypr_err(err, HYPR_INTERNAL, -r, "generate a network ID");
     sn.name = xstrdup(DEFAULT_NETWORK);
@@ -117,9 +117,7 @@ static int ensure_default(daemon_ctx *d, hypr_error *err)
     sn.gateway = xstrdup(DEFAULT_GATEWAY);
     sn.bridge = xstrdup(DEFAULT_BRIDGE);
     sn.created_at = time_now_ms() / 1000;
-    r = store_network_insert(d->db, &sn, err);
-    store_network_clear(&sn);
-    return r;
+    return store_network_insert(d->db, &sn, err);
 }
 
 /* TAPs of VMs that are not running (a daemon that died) go away. */
@@ -277,17 +275,15 @@ static int vm_address(daemon_ctx *d, network *n, const char *vm_id, uint32_t *ou
 {
     store_ip_allocation *rows = NULL;
     size_t count = 0;
-    if (store_ip_list(d->db, n->name, &rows, &count, NULL) == 0) {
-        for (size_t i = 0; i < count; i++) {
-            if (rows[i].vm_id && strcmp(rows[i].vm_id, vm_id) == 0 &&
-                net_ip4_parse(rows[i].address, out) == 0) {
-                store_ip_allocations_free(rows, count);
-                return 0;
-            }
-        }
-        store_ip_allocations_free(rows, count);
-    }
-    return ipam_allocate(n->pool, vm_id, NULL, out, err);
+    int r = store_ip_list(d->db, n->name, &rows, &count, err);
+    if (r < 0)
+        return hypr_err_prefix(err, "addresses of network %s", n->name);
+    bool held = false;
+    for (size_t i = 0; !held && i < count; i++)
+        held = rows[i].vm_id && strcmp(rows[i].vm_id, vm_id) == 0 &&
+               net_ip4_parse(rows[i].address, out) == 0;
+    store_ip_allocations_free(rows, count);
+    return held ? 0 : ipam_allocate(n->pool, vm_id, NULL, out, err);
 }
 
 /* The networks a config names, in order (none = the default one): each must exist,
@@ -360,6 +356,10 @@ int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig 
     netmgr *m = mgr(d);
     memset(boot, 0, sizeof(*boot));
     *out = NULL;
+    if (!m) /* no network manager (unit tests): VMs boot without a NIC */
+        return cfg->n_ports ? hypr_err(err, HYPR_FAILED_PRECONDITION, EPERM,
+                                       "cannot publish ports: networking is off in this hyprd")
+                            : 0;
     network *nets[NET_MAX_NICS];
     size_t n_nets = 0;
     int r = config_networks(m, cfg, nets, &n_nets, err);
@@ -436,8 +436,13 @@ void netmgr_vm_deleted(daemon_ctx *d, const char *vm_id)
     netmgr *m = mgr(d);
     if (!m)
         return;
-    for (network *n = m->nets; n; n = n->next)
-        ipam_release_vm(n->pool, vm_id, NULL);
+    for (network *n = m->nets; n; n = n->next) {
+        _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+        /* The record is gone already: nobody to answer but the log. */
+        if (ipam_release_vm(n->pool, vm_id, &err) < 0)
+            log_warn("network %s: cannot release the addresses of VM %.12s: %s", n->name, vm_id,
+                     err.message);
+    }
 }
 
 int netmgr_vm_attachments(const vm_net *v, Hypr__V1__NetworkAttachment ***out)

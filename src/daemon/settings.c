@@ -149,22 +149,29 @@ const setting_def *settings_find(const char *key)
 
 char *settings_get(daemon_ctx *d, const char *key)
 {
-    char *value = NULL;
-    if (store_setting_get(d->db, key, &value, NULL) == 0)
-        return value;
     const setting_def *def = settings_find(key);
+    char *value = NULL;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    int r = store_setting_get(d->db, key, &value, &err);
+    if (r == 0)
+        return value;
+    /* Unset means the default; a store that cannot answer is said, not hidden. */
+    if (r != -ENOENT)
+        log_error("setting %s: %s; using its default", key, err.message);
     return xstrdup(def ? def->default_value : "");
 }
 
 int64_t settings_get_int(daemon_ctx *d, const char *key)
 {
     _cleanup_free_ char *v = settings_get(d, key);
+    const setting_def *def = settings_find(key);
     int64_t n = 0;
-    if (parse_int64(v, INT64_MIN, INT64_MAX, &n) < 0) {
-        const setting_def *def = settings_find(key);
-        if (def)
-            parse_int64(def->default_value, INT64_MIN, INT64_MAX, &n);
-    }
+    if (parse_int64(v, def ? def->min : INT64_MIN, def ? def->max : INT64_MAX, &n) == 0)
+        return n;
+    /* Only a database edited by hand gets here: stored values were validated. */
+    log_error("setting %s: stored value \"%s\" is not valid; using its default", key, v);
+    if (def)
+        parse_int64(def->default_value, INT64_MIN, INT64_MAX, &n);
     return n;
 }
 

@@ -78,12 +78,15 @@ static void strv_push_all(manifest_strv *out, char **v)
         manifest_strv_push(out, v[i]);
 }
 
-/* Entrypoint, cmd, env, workdir and user of the image, from its manifest.json. */
-static void image_defaults(const store_image *img, kestrel_manifest *m)
+/* Entrypoint, cmd, env, workdir and user of the image, from its manifest.json (an
+ * image imported without one has none). */
+static int image_defaults(const store_image *img, kestrel_manifest *m, hypr_error *err)
 {
-    image_info info = {0};
-    if (str_empty(img->manifest) || image_info_from_json(img->manifest, &info, NULL) < 0)
-        return;
+    _cleanup_image_info_ image_info info = {0};
+    if (str_empty(img->manifest))
+        return 0;
+    if (image_info_from_json(img->manifest, &info, err) < 0)
+        return hypr_err_prefix(err, "image %.12s: its stored manifest", img->id);
     strv_push_all(&m->entrypoint, info.config.entrypoint);
     strv_push_all(&m->cmd, info.config.cmd);
     strv_push_all(&m->image_env, info.config.env);
@@ -91,7 +94,7 @@ static void image_defaults(const store_image *img, kestrel_manifest *m)
         m->workdir = xstrdup(info.config.workdir);
     if (!str_empty(info.config.user))
         m->user = xstrdup(info.config.user);
-    image_info_clear(&info);
+    return 0;
 }
 
 static void strv_reset(manifest_strv *v)
@@ -110,7 +113,11 @@ int vm_build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg, const 
 {
     kestrel_manifest m;
     manifest_init(&m);
-    image_defaults(img, &m);
+    int r = image_defaults(img, &m, err);
+    if (r < 0) {
+        manifest_free(&m);
+        return r;
+    }
     /* The first network has the default route and the resolver (hyprd's DNS server
      * on its gateway); the others only their subnets. kestrel finds each NIC by MAC. */
     for (size_t i = 0; i < net->n_nics; i++) {
@@ -156,7 +163,6 @@ int vm_build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg, const 
         restart_policy_parse(policy, &m.restart, &m.restart_max);
     }
     m.stop_timeout_s = cfg->stop_timeout;
-    int r = 0;
     if (m.entrypoint.n == 0 && m.cmd.n == 0)
         r = hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
                      "no command to run: the image has no entrypoint or cmd; give one after "
