@@ -61,10 +61,13 @@ static void vm_remove_files(daemon_ctx *d, const char *id)
 
 int vm_remove_record_err(daemon_ctx *d, const char *id, const char *name, hypr_error *err)
 {
+    /* Addresses first: deleting the record drops its address rows too, and the
+     * pools free only the addresses they find in those rows. A record whose
+     * delete then fails gets new addresses at its next start. */
+    netmgr_vm_deleted(d, id);
     int r = store_vm_delete(d->db, id, err);
     if (r < 0 && r != -ENOENT)
         return hypr_err_prefix(err, "remove VM %s", name);
-    netmgr_vm_deleted(d, id);
     vm_remove_files(d, id);
     log_info("deleted VM %s (%.12s)", name, id);
     vm_notice n = {.kind = VM_NOTICE_REMOVED, .id = id, .name = name};

@@ -362,15 +362,13 @@ static int fetch_token(registry_client *c, hypr_error *err)
         curl_free(sc);
     }
     _cleanup_free_ char *basic = c->user ? auth_basic_header(c->user, c->pass) : NULL;
-    http_resp resp = {.max = MAX_TOKEN_BODY};
+    _cleanup_(resp_clear) http_resp resp = {.max = MAX_TOKEN_BODY};
     int r = http_get(c, url.data, NULL, basic, &resp, err);
     buf_free(&url);
     if (r < 0) {
-        resp_clear(&resp);
         return hypr_err_prefix(err, "token from %s", c->chal.realm);
     }
     if (resp.status == 401 || resp.status == 403) {
-        resp_clear(&resp);
         return hypr_err(
             err, HYPR_UNAUTHENTICATED, EACCES, "registry %s: authentication failed (%s): %s",
             c->host, c->user ? "bad credentials?" : "no credentials",
@@ -378,13 +376,11 @@ static int fetch_token(registry_client *c, hypr_error *err)
     }
     if (resp.status != 200) {
         long st = resp.status;
-        resp_clear(&resp);
         return hypr_err(err, HYPR_UNAVAILABLE, EIO, "registry %s: token endpoint answered HTTP %ld",
                         c->host, st);
     }
     json_error_t je;
     json_t *o = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, &je);
-    resp_clear(&resp);
     const char *tok = json_string_value(json_object_get(o, "token"));
     if (str_empty(tok))
         tok = json_string_value(json_object_get(o, "access_token"));
@@ -425,26 +421,22 @@ int registry_reauth(registry_client *c, const char *www_authenticate, hypr_error
 int registry_ping(registry_client *c, hypr_error *err)
 {
     _cleanup_free_ char *url = xasprintf("%s/v2/", c->base);
-    http_resp resp = {.max = 64 * 1024};
+    _cleanup_(resp_clear) http_resp resp = {.max = 64 * 1024};
     int r = http_get(c, url, NULL, NULL, &resp, err);
     if (r < 0) {
-        resp_clear(&resp);
         return r;
     }
     if (resp.status == 200) {
-        resp_clear(&resp);
         return 0;
     }
     if (resp.status == 401) {
         _cleanup_free_ char *chal = resp.www_authenticate ? xstrdup(resp.www_authenticate) : NULL;
-        resp_clear(&resp);
         if (!chal)
             return hypr_err(err, HYPR_UNAUTHENTICATED, EACCES,
                             "registry %s: 401 without WWW-Authenticate", c->host);
         return registry_reauth(c, chal, err);
     }
     long st = resp.status;
-    resp_clear(&resp);
     /* 400 to plain HTTP is what a TLS server answers it. */
     bool tls_hint = st == 400 && str_startswith(c->base, "http:");
     return hypr_err(err, HYPR_UNAVAILABLE, EPROTO,
@@ -477,18 +469,16 @@ int registry_get_manifest(registry_client *c, const char *reference, char **body
     *body = *content_type = *digest = NULL;
     _cleanup_free_ char *url =
         xasprintf("%s/v2/%s/manifests/%s", c->base, c->repository, reference);
-    http_resp resp = {.max = MAX_MANIFEST};
+    _cleanup_(resp_clear) http_resp resp = {.max = MAX_MANIFEST};
     int r = authed_get(c, url,
                        "Accept: " IMAGE_MT_OCI_INDEX ", " IMAGE_MT_OCI_MANIFEST
                        ", " IMAGE_MT_DOCKER_LIST ", " IMAGE_MT_DOCKER_MANIFEST,
                        &resp, err);
     if (r < 0) {
-        resp_clear(&resp);
         return r;
     }
     long st = resp.status;
     if (st != 200) {
-        resp_clear(&resp);
         if (st == 404)
             return hypr_err(err, HYPR_NOT_FOUND, ENOENT, "manifest %s not found in %s/%s",
                             reference, c->host, c->repository);
@@ -503,14 +493,12 @@ int registry_get_manifest(registry_client *c, const char *reference, char **body
     if (image_digest_valid(reference) && strcmp(reference, *digest)) {
         free(*digest);
         *digest = NULL;
-        resp_clear(&resp);
         return hypr_err(err, HYPR_DATA_LOSS, EBADMSG,
                         "manifest %s: content does not match its digest", reference);
     }
     *content_type = resp.content_type ? xstrdup(resp.content_type) : NULL;
     *len = resp.body.len;
     *body = resp.body.data ? buf_steal(&resp.body) : xstrdup("");
-    resp_clear(&resp);
     return 0;
 }
 
@@ -519,15 +507,13 @@ int registry_get_blob_mem(registry_client *c, const char *digest, size_t max, ch
 {
     *body = NULL;
     _cleanup_free_ char *url = registry_blob_url(c, digest);
-    http_resp resp = {.max = max};
+    _cleanup_(resp_clear) http_resp resp = {.max = max};
     int r = authed_get(c, url, NULL, &resp, err);
     if (r < 0) {
-        resp_clear(&resp);
         return hypr_err_prefix(err, "blob %.19s", digest);
     }
     if (resp.status != 200) {
         long st = resp.status;
-        resp_clear(&resp);
         return hypr_err(err, st == 404 ? HYPR_NOT_FOUND : HYPR_UNAVAILABLE,
                         st == 404 ? ENOENT : EIO, "blob %s: registry %s answered HTTP %ld", digest,
                         c->host, st);
@@ -535,13 +521,11 @@ int registry_get_blob_mem(registry_client *c, const char *digest, size_t max, ch
     _cleanup_free_ char *got =
         img_sha256_digest(resp.body.data ? resp.body.data : "", resp.body.len);
     if (strcmp(got, digest)) {
-        resp_clear(&resp);
         return hypr_err(err, HYPR_DATA_LOSS, EBADMSG, "blob %s: digest mismatch (got %s)", digest,
                         got);
     }
     *len = resp.body.len;
     *body = resp.body.data ? buf_steal(&resp.body) : xstrdup("");
-    resp_clear(&resp);
     return 0;
 }
 
@@ -579,7 +563,7 @@ int image_registry_login(const image_login_opts *o, hypr_error *err)
     c->user = xstrdup(o->user);
     c->pass = xstrdup(o->pass);
     _cleanup_free_ char *url = xasprintf("%s/v2/", c->base);
-    http_resp resp = {.max = 64 * 1024};
+    _cleanup_(resp_clear) http_resp resp = {.max = 64 * 1024};
     r = http_get(c, url, NULL, NULL, &resp, err);
     long st = resp.status;
     _cleanup_free_ char *chal = resp.www_authenticate ? xstrdup(resp.www_authenticate) : NULL;
@@ -604,7 +588,6 @@ int image_registry_login(const image_login_opts *o, hypr_error *err)
     }
     r = http_get(c, url, NULL, c->auth_header, &resp, err);
     st = resp.status;
-    resp_clear(&resp);
     if (r < 0)
         return r;
     if (st == 401 || st == 403)
