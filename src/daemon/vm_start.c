@@ -99,8 +99,15 @@ static bool should_restart(vm_runtime *vm, bool failed)
 {
     _cleanup_store_vm_ store_vm rec = {0};
     _cleanup_vm_config_ Hypr__V1__VMConfig *cfg = NULL;
-    if (store_vm_find(vm->d->db, vm->id, &rec, NULL) < 0 || vm_config_decode(&rec, &cfg, NULL) < 0)
-        return false; /* removed meanwhile */
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    int r = store_vm_find(vm->d->db, vm->id, &rec, &err);
+    if (r >= 0)
+        r = vm_config_decode(&rec, &cfg, &err);
+    if (r < 0) {
+        if (r != -ENOENT) /* removed meanwhile is no news; anything else is */
+            log_error("VM %s: restart policy unknown, not restarting: %s", vm->name, err.message);
+        return false;
+    }
     vm_restart_input in = {
         .policy = cfg->restart ? cfg->restart->name : NULL,
         .max_retries = cfg->restart ? cfg->restart->max_retries : 0,
