@@ -52,7 +52,7 @@ static const char *const client_streaming[] = {"Exec", "BuildImage"};
 
 static void api_unimplemented(rpc_call *call, ProtobufCMessage *msg)
 {
-    _cleanup_pb_ ProtobufCMessage *req = msg;
+    _cleanup_pb_ ProtobufCMessage *req __attribute__((unused)) = msg;
     if (rpc_call_is_finished(call))
         return;
     const char *path = rpc_call_path(call);

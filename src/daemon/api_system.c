@@ -8,7 +8,7 @@
 
 void api_health(rpc_call *call, ProtobufCMessage *msg)
 {
-    _cleanup_pb_ ProtobufCMessage *req = msg;
+    _cleanup_pb_ ProtobufCMessage *req __attribute__((unused)) = msg;
     daemon_ctx *d = api_daemon(call);
     Hypr__V1__HealthResponse resp = HYPR__V1__HEALTH_RESPONSE__INIT;
     resp.status = d->shutting_down ? "stopping" : "healthy";
@@ -57,7 +57,7 @@ static void reply_settings(rpc_call *call, daemon_ctx *d, bool update)
 
 void api_get_settings(rpc_call *call, ProtobufCMessage *msg)
 {
-    _cleanup_pb_ ProtobufCMessage *req = msg;
+    _cleanup_pb_ ProtobufCMessage *req __attribute__((unused)) = msg;
     reply_settings(call, api_daemon(call), false);
 }
 
@@ -161,7 +161,7 @@ static void stats_done(uv_work_t *req, int status)
 
 void api_get_system_stats(rpc_call *call, ProtobufCMessage *msg)
 {
-    _cleanup_pb_ ProtobufCMessage *req = msg;
+    _cleanup_pb_ ProtobufCMessage *req __attribute__((unused)) = msg;
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     store_counts c;
