@@ -10,6 +10,11 @@
 
 static char *dir, *path;
 
+static void cleanup(void)
+{
+    rm_rf(dir);
+}
+
 static void setup(void)
 {
     char tmpl[] = "/tmp/hypr-fuzz-creds-XXXXXX";
@@ -17,6 +22,7 @@ static void setup(void)
         abort();
     dir = xstrdup(tmpl);
     path = path_join(dir, "config.json");
+    atexit(cleanup);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
