@@ -237,4 +237,11 @@ int read_file(const char *path, size_t max, char **out, size_t *out_len);
 /* rm -rf; a missing path is not an error. */
 int rm_rf(const char *path);
 
+/* ---- processes ------------------------------------------------------------ */
+
+/* When process pid started (field 22 of /proc/<pid>/stat, clock ticks since boot):
+ * with the pid it names one process for good, as a pid alone does not. -ESRCH
+ * when there is no such process, -EBADMSG for an unreadable stat line. */
+int proc_start_time(pid_t pid, uint64_t *out);
+
 #endif

@@ -490,3 +490,32 @@ int rm_rf(const char *path)
     }
     return unlink(path) < 0 ? -errno : 0;
 }
+
+int proc_start_time(pid_t pid, uint64_t *out)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    _cleanup_free_ char *stat = NULL;
+    int r = read_file(path, 4096, &stat, NULL);
+    if (r < 0)
+        return r == -ENOENT ? -ESRCH : r;
+    /* The command name (field 2) is in parentheses and may hold anything,
+     * parentheses and spaces included: the fields that follow start after the last ')'. */
+    const char *p = strrchr(stat, ')');
+    if (!p)
+        return -EBADMSG;
+    p++;
+    /* Field 3 (state) is the first after it; starttime is field 22. */
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p + 1, ' ');
+        if (!p)
+            return -EBADMSG;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(p + 1, &end, 10);
+    if (errno || end == p + 1)
+        return -EBADMSG;
+    *out = v;
+    return 0;
+}

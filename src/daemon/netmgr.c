@@ -120,13 +120,24 @@ static int ensure_default(daemon_ctx *d, hypr_error *err)
     return store_network_insert(d->db, &sn, err);
 }
 
-/* TAPs of VMs that are not running (a daemon that died) go away. */
-static void remove_stale_taps(void)
+static bool tap_in_use(netmgr *m, const char *tap)
 {
+    for (vm_net *v = m->vms; v; v = v->next)
+        for (size_t i = 0; i < v->n_nics; i++)
+            if (strcmp(v->nics[i].tap, tap) == 0)
+                return true;
+    return false;
+}
+
+void netmgr_remove_stale_taps(daemon_ctx *d)
+{
+    netmgr *m = mgr(d);
     char **names = NULL;
-    if (net_link_list_prefix(NET_TAP_PREFIX, &names, NULL) < 0)
+    if (!m || !m->enabled || net_link_list_prefix(NET_TAP_PREFIX, &names, NULL) < 0)
         return;
     for (char **p = names; p && *p; p++) {
+        if (tap_in_use(m, *p))
+            continue;
         log_info("removing stale TAP %s", *p);
         net_link_delete(*p, NULL);
     }
@@ -146,8 +157,6 @@ int netmgr_init(daemon_ctx *d, hypr_error *err)
     m->enabled = net_ip_forward_enable(&lerr) >= 0 && net_fw_init(&lerr) >= 0;
     if (!m->enabled)
         log_warn("networking is off, VMs get no network interface: %s", lerr.message);
-    else
-        remove_stale_taps();
 
     store_network *nets = NULL;
     size_t n = 0;
@@ -250,14 +259,15 @@ static void dns_names_add(netmgr *m, vm_net *v)
     }
 }
 
-/* Forwards and rules closed, TAPs removed, unlinked from the manager; frees v. */
-static void vm_net_free(netmgr *m, vm_net *v)
+/* Forwards and rules closed, TAPs removed (unless kept for a hypervisor that
+ * runs on), unlinked from the manager; frees v. */
+static void vm_net_free(netmgr *m, vm_net *v, bool keep_taps)
 {
     dns_names_remove(m, v);
     dnat_remove_all(v);
     for (size_t i = 0; i < v->n_proxies; i++)
         net_proxy_stop(v->proxies[i]);
-    for (size_t i = 0; i < v->n_nics; i++)
+    for (size_t i = 0; i < v->n_nics && !keep_taps; i++)
         if (v->nics[i].net)
             net_link_delete(v->nics[i].tap, NULL);
     for (vm_net **p = &m->vms; *p; p = &(*p)->next)
@@ -319,8 +329,9 @@ int netmgr_check_networks(daemon_ctx *d, const Hypr__V1__VMConfig *cfg, hypr_err
     return mgr(d) ? config_networks(mgr(d), cfg, nets, &n, err) : 0;
 }
 
-/* One NIC: an address in net and a TAP on its bridge. */
-static int nic_attach(daemon_ctx *d, vm_net *v, network *net, hypr_error *err)
+/* One NIC: an address in net and a TAP on its bridge (adopt: the TAP a running
+ * hypervisor holds stays as it is). */
+static int nic_attach(daemon_ctx *d, vm_net *v, network *net, bool adopt, hypr_error *err)
 {
     vm_nic *nic = &v->nics[v->n_nics];
     unsigned index = (unsigned)v->n_nics;
@@ -329,10 +340,12 @@ static int nic_attach(daemon_ctx *d, vm_net *v, network *net, hypr_error *err)
         return r;
     net_tap_name(v->vm_id, index, nic->tap);
     net_mac_for_vm(v->vm_id, index, nic->mac);
-    net_link_delete(nic->tap, NULL); /* a leftover of a crash */
-    r = net_tap_create(nic->tap, net->bridge, err);
-    if (r < 0)
-        return r;
+    if (!adopt || !net_link_exists(nic->tap)) {
+        net_link_delete(nic->tap, NULL); /* a leftover of a crash */
+        r = net_tap_create(nic->tap, net->bridge, err);
+        if (r < 0)
+            return r;
+    }
     nic->net = net;
     v->n_nics++;
     /* The address may have belonged to another VM (another MAC) moments ago. */
@@ -350,8 +363,8 @@ static void nic_boot(const vm_nic *nic, vm_nic_boot *b)
     snprintf(b->gateway, sizeof(b->gateway), "%s", nic->net->gateway);
 }
 
-int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig *cfg, vm_net **out,
-                     vm_net_boot *boot, hypr_error *err)
+static int vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig *cfg, bool adopt,
+                     vm_net **out, vm_net_boot *boot, hypr_error *err)
 {
     netmgr *m = mgr(d);
     memset(boot, 0, sizeof(*boot));
@@ -376,7 +389,7 @@ int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig 
     v->next = m->vms;
     m->vms = v;
     for (size_t i = 0; r >= 0 && i < n_nets; i++)
-        r = nic_attach(d, v, nets[i], err);
+        r = nic_attach(d, v, nets[i], adopt, err);
     char ip[NET_IP4_STRLEN];
     net_ip4_format(vm_primary_addr(v), ip);
     v->proxies = xcalloc(cfg->n_ports, sizeof(net_proxy *));
@@ -396,7 +409,7 @@ int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig 
     if (r >= 0)
         r = dnat_add_all(d, v, cfg, ip, err);
     if (r < 0) {
-        vm_net_free(m, v);
+        vm_net_free(m, v, false);
         return r;
     }
     for (size_t i = 0; i < v->n_nics; i++)
@@ -404,6 +417,26 @@ int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig 
     boot->n_nics = v->n_nics;
     *out = v;
     return 0;
+}
+
+int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig *cfg, vm_net **out,
+                     vm_net_boot *boot, hypr_error *err)
+{
+    return vm_attach(d, vm_id, cfg, false, out, boot, err);
+}
+
+int netmgr_vm_adopt(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig *cfg, vm_net **out,
+                    vm_net_boot *boot, hypr_error *err)
+{
+    return vm_attach(d, vm_id, cfg, true, out, boot, err);
+}
+
+void netmgr_vm_release(daemon_ctx *d, vm_net *v)
+{
+    if (!v)
+        return;
+    /* The TAPs stay for the hypervisor that holds them; nothing else outlives hyprd. */
+    vm_net_free(mgr(d), v, true);
 }
 
 void netmgr_vm_running(daemon_ctx *d, vm_net *v, const char *name)
@@ -428,7 +461,7 @@ void netmgr_vm_renamed(daemon_ctx *d, const char *vm_id, const char *name)
 void netmgr_vm_detach(daemon_ctx *d, vm_net *v)
 {
     if (v)
-        vm_net_free(mgr(d), v);
+        vm_net_free(mgr(d), v, false);
 }
 
 void netmgr_vm_deleted(daemon_ctx *d, const char *vm_id)

@@ -78,6 +78,15 @@ int netmgr_check_networks(daemon_ctx *d, const Hypr__V1__VMConfig *cfg, hypr_err
  * address (a taken host port fails here, before the boot). */
 int netmgr_vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig *cfg, vm_net **out,
                      vm_net_boot *boot, hypr_error *err);
+/* The same for a re-adopted VM, whose hypervisor already holds its TAPs: they are
+ * kept (created only when gone); addresses, forwards and rules are taken again. */
+int netmgr_vm_adopt(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig *cfg, vm_net **out,
+                    vm_net_boot *boot, hypr_error *err);
+/* hyprd shuts down and the VM runs on: forwards close, TAPs stay. Frees n. */
+void netmgr_vm_release(daemon_ctx *d, vm_net *n);
+/* TAPs of no attached VM go (those of VMs that died with an earlier hyprd). Run
+ * after the VMs that outlived it were re-adopted. */
+void netmgr_remove_stale_taps(daemon_ctx *d);
 /* The VM is up: its name resolves on each of its networks. */
 void netmgr_vm_running(daemon_ctx *d, vm_net *n, const char *name);
 /* A running VM was renamed: the old name stops resolving, the new one starts. */

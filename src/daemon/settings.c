@@ -103,6 +103,7 @@ static const char *const hypervisors[] = {"auto", "qemu", "cloud-hypervisor", "f
 static const char *const booleans[] = {"true", "false", NULL};
 static const char *const forwarders[] = {"userspace", "nftables", NULL};
 static const char *const levels[] = {"error", "warn", "info", "debug", "trace", NULL};
+static const char *const shutdown_policies[] = {"keep", "stop", NULL};
 
 /* Sorted by key: GetSettings returns them in this order. */
 static const setting_def defs[] = {
@@ -129,6 +130,10 @@ static const setting_def defs[] = {
      "TLS for registries, as Docker's certs.d: <dir>/<host[:port]>/ca.crt, client.cert, "
      "client.key",
      validate_path},
+    {"shutdown_policy", "keep",
+     "what hyprd's shutdown does to running VMs: keep (they run on and the next hyprd re-adopts "
+     "them, like Docker's live-restore) or stop (each stopped with its stop timeout)",
+     validate_choice, 0, 0, shutdown_policies},
     {"stop_timeout", "10", "seconds a stopping workload gets before it is killed", validate_int, 0,
      3600},
 };

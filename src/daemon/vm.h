@@ -99,10 +99,14 @@ struct vm_net *vm_running_net(daemon_ctx *d, const char *id);
 
 void vm_manager_init(daemon_ctx *d);
 void vm_manager_free(daemon_ctx *d);
-/* Marks VMs left running by a previous hyprd as stopped; restarts those whose
- * policy says so. A store failure is returned. */
+/* Re-adopts the VMs whose hypervisor outlived the previous hyprd, settles those
+ * whose hypervisor ended meanwhile, kills hypervisors no record claims, removes
+ * stale TAPs, then starts the VMs whose restart policy brings them back with the
+ * daemon. A store failure is returned. */
 int vm_manager_reconcile(daemon_ctx *d, hypr_error *err);
-/* Stops every running VM (daemon shutdown); done() runs once all are gone. */
+/* Daemon shutdown: with the shutdown_policy setting `keep` (default) running VMs
+ * are let go and run on; with `stop` each is stopped. done() runs once none is
+ * left in this hyprd. */
 void vm_manager_shutdown(daemon_ctx *d, void (*done)(daemon_ctx *d));
 
 /* ---- restart policy (pure; vm_policy.c) ----------------------------------------- */
@@ -121,7 +125,8 @@ typedef struct vm_restart_input {
 bool vm_should_restart(const vm_restart_input *in);
 /* Delay before restart number n (1-based): 500 ms doubling, at most 30 s. */
 uint64_t vm_restart_delay_ms(uint32_t n);
-/* At daemon start-up: VMs whose policy brings them back with the daemon. */
-bool vm_policy_restarts_with_daemon(const char *policy);
+/* At daemon start-up, for a VM that has run and is not running: whether its policy
+ * brings it back with the daemon (manual_stop: the user stopped it). */
+bool vm_policy_restarts_with_daemon(const char *policy, bool manual_stop);
 
 #endif

@@ -157,6 +157,8 @@ static void on_connection(uv_stream_t *server, int status)
         vm_ctl_send(vm, &hello);
     ctl_buf_free(&hello);
     log_debug("VM %s: control channel connected", vm->name);
+    if (vm->ctl_handlers->channel_up)
+        vm->ctl_handlers->channel_up(vm);
 }
 
 int vm_ctl_listen(vm_runtime *vm, const vm_ctl_handlers *h, hypr_error *err)

@@ -13,6 +13,8 @@ struct exec_session {
     uint32_t session;
     bool started;
     bool eof_sent;
+    Hypr__V1__ExecRequest *parked; /* its start, waiting for the VM's channel to come back */
+    hypr_buf queued;               /* frames that came after it, sent once it is */
     bool done;
     exec_session *next;
 };
@@ -41,22 +43,17 @@ static void session_end(exec_session *s, hypr_status status, const char *message
 
 static int send_frame(exec_session *s, int r, ctl_buf *b)
 {
-    if (r == 0)
+    if (r == 0 && s->parked)
+        buf_append(&s->queued, b->data, b->len);
+    else if (r == 0)
         r = vm_ctl_send(s->vm, b);
     ctl_buf_free(b);
     return r;
 }
 
-static void exec_start(rpc_call *call, exec_session *s, Hypr__V1__ExecStart *st)
+/* Sends the start of a session to kestrel on vm's channel. */
+static void exec_send_start(exec_session *s, vm_runtime *vm, const Hypr__V1__ExecStart *st)
 {
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    vm_runtime *vm = NULL;
-    if (vm_runtime_lookup(api_daemon(call), st->id, true, &vm, &err) < 0) {
-        s->done = true;
-        api_fail(call, &err);
-        return;
-    }
-
     ctl_exec_start e = {0};
     static char *const default_cmd[] = {"/bin/sh", NULL};
     e.argv = st->n_command ? st->command : (char **)default_cmd;
@@ -79,10 +76,6 @@ static void exec_start(rpc_call *call, exec_session *s, Hypr__V1__ExecStart *st)
         argv[i] = e.argv[i];
     e.argv = argv;
 
-    s->vm = vm;
-    s->session = ++vm->next_session;
-    s->next = vm->execs;
-    vm->execs = s;
     ctl_buf b = {0};
     int r = send_frame(s, ctl_encode_exec_start(&b, s->session, &e), &b);
     free(argv);
@@ -101,6 +94,47 @@ static void exec_start(rpc_call *call, exec_session *s, Hypr__V1__ExecStart *st)
     }
 }
 
+/* req is taken (kept while the session waits for the VM's channel). */
+static void exec_start(rpc_call *call, exec_session *s, Hypr__V1__ExecRequest *req)
+{
+    _cleanup_pb_ Hypr__V1__ExecRequest *owned = req;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    vm_runtime *vm = NULL;
+    int r = vm_runtime_lookup(api_daemon(call), req->start->id, false, &vm, &err);
+    if (r == 0 && !(vm->workload_started && (vm->ctl_connected || vm_channel_pending(vm))))
+        r = vm_runtime_lookup(api_daemon(call), req->start->id, true, &vm, &err);
+    if (r < 0) {
+        s->done = true;
+        api_fail(call, &err);
+        return;
+    }
+    s->vm = vm;
+    s->session = ++vm->next_session;
+    s->next = vm->execs;
+    vm->execs = s;
+    if (!vm->ctl_connected) {
+        s->parked = TAKE_PTR(owned); /* hyprd restarted: kestrel is about to reconnect */
+        return;
+    }
+    exec_send_start(s, vm, req->start);
+}
+
+void vm_exec_channel_up(vm_runtime *vm)
+{
+    for (exec_session *s = vm->execs; s; s = s->next) {
+        if (!s->parked)
+            continue;
+        _cleanup_pb_ Hypr__V1__ExecRequest *req = TAKE_PTR(s->parked);
+        exec_send_start(s, vm, req->start);
+        if (s->queued.len && !s->done) {
+            ctl_buf b = {
+                .data = (uint8_t *)s->queued.data, .len = s->queued.len, .cap = s->queued.len};
+            s->queued = (hypr_buf){0};
+            send_frame(s, 0, &b);
+        }
+    }
+}
+
 void api_exec(rpc_call *call, ProtobufCMessage *msg)
 {
     _cleanup_pb_ Hypr__V1__ExecRequest *req = (Hypr__V1__ExecRequest *)msg;
@@ -112,7 +146,7 @@ void api_exec(rpc_call *call, ProtobufCMessage *msg)
         if (req->msg_case != HYPR__V1__EXEC_REQUEST__MSG_START)
             session_end(s, HYPR_INVALID_ARGUMENT, "the first Exec message must be a start");
         else
-            exec_start(call, s, req->start);
+            exec_start(call, s, TAKE_PTR(req));
         return;
     }
     if (s->done || !s->vm)
@@ -168,6 +202,9 @@ void api_exec_close(rpc_call *call, bool cancelled)
     }
     (void)cancelled;
     session_unlink(s);
+    if (s->parked)
+        protobuf_c_message_free_unpacked(&s->parked->base, NULL);
+    buf_free(&s->queued);
     free(s);
 }
 

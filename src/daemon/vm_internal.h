@@ -41,6 +41,12 @@ struct vm_runtime {
     bool proc_running;
     bool proc_spawned; /* proc is an initialised handle */
     int proc_pid;
+    /* Re-adopted from an earlier hyprd: the hypervisor is not our child, so its
+     * end is watched through a pidfd (and signals go through it too). */
+    bool adopted;
+    int pidfd; /* -1 */
+    uv_poll_t pid_poll;
+    bool pid_polling;
 
     uv_pipe_t ctl_listener;
     bool ctl_listening;
@@ -51,11 +57,17 @@ struct vm_runtime {
 
     uv_timer_t boot_timer;
     uv_timer_t stop_timer;
+    /* Re-adopted: how long the control channel gets to come back (qemu reconnects
+     * every second); exec calls and a stop's SHUTDOWN wait for it meanwhile. */
+    uv_timer_t reconnect_timer;
+    bool shutdown_pending;
     int handles_open; /* closing handles and queued work still outstanding */
 
     bool workload_started;
     bool workload_exited; /* for good: no restart coming from kestrel */
-    bool stop_requested;  /* by the user: restart policies do not apply */
+    bool stop_requested;  /* by the user or the daemon: restart policies do not apply */
+    bool manual_stop;     /* by the user: an unless-stopped VM stays down across hyprd restarts */
+    bool keep_started_at; /* re-adopted while running: its start time stays */
     bool remove_after;    /* --rm, or DeleteVM(force) of a running VM */
     int exit_code;
     uint32_t restarts;
@@ -103,6 +115,31 @@ void vm_set_phase(vm_runtime *vm, vm_phase phase);
 int vm_ctl_send(vm_runtime *vm, ctl_buf *frame);
 char *vm_log_path(daemon_ctx *d, const char *id);
 
+/* ---- the lifecycle (vm_start.c) ------------------------------------------------ */
+
+/* What kestrel's reports do to the lifecycle. */
+extern const struct vm_ctl_handlers vm_lifecycle_handlers;
+/* The runtime of a record about to boot or be re-adopted: adapter, paths, NICs. */
+vm_runtime *vm_runtime_for(daemon_ctx *d, const store_vm *rec, const Hypr__V1__VMConfig *cfg,
+                           const store_image *img, vmm_adapter *adapter, struct vm_net *net,
+                           const vm_net_boot *boot);
+/* The hypervisor process ended (status_known: exit_status/term_signal are real,
+ * which they are not for a re-adopted process). Settles the VM. */
+void vm_proc_ended(vm_runtime *vm, bool status_known, int64_t exit_status, int term_signal);
+/* The boot must reach the workload within the adapter's boot timeout from now. */
+void vm_arm_boot_deadline(vm_runtime *vm);
+/* Sends a signal to the hypervisor, our child or a re-adopted one. */
+void vm_proc_kill(vm_runtime *vm, int sig);
+/* "<run-dir>/<id>.proc": the hypervisor's pid, start time and adapter, for the
+ * next hyprd to re-adopt it. */
+char *vm_proc_file(daemon_ctx *d, const char *id);
+
+/* ---- re-adoption at start-up (vm_adopt.c) ------------------------------------ */
+
+/* Re-adopts the VMs whose hypervisor outlived the previous hyprd, settles the
+ * ones whose hypervisor is gone, and starts those whose restart policy says so. */
+int vm_adopt_all(daemon_ctx *d, hypr_error *err);
+
 /* ---- removal (vm_start.c) ------------------------------------------------------ */
 
 /* The record, its addresses and files go; REMOVED is reported. A store failure
@@ -141,6 +178,8 @@ struct vm_ctl_handlers {
     void (*workload_started)(vm_runtime *vm);
     /* The workload exited with code; again: kestrel runs it again (restart policy). */
     void (*workload_exited)(vm_runtime *vm, int code, bool again, uint32_t restarts);
+    /* The channel is (again) connected. */
+    void (*channel_up)(vm_runtime *vm);
 };
 typedef struct vm_ctl_handlers vm_ctl_handlers;
 
@@ -158,6 +197,11 @@ void vm_log_end_followers(vm_runtime *vm);
 
 /* ---- exec (vm_exec.c) --------------------------------------------------- */
 
+/* Whether the control channel of a re-adopted VM is still to come back (exec
+ * calls wait for it). */
+bool vm_channel_pending(const vm_runtime *vm);
+/* The channel is back: the exec sessions that waited for it start. */
+void vm_exec_channel_up(vm_runtime *vm);
 /* A frame for an exec session arrived from kestrel. */
 void vm_exec_frame(vm_runtime *vm, const ctl_frame *f);
 /* The VM went away: every session ends with an error. */

@@ -27,7 +27,11 @@ uint64_t vm_restart_delay_ms(uint32_t n)
     return delay > MAX_RESTART_DELAY_MS ? MAX_RESTART_DELAY_MS : delay;
 }
 
-bool vm_policy_restarts_with_daemon(const char *policy)
+bool vm_policy_restarts_with_daemon(const char *policy, bool manual_stop)
 {
-    return policy && (strcmp(policy, "always") == 0 || strcmp(policy, "unless-stopped") == 0);
+    /* Docker's rules: always comes back even after a docker stop, unless-stopped
+     * only when it was not stopped by hand. */
+    if (!policy)
+        return false;
+    return strcmp(policy, "always") == 0 || (strcmp(policy, "unless-stopped") == 0 && !manual_stop);
 }

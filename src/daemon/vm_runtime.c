@@ -65,13 +65,15 @@ vm_runtime *vm_runtime_new(daemon_ctx *d, const char *id, const char *name)
     vm_runtime *vm = xcalloc(1, sizeof(*vm));
     vm->d = d;
     vm->log_fds[0] = vm->log_fds[1] = -1;
+    vm->pidfd = -1;
     snprintf(vm->id, sizeof(vm->id), "%s", id);
     vm->name = xstrdup(name);
     vm->phase = VM_PHASE_BOOTING;
     ctl_decoder_init(&vm->dec);
     uv_timer_init(d->loop, &vm->boot_timer);
     uv_timer_init(d->loop, &vm->stop_timer);
-    vm->boot_timer.data = vm->stop_timer.data = vm;
+    uv_timer_init(d->loop, &vm->reconnect_timer);
+    vm->boot_timer.data = vm->stop_timer.data = vm->reconnect_timer.data = vm;
     vm->next = d->vms;
     d->vms = vm;
     return vm;
@@ -107,6 +109,11 @@ const char *vm_running_status(daemon_ctx *d, const char *id)
     return vm ? vm_phase_status(vm->phase) : NULL;
 }
 
+bool vm_channel_pending(const vm_runtime *vm)
+{
+    return vm->adopted && !vm->ctl_connected && uv_is_active((uv_handle_t *)&vm->reconnect_timer);
+}
+
 struct vm_net *vm_running_net(daemon_ctx *d, const char *id)
 {
     vm_runtime *vm = vm_runtime_find(d, id);
@@ -138,6 +145,8 @@ static void runtime_free(vm_runtime *vm)
     for (size_t i = 0; i < ARRAY_SIZE(vm->log_fds); i++)
         if (vm->log_fds[i] >= 0)
             close(vm->log_fds[i]);
+    if (vm->pidfd >= 0)
+        close(vm->pidfd);
     ctl_decoder_free(&vm->dec);
     free(vm);
 }
@@ -180,13 +189,18 @@ void vm_persist(vm_runtime *vm, vm_phase phase)
         free(rec.status);
         rec.status = xstrdup(vm_phase_status(phase));
         int64_t now = time_now_ms() / 1000;
-        if (phase == VM_PHASE_RUNNING) {
-            rec.started_at = now;
+        if (phase == VM_PHASE_BOOTING) {
+            rec.manual_stop = false;
+        } else if (phase == VM_PHASE_RUNNING) {
+            if (!vm->keep_started_at || !rec.started_at)
+                rec.started_at = now;
+            vm->keep_started_at = false;
             rec.exit_code = 0;
             free(TAKE_PTR(rec.error));
         } else if (phase == VM_PHASE_STOPPED || phase == VM_PHASE_FAILED) {
             rec.stopped_at = now;
             rec.exit_code = vm->exit_code;
+            rec.manual_stop = vm->manual_stop;
             free(rec.error);
             rec.error = vm->failure.message ? xstrdup(vm->failure.message) : NULL;
         }

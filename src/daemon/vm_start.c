@@ -11,6 +11,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* Shutdown gives VMs this long to stop by themselves before they are killed. */
 #define SHUTDOWN_GRACE_MS 8000
@@ -167,8 +169,13 @@ static void settle(vm_runtime *vm, bool failed)
     vm_ctl_close(vm);
     vm_close_handle(vm, (uv_handle_t *)&vm->boot_timer);
     vm_close_handle(vm, (uv_handle_t *)&vm->stop_timer);
+    vm_close_handle(vm, (uv_handle_t *)&vm->reconnect_timer);
+    if (vm->pid_polling)
+        vm_close_handle(vm, (uv_handle_t *)&vm->pid_poll);
     if (vm->adapter)
         vm->adapter->ops->delete (vm->adapter, &vm->cfg, NULL);
+    _cleanup_free_ char *proc_file = vm_proc_file(d, vm->id);
+    unlink(proc_file);
     netmgr_vm_detach(d, TAKE_PTR(vm->net));
     vm->ip[0] = '\0';
     vm->proc_pid = 0;
@@ -189,22 +196,22 @@ static void settle(vm_runtime *vm, bool failed)
     vm_runtime_maybe_free(vm);
 }
 
-/* The hypervisor is gone. */
-static void on_proc_exit(uv_process_t *p, int64_t exit_status, int term_signal)
+void vm_proc_ended(vm_runtime *vm, bool status_known, int64_t exit_status, int term_signal)
 {
-    vm_runtime *vm = p->data;
     vm->proc_running = false;
     bool failed = false;
     if (!vm->workload_exited && !vm->stop_requested) {
         failed = true;
+        _cleanup_free_ char *how =
+            !status_known ? xstrdup("")
+                          : xasprintf(" (hypervisor %s %d)", term_signal ? "signal" : "exit status",
+                                      term_signal ? term_signal : (int)exit_status);
         if (vm->failure.status == HYPR_OK)
             hypr_err(&vm->failure, HYPR_FAILED_PRECONDITION, ECHILD,
                      !vm->workload_started
-                         ? "the VM stopped before its workload started (hypervisor %s %d); see "
-                           "the console log"
-                         : "the hypervisor exited unexpectedly (%s %d)",
-                     term_signal ? "signal" : "exit status",
-                     term_signal ? term_signal : (int)exit_status);
+                         ? "the VM stopped before its workload started%s; see the console log"
+                         : "the hypervisor exited unexpectedly%s",
+                     how);
         if (!vm->workload_started && vm->exit_code == 0)
             vm->exit_code = 125;
     } else if (!vm->workload_exited) {
@@ -214,6 +221,46 @@ static void on_proc_exit(uv_process_t *p, int64_t exit_status, int term_signal)
     log_info("VM %s %s (exit code %d)%s%s", vm->name, failed ? "failed" : "stopped", vm->exit_code,
              failed ? ": " : "", failed ? vm->failure.message : "");
     settle(vm, failed);
+}
+
+/* Our own child is gone. */
+static void on_proc_exit(uv_process_t *p, int64_t exit_status, int term_signal)
+{
+    vm_proc_ended(p->data, true, exit_status, term_signal);
+}
+
+void vm_proc_kill(vm_runtime *vm, int sig)
+{
+    if (!vm->proc_running)
+        return;
+    if (!vm->adopted) {
+        uv_process_kill(&vm->proc, sig);
+        return;
+    }
+    /* Through the pidfd: the pid may have been reused once the process is gone. */
+    if (syscall(SYS_pidfd_send_signal, vm->pidfd, sig, NULL, 0) < 0 && errno != ESRCH)
+        log_warn("VM %s: signal %d to pid %d: %s", vm->name, sig, vm->proc_pid, strerror(errno));
+}
+
+char *vm_proc_file(daemon_ctx *d, const char *id)
+{
+    return xasprintf("%s/%s.proc", d->run_dir, id);
+}
+
+/* What the next hyprd needs to find this hypervisor again; a VM without the file
+ * cannot be re-adopted, which costs its workload but nothing else. */
+static void write_proc_file(vm_runtime *vm)
+{
+    uint64_t start = 0;
+    int r = proc_start_time(vm->proc_pid, &start);
+    _cleanup_free_ char *path = vm_proc_file(vm->d, vm->id);
+    _cleanup_free_ char *text =
+        xasprintf("%d %" PRIu64 " %s\n", vm->proc_pid, start, vm->adapter->ops->name);
+    if (r >= 0)
+        r = write_file_atomic(path, text, strlen(text), 0600);
+    if (r < 0)
+        log_warn("VM %s: cannot record its hypervisor for re-adoption in %s: %s", vm->name, path,
+                 strerror(-r));
 }
 
 /* Ends a boot that cannot succeed (why is taken): kill the hypervisor, whose exit
@@ -229,7 +276,7 @@ static void boot_failed(vm_runtime *vm, hypr_error *why)
             vm->failure.status = HYPR_FAILED_PRECONDITION;
     }
     if (vm->proc_running) {
-        uv_process_kill(&vm->proc, SIGKILL);
+        vm_proc_kill(vm, SIGKILL);
         return;
     }
     log_info("VM %s failed to start: %s", vm->name, vm->failure.message);
@@ -245,6 +292,11 @@ static void on_boot_timeout(uv_timer_t *t)
              "console log %s",
              vm->adapter->boot_timeout_ms / 1000, vm->console_log);
     boot_failed(vm, &why);
+}
+
+void vm_arm_boot_deadline(vm_runtime *vm)
+{
+    uv_timer_start(&vm->boot_timer, on_boot_timeout, (uint64_t)vm->adapter->boot_timeout_ms, 0);
 }
 
 /* ---- what kestrel reports ------------------------------------------------------- */
@@ -278,9 +330,27 @@ static void on_workload_exited(vm_runtime *vm, int code, bool again, uint32_t re
     log_debug("VM %s: workload finished with exit code %d", vm->name, code);
 }
 
-static const vm_ctl_handlers ctl_handlers = {
+static bool send_shutdown(vm_runtime *vm)
+{
+    ctl_buf frame = {0};
+    bool sent =
+        ctl_encode_raw(&frame, CTL_SHUTDOWN, 0, NULL, 0) == 0 && vm_ctl_send(vm, &frame) == 0;
+    ctl_buf_free(&frame);
+    return sent;
+}
+
+static void on_channel_up(vm_runtime *vm)
+{
+    uv_timer_stop(&vm->reconnect_timer);
+    if (vm->shutdown_pending && send_shutdown(vm))
+        vm->shutdown_pending = false;
+    vm_exec_channel_up(vm);
+}
+
+const vm_ctl_handlers vm_lifecycle_handlers = {
     .workload_started = on_workload_started,
     .workload_exited = on_workload_exited,
+    .channel_up = on_channel_up,
 };
 
 /* ---- starting --------------------------------------------------------------- */
@@ -306,7 +376,7 @@ static int spawn_hypervisor(vm_runtime *vm, hypr_error *err)
     int r = vm->adapter->ops->build_command(vm->adapter, &vm->cfg, &cmd, err);
     if (r < 0)
         return r;
-    r = vm_ctl_listen(vm, &ctl_handlers, err);
+    r = vm_ctl_listen(vm, &vm_lifecycle_handlers, err);
     if (r < 0)
         return r;
     _cleanup_close_ int log_fd =
@@ -319,7 +389,10 @@ static int spawn_hypervisor(vm_runtime *vm, hypr_error *err)
         {.flags = UV_INHERIT_FD, .data.fd = log_fd},
         {.flags = UV_INHERIT_FD, .data.fd = log_fd},
     };
+    /* Its own session: the hypervisor outlives hyprd (an upgrade, a crash, a
+     * shutdown that keeps VMs) and is re-adopted by the next one. */
     uv_process_options_t opts = {
+        .flags = UV_PROCESS_DETACHED,
         .exit_cb = on_proc_exit,
         .file = cmd.argv[0],
         .args = cmd.argv,
@@ -338,6 +411,7 @@ static int spawn_hypervisor(vm_runtime *vm, hypr_error *err)
     }
     vm->proc_running = true;
     vm->proc_pid = vm->proc.pid;
+    write_proc_file(vm);
     log_debug("VM %s: spawned %s (pid %d)", vm->name, cmd.argv[0], vm->proc.pid);
     return 0;
 }
@@ -367,17 +441,16 @@ static void start_work_done(uv_work_t *req, int status)
         return;
     }
     vm_persist(vm, VM_PHASE_BOOTING); /* with the hypervisor's pid */
-    uv_timer_start(&vm->boot_timer, on_boot_timeout, (uint64_t)vm->adapter->boot_timeout_ms, 0);
+    vm_arm_boot_deadline(vm);
     /* qemu boots from the spawn; the API-driven hypervisors are configured now. */
     w->create_phase = true;
     vm->handles_open++;
     uv_queue_work(vm->d->loop, &w->req, start_work_run, start_work_done);
 }
 
-/* The runtime of a record about to boot: adapter, paths, NICs. */
-static vm_runtime *runtime_for(daemon_ctx *d, const store_vm *rec, const Hypr__V1__VMConfig *cfg,
-                               const store_image *img, vmm_adapter *adapter, struct vm_net *net,
-                               const vm_net_boot *boot)
+vm_runtime *vm_runtime_for(daemon_ctx *d, const store_vm *rec, const Hypr__V1__VMConfig *cfg,
+                           const store_image *img, vmm_adapter *adapter, struct vm_net *net,
+                           const vm_net_boot *boot)
 {
     vm_runtime *vm = vm_runtime_new(d, rec->id, rec->name);
     vm->adapter = adapter;
@@ -438,7 +511,7 @@ int vm_start(daemon_ctx *d, const char *ref, hypr_error *err)
         start_work_free(w);
         return r;
     }
-    vm_runtime *vm = runtime_for(d, &rec, cfg, &img, TAKE_PTR(adapter), net, &boot);
+    vm_runtime *vm = vm_runtime_for(d, &rec, cfg, &img, TAKE_PTR(adapter), net, &boot);
     log_info("starting VM %s (%.12s) with %s", vm->name, vm->id, vm->adapter->ops->name);
     vm_set_phase(vm, VM_PHASE_BOOTING);
     w->vm = vm;
@@ -456,7 +529,7 @@ static void on_stop_timeout(uv_timer_t *t)
     vm_runtime *vm = t->data;
     if (vm->proc_running) {
         log_info("VM %s did not stop in time: killing it", vm->name);
-        uv_process_kill(&vm->proc, SIGKILL);
+        vm_proc_kill(vm, SIGKILL);
     }
 }
 
@@ -468,6 +541,38 @@ static int stop_timeout(daemon_ctx *d, const store_vm *rec)
     return (int)settings_get_int(d, "stop_timeout");
 }
 
+/* manual: the user asked (restart policies then leave the VM down), not the daemon. */
+static int stop_runtime(vm_runtime *vm, const store_vm *rec, int timeout_s, bool manual)
+{
+    if (timeout_s < 0)
+        timeout_s = stop_timeout(vm->d, rec);
+    vm->manual_stop = vm->manual_stop || manual;
+    if (vm->stop_requested) {
+        /* A stop is under way; a forced one (timeout 0) does not wait for it. */
+        if (timeout_s == 0)
+            vm_proc_kill(vm, SIGKILL);
+        return 1;
+    }
+    vm->stop_requested = true;
+    if (!vm->proc_running)
+        return 1; /* still preparing: start_work_done sees stop_requested and ends it */
+    vm_set_phase(vm, VM_PHASE_STOPPING);
+    bool sent = send_shutdown(vm);
+    if (!sent && timeout_s > 0 && vm_channel_pending(vm)) {
+        /* Re-adopted and kestrel not back yet: it hears the SHUTDOWN when it is. */
+        vm->shutdown_pending = true;
+        sent = true;
+    }
+    if (!sent || timeout_s == 0) {
+        vm_proc_kill(vm, SIGKILL);
+        return 1;
+    }
+    /* kestrel gives the workload timeout_s after SIGTERM; the VM then needs a
+     * moment to power off. */
+    uv_timer_start(&vm->stop_timer, on_stop_timeout, (uint64_t)timeout_s * 1000 + 500, 0);
+    return 1;
+}
+
 int vm_stop(daemon_ctx *d, const char *ref, int timeout_s, hypr_error *err)
 {
     _cleanup_store_vm_ store_vm rec = {0};
@@ -477,30 +582,7 @@ int vm_stop(daemon_ctx *d, const char *ref, int timeout_s, hypr_error *err)
     vm_runtime *vm = vm_runtime_find(d, rec.id);
     if (!vm)
         return 0; /* like docker stop on a stopped container: nothing to do */
-    if (timeout_s < 0)
-        timeout_s = stop_timeout(d, &rec);
-    if (vm->stop_requested) {
-        /* A stop is under way; a forced one (timeout 0) does not wait for it. */
-        if (timeout_s == 0 && vm->proc_running)
-            uv_process_kill(&vm->proc, SIGKILL);
-        return 1;
-    }
-    vm->stop_requested = true;
-    if (!vm->proc_running)
-        return 1; /* still preparing: start_work_done sees stop_requested and ends it */
-    vm_set_phase(vm, VM_PHASE_STOPPING);
-    ctl_buf frame = {0};
-    bool sent =
-        ctl_encode_raw(&frame, CTL_SHUTDOWN, 0, NULL, 0) == 0 && vm_ctl_send(vm, &frame) == 0;
-    ctl_buf_free(&frame);
-    if (!sent || timeout_s == 0) {
-        uv_process_kill(&vm->proc, SIGKILL);
-        return 1;
-    }
-    /* kestrel gives the workload timeout_s after SIGTERM; the VM then needs a
-     * moment to power off. */
-    uv_timer_start(&vm->stop_timer, on_stop_timeout, (uint64_t)timeout_s * 1000 + 500, 0);
-    return 1;
+    return stop_runtime(vm, &rec, timeout_s, true);
 }
 
 /* ---- the manager: start-up and shutdown ------------------------------------------ */
@@ -520,34 +602,7 @@ void vm_manager_free(daemon_ctx *d)
 
 int vm_manager_reconcile(daemon_ctx *d, hypr_error *err)
 {
-    store_vm *vms = NULL;
-    size_t n = 0;
-    int r = store_vm_list(d->db, &vms, &n, err);
-    if (r < 0)
-        return hypr_err_prefix(err, "reconcile VMs");
-    for (size_t i = 0; i < n; i++) {
-        store_vm *v = &vms[i];
-        if (strcmp(v->status, "created") == 0 || strcmp(v->status, "stopped") == 0 ||
-            strcmp(v->status, "failed") == 0)
-            continue;
-        /* The previous hyprd stopped its VMs, or died with them. */
-        free(v->status);
-        v->status = xstrdup("stopped");
-        if (!v->stopped_at)
-            v->stopped_at = time_now_ms() / 1000;
-        v->pid = 0;
-        _cleanup_error_ hypr_error verr = HYPR_ERROR_INIT;
-        _cleanup_vm_config_ Hypr__V1__VMConfig *cfg = NULL;
-        if (store_vm_update(d->db, v, &verr) < 0 || vm_config_decode(v, &cfg, &verr) < 0) {
-            log_warn("reconcile VM %s: %s", v->name, verr.message);
-            continue;
-        }
-        if (cfg->restart && vm_policy_restarts_with_daemon(cfg->restart->name) &&
-            vm_start(d, v->id, &verr) < 0)
-            log_warn("restart VM %s: %s", v->name, verr.message);
-    }
-    store_vms_free(vms, n);
-    return 0;
+    return vm_adopt_all(d, err);
 }
 
 static void on_shutdown_poll(uv_timer_t *t)
@@ -555,8 +610,7 @@ static void on_shutdown_poll(uv_timer_t *t)
     daemon_ctx *d = t->data;
     if (d->vms && time_monotonic_ms() > d->shutdown_deadline) {
         for (vm_runtime *vm = d->vms; vm; vm = vm->next)
-            if (vm->proc_running)
-                uv_process_kill(&vm->proc, SIGKILL);
+            vm_proc_kill(vm, SIGKILL);
         d->shutdown_deadline = INT64_MAX;
     }
     if (d->vms)
@@ -565,14 +619,47 @@ static void on_shutdown_poll(uv_timer_t *t)
     d->shutdown_done(d);
 }
 
+/* hyprd goes and the VM stays: what hyprd holds of it is let go, and nothing of the
+ * VM changes (its record still says running, its TAPs stay); the next hyprd
+ * re-adopts it from the record and <id>.proc. */
+static void release(vm_runtime *vm)
+{
+    log_info("VM %s keeps running without hyprd (pid %d)", vm->name, vm->proc_pid);
+    vm_log_flush(vm);
+    vm_ctl_close(vm);
+    vm_close_handle(vm, (uv_handle_t *)&vm->boot_timer);
+    vm_close_handle(vm, (uv_handle_t *)&vm->stop_timer);
+    vm_close_handle(vm, (uv_handle_t *)&vm->reconnect_timer);
+    if (vm->pid_polling)
+        vm_close_handle(vm, (uv_handle_t *)&vm->pid_poll);
+    netmgr_vm_release(vm->d, TAKE_PTR(vm->net));
+    vm_exec_end_all(vm, "hyprd is shutting down");
+    vm_metrics_end_all(vm);
+    vm_log_end_followers(vm);
+    vm->proc_running = false; /* no longer ours to watch */
+    vm_runtime_unlink(vm);
+    if (vm->proc_spawned)
+        vm_close_handle(vm, (uv_handle_t *)&vm->proc); /* the child runs on */
+    vm_runtime_maybe_free(vm);
+}
+
 void vm_manager_shutdown(daemon_ctx *d, void (*done)(daemon_ctx *d))
 {
     d->shutdown_done = done;
     d->shutdown_deadline = time_monotonic_ms() + SHUTDOWN_GRACE_MS;
-    for (vm_runtime *vm = d->vms; vm; vm = vm->next) {
-        _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-        if (vm_stop(d, vm->id, 5, &err) < 0)
-            log_warn("stop VM %s: %s", vm->name, err.message);
+    _cleanup_free_ char *policy = settings_get(d, "shutdown_policy");
+    bool keep = !policy || strcmp(policy, "stop") != 0;
+    vm_runtime *next;
+    for (vm_runtime *vm = d->vms; vm; vm = next) {
+        next = vm->next;
+        /* A VM still being prepared has no hypervisor to keep: it stops. */
+        if (keep && vm->proc_running && !vm->stop_requested) {
+            release(vm);
+            continue;
+        }
+        _cleanup_store_vm_ store_vm rec = {0};
+        if (store_vm_find(d->db, vm->id, &rec, NULL) == 0)
+            stop_runtime(vm, &rec, 5, false);
     }
     uv_timer_init(d->loop, &d->shutdown_poll);
     d->shutdown_poll.data = d;

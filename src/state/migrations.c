@@ -91,6 +91,11 @@ static const char *const migrations[] = {
     "  vm_id TEXT,"
     "  PRIMARY KEY (network, address));"
     "CREATE INDEX ip_allocations_vm_id ON ip_allocations (vm_id);",
+
+    /* v3: whether the user stopped the VM (docker's HasBeenManuallyStopped): an
+     * unless-stopped VM stopped by hand stays stopped when hyprd starts again, one
+     * stopped by hyprd's own shutdown comes back. */
+    "ALTER TABLE vms ADD COLUMN manual_stop INTEGER NOT NULL DEFAULT 0;",
 };
 
 int store_latest_version(void)

@@ -68,6 +68,7 @@ typedef struct store_vm {
     int pid;
     int restart_count;
     int64_t created_at, started_at, stopped_at; /* unix seconds, 0 = never */
+    bool manual_stop; /* the user stopped it (restart policies leave it stopped) */
     store_port *ports;
     size_t n_ports;
     char **networks; /* NULL-terminated network names, may be NULL */

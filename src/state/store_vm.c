@@ -7,7 +7,7 @@
 
 #define VM_COLUMNS                                                                                 \
     "id, name, image, image_id, status, config, ip_address, error, stack, exit_code, pid, "        \
-    "restart_count, created_at, started_at, stopped_at"
+    "restart_count, created_at, started_at, stopped_at, manual_stop"
 
 void store_vm_clear(store_vm *vm)
 {
@@ -55,6 +55,7 @@ static void vm_read_row(store_row *r, void *obj)
     vm->created_at = row_int64(r);
     vm->started_at = row_int64(r);
     vm->stopped_at = row_int64(r);
+    vm->manual_stop = row_int64(r) != 0;
 }
 
 /* Binds every column in VM_COLUMNS order, so ?1 is the id in INSERT and UPDATE alike. */
@@ -76,6 +77,7 @@ static void vm_bind(store_binder *b, const void *obj)
     bind_int64(b, vm->created_at);
     bind_int64(b, vm->started_at);
     bind_int64(b, vm->stopped_at);
+    bind_int64(b, vm->manual_stop);
 }
 
 /* ---- links ------------------------------------------------------------------- */
@@ -286,7 +288,7 @@ static int vm_update_tx(store *s, void *ud, hypr_error *err)
                           "UPDATE vms SET name = ?2, image = ?3, image_id = ?4, status = ?5, "
                           "config = ?6, ip_address = ?7, error = ?8, stack = ?9, exit_code = ?10, "
                           "pid = ?11, restart_count = ?12, created_at = ?13, started_at = ?14, "
-                          "stopped_at = ?15 WHERE id = ?1",
+                          "stopped_at = ?15, manual_stop = ?16 WHERE id = ?1",
                           &st, err, "update VM");
     if (r < 0)
         return r;

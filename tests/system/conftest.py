@@ -278,6 +278,35 @@ class Daemon:
         return {s.key: s.value for s in self.call("GetSettings").settings}
 
 
+def hypervisor_pids(run_dir, exclude=()):
+    """Processes whose command line names a per-VM file of run_dir (hypervisors:
+    "<run-dir>/<id>.qmp", ".vsock", ...), hyprd itself excluded."""
+    needle = os.path.join(run_dir, "").encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in exclude:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                cmd = f.read()
+            with open("/proc/%s/stat" % entry, "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if needle in cmd and state != b"Z":
+            pids.append(int(entry))
+    return pids
+
+
+def kill_hypervisors(run_dir):
+    """VMs outlive hyprd (shutdown_policy keep): a test's VMs must not outlive the test."""
+    for pid in hypervisor_pids(run_dir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 class DaemonFactory:
     def __init__(self, tmp_path, node):
         self.tmp_path = tmp_path
@@ -311,6 +340,7 @@ class DaemonFactory:
                     errors.append(str(exc))
             else:
                 d.close_channel()
+            kill_hypervisors(d.run_dir)
         return errors
 
 

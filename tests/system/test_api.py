@@ -32,6 +32,7 @@ DEFAULT_SETTINGS = {
     "log_level": "info",
     "port_forward": "userspace",
     "registry_certs_dir": "/etc/hypr/certs.d",
+    "shutdown_policy": "keep",
     "stop_timeout": "10",
 }
 
@@ -155,6 +156,7 @@ def test_settings_update_persists_across_restart(hyprd, short_tmp):
         "insecure_registries": "localhost:5000,reg.example",
         "dns_port": "5353",
         "log_level": "warn",
+        "shutdown_policy": "stop",
     }
     resp = hyprd.call("UpdateSettings", settings=updates)
     returned = {s.key: s.value for s in resp.settings}
@@ -213,6 +215,7 @@ INVALID_SETTINGS = [
     ("dns_port", "0"),
     ("dns_port", "65536"),
     ("log_level", "verbose"),
+    ("shutdown_policy", "kill"),
 ]
 
 

@@ -27,7 +27,7 @@ import grpc
 import pytest
 
 import hypr_pb2
-from conftest import HYPR_BIN, Daemon, import_busybox, wait_for
+from conftest import HYPR_BIN, Daemon, import_busybox, kill_hypervisors, wait_for
 
 IMAGE = "busybox"  # as a user types it: imported as busybox:latest
 BOOT_TIMEOUT = 60  # one TCG boot takes ~3.5 s alone; generous for a busy 2-core host
@@ -333,6 +333,7 @@ def vmd(busybox_rootfs):
     finally:
         if d.alive():
             d.kill()
+        kill_hypervisors(run)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -1,3 +1,5 @@
+#include <signal.h>
+#include <sys/wait.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -135,6 +137,29 @@ static void test_fd_write_all(void **state)
     close(fds[0]);
 }
 
+/* A pid and its start time name one process: a child's start time is stable and
+ * later than ours, and a reaped child's pid has none. */
+static void test_proc_start_time(void **state)
+{
+    (void)state;
+    uint64_t self = 0, again = 0, child_start = 0;
+    assert_int_equal(proc_start_time(getpid(), &self), 0);
+    assert_int_equal(proc_start_time(getpid(), &again), 0);
+    assert_true(self > 0);
+    assert_true(self == again);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(proc_start_time(pid, &child_start), 0);
+    assert_true(child_start >= self);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_int_equal(proc_start_time(pid, &child_start), -ESRCH);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +170,7 @@ int main(void)
         cmocka_unit_test(test_buf_and_strv),
         cmocka_unit_test(test_mkdir_p_atomic_write_read_limit_and_rm_rf),
         cmocka_unit_test(test_fd_write_all),
+        cmocka_unit_test(test_proc_start_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

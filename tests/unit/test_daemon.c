@@ -55,11 +55,13 @@ static void test_restart_policy_decisions(void **state)
     in.workload_started = false;
     assert_false(vm_should_restart(&in));
 
-    assert_true(vm_policy_restarts_with_daemon("always"));
-    assert_true(vm_policy_restarts_with_daemon("unless-stopped"));
-    assert_false(vm_policy_restarts_with_daemon("on-failure"));
-    assert_false(vm_policy_restarts_with_daemon("no"));
-    assert_false(vm_policy_restarts_with_daemon(NULL));
+    assert_true(vm_policy_restarts_with_daemon("always", false));
+    assert_true(vm_policy_restarts_with_daemon("always", true));
+    assert_true(vm_policy_restarts_with_daemon("unless-stopped", false));
+    assert_false(vm_policy_restarts_with_daemon("unless-stopped", true));
+    assert_false(vm_policy_restarts_with_daemon("on-failure", false));
+    assert_false(vm_policy_restarts_with_daemon("no", false));
+    assert_false(vm_policy_restarts_with_daemon(NULL, false));
 }
 
 static void test_restart_backoff_doubles_up_to_30s(void **state)

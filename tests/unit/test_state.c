@@ -84,26 +84,43 @@ static void test_migrate_from_v1(void **state)
     assert_int_equal(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = "
                                    "'ip_allocations'"),
                      0);
-    store_vm vm;
-    fill_vm(&vm, "", "old-vm");
-    vm.ports = ports2;
-    vm.n_ports = 2;
-    vm.networks = nets2;
-    assert_int_equal(store_vm_insert(s, &vm, &err), 0);
+    /* Rows as a v1 hyprd wrote them (today's code writes columns v1 lacks). */
+    store_close(s);
+    static const char v1_rows[] =
+        "INSERT INTO vms (id, name, image, status, created_at) VALUES "
+        "('a100000000000000000000000000000000000000000000000000000000000000', 'old-vm', "
+        "'busybox', 'stopped', 1);"
+        "INSERT INTO vm_ports (vm_id, host_ip, host_port, guest_port, protocol) VALUES "
+        "('a100000000000000000000000000000000000000000000000000000000000000', '127.0.0.1', "
+        "8080, 80, 'tcp'), "
+        "('a100000000000000000000000000000000000000000000000000000000000000', '127.0.0.1', "
+        "5353, 53, 'udp');"
+        "INSERT INTO vm_networks (vm_id, network) VALUES "
+        "('a100000000000000000000000000000000000000000000000000000000000000', 'bridge'), "
+        "('a100000000000000000000000000000000000000000000000000000000000000', 'back');"
+        "INSERT INTO vms (id, name, status) VALUES "
+        "('b100000000000000000000000000000000000000000000000000000000000000', 'gone', "
+        "'created');";
+    sqlite3 *raw = NULL;
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, v1_rows, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+    assert_int_equal(store_open_at_version(path, 1, &s, &err), 0);
     store_kv kv = {(char *)"hypervisor", (char *)"qemu"};
     assert_int_equal(store_settings_set(s, &kv, 1, &err), 0);
     /* Deleting a VM on the old schema must not touch tables it does not have. */
-    store_vm gone;
-    fill_vm(&gone, "", "gone");
-    assert_int_equal(store_vm_insert(s, &gone, &err), 0);
-    assert_int_equal(store_vm_delete(s, gone.id, &err), 0);
+    assert_int_equal(
+        store_vm_delete(s, "b100000000000000000000000000000000000000000000000000000000000000",
+                        &err),
+        0);
     store_close(s);
 
     assert_int_equal(store_open(path, &s, &err), 0);
     assert_int_equal(store_schema_version(s), store_latest_version());
     store_vm got;
     assert_int_equal(store_vm_find(s, "old-vm", &got, &err), 0);
-    assert_string_equal(got.id, vm.id);
+    assert_string_equal(got.id, "a100000000000000000000000000000000000000000000000000000000000000");
+    assert_false(got.manual_stop); /* v3's column, defaulted */
     assert_int_equal(got.n_ports, 2);
     assert_int_equal(strv_length(got.networks), 2);
     store_vm_clear(&got);
