@@ -292,8 +292,16 @@ def run_p7():
         die("bench/dns.py failed (%d)" % p.returncode)
 
 
+def run_p13():
+    """P13 (VM records, start-up with re-adoption) lives in bench/records.py."""
+    p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "records.py")])
+    if p.returncode != 0:
+        die("bench/records.py failed (%d)" % p.returncode)
+
+
 if __name__ == "__main__":
     main()
     run_p1()
     run_p3()
     run_p7()
+    run_p13()

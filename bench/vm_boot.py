@@ -86,7 +86,11 @@ class Hyprd:
         os.mkdir(self.run)
         self.sock = os.path.join(self.run, "hypr.sock")
         self.log_path = os.path.join(tmp, "hyprd.log")
-        self.log = open(self.log_path, "wb")
+        self.spawn()
+
+    def spawn(self):
+        """Starts hyprd on the directories (again, after a kill) and waits until it answers."""
+        self.log = open(self.log_path, "ab")
         env = dict(os.environ)
         env.pop("HYPR_LOG", None)
         self.proc = subprocess.Popen([HYPRD, "--data-dir", self.data, "--run-dir", self.run,
