@@ -160,11 +160,9 @@ static void schedule_restart(daemon_ctx *d, const char *id, uint32_t restarts)
 
 /* ---- the end of a run ------------------------------------------------------------ */
 
-/* Everything of a run goes (channel, timers, hypervisor files, network, streams);
- * the final state is stored and reported; then --rm or the restart policy. */
-static void settle(vm_runtime *vm, bool failed)
+/* The end of hyprd's hold on a run, whether the VM ended or runs on without it. */
+static void close_channel_and_timers(vm_runtime *vm)
 {
-    daemon_ctx *d = vm->d;
     vm_log_flush(vm);
     vm_ctl_close(vm);
     vm_close_handle(vm, (uv_handle_t *)&vm->boot_timer);
@@ -172,6 +170,14 @@ static void settle(vm_runtime *vm, bool failed)
     vm_close_handle(vm, (uv_handle_t *)&vm->reconnect_timer);
     if (vm->pid_polling)
         vm_close_handle(vm, (uv_handle_t *)&vm->pid_poll);
+}
+
+/* Everything of a run goes (channel, timers, hypervisor files, network, streams);
+ * the final state is stored and reported; then --rm or the restart policy. */
+static void settle(vm_runtime *vm, bool failed)
+{
+    daemon_ctx *d = vm->d;
+    close_channel_and_timers(vm);
     if (vm->adapter)
         vm->adapter->ops->delete (vm->adapter, &vm->cfg, NULL);
     _cleanup_free_ char *proc_file = vm_proc_file(d, vm->id);
@@ -625,13 +631,7 @@ static void on_shutdown_poll(uv_timer_t *t)
 static void release(vm_runtime *vm)
 {
     log_info("VM %s keeps running without hyprd (pid %d)", vm->name, vm->proc_pid);
-    vm_log_flush(vm);
-    vm_ctl_close(vm);
-    vm_close_handle(vm, (uv_handle_t *)&vm->boot_timer);
-    vm_close_handle(vm, (uv_handle_t *)&vm->stop_timer);
-    vm_close_handle(vm, (uv_handle_t *)&vm->reconnect_timer);
-    if (vm->pid_polling)
-        vm_close_handle(vm, (uv_handle_t *)&vm->pid_poll);
+    close_channel_and_timers(vm);
     netmgr_vm_release(vm->d, TAKE_PTR(vm->net));
     vm_exec_end_all(vm, "hyprd is shutting down");
     vm_metrics_end_all(vm);
