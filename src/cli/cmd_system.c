@@ -243,12 +243,113 @@ static int system_prune(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+/* ---- system settings --------------------------------------------------------- */
+
+static void print_settings(Hypr__V1__Setting **items, size_t n, int json)
+{
+    _cleanup_json_ json_t *a = json_array();
+    _cleanup_table_ cli_table t = {0};
+    table_init(&t, 4, "KEY", "VALUE", "DEFAULT", "DESCRIPTION");
+    for (size_t i = 0; i < n; i++) {
+        const Hypr__V1__Setting *it = items[i];
+        json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s}", "Key", it->key, "Value",
+                                           it->value, "Default", it->default_value, "Description",
+                                           it->description));
+        table_add(&t, it->key, it->value, it->default_value, it->description);
+    }
+    if (json)
+        cli_print_json(a);
+    else
+        table_print(&t, stdout);
+}
+
+static int settings_set(cli_ctx *ctx, int argc, char **argv)
+{
+    cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "KEY=VALUE [KEY=VALUE...]",
+        .description = "Change daemon settings (all are checked first; none changes on an error)",
+        .min_args = 1,
+        .max_args = -1,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    Hypr__V1__UpdateSettingsRequest req = HYPR__V1__UPDATE_SETTINGS_REQUEST__INIT;
+    Hypr__V1__UpdateSettingsRequest__SettingsEntry *entries =
+        xcalloc((size_t)p.nargs, sizeof(*entries));
+    Hypr__V1__UpdateSettingsRequest__SettingsEntry **ptrs = xcalloc((size_t)p.nargs, sizeof(*ptrs));
+    _cleanup_strv_ char **keys = NULL;
+    int rc = 0;
+    for (int i = 0; i < p.nargs && rc == 0; i++) {
+        const char *eq = strchr(p.args[i], '=');
+        if (!eq || eq == p.args[i]) {
+            fprintf(stderr, "%s: invalid argument \"%s\": expected KEY=VALUE\nSee '%s --help'.\n",
+                    cmd.name, p.args[i], cmd.name);
+            rc = 1;
+            break;
+        }
+        keys = strv_append(keys, "");
+        free(keys[i]);
+        keys[i] = xstrndup(p.args[i], (size_t)(eq - p.args[i]));
+        hypr__v1__update_settings_request__settings_entry__init(&entries[i]);
+        entries[i].key = keys[i];
+        entries[i].value = (char *)eq + 1;
+        ptrs[i] = &entries[i];
+    }
+    if (rc == 0) {
+        req.n_settings = (size_t)p.nargs;
+        req.settings = ptrs;
+        _cleanup_pb_ Hypr__V1__UpdateSettingsResponse *resp = NULL;
+        rc = cli_call(ctx, "UpdateSettings", &req, &resp) < 0 ? 1 : 0;
+        for (int i = 0; rc == 0 && i < p.nargs; i++)
+            printf("%s\n", keys[i]);
+    }
+    free(ptrs);
+    free(entries);
+    return rc;
+}
+
+static int system_settings(cli_ctx *ctx, int argc, char **argv)
+{
+    static const cli_subcommand set = {"set", NULL, "Change daemon settings", settings_set};
+    if (argc > 1 && strcmp(argv[1], "set") == 0)
+        return cli_run_subcommand(ctx, &set, "set", argc - 1, argv + 1);
+    const char *format = NULL;
+    const cli_option opts[] = {
+        CLI_STRING(0, "format", "string", &format,
+                   "Format output: table (default) or json (keys Key, Value, Default, "
+                   "Description)"),
+        CLI_OPTIONS_END,
+    };
+    cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] | set KEY=VALUE...",
+        .description = "List the daemon's settings with their values and defaults "
+                       "('set KEY=VALUE...' changes them)",
+        .options = opts,
+        .max_args = 0,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    int json = cli_parse_with_format(&cmd, argc, argv, &p, &format, &ec);
+    if (json < 0)
+        return ec;
+    _cleanup_pb_ Hypr__V1__GetSettingsResponse *resp = NULL;
+    if (cli_call(ctx, "GetSettings", NULL, &resp) < 0)
+        return 1;
+    print_settings(resp->settings, resp->n_settings, json);
+    return 0;
+}
+
 int cmd_system(cli_ctx *ctx, int argc, char **argv)
 {
     static const cli_subcommand subs[] = {
         {"df", NULL, "Show hypr disk usage", system_df},
         {"info", NULL, "Display system-wide information", cmd_info},
         {"prune", NULL, "Remove unused data", system_prune},
+        {"settings", NULL, "List or change the daemon's settings", system_settings},
     };
     return cli_dispatch_group(ctx, "Manage hypr", subs, ARRAY_SIZE(subs), argc, argv);
 }

@@ -35,6 +35,7 @@ static void reply_settings(rpc_call *call, daemon_ctx *d, bool update)
         items[i].key = (char *)defs[i].key;
         items[i].value = values[i];
         items[i].description = (char *)defs[i].description;
+        items[i].default_value = (char *)defs[i].default_value;
         ptrs[i] = &items[i];
     }
     if (update) {

@@ -115,3 +115,26 @@ def test_hypr_host_env(hyprd, short_tmp):
     p = hypr("health", env={"HYPR_HOST": missing})
     assert p.returncode == 1
     assert missing in p.err, p.err
+
+
+def test_system_settings_list_and_set(hyprd):
+    """`hypr system settings` lists every setting with value and default;
+    `system settings set K=V...` changes them all or, on one bad value, none."""
+    sock = hyprd.socket
+    p = hypr("-H", sock, "system", "settings", "--format", "json")
+    assert p.returncode == 0, p.err
+    rows = {r["Key"]: r for r in json.loads(p.out)}
+    assert rows["shutdown_policy"]["Value"] == rows["shutdown_policy"]["Default"] == "keep"
+    assert set(rows) == set(hyprd.settings())
+    p = hypr("-H", sock, "system", "settings", "set", "shutdown_policy=stop", "stop_timeout=5")
+    assert p.returncode == 0, p.err
+    assert hyprd.settings()["shutdown_policy"] == "stop"
+    assert hyprd.settings()["stop_timeout"] == "5"
+    p = hypr("-H", sock, "system", "settings")
+    assert re.search(r"^shutdown_policy\s+stop\s+keep\s+", p.out, re.M), p.out
+    p = hypr("-H", sock, "system", "settings", "set", "stop_timeout=7", "shutdown_policy=nope")
+    assert p.returncode != 0 and "shutdown_policy" in p.err, (p.returncode, p.err)
+    assert hyprd.settings()["stop_timeout"] == "5"  # nothing changed
+    p = hypr("-H", sock, "system", "settings", "set", "novalue")
+    assert p.returncode != 0 and "KEY=VALUE" in p.err, p.err
+    assert_not_crashed(p)
