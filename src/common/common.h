@@ -244,4 +244,10 @@ int rm_rf(const char *path);
  * when there is no such process, -EBADMSG for an unreadable stat line. */
 int proc_start_time(pid_t pid, uint64_t *out);
 
+/* Standard base64 with padding (RFC 4648). Caller frees. */
+char *base64_encode(const void *data, size_t len);
+/* Strict decoding: whole quanta, '=' only as the last one or two characters; NULL on
+ * anything else or beyond max input characters. NUL-terminated; *out_len excludes it. */
+char *base64_decode(const char *s, size_t max, size_t *out_len);
+
 #endif

@@ -1,5 +1,5 @@
 /* Registry credentials in the Docker client's config.json: lookup for pulls,
- * store and erase for hypr login / logout, and the base64 they are kept in. */
+ * store and erase for hypr login / logout. */
 #define LOG_MODULE "creds"
 #include "creds/creds.h"
 
@@ -7,68 +7,6 @@
 #include <jansson.h>
 #include <pwd.h>
 #include <string.h>
-
-/* ---- base64 ------------------------------------------------------------------------------ */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char *creds_base64(const void *data, size_t len)
-{
-    const unsigned char *in = data;
-    char *out = xmalloc(4 * ((len + 2) / 3) + 1);
-    char *o = out;
-    for (size_t i = 0; i < len; i += 3) {
-        size_t left = len - i;
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (left > 1)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (left > 2)
-            v |= in[i + 2];
-        *o++ = b64_alphabet[(v >> 18) & 63];
-        *o++ = b64_alphabet[(v >> 12) & 63];
-        *o++ = left > 1 ? b64_alphabet[(v >> 6) & 63] : '=';
-        *o++ = left > 2 ? b64_alphabet[v & 63] : '=';
-    }
-    *o = '\0';
-    return out;
-}
-
-static int b64_value(char c)
-{
-    const char *p = c ? strchr(b64_alphabet, c) : NULL;
-    return p ? (int)(p - b64_alphabet) : -1;
-}
-
-/* Strict decoding: whole quanta, '=' only as the last one or two characters.
- * NULL on anything else. The result is NUL-terminated; *out_len excludes it. */
-static char *base64_decode(const char *s, size_t *out_len)
-{
-    size_t len = strlen(s);
-    if (len == 0 || len % 4 != 0 || len > 64 * 1024)
-        return NULL;
-    size_t pad = s[len - 1] == '=' ? (s[len - 2] == '=' ? 2 : 1) : 0;
-    _cleanup_free_ unsigned char *out = xmalloc(len / 4 * 3 + 1);
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        bool last = i + 4 == len;
-        uint32_t v = 0;
-        for (size_t k = 0; k < 4; k++) {
-            int d = last && k >= 4 - pad ? 0 : b64_value(s[i + k]);
-            if (d < 0)
-                return NULL;
-            v = v << 6 | (uint32_t)d;
-        }
-        out[n++] = (unsigned char)(v >> 16);
-        if (!last || pad < 2)
-            out[n++] = (unsigned char)(v >> 8);
-        if (!last || pad < 1)
-            out[n++] = (unsigned char)v;
-    }
-    out[n] = '\0';
-    *out_len = n;
-    return (char *)TAKE_PTR(out);
-}
 
 /* ---- reading config.json ------------------------------------------------------------------ */
 
@@ -142,7 +80,7 @@ int creds_lookup(const char *config_dir, const char *host, char **user, char **p
         const char *p = json_string_value(json_object_get(entry, "password"));
         if (!str_empty(auth)) {
             size_t dl;
-            _cleanup_free_ char *dec = base64_decode(auth, &dl);
+            _cleanup_free_ char *dec = base64_decode(auth, 64 * 1024, &dl);
             char *colon = dec ? memchr(dec, ':', dl) : NULL;
             if (!colon || strlen(dec) != dl) {
                 log_warn("%s: auths.%s.auth is not base64 of user:password; ignored", path, key);
@@ -260,7 +198,7 @@ int creds_store(const char *config_dir, const char *key, const char *user, const
     }
     remove_equivalent(auths, key);
     _cleanup_free_ char *pair = xasprintf("%s:%s", user, pass);
-    _cleanup_free_ char *b64 = creds_base64(pair, strlen(pair));
+    _cleanup_free_ char *b64 = base64_encode(pair, strlen(pair));
     memset(pair, 0, strlen(pair));
     json_object_set_new(auths, key, json_pack("{s:s}", "auth", b64));
     r = config_save(path, root, err);

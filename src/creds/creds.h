@@ -30,7 +30,4 @@ int creds_store(const char *config_dir, const char *key, const char *user, const
 /* Removes the entries for key's registry; -ENOENT when there were none. */
 int creds_erase(const char *config_dir, const char *key, hypr_error *err);
 
-/* Standard base64 with padding (RFC 4648). Caller frees. */
-char *creds_base64(const void *data, size_t len);
-
 #endif

@@ -94,6 +94,6 @@ int auth_parse_challenge(const char *h, auth_challenge *out)
 char *auth_basic_header(const char *user, const char *pass)
 {
     _cleanup_free_ char *pair = xasprintf("%s:%s", user, pass);
-    _cleanup_free_ char *b64 = creds_base64(pair, strlen(pair));
+    _cleanup_free_ char *b64 = base64_encode(pair, strlen(pair));
     return xasprintf("Authorization: Basic %s", b64);
 }

@@ -24,11 +24,11 @@ static void test_base64(void **state)
         {"hypr:s3cret", "aHlwcjpzM2NyZXQ="},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-        _cleanup_free_ char *b = creds_base64(cases[i].in, strlen(cases[i].in));
+        _cleanup_free_ char *b = base64_encode(cases[i].in, strlen(cases[i].in));
         assert_string_equal(b, cases[i].out);
     }
     static const unsigned char bin[] = {0xfb, 0xff, 0x00, 0x3e};
-    _cleanup_free_ char *b = creds_base64(bin, sizeof(bin));
+    _cleanup_free_ char *b = base64_encode(bin, sizeof(bin));
     assert_string_equal(b, "+/8APg==");
 }
 
