@@ -527,6 +527,8 @@ static void network_leave_vms(netmgr *m, network *n)
 /* ---- CreateNetwork / DeleteNetwork ------------------------------------------- */
 
 /* vbrN with the lowest N not used by another network. */
+/* The first vbrN neither one of our networks nor a link of this namespace has (a
+ * bridge another hyprd, or an earlier one, left): a new network never takes one over. */
 static char *next_bridge_name(netmgr *m)
 {
     for (int i = 1;; i++) {
@@ -534,10 +536,26 @@ static char *next_bridge_name(netmgr *m)
         bool used = false;
         for (network *n = m->nets; n; n = n->next)
             used = used || strcmp(n->bridge, name) == 0;
+        if (!used && m->enabled && net_link_exists(name))
+            used = true;
         if (!used)
             return name;
         free(name);
     }
+}
+
+/* "10.8.0.5/24" (a link's address) as the subnet it routes, 10.8.0.0/24. */
+static bool host_subnet(const char *cidr, net_subnet *out)
+{
+    const char *slash = strchr(cidr, '/');
+    _cleanup_free_ char *ip = slash ? xstrndup(cidr, (size_t)(slash - cidr)) : NULL;
+    uint32_t addr;
+    int64_t prefix;
+    if (!ip || net_ip4_parse(ip, &addr) < 0 || parse_int64(slash + 1, 1, 32, &prefix) < 0)
+        return false;
+    uint32_t mask = prefix == 32 ? 0xffffffffu : ~(0xffffffffu >> prefix);
+    *out = (net_subnet){addr & mask, (int)prefix};
+    return true;
 }
 
 static int check_subnet(netmgr *m, const char *want, net_subnet *sn, hypr_error *err)
@@ -550,14 +568,29 @@ static int check_subnet(netmgr *m, const char *want, net_subnet *sn, hypr_error 
                              "subnet %s overlaps network %s (%s)", want, n->name, n->subnet);
         return r;
     }
+    /* Besides our networks, the addresses already on this namespace's links (a VPN,
+     * another bridge): as Docker does, an automatic pick never overlaps them, since
+     * replies to the guests would be routed there. */
+    _cleanup_strv_ char **host = NULL;
+    _cleanup_strv_ char **links = NULL;
+    if (m->enabled && net_link_list_prefix("", &links, NULL) >= 0)
+        for (char **l = links; *l; l++) {
+            _cleanup_strv_ char **cidrs = NULL;
+            if (net_addr_list(*l, &cidrs, NULL) >= 0)
+                for (char **c = cidrs; *c; c++)
+                    host = strv_append(host, *c);
+        }
     size_t count = 0;
     for (network *n = m->nets; n; n = n->next)
         count++;
-    _cleanup_free_ net_subnet *existing = xcalloc(count + 1, sizeof(*existing));
+    _cleanup_free_ net_subnet *existing = xcalloc(count + strv_length(host) + 1, sizeof(*existing));
     size_t i = 0;
     for (network *n = m->nets; n; n = n->next)
         existing[i++] = *ipam_subnet(n->pool);
-    return ipam_pick_subnet(existing, count, sn, err);
+    for (char **c = host; c && *c; c++)
+        if (host_subnet(*c, &existing[i]) && (existing[i].network >> 24) != 127)
+            i++; /* loopback is never routed to a bridge */
+    return ipam_pick_subnet(existing, i, sn, err);
 }
 
 /* The subnet and gateway of a new network: the ones asked for (inside, and not

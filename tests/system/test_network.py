@@ -796,6 +796,37 @@ def test_network_prune_removes_only_unused(netd, nets):
         wait_for(lambda: not link_exists(br), 10, "bridge %s removed" % br)
 
 
+def test_auto_subnet_and_bridge_avoid_what_the_host_already_has(netd, nets):
+    """A network created without --subnet never takes a subnet routed to another link of
+    the namespace (a VPN, a bridge another hyprd left), nor a vbrN name already there:
+    replies to its guests would go to the other link."""
+    taken = [netd.network(n["Name"])["IPAM"]["Config"][0]["Subnet"]
+             for n in json.loads(netd.ok("network", "ls", "--format", "json").out)]
+    # The next automatic pick, as the daemon would choose it, given to a dummy link.
+    probe = "probe%d" % os.getpid()
+    netd.ok("network", "create", probe, timeout=30)
+    next_subnet = netd.network(probe)["IPAM"]["Config"][0]["Subnet"]
+    next_bridge = netd.network(probe)["Bridge"]
+    netd.ok("network", "rm", probe, timeout=30)
+    wait_for(lambda: not link_exists(next_bridge), 10, "bridge %s removed" % next_bridge)
+    host_addr = str(ipaddress.ip_network(next_subnet)[7]) + "/24"
+    subprocess.run(["ip", "link", "add", next_bridge, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", host_addr, "dev", next_bridge], check=True)
+        netd.ok("network", "create", "beside", timeout=30)
+        try:
+            got = netd.network("beside")
+            subnet = got["IPAM"]["Config"][0]["Subnet"]
+            assert not ipaddress.ip_network(subnet).overlaps(ipaddress.ip_network(next_subnet)), \
+                (subnet, host_addr)
+            assert subnet not in taken, (subnet, taken)
+            assert got["Bridge"] != next_bridge, got
+        finally:
+            netd.ok("network", "rm", "beside", timeout=30)
+    finally:
+        subprocess.run(["ip", "link", "del", next_bridge], check=False)
+
+
 def test_force_removed_network_leaves_running_vm(netd, nets):
     """`network rm -f` of a network a running VM uses (its second one): the network,
     its bridge and the VM's TAP on it go, the VM keeps running and keeps its first
