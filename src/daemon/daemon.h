@@ -33,6 +33,7 @@ typedef struct daemon_ctx {
     struct netmgr *net;               /* networks, VM attachments (netmgr.c) */
     struct dns_server *dns;           /* the .hypr DNS server (netmgr_dns.c) */
     struct api_state *api;            /* calls waiting on VMs (api_vm.c) */
+    struct rest_gateway *rest;        /* the REST gateway (rest.c) */
     /* Shutdown: VMs get until the deadline, then done() runs once all are gone. */
     void (*shutdown_done)(struct daemon_ctx *d);
     uv_timer_t shutdown_poll;

@@ -2,6 +2,7 @@
  * (and optionally TCP), and shuts down cleanly on SIGTERM/SIGINT. */
 #define LOG_MODULE "hyprd"
 #include "api.h"
+#include "rest.h"
 #include "netmgr.h"
 #include "vm.h"
 
@@ -120,6 +121,7 @@ static void on_server_closed(rpc_server *s)
 /* VMs stop first (their calls may still be answered), then the API closes. */
 static void on_vms_stopped(daemon_ctx *d)
 {
+    rest_stop(d);
     netmgr_dns_stop(d);
     event_bus_close_all(d->events);
     rpc_server_shutdown(d->server, on_server_closed);
@@ -219,6 +221,7 @@ static int run(daemon_ctx *d, hypr_error *err)
     r = start_listeners(d, err);
     if (r < 0)
         return r;
+    rest_start(d);
 
     d->sig_term.data = d->sig_int.data = d;
     uv_signal_init(d->loop, &d->sig_term);
@@ -239,6 +242,7 @@ static int run(daemon_ctx *d, hypr_error *err)
 
 static void cleanup(daemon_ctx *d)
 {
+    rest_stop(d);
     if (d->server)
         rpc_server_free(d->server);
     api_free(d);

@@ -2,6 +2,7 @@
  * is validated whole before anything is stored, so a bad value changes nothing. */
 #define LOG_MODULE "settings"
 #include "daemon.h"
+#include "rest.h"
 
 #include <arpa/inet.h>
 #include <string.h>
@@ -69,6 +70,11 @@ static int validate_listen_address(const setting_def *def, const char *value, hy
                     value, def->key);
 }
 
+static int validate_rest_address(const setting_def *def, const char *value, hypr_error *err)
+{
+    return value[0] == '\0' ? 0 : validate_listen_address(def, value, err);
+}
+
 static bool valid_registry_host(const char *s, size_t len)
 {
     if (len == 0 || len > 255)
@@ -130,6 +136,9 @@ static const setting_def defs[] = {
      "TLS for registries, as Docker's certs.d: <dir>/<host[:port]>/ca.crt, client.cert, "
      "client.key",
      validate_path},
+    {"rest_addr", "127.0.0.1:41001",
+     "address of the REST gateway (HTTP/1.1 + JSON, /v1/openapi.json); empty = off",
+     validate_rest_address},
     {"shutdown_policy", "keep",
      "what hyprd's shutdown does to running VMs: keep (they run on and the next hyprd re-adopts "
      "them, like Docker's live-restore) or stop (each stopped with its stop timeout)",
@@ -204,6 +213,9 @@ int settings_update(daemon_ctx *d, const store_kv *kv, size_t n, hypr_error *err
     if (r < 0)
         return hypr_err_prefix(err, "update settings");
     settings_apply(d);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(kv[i].key, "rest_addr") == 0)
+            rest_reconfigure(d);
     return 0;
 }
 

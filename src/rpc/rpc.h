@@ -113,6 +113,92 @@ void rpc_call_finish_error(rpc_call *call, const hypr_error *err);
 void rpc_call_reply(rpc_call *call, const ProtobufCMessage *msg);
 bool rpc_call_is_finished(rpc_call *call);
 
+/* ---- calls from another transport (the REST gateway) ---------------------- */
+
+/* Where an external call's responses go. Each callback gets tx. */
+typedef struct rpc_transport {
+    /* A response message (unary: the one; server streams: each). <0 refuses it. */
+    int (*send)(void *tx, const ProtobufCMessage *msg);
+    /* The final status. The transport answers its client, then calls
+     * rpc_call_external_release. */
+    void (*finish)(void *tx, hypr_status status, const char *message);
+    /* Bytes queued towards the client and not yet written. */
+    size_t (*pending)(void *tx);
+} rpc_transport;
+
+/* The method of s serving path ("/hypr.v1.HyprService/GetVM"), or NULL. */
+const rpc_method *rpc_server_method(rpc_server *s, const char *path);
+/* A call of method m whose responses go to t/tx. Then hand it its request with
+ * rpc_call_external_start. Unary and server-streaming methods only. */
+rpc_call *rpc_call_external(rpc_server *s, const rpc_method *m, const rpc_transport *t, void *tx);
+/* Passes the request (ownership too) to the method's handler, as gRPC would. */
+void rpc_call_external_start(rpc_call *call, ProtobufCMessage *request);
+/* The transport's queue went below its low-water mark: runs the handler's on_drain. */
+void rpc_call_external_drained(rpc_call *call);
+/* The transport is done with the call: after finish (cancelled = false) or because
+ * its client went away (cancelled = true). Runs on_close once and frees the call. */
+void rpc_call_external_release(rpc_call *call, bool cancelled);
+
+/* ---- proto3 JSON mapping (REST) -------------------------------------------- */
+
+/* msg as a JSON object: lowerCamelCase names, enums by name, 64-bit integers as
+ * strings, bytes as base64; unpopulated fields too (as grpc-gateway emits them:
+ * "", 0, [], {}, null for an absent message), so scripts see every key. */
+struct json_t;
+struct json_t *rpc_pb_to_json(const ProtobufCMessage *msg);
+/* Appends the wire encoding of obj, a JSON object of message type desc, to out.
+ * Field names may be lowerCamelCase or as in the .proto; null means default.
+ * INVALID_ARGUMENT naming the field for an unknown field or a bad value. */
+int rpc_json_to_wire(const ProtobufCMessageDescriptor *desc, struct json_t *obj, hypr_buf *out,
+                     hypr_error *err);
+/* Appends the wire encoding of one top-level scalar field given as text (a path or
+ * query parameter). Repeated fields take one value per call. */
+int rpc_text_to_wire(const ProtobufCMessageDescriptor *desc, const char *field, const char *text,
+                     hypr_buf *out, hypr_error *err);
+
+/* ---- HTTP/1.1 server ------------------------------------------------------- */
+
+typedef struct http_server http_server;
+typedef struct http_exchange http_exchange;
+typedef struct http_conn http_conn;
+
+typedef struct http_request {
+    const char *method;       /* "GET" */
+    const char *path;         /* as sent, without the query */
+    const char *query;        /* after '?', "" when none */
+    const char *content_type; /* NULL when absent */
+    const char *body;         /* NUL-terminated */
+    size_t body_len;
+} http_request;
+
+/* Called for each request; answer it now or later with http_respond or a chunked
+ * response. req lives as long as the exchange. */
+typedef void (*http_handler)(http_exchange *x, const http_request *req, void *userdata);
+
+int http_server_new(uv_loop_t *loop, http_handler handler, void *userdata, http_server **out);
+int http_server_listen_tcp(http_server *s, const char *host, int port, hypr_error *err);
+/* Closes the listener and every connection (open exchanges: on_close cancelled). */
+void http_server_free(http_server *s);
+
+void http_respond(http_exchange *x, int status, const char *content_type, const void *body,
+                  size_t len);
+void http_begin_chunked(http_exchange *x, int status, const char *content_type);
+void http_send_chunk(http_exchange *x, const void *data, size_t len);
+void http_end_chunked(http_exchange *x);
+/* Whether the status line went out (a chunked response has begun). */
+bool http_exchange_started(const http_exchange *x);
+size_t http_exchange_pending(const http_exchange *x);
+/* on_close: the response was written (cancelled = false) or the client went away
+ * (true); on_drain: the queued bytes fell below 64 KiB. */
+void http_exchange_set_callbacks(http_exchange *x,
+                                 void (*on_close)(http_exchange *x, bool cancelled, void *data),
+                                 void (*on_drain)(http_exchange *x, void *data), void *data);
+
+/* Fuzzing hook: a connection without a socket, fed from a buffer; output is dropped. */
+http_conn *http_server_test_conn(http_server *s);
+int http_test_conn_feed(http_conn *c, const uint8_t *data, size_t len);
+void http_test_conn_close(http_conn *c);
+
 /* ---- client (CLI, tests) ------------------------------------------------- */
 
 typedef struct rpc_client rpc_client;

@@ -74,7 +74,10 @@ struct rpc_conn {
 };
 
 struct rpc_call {
-    rpc_conn *conn;
+    rpc_server *server;
+    rpc_conn *conn;          /* NULL for an external call */
+    const rpc_transport *tx; /* an external call's transport, or NULL */
+    void *tx_data;
     rpc_call *prev, *next;
     int32_t stream_id;
     unsigned refs;

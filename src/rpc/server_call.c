@@ -24,7 +24,7 @@ static void call_unref(rpc_call *call)
     if (--call->refs > 0)
         return;
     rpc_conn *c = call->conn;
-    c->server->n_calls--;
+    call->server->n_calls--;
     rpc_framer_free(&call->framer);
     buf_free(&call->out);
     free(call->unary_msg);
@@ -34,9 +34,10 @@ static void call_unref(rpc_call *call)
      * idle footprint should not remember its largest request. The trim waits
      * for the socket writes, which hold copies of the message. */
     if (call->big_buffers)
-        c->server->trim_wanted = true;
+        call->server->trim_wanted = true;
     free(call);
-    rpc_conn_unref(c);
+    if (c)
+        rpc_conn_unref(c);
 }
 
 static void call_timer_closed(uv_handle_t *h)
@@ -145,6 +146,8 @@ static int call_submit_headers(rpc_call *call)
 
 static bool call_usable(rpc_call *call)
 {
+    if (call && call->tx)
+        return !call->finished && !call->closed;
     return call && call->attached && !call->finished && !call->conn->closing && call->conn->session;
 }
 
@@ -183,6 +186,12 @@ static void call_finish(rpc_call *call, hypr_status status, const char *message)
     call->status = status;
     free(call->message);
     call->message = message && message[0] ? xstrdup(message) : NULL;
+    if (call->tx) {
+        call_ref(call);
+        call->tx->finish(call->tx_data, status, call->message);
+        call_unref(call);
+        return;
+    }
     if (!call->headers_sent) {
         call->headers_sent = true;
         if (call_submit_status(call, true) != 0)
@@ -363,6 +372,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     rpc_call *call = xcalloc(1, sizeof(*call));
+    call->server = c->server;
     call->conn = c;
     call->stream_id = frame->hd.stream_id;
     call->refs = 1; /* the stream's */
@@ -521,7 +531,7 @@ void *rpc_call_get_data(rpc_call *call)
 
 rpc_server *rpc_call_server(rpc_call *call)
 {
-    return call->conn->server;
+    return call->server;
 }
 
 const char *rpc_call_path(rpc_call *call)
@@ -539,8 +549,10 @@ int rpc_call_send(rpc_call *call, const ProtobufCMessage *msg)
     if (!call_usable(call))
         return -ECANCELED;
     size_t size = protobuf_c_message_get_packed_size(msg);
-    if (size > call->conn->server->max_message)
+    if (size > call->server->max_message)
         return -EMSGSIZE;
+    if (call->tx)
+        return call->tx->send(call->tx_data, msg);
     if (size >= RPC_BIG_MESSAGE)
         call->big_buffers = true;
     /* Packed straight into the queue behind its prefix: no extra copy. */
@@ -569,6 +581,8 @@ int rpc_call_send(rpc_call *call, const ProtobufCMessage *msg)
 
 size_t rpc_call_pending(rpc_call *call)
 {
+    if (call->tx)
+        return call->closed ? 0 : call->tx->pending(call->tx_data);
     return call->out.len - call->out_off;
 }
 
@@ -600,4 +614,53 @@ void rpc_call_reply(rpc_call *call, const ProtobufCMessage *msg)
 bool rpc_call_is_finished(rpc_call *call)
 {
     return call->finished;
+}
+
+/* ---- external calls ------------------------------------------------------------ */
+
+const rpc_method *rpc_server_method(rpc_server *s, const char *path)
+{
+    return server_find_method(s, path);
+}
+
+rpc_call *rpc_call_external(rpc_server *s, const rpc_method *m, const rpc_transport *t, void *tx)
+{
+    rpc_call *call = xcalloc(1, sizeof(*call));
+    call->server = s;
+    call->method = m;
+    call->path = xstrdup(m->path);
+    call->tx = t;
+    call->tx_data = tx;
+    call->refs = 1; /* the transport's */
+    call->timeout_ms = -1;
+    s->n_calls++;
+    return call;
+}
+
+void rpc_call_external_start(rpc_call *call, ProtobufCMessage *request)
+{
+    if (call->server->shutting_down) {
+        protobuf_c_message_free_unpacked(request, NULL);
+        call_finish(call, HYPR_UNAVAILABLE, "server is shutting down");
+        return;
+    }
+    call->started = true;
+    call_ref(call);
+    call->method->on_message(call, request);
+    call_unref(call);
+}
+
+void rpc_call_external_drained(rpc_call *call)
+{
+    if (!call->on_drain || !call_usable(call))
+        return;
+    call_ref(call);
+    call->on_drain(call);
+    call_unref(call);
+}
+
+void rpc_call_external_release(rpc_call *call, bool cancelled)
+{
+    call_notify_close(call, cancelled);
+    call_unref(call);
 }

@@ -32,6 +32,7 @@ DEFAULT_SETTINGS = {
     "log_level": "info",
     "port_forward": "userspace",
     "registry_certs_dir": "/etc/hypr/certs.d",
+    "rest_addr": "127.0.0.1:41001",
     "shutdown_policy": "keep",
     "stop_timeout": "10",
 }

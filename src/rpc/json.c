@@ -1,0 +1,574 @@
+/* The proto3 JSON mapping, driven by protobuf-c's descriptors: messages to JSON for
+ * the REST gateway's responses, and JSON (or a path/query parameter's text) to the
+ * protobuf wire encoding, which protobuf_c_message_unpack then turns into the very
+ * message a gRPC client would have sent. Going through the wire format keeps every
+ * allocation protobuf-c's own. */
+#define LOG_MODULE "rpc"
+#include "rpc/rpc.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+
+#include "common/json_cleanup.h"
+
+/* Deeper nesting than any hypr message is refused (jansson accepts up to 2048). */
+#define MAX_DEPTH 32
+
+/* ---- names ------------------------------------------------------------------------ */
+
+/* "host_ip" -> "hostIp" (the proto3 JSON name). Caller frees. */
+static char *json_name(const char *name)
+{
+    char *out = xmalloc(strlen(name) + 1), *o = out;
+    bool upper = false;
+    for (const char *p = name; *p; p++) {
+        if (*p == '_') {
+            upper = true;
+            continue;
+        }
+        *o++ = upper && *p >= 'a' && *p <= 'z' ? (char)(*p - 'a' + 'A') : *p;
+        upper = false;
+    }
+    *o = '\0';
+    return out;
+}
+
+static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescriptor *d,
+                                                  const char *key)
+{
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (strcmp(f->name, key) == 0)
+            return f;
+        _cleanup_free_ char *jn = json_name(f->name);
+        if (strcmp(jn, key) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+/* protobuf-c describes map<K,V> as a repeated nested "XxxEntry" message {key=1, value=2}. */
+static bool is_map_entry(const ProtobufCMessageDescriptor *d)
+{
+    return d && d->n_fields == 2 && str_endswith(d->name, "Entry") && d->fields[0].id == 1 &&
+           d->fields[1].id == 2 && strcmp(d->fields[0].name, "key") == 0 &&
+           strcmp(d->fields[1].name, "value") == 0;
+}
+
+/* ---- message -> JSON -------------------------------------------------------------- */
+
+static json_t *int64_json(int64_t v)
+{
+    char s[32];
+    snprintf(s, sizeof(s), "%" PRId64, v);
+    return json_string(s);
+}
+
+static json_t *uint64_json(uint64_t v)
+{
+    char s[32];
+    snprintf(s, sizeof(s), "%" PRIu64, v);
+    return json_string(s);
+}
+
+static json_t *double_json(double v)
+{
+    if (isnan(v))
+        return json_string("NaN");
+    if (isinf(v))
+        return json_string(v > 0 ? "Infinity" : "-Infinity");
+    return json_real(v);
+}
+
+static size_t type_size(ProtobufCType t)
+{
+    switch (t) {
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return 8;
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(void *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    default:
+        return 4;
+    }
+}
+
+/* One value at p; *is_default says whether proto3 would omit it. */
+static json_t *value_json(const ProtobufCFieldDescriptor *f, const void *p, bool *is_default)
+{
+    *is_default = false;
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        *is_default = *(const int32_t *)p == 0;
+        return json_integer(*(const int32_t *)p);
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        *is_default = *(const uint32_t *)p == 0;
+        return json_integer(*(const uint32_t *)p);
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        *is_default = *(const int64_t *)p == 0;
+        return int64_json(*(const int64_t *)p);
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        *is_default = *(const uint64_t *)p == 0;
+        return uint64_json(*(const uint64_t *)p);
+    case PROTOBUF_C_TYPE_FLOAT:
+        *is_default = *(const float *)p == 0;
+        return double_json(*(const float *)p);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        *is_default = *(const double *)p == 0;
+        return double_json(*(const double *)p);
+    case PROTOBUF_C_TYPE_BOOL:
+        *is_default = !*(const protobuf_c_boolean *)p;
+        return json_boolean(*(const protobuf_c_boolean *)p);
+    case PROTOBUF_C_TYPE_ENUM: {
+        int v = *(const int *)p;
+        *is_default = v == 0;
+        const ProtobufCEnumValue *ev =
+            protobuf_c_enum_descriptor_get_value((const ProtobufCEnumDescriptor *)f->descriptor, v);
+        return ev ? json_string(ev->name) : json_integer(v);
+    }
+    case PROTOBUF_C_TYPE_STRING: {
+        const char *s = *(char *const *)p;
+        *is_default = !s || !*s;
+        return json_string(s ? s : "");
+    }
+    case PROTOBUF_C_TYPE_BYTES: {
+        const ProtobufCBinaryData *b = p;
+        *is_default = b->len == 0;
+        _cleanup_free_ char *enc = base64_encode(b->data, b->len);
+        return json_string(enc);
+    }
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
+        *is_default = m == NULL;
+        return m ? rpc_pb_to_json(m) : json_null();
+    }
+    }
+    return json_null();
+}
+
+static json_t *map_json(const ProtobufCFieldDescriptor *f, const void *array, size_t n)
+{
+    json_t *o = json_object();
+    const ProtobufCMessageDescriptor *ed = f->descriptor;
+    for (size_t i = 0; i < n; i++) {
+        const ProtobufCMessage *e = ((ProtobufCMessage *const *)array)[i];
+        const char *base = (const char *)e;
+        bool dflt;
+        _cleanup_json_ json_t *k = value_json(&ed->fields[0], base + ed->fields[0].offset, &dflt);
+        json_t *v = value_json(&ed->fields[1], base + ed->fields[1].offset, &dflt);
+        _cleanup_free_ char *key = json_is_string(k) ? xstrdup(json_string_value(k))
+                                   : json_is_integer(k)
+                                       ? xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(k))
+                                       : xstrdup(json_is_true(k) ? "true" : "false");
+        json_object_set_new(o, key, v);
+    }
+    return o;
+}
+
+json_t *rpc_pb_to_json(const ProtobufCMessage *msg)
+{
+    json_t *o = json_object();
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    const char *base = (const char *)msg;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const void *p = base + f->offset;
+        json_t *v = NULL;
+        bool dflt;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            const char *array = *(char *const *)p;
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE && is_map_entry(f->descriptor)) {
+                v = map_json(f, array, n);
+            } else {
+                v = json_array();
+                for (size_t k = 0; k < n; k++)
+                    json_array_append_new(v, value_json(f, array + k * type_size(f->type), &dflt));
+            }
+        } else if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            /* Only the member that is set. */
+            if (*(const uint32_t *)(base + f->quantifier_offset) != f->id)
+                continue;
+            v = value_json(f, p, &dflt);
+        } else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type != PROTOBUF_C_TYPE_STRING &&
+                   f->type != PROTOBUF_C_TYPE_MESSAGE &&
+                   !*(const protobuf_c_boolean *)(base + f->quantifier_offset)) {
+            v = json_null();
+        } else {
+            v = value_json(f, p, &dflt);
+        }
+        _cleanup_free_ char *name = json_name(f->name);
+        json_object_set_new(o, name, v);
+    }
+    return o;
+}
+
+/* ---- JSON -> wire ------------------------------------------------------------------ */
+
+enum { WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_LEN = 2, WIRE_FIXED32 = 5 };
+
+static void put_varint(hypr_buf *out, uint64_t v)
+{
+    uint8_t b[10];
+    size_t n = 0;
+    do {
+        b[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            b[n] |= 0x80;
+        n++;
+    } while (v);
+    buf_append(out, b, n);
+}
+
+static void put_tag(hypr_buf *out, uint32_t id, int wire)
+{
+    put_varint(out, (uint64_t)id << 3 | (uint64_t)wire);
+}
+
+static void put_fixed(hypr_buf *out, uint64_t v, size_t bytes)
+{
+    uint8_t b[8];
+    for (size_t i = 0; i < bytes; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    buf_append(out, b, bytes);
+}
+
+static void put_len(hypr_buf *out, uint32_t id, const void *data, size_t len)
+{
+    put_tag(out, id, WIRE_LEN);
+    put_varint(out, len);
+    buf_append(out, data, len);
+}
+
+typedef struct ctx {
+    hypr_error *err;
+    char path[256]; /* the field being decoded, for messages: "config.ports" */
+} ctx;
+
+static int bad(ctx *c, const char *what)
+{
+    return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL, "invalid value for field \"%s\": %s",
+                    c->path, what);
+}
+
+/* A JSON number or a numeric string (proto3 accepts both) as a signed integer. */
+static int get_int(ctx *c, json_t *v, int64_t min, int64_t max, int64_t *out)
+{
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        if (i < min || i > max)
+            return bad(c, "out of range");
+        *out = i;
+        return 0;
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (d != floor(d) || d < (double)min || d > (double)max)
+            return bad(c, "not an integer in range");
+        *out = (int64_t)d;
+        return 0;
+    }
+    if (json_is_string(v) && parse_int64(json_string_value(v), min, max, out) == 0)
+        return 0;
+    return bad(c, "expected an integer");
+}
+
+static int get_uint64(ctx *c, json_t *v, uint64_t *out)
+{
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char *end;
+        errno = 0;
+        unsigned long long u = strtoull(s, &end, 10);
+        if (*s < '0' || *s > '9' || *end || errno)
+            return bad(c, "expected an unsigned integer");
+        *out = u;
+        return 0;
+    }
+    int64_t i;
+    int r = get_int(c, v, 0, INT64_MAX, &i);
+    *out = (uint64_t)i;
+    return r;
+}
+
+static int get_double(ctx *c, json_t *v, double *out)
+{
+    if (json_is_number(v)) {
+        *out = json_number_value(v);
+        return 0;
+    }
+    const char *s = json_string_value(v);
+    if (s && !strcmp(s, "NaN"))
+        *out = NAN;
+    else if (s && !strcmp(s, "Infinity"))
+        *out = INFINITY;
+    else if (s && !strcmp(s, "-Infinity"))
+        *out = -INFINITY;
+    else if (s && *s) {
+        char *end;
+        *out = strtod(s, &end);
+        if (*end)
+            return bad(c, "expected a number");
+    } else
+        return bad(c, "expected a number");
+    return 0;
+}
+
+static int encode_message(ctx *c, const ProtobufCMessageDescriptor *d, json_t *obj, int depth,
+                          hypr_buf *out);
+
+/* One (non-repeated) value of field f. */
+static int encode_value(ctx *c, const ProtobufCFieldDescriptor *f, json_t *v, int depth,
+                        hypr_buf *out)
+{
+    int64_t i = 0;
+    uint64_t u = 0;
+    double dv = 0;
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT32:
+        if (get_int(c, v, INT32_MIN, INT32_MAX, &i) < 0)
+            return -EINVAL;
+        put_tag(out, f->id, WIRE_VARINT);
+        put_varint(out, (uint64_t)i); /* negative: sign-extended to 10 bytes */
+        return 0;
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SINT64:
+        if (get_int(c, v, f->type == PROTOBUF_C_TYPE_SINT32 ? INT32_MIN : INT64_MIN,
+                    f->type == PROTOBUF_C_TYPE_SINT32 ? INT32_MAX : INT64_MAX, &i) < 0)
+            return -EINVAL;
+        put_tag(out, f->id, WIRE_VARINT);
+        put_varint(out, ((uint64_t)i << 1) ^ (uint64_t)(i >> 63));
+        return 0;
+    case PROTOBUF_C_TYPE_SFIXED32:
+        if (get_int(c, v, INT32_MIN, INT32_MAX, &i) < 0)
+            return -EINVAL;
+        put_tag(out, f->id, WIRE_FIXED32);
+        put_fixed(out, (uint32_t)(int32_t)i, 4);
+        return 0;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        if (get_int(c, v, INT64_MIN, INT64_MAX, &i) < 0)
+            return -EINVAL;
+        put_tag(out, f->id, f->type == PROTOBUF_C_TYPE_INT64 ? WIRE_VARINT : WIRE_FIXED64);
+        if (f->type == PROTOBUF_C_TYPE_INT64)
+            put_varint(out, (uint64_t)i);
+        else
+            put_fixed(out, (uint64_t)i, 8);
+        return 0;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        if (get_int(c, v, 0, UINT32_MAX, &i) < 0)
+            return -EINVAL;
+        put_tag(out, f->id, f->type == PROTOBUF_C_TYPE_UINT32 ? WIRE_VARINT : WIRE_FIXED32);
+        if (f->type == PROTOBUF_C_TYPE_UINT32)
+            put_varint(out, (uint64_t)i);
+        else
+            put_fixed(out, (uint64_t)i, 4);
+        return 0;
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        if (get_uint64(c, v, &u) < 0)
+            return -EINVAL;
+        put_tag(out, f->id, f->type == PROTOBUF_C_TYPE_UINT64 ? WIRE_VARINT : WIRE_FIXED64);
+        if (f->type == PROTOBUF_C_TYPE_UINT64)
+            put_varint(out, u);
+        else
+            put_fixed(out, u, 8);
+        return 0;
+    case PROTOBUF_C_TYPE_FLOAT: {
+        if (get_double(c, v, &dv) < 0)
+            return -EINVAL;
+        float fv = (float)dv;
+        uint32_t bits;
+        memcpy(&bits, &fv, 4);
+        put_tag(out, f->id, WIRE_FIXED32);
+        put_fixed(out, bits, 4);
+        return 0;
+    }
+    case PROTOBUF_C_TYPE_DOUBLE: {
+        if (get_double(c, v, &dv) < 0)
+            return -EINVAL;
+        uint64_t bits;
+        memcpy(&bits, &dv, 8);
+        put_tag(out, f->id, WIRE_FIXED64);
+        put_fixed(out, bits, 8);
+        return 0;
+    }
+    case PROTOBUF_C_TYPE_BOOL:
+        if (!json_is_boolean(v))
+            return bad(c, "expected true or false");
+        put_tag(out, f->id, WIRE_VARINT);
+        put_varint(out, json_is_true(v));
+        return 0;
+    case PROTOBUF_C_TYPE_ENUM: {
+        const ProtobufCEnumDescriptor *ed = f->descriptor;
+        if (json_is_string(v)) {
+            const ProtobufCEnumValue *ev =
+                protobuf_c_enum_descriptor_get_value_by_name(ed, json_string_value(v));
+            if (!ev) {
+                _cleanup_free_ char *m =
+                    xasprintf("\"%s\" is not a %s", json_string_value(v), ed->name);
+                return bad(c, m);
+            }
+            i = ev->value;
+        } else if (get_int(c, v, INT32_MIN, INT32_MAX, &i) < 0) {
+            return -EINVAL;
+        }
+        put_tag(out, f->id, WIRE_VARINT);
+        put_varint(out, (uint64_t)i);
+        return 0;
+    }
+    case PROTOBUF_C_TYPE_STRING:
+        if (!json_is_string(v))
+            return bad(c, "expected a string");
+        put_len(out, f->id, json_string_value(v), json_string_length(v));
+        return 0;
+    case PROTOBUF_C_TYPE_BYTES: {
+        if (!json_is_string(v))
+            return bad(c, "expected a base64 string");
+        size_t n = 0;
+        _cleanup_free_ char *dec =
+            json_string_length(v) ? base64_decode(json_string_value(v), SIZE_MAX, &n) : xstrdup("");
+        if (!dec)
+            return bad(c, "not valid base64");
+        put_len(out, f->id, dec, n);
+        return 0;
+    }
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        if (!json_is_object(v))
+            return bad(c, "expected an object");
+        _cleanup_buf_ hypr_buf sub = {0};
+        int r = encode_message(c, f->descriptor, v, depth + 1, &sub);
+        if (r < 0)
+            return r;
+        put_len(out, f->id, sub.data ? sub.data : "", sub.len);
+        return 0;
+    }
+    }
+    return bad(c, "unsupported type");
+}
+
+/* A map's JSON object: one entry message per key. Keys are strings in JSON. */
+static int encode_map(ctx *c, const ProtobufCFieldDescriptor *f, json_t *obj, int depth,
+                      hypr_buf *out)
+{
+    if (!json_is_object(obj))
+        return bad(c, "expected an object");
+    const ProtobufCMessageDescriptor *ed = f->descriptor;
+    const char *key;
+    json_t *val;
+    json_object_foreach(obj, key, val)
+    {
+        _cleanup_buf_ hypr_buf entry = {0};
+        _cleanup_json_ json_t *k = NULL;
+        if (ed->fields[0].type == PROTOBUF_C_TYPE_STRING)
+            k = json_string(key);
+        else if (ed->fields[0].type == PROTOBUF_C_TYPE_BOOL)
+            k = !strcmp(key, "true") ? json_true() : !strcmp(key, "false") ? json_false() : NULL;
+        else
+            k = json_string(key); /* integers parse from their text */
+        if (!k || encode_value(c, &ed->fields[0], k, depth, &entry) < 0)
+            return k ? -EINVAL : bad(c, "bad map key");
+        if (!json_is_null(val) && encode_value(c, &ed->fields[1], val, depth, &entry) < 0)
+            return -EINVAL;
+        put_len(out, f->id, entry.data ? entry.data : "", entry.len);
+    }
+    return 0;
+}
+
+static int encode_field(ctx *c, const ProtobufCFieldDescriptor *f, json_t *v, int depth,
+                        hypr_buf *out)
+{
+    if (json_is_null(v))
+        return 0;
+    if (f->label != PROTOBUF_C_LABEL_REPEATED)
+        return encode_value(c, f, v, depth, out);
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE && is_map_entry(f->descriptor))
+        return encode_map(c, f, v, depth, out);
+    if (!json_is_array(v))
+        return bad(c, "expected an array");
+    size_t i;
+    json_t *item;
+    json_array_foreach(v, i, item)
+    {
+        if (json_is_null(item))
+            return bad(c, "null in an array");
+        if (encode_value(c, f, item, depth, out) < 0)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+static int encode_message(ctx *c, const ProtobufCMessageDescriptor *d, json_t *obj, int depth,
+                          hypr_buf *out)
+{
+    if (depth > MAX_DEPTH)
+        return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL, "JSON nested too deeply");
+    if (!json_is_object(obj))
+        return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL, "expected a JSON object for %s",
+                        d->name);
+    size_t plen = strlen(c->path);
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        const ProtobufCFieldDescriptor *f = find_field(d, key);
+        if (!f)
+            return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL, "unknown field \"%s%s%s\" in %s",
+                            c->path, plen ? "." : "", key, d->name);
+        snprintf(c->path + plen, sizeof(c->path) - plen, "%s%s", plen ? "." : "", key);
+        int r = encode_field(c, f, v, depth, out);
+        c->path[plen] = '\0';
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int rpc_json_to_wire(const ProtobufCMessageDescriptor *desc, json_t *obj, hypr_buf *out,
+                     hypr_error *err)
+{
+    ctx c = {.err = err};
+    return encode_message(&c, desc, obj, 0, out);
+}
+
+int rpc_text_to_wire(const ProtobufCMessageDescriptor *desc, const char *field, const char *text,
+                     hypr_buf *out, hypr_error *err)
+{
+    ctx c = {.err = err};
+    snprintf(c.path, sizeof(c.path), "%s", field);
+    const ProtobufCFieldDescriptor *f = find_field(desc, field);
+    if (!f)
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL, "unknown parameter \"%s\" for %s",
+                        field, desc->name);
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE)
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "parameter \"%s\" is a message: send it in a JSON body", field);
+    _cleanup_json_ json_t *v = NULL;
+    if (f->type == PROTOBUF_C_TYPE_BOOL)
+        v = !strcmp(text, "true") || !strcmp(text, "1")    ? json_true()
+            : !strcmp(text, "false") || !strcmp(text, "0") ? json_false()
+                                                           : json_string(text);
+    else
+        v = json_string(text);
+    if (!v)
+        return bad(&c, "not UTF-8");
+    return encode_value(&c, f, v, 0, out);
+}
