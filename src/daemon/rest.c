@@ -110,7 +110,7 @@ static bool route_match(const rest_route *r, char **segs, size_t n, char ***para
             si++;
             continue;
         }
-        _cleanup_free_ char *name = xstrndup(pat[pi] + 1, plen - (rest ? 6 : 2));
+        _cleanup_free_ char *name = xstrndup(pat[pi] + 1, plen - (rest ? 5 : 2));
         size_t after = np - pi - 1; /* literal segments after a {x=**} */
         size_t take = rest ? (n >= si + after + 1 ? n - si - after : 0) : 1;
         if (take == 0 || si + take > n)
@@ -377,6 +377,10 @@ static void on_request(http_exchange *x, const http_request *req, void *userdata
     rc->call = rpc_call_external(d->server, m, &transport, rc);
     http_exchange_set_callbacks(x, on_exchange_close, on_exchange_drain, rc);
     rpc_call_external_start(rc->call, msg);
+    /* A stream that did not fail at once (a bad ID fails at once, with its HTTP
+     * status) answers 200 now: an event stream may be quiet for a long time. */
+    if (rc->stream && !rc->finished && rc->x && !http_exchange_started(rc->x))
+        http_begin_chunked(rc->x, 200, "application/x-ndjson");
 }
 
 /* ---- start / stop ------------------------------------------------------------------------ */
@@ -431,7 +435,8 @@ void rest_reconfigure(daemon_ctx *d)
     _cleanup_free_ char *addr = settings_get(d, "rest_addr");
     if (g->http && strcmp(addr, g->addr) == 0)
         return;
-    http_server_free(g->http);
+    /* The request that changed it (maybe over REST) still gets its answer. */
+    http_server_retire(g->http);
     g->http = NULL;
     listen_on(d, g, addr);
 }

@@ -58,6 +58,7 @@ struct http_server {
     uv_tcp_t *listener;
     http_conn *conns;
     bool shutting_down;
+    bool retired; /* freed when its last connection closes */
 };
 
 static void conn_close(http_conn *c);
@@ -198,7 +199,7 @@ static void exchange_finish(http_exchange *x, bool cancelled)
         if (x->on_close)
             x->on_close(x, cancelled, x->data);
     }
-    bool keep = x->keep_alive && !cancelled;
+    bool keep = x->keep_alive && !cancelled && !c->server->shutting_down;
     c->x = NULL;
     request_free(&x->req);
     free(x);
@@ -488,6 +489,8 @@ static void conn_close(http_conn *c)
     if (c->has_handle)
         uv_close((uv_handle_t *)&c->tcp, conn_closed);
     /* A test connection is freed by http_test_conn_close. */
+    if (s->retired && !s->conns)
+        free(s);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -595,6 +598,27 @@ void http_server_free(http_server *s)
             conn_closed((uv_handle_t *)&c->tcp);
     }
     free(s);
+}
+
+void http_server_retire(http_server *s)
+{
+    if (!s)
+        return;
+    s->shutting_down = true;
+    if (s->listener) {
+        uv_close((uv_handle_t *)s->listener, (uv_close_cb)free);
+        s->listener = NULL;
+    }
+    /* Idle connections go now; busy ones after their answer. */
+    for (http_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->x && c->has_handle)
+            conn_close(c);
+    }
+    if (!s->conns)
+        free(s);
+    else
+        s->retired = true;
 }
 
 /* ---- fuzzing hook ----------------------------------------------------------------------- */

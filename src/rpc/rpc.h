@@ -179,6 +179,9 @@ int http_server_new(uv_loop_t *loop, http_handler handler, void *userdata, http_
 int http_server_listen_tcp(http_server *s, const char *host, int port, hypr_error *err);
 /* Closes the listener and every connection (open exchanges: on_close cancelled). */
 void http_server_free(http_server *s);
+/* Stops listening at once; connections finish the request they are answering, then
+ * close; the server frees itself after the last one. */
+void http_server_retire(http_server *s);
 
 void http_respond(http_exchange *x, int status, const char *content_type, const void *body,
                   size_t len);
