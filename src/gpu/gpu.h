@@ -114,7 +114,10 @@ const char *gpu_status_name(gpu_status s);
 /* ---- what a VM asks for ----------------------------------------------------------- */
 
 typedef struct gpu_request {
-    const char *address; /* a PCI address, or "all": every display device but the boot VGA */
+    const char *address; /* a PCI address, or "all" (or NULL/"" with a vendor): every
+                            display device but the boot VGA */
+    const char *vendor;  /* NULL/"", or only GPUs whose vendor id ("10de", "0x10de") or
+                            pci.ids vendor name (a part of it, any case) matches */
     bool force;          /* the boot VGA device may be taken */
     /* The VM that holds a device (its name), or NULL; held_by itself may be NULL. */
     const char *(*held_by)(void *ud, const char *address);

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <string.h>
+#include <strings.h>
 
 #include "gpu/gpu-private.h"
 
@@ -298,19 +299,34 @@ static int take_group(const gpu_list *l, const gpu_request *req, const gpu_devic
     return 0;
 }
 
+static bool vendor_matches(const gpu_device *g, const char *vendor)
+{
+    if (str_empty(vendor))
+        return true;
+    const char *id = g->vendor_id && str_startswith(g->vendor_id, "0x") ? g->vendor_id + 2 : "";
+    const char *want = str_startswith(vendor, "0x") ? vendor + 2 : vendor;
+    return strcasecmp(id, want) == 0 || (g->vendor && strcasestr(g->vendor, vendor));
+}
+
 int gpu_select(const gpu_list *l, const gpu_request *req, char ***out, hypr_error *err)
 {
     *out = NULL;
     _cleanup_strv_ char **addrs = NULL;
-    if (req->address && strcmp(req->address, "all") == 0) {
+    bool all = (req->address && strcmp(req->address, "all") == 0) ||
+               (str_empty(req->address) && !str_empty(req->vendor));
+    if (all) {
         for (size_t i = 0; i < l->n; i++) {
             const gpu_device *g = &l->devices[i];
-            if (!g->display || group_has_boot_vga(l, g))
+            if (!g->display || group_has_boot_vga(l, g) || !vendor_matches(g, req->vendor))
                 continue;
             int r = take_group(l, req, g, &addrs, err);
             if (r < 0)
                 return r;
         }
+        if (!addrs && !str_empty(req->vendor))
+            return hypr_err(err, HYPR_NOT_FOUND, ENODEV,
+                            "no GPU from vendor \"%s\" to pass through (see 'hypr gpu list')",
+                            req->vendor);
         if (!addrs)
             return hypr_err(err, HYPR_FAILED_PRECONDITION, ENODEV,
                             "--gpu all: no GPU to pass through (%s)",
@@ -328,6 +344,13 @@ int gpu_select(const gpu_list *l, const gpu_request *req, char ***out, hypr_erro
         if (!g)
             return hypr_err(err, HYPR_NOT_FOUND, ENOENT,
                             "no GPU at PCI address %s (see 'hypr gpu list')", a);
+        if (!vendor_matches(g, req->vendor))
+            return hypr_err(err, HYPR_NOT_FOUND, ENOENT,
+                            "the GPU at PCI address %s is not from vendor \"%s\" (it is %s)", a,
+                            req->vendor,
+                            g->vendor      ? g->vendor
+                            : g->vendor_id ? g->vendor_id
+                                           : "unknown");
         int r = take_group(l, req, g, &addrs, err);
         if (r < 0)
             return r;

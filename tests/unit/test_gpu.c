@@ -488,6 +488,35 @@ static void test_all_takes_every_gpu_but_the_boot_vga(void **state)
     assert_non_null(strstr(err.message, "--gpu-force"));
 }
 
+static void test_vendor_filter(void **state)
+{
+    _cleanup_free_ char *amd = path_join(root, "bus/pci/devices/" NOGRP);
+    assert_int_equal(unlink(amd), 0);
+    add_device("0000:04:00.0", "0x030200\n", "0x10de\n", "0x20b0\n", "nvidia", "20", "0\n");
+    _cleanup_gpu_ids_ gpu_ids *ids = gpu_ids_parse(pci_ids_text, sizeof(pci_ids_text) - 1);
+    gpu_sysfs sys = {.root = root};
+    _cleanup_gpu_list_ gpu_list l = {0};
+    assert_int_equal(gpu_scan(&sys, ids, &l, NULL), 0);
+    _cleanup_strv_ char **sel = NULL;
+    /* By name, any case, or by id: both NVIDIA GPUs with their groups. */
+    static const char *const spellings[] = {"nvidia", "10de", "0x10DE"};
+    for (size_t i = 0; i < ARRAY_SIZE(spellings); i++) {
+        gpu_request req = {.vendor = spellings[i]};
+        assert_int_equal(gpu_select(&l, &req, &sel, NULL), 0);
+        assert_int_equal(strv_length(sel), 3);
+        assert_string_equal(sel[2], "0000:04:00.0");
+        strv_free(TAKE_PTR(sel));
+    }
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    gpu_request req = {.address = "all", .vendor = "intel"}; /* only the boot VGA one */
+    assert_int_equal(gpu_select(&l, &req, &sel, &err), -ENODEV);
+    assert_int_equal(err.status, HYPR_NOT_FOUND);
+    req = (gpu_request){.address = DGPU, .vendor = "amd"};
+    assert_int_equal(gpu_select(&l, &req, &sel, &err), -ENOENT);
+    assert_string_equal(err.message, "the GPU at PCI address " DGPU " is not from vendor \"amd\" "
+                                     "(it is NVIDIA Corporation)");
+}
+
 /* ---- bind and release ----------------------------------------------------------------- */
 
 static void plan(const gpu_sysfs *sys, const char *const *addrs, gpu_claim *c)
@@ -716,6 +745,7 @@ int main(void)
         T(test_boot_vga_refused_unless_forced),
         T(test_group_rule),
         T(test_all_takes_every_gpu_but_the_boot_vga),
+        T(test_vendor_filter),
         T(test_bind_writes_in_order_and_release_rebinds),
         T(test_release_probes_when_the_driver_is_gone),
         T(test_vfio_ready_and_unbound_devices),
