@@ -4,6 +4,10 @@
 
 #include "gpu/gpu.h"
 
+/* What a user does about a missing IOMMU, after "IOMMU/VFIO is unavailable on this host". */
+#define GPU_IOMMU_HINT                                                                             \
+    "enable VT-d/AMD-Vi in the firmware and boot with intel_iommu=on or amd_iommu=on"
+
 static inline const char *gpu_root(const gpu_sysfs *sys)
 {
     return sys && sys->root ? sys->root : gpu_sysfs_root();

@@ -275,8 +275,7 @@ static int take_group(const gpu_list *l, const gpu_request *req, const gpu_devic
     if (!gpu->iommu_group)
         return hypr_err(err, HYPR_FAILED_PRECONDITION, ENODEV,
                         "GPU %s has no IOMMU group: IOMMU/VFIO is unavailable on this host "
-                        "(enable VT-d/AMD-Vi in the firmware and boot with intel_iommu=on or "
-                        "amd_iommu=on)",
+                        "(" GPU_IOMMU_HINT ")",
                         gpu->address);
     for (char **m = gpu->group; *m; m++) {
         const gpu_device *dev = gpu_list_find(l, *m);

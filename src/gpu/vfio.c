@@ -287,13 +287,13 @@ int gpu_check_vfio(const gpu_sysfs *sys, const gpu_claim *c, const char *vfio_di
         if (!group)
             return hypr_err(err, HYPR_FAILED_PRECONDITION, ENODEV,
                             "PCI device %s has no IOMMU group: IOMMU/VFIO is unavailable on "
-                            "this host",
+                            "this host (" GPU_IOMMU_HINT ")",
                             c->items[i].address);
         _cleanup_free_ char *node = path_join(vfio_dir, group);
         if (access(node, F_OK) < 0)
             return hypr_err(err, HYPR_FAILED_PRECONDITION, errno,
                             "PCI device %s is on vfio-pci but its VFIO group %s does not exist "
-                            "(%s): IOMMU/VFIO is unavailable on this host",
+                            "(%s): IOMMU/VFIO is unavailable on this host (" GPU_IOMMU_HINT ")",
                             c->items[i].address, node, strerror(errno));
     }
     return 0;
