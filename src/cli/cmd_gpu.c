@@ -54,9 +54,7 @@ static int gpu_list(cli_ctx *ctx, int argc, char **argv)
     const char *format = NULL;
     const cli_option opts[] = {
         CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (keys Address, ClassId, VendorId, "
-                   "Vendor, DeviceId, Device, Driver, IommuGroup, NumaNode, Status, BootVga, "
-                   "GroupDevices, and VmId, VmName when in use)"),
+                   "Format output: table (default) or json (keys below)"),
         CLI_OPTIONS_END,
     };
     const cli_command cmd = {
@@ -69,7 +67,9 @@ static int gpu_list(cli_ctx *ctx, int argc, char **argv)
         .notes = "STATUS: available (hypr can pass it through), vfio-ready (already on "
                  "vfio-pci),\nin-use by VM, boot-vga (protected: the host's display; "
                  "'run --gpu-force' takes it).\nNames come from pci.ids when it is installed "
-                 "(Debian package pci.ids).",
+                 "(Debian package pci.ids).\nJSON keys: Address, ClassId, VendorId, Vendor, "
+                 "DeviceId, Device, Driver, IommuGroup,\nNumaNode, Status, BootVga, "
+                 "GroupDevices, and VmId, VmName when in use.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;

@@ -310,10 +310,9 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         CLI_STRING(0, "entrypoint", "string", &o.entrypoint,
                    "Overwrite the default ENTRYPOINT of the image"),
         CLI_STRING(0, "gpu", "string", &o.gpu,
-                   "Pass a GPU through: its PCI address (0000:01:00.0, see 'hypr gpu list') or "
-                   "all; its whole IOMMU group goes to vfio-pci while the VM runs"),
+                   "Pass a GPU and its IOMMU group through: PCI address or all"),
         CLI_BOOL(0, "gpu-force", &o.gpu_force,
-                 "Let --gpu take the boot VGA device (the host's display goes dark)"),
+                 "Allow --gpu to take the boot VGA device (the host's display)"),
         CLI_STRING('h', "hostname", "string", &o.hostname, "VM host name"),
         CLI_BOOL('i', "interactive", &o.interactive, "Not supported: use run -d, then exec -it"),
         CLI_LIST('l', "label", "list", &o.label, "Set metadata on a VM (K=V)"),
@@ -345,7 +344,10 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         .error_exit = 125,
         .notes = "The host port is required in -p (hypr never picks a random one). Without -d,\n"
                  "the VM's output is shown until it exits and hypr exits with its exit code;\n"
-                 "Ctrl-C stops the VM. Exit code 125 means hypr itself failed to run the VM.",
+                 "Ctrl-C stops the VM. Exit code 125 means hypr itself failed to run the VM.\n"
+                 "--gpu 0000:01:00.0 (see 'hypr gpu list') hands that GPU and every device of\n"
+                 "its IOMMU group to vfio-pci while the VM runs; all takes every GPU but the\n"
+                 "boot VGA device.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;

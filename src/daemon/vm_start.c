@@ -48,7 +48,8 @@ static void vm_remove_files(daemon_ctx *d, const char *id)
     unlink(log);
     unlink(records);
     /* Every per-VM file in the run dir is "<id><suffix>" (vmm_vm_path), whatever
-     * the hypervisor: sockets and initrd left by a daemon that died go too. */
+     * the hypervisor: sockets and initrd left by a daemon that died go too. A GPU
+     * claim stays: it goes once its devices are back on their drivers. */
     DIR *dir = opendir(d->run_dir);
     struct dirent *de;
     while (dir && (de = readdir(dir))) {

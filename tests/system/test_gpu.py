@@ -261,8 +261,8 @@ def test_run_gpu_flags_in_help_and_force_needs_gpu(gpu_host):
     """`hypr run --help` documents --gpu and --gpu-force; --gpu-force alone is a usage
     error."""
     p = gpu_host.ok("run", "--help")
-    assert re.search(r"--gpu string\s+Pass a GPU through: its PCI address", p.out), p.out
-    assert re.search(r"--gpu-force\s+Let --gpu take the boot VGA device", p.out), p.out
+    assert re.search(r"--gpu string\s+Pass a GPU and its IOMMU group through", p.out), p.out
+    assert re.search(r"--gpu-force\s+Allow --gpu to take the boot VGA device", p.out), p.out
     p = gpu_host.hypr("run", "--gpu-force", "busybox:latest")
     assert p.returncode == 125 and "--gpu-force needs --gpu" in p.err, (p.returncode, p.err)
 

@@ -125,9 +125,10 @@ typedef struct fake_kernel {
     bool no_vfio_probe; /* vfio-pci does not take devices (its module is not loaded) */
 } fake_kernel;
 
-static char *dev_dir(const char *addr)
+/* <root>/devices/pci0000:00/ADDR/NAME. Caller frees. */
+static char *dev_file(const char *addr, const char *name)
 {
-    return xasprintf("%s/devices/pci0000:00/%s", root, addr);
+    return xasprintf("%s/devices/pci0000:00/%s/%s", root, addr, name);
 }
 
 static char *current_driver(const char *addr)
@@ -180,7 +181,7 @@ static int fake_write(void *ud, const char *path, const char *value)
         /* bus/pci/devices/ADDR/driver/unbind: the value must be that device. */
         _cleanup_free_ char *addr = xstrndup(rel + strlen("bus/pci/devices/"), 12);
         assert_string_equal(addr, value);
-        _cleanup_free_ char *link = xasprintf("%s/driver", dev_dir(addr));
+        _cleanup_free_ char *link = dev_file(addr, "driver");
         return unlink(link) == 0 ? 0 : -ENODEV;
     }
     if (str_startswith(rel, "bus/pci/drivers/") && str_endswith(rel, "/bind")) {
@@ -192,7 +193,7 @@ static int fake_write(void *ud, const char *path, const char *value)
         _cleanup_free_ char *cur = current_driver(value);
         if (cur)
             return 0;
-        _cleanup_free_ char *ovr_path = xasprintf("%s/driver_override", dev_dir(value));
+        _cleanup_free_ char *ovr_path = dev_file(value, "driver_override");
         _cleanup_free_ char *ovr = NULL;
         assert_int_equal(read_file(ovr_path, 4096, &ovr, NULL), 0);
         ovr[strcspn(ovr, "\n")] = '\0';
@@ -561,7 +562,7 @@ static void test_bind_writes_in_order_and_release_rebinds(void **state)
     assert_string_equal(r0, "nvidia");
     assert_string_equal(r1, "snd_hda_intel");
     _cleanup_free_ char *ovr = NULL;
-    _cleanup_free_ char *ovr_path = xasprintf("%s/driver_override", dev_dir(DGPU));
+    _cleanup_free_ char *ovr_path = dev_file(DGPU, "driver_override");
     assert_int_equal(read_file(ovr_path, 64, &ovr, NULL), 0);
     assert_string_equal(ovr, "\n");
 }
@@ -592,8 +593,8 @@ static void test_vfio_ready_and_unbound_devices(void **state)
     fake_kernel k = {0};
     gpu_sysfs sys = fake_sysfs(&k);
     /* The audio function already on vfio-pci (the user's doing), the GPU unbound. */
-    _cleanup_free_ char *dl = xasprintf("%s/driver", dev_dir(DGPU));
-    _cleanup_free_ char *al = xasprintf("%s/driver", dev_dir(AUDIO));
+    _cleanup_free_ char *dl = dev_file(DGPU, "driver");
+    _cleanup_free_ char *al = dev_file(AUDIO, "driver");
     unlink(dl);
     unlink(al);
     assert_int_equal(kernel_bind(AUDIO, "vfio-pci"), 0);
