@@ -11,7 +11,7 @@
 typedef struct run_opts {
     const char *name, *cpus, *memory, *entrypoint, *workdir, *user, *restart, *hostname, *gpu;
     cli_list env, env_file, publish, volume, network, label;
-    bool rm, detach, interactive, tty;
+    bool rm, detach, interactive, tty, gpu_force;
     int64_t stop_timeout;
 } run_opts;
 
@@ -181,9 +181,15 @@ static int build_config(const cli_command *cmd, run_opts *o, cli_parsed *p, run_
         rc->restart.max_retries = rp->max_retries;
         c->restart = &rc->restart;
     }
+    if (o->gpu && !*o->gpu)
+        return cli_invalid_value(cmd, "gpu", o->gpu,
+                                 "expected a PCI address like 0000:01:00.0, or all");
+    if (o->gpu_force && !o->gpu)
+        return cli_usage_error(cmd, "--gpu-force needs --gpu");
     if (o->gpu) {
         rc->gpu = (Hypr__V1__GpuRequest)HYPR__V1__GPU_REQUEST__INIT;
         rc->gpu.pci_address = (char *)o->gpu;
+        rc->gpu.force = o->gpu_force;
         c->gpu = &rc->gpu;
     }
     c->auto_remove = o->rm;
@@ -303,7 +309,10 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         CLI_LIST(0, "env-file", "list", &o.env_file, "Read in a file of environment variables"),
         CLI_STRING(0, "entrypoint", "string", &o.entrypoint,
                    "Overwrite the default ENTRYPOINT of the image"),
-        CLI_STRING(0, "gpu", "string", &o.gpu, "Pass through the GPU at this PCI address"),
+        CLI_STRING(0, "gpu", "string", &o.gpu,
+                   "Pass a GPU and its IOMMU group through: PCI address or all"),
+        CLI_BOOL(0, "gpu-force", &o.gpu_force,
+                 "Allow --gpu to take the boot VGA device (the host's display)"),
         CLI_STRING('h', "hostname", "string", &o.hostname, "VM host name"),
         CLI_BOOL('i', "interactive", &o.interactive, "Not supported: use run -d, then exec -it"),
         CLI_LIST('l', "label", "list", &o.label, "Set metadata on a VM (K=V)"),
@@ -335,7 +344,10 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         .error_exit = 125,
         .notes = "The host port is required in -p (hypr never picks a random one). Without -d,\n"
                  "the VM's output is shown until it exits and hypr exits with its exit code;\n"
-                 "Ctrl-C stops the VM. Exit code 125 means hypr itself failed to run the VM.",
+                 "Ctrl-C stops the VM. Exit code 125 means hypr itself failed to run the VM.\n"
+                 "--gpu 0000:01:00.0 (see 'hypr gpu list') hands that GPU and every device of\n"
+                 "its IOMMU group to vfio-pci while the VM runs; all takes every GPU but the\n"
+                 "boot VGA device.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;

@@ -45,6 +45,7 @@ static const handler_entry handlers[] = {
     {"ListStacks", api_list_stacks, NULL},
     {"GetStack", api_get_stack, NULL},
     {"Exec", api_exec, api_exec_close, api_exec_half_close},
+    {"ListGpus", api_list_gpus, NULL},
 };
 
 /* RPCs whose requests are client streams (protobuf-c's descriptor does not say). */

@@ -67,6 +67,9 @@ void api_get_volume(rpc_call *call, ProtobufCMessage *msg);
 void api_list_stacks(rpc_call *call, ProtobufCMessage *msg);
 void api_get_stack(rpc_call *call, ProtobufCMessage *msg);
 
+/* GPUs (api_gpu.c). */
+void api_list_gpus(rpc_call *call, ProtobufCMessage *msg);
+
 /* Registry logins (api_login.c): the credentials are checked, never stored. */
 void api_login(rpc_call *call, ProtobufCMessage *msg);
 void api_login_close(rpc_call *call, bool cancelled);

@@ -30,6 +30,7 @@ typedef struct daemon_ctx {
     struct vm_runtime *vms;           /* VMs with a hypervisor process (vm_runtime.c) */
     struct vm_listener *vm_listeners; /* who hears about VMs (vm.h) */
     struct vm_host *vm_host;          /* kernel and initramfs, found on first start */
+    struct vm_gpu_state *gpu;         /* GPU passthrough (vm_gpu.c) */
     struct netmgr *net;               /* networks, VM attachments (netmgr.c) */
     struct dns_server *dns;           /* the .hypr DNS server (netmgr_dns.c) */
     struct api_state *api;            /* calls waiting on VMs (api_vm.c) */

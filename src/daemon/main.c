@@ -6,6 +6,7 @@
 #include "netmgr.h"
 #include "vm.h"
 
+#include "gpu/gpu.h"
 #include "image/image.h"
 
 #include <fcntl.h>
@@ -36,7 +37,9 @@ static void usage(FILE *out)
             "  -h, --help       show this help\n"
             "  --version        show the version\n"
             "\n"
-            "Logging: HYPR_LOG=info | debug | info,rpc=debug,state=trace\n",
+            "Logging: HYPR_LOG=info | debug | info,rpc=debug,state=trace\n"
+            "GPUs: HYPR_SYSFS_ROOT=DIR uses DIR/bus/pci instead of /sys/bus/pci (tests on a\n"
+            "fake tree), HYPR_PCI_IDS=FILE the PCI names (default " GPU_PCI_IDS_PATH ")\n",
             DEFAULT_DATA_DIR, DEFAULT_RUN_DIR);
 }
 

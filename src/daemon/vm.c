@@ -96,6 +96,9 @@ int vm_config_check(daemon_ctx *d, Hypr__V1__VMConfig *cfg, hypr_error *err)
     r = netmgr_check_networks(d, cfg, err);
     if (r < 0)
         return r;
+    r = vm_gpu_check(d, cfg, err);
+    if (r < 0)
+        return r;
     return check_restart(cfg, err);
 }
 

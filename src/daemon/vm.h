@@ -9,6 +9,8 @@
 
 #include "daemon.h"
 
+#include "gpu/gpu.h"
+
 #include "hypr.pb-c.h"
 
 typedef struct vm_runtime vm_runtime;
@@ -108,6 +110,27 @@ int vm_manager_reconcile(daemon_ctx *d, hypr_error *err);
  * are let go and run on; with `stop` each is stopped. done() runs once none is
  * left in this hyprd. */
 void vm_manager_shutdown(daemon_ctx *d, void (*done)(daemon_ctx *d));
+
+/* ---- GPUs (vm_gpu.c) ------------------------------------------------------------ */
+
+/* Checks a config's GpuRequest against the host (CreateVM, RunVM): the devices
+ * exist and have an IOMMU group, the boot VGA device only with force, none held
+ * by a VM. No request: 0. */
+int vm_gpu_check(daemon_ctx *d, const Hypr__V1__VMConfig *cfg, hypr_error *err);
+/* pci.ids names, read once. */
+gpu_ids *vm_gpu_ids(daemon_ctx *d);
+/* The claims in the run dir: which VM holds which devices. */
+typedef struct vm_gpu_claims {
+    struct {
+        char id[HYPR_ID_LEN + 1];
+        gpu_claim claim;
+    } * items;
+    size_t n;
+} vm_gpu_claims;
+void vm_gpu_claims_load(daemon_ctx *d, vm_gpu_claims *out);
+void vm_gpu_claims_clear(vm_gpu_claims *c);
+/* The ID of the VM holding address (except, when not NULL, does not count), or NULL. */
+const char *vm_gpu_claims_holder(const vm_gpu_claims *c, const char *address, const char *except);
 
 /* ---- restart policy (pure; vm_policy.c) ----------------------------------------- */
 

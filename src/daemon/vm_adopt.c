@@ -321,6 +321,8 @@ int vm_adopt_all(daemon_ctx *d, hypr_error *err)
     }
     kill_orphans(d);
     netmgr_remove_stale_taps(d);
+    /* Before the policies: a VM they start may want the same devices. */
+    vm_gpu_release_orphans(d);
     /* Policies last: a VM started now must not take an address or port that a
      * re-adopted one holds. */
     for (size_t i = 0; i < n; i++)

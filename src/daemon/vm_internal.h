@@ -63,6 +63,8 @@ struct vm_runtime {
     bool shutdown_pending;
     int handles_open; /* closing handles and queued work still outstanding */
 
+    char **gpus; /* PCI devices passed through (cfg.pci_devices); NULL: none */
+
     bool workload_started;
     bool workload_exited; /* for good: no restart coming from kestrel */
     bool stop_requested;  /* by the user or the daemon: restart policies do not apply */
@@ -169,6 +171,29 @@ int vm_host_prepare(vm_host *h, const char *data_dir, const char *kernel_setting
  * (Docker's rules), the NICs, the restart policy. */
 int vm_build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg, const store_image *img,
                       const vm_net_boot *net, char **out, size_t *out_len, hypr_error *err);
+
+/* ---- GPU passthrough (vm_gpu.c) ---------------------------------------------- */
+
+void vm_gpu_init(daemon_ctx *d);
+void vm_gpu_free(daemon_ctx *d);
+/* The devices a start passes through, the whole IOMMU group of each GPU asked for
+ * (*out NULL without a request); FAILED_PRECONDITION when the adapter cannot. */
+int vm_gpu_select(daemon_ctx *d, const char *id, const Hypr__V1__VMConfig *cfg,
+                  const vmm_adapter *adapter, char ***out, hypr_error *err);
+/* Thread pool, before the spawn: records vm->gpus in the VM's claim, then binds
+ * them to vfio-pci and checks VFIO can use them. On error the claim stays for
+ * vm_gpu_give_back(). */
+int vm_gpu_take(vm_runtime *vm, hypr_error *err);
+/* When the VM holds devices: gives them back on the thread pool, then calls
+ * then(vm, failed) on the loop, and returns true. False (then not called) when
+ * it holds none. */
+bool vm_gpu_give_back(vm_runtime *vm, bool failed, void (*then)(vm_runtime *vm, bool failed));
+/* Start-up, after re-adoption: gives back the devices of every VM that is not
+ * running any more. */
+void vm_gpu_release_orphans(daemon_ctx *d);
+/* Whether a run-dir file name is a claim (removing a VM's files keeps it: the
+ * devices must be given back first). */
+bool vm_gpu_file_is_claim(const char *name);
 
 /* ---- control channel (vm_ctl.c) ----------------------------------------- */
 

@@ -139,6 +139,7 @@ static void runtime_free(vm_runtime *vm)
     free(vm->rootfs_path);
     free(vm->console_log);
     free(vm->ctl_path);
+    strv_free(vm->gpus);
     hypr_error_clear(&vm->failure);
     for (size_t i = 0; i < ARRAY_SIZE(vm->partial); i++)
         buf_free(&vm->partial[i]);

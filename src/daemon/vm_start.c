@@ -48,11 +48,12 @@ static void vm_remove_files(daemon_ctx *d, const char *id)
     unlink(log);
     unlink(records);
     /* Every per-VM file in the run dir is "<id><suffix>" (vmm_vm_path), whatever
-     * the hypervisor: sockets and initrd left by a daemon that died go too. */
+     * the hypervisor: sockets and initrd left by a daemon that died go too. A GPU
+     * claim stays: it goes once its devices are back on their drivers. */
     DIR *dir = opendir(d->run_dir);
     struct dirent *de;
     while (dir && (de = readdir(dir))) {
-        if (str_startswith(de->d_name, id)) {
+        if (str_startswith(de->d_name, id) && !vm_gpu_file_is_claim(de->d_name)) {
             _cleanup_free_ char *path = path_join(d->run_dir, de->d_name);
             unlink(path);
         }
@@ -172,8 +173,11 @@ static void close_channel_and_timers(vm_runtime *vm)
         vm_close_handle(vm, (uv_handle_t *)&vm->pid_poll);
 }
 
-/* Everything of a run goes (channel, timers, hypervisor files, network, streams);
- * the final state is stored and reported; then --rm or the restart policy. */
+static void settle_finish(vm_runtime *vm, bool failed);
+
+/* Everything of a run goes (channel, timers, hypervisor files, network, streams,
+ * passed-through devices); the final state is stored and reported; then --rm or
+ * the restart policy. */
 static void settle(vm_runtime *vm, bool failed)
 {
     daemon_ctx *d = vm->d;
@@ -188,7 +192,15 @@ static void settle(vm_runtime *vm, bool failed)
     vm_exec_end_all(vm, "the VM stopped");
     vm_metrics_end_all(vm);
     vm_log_end_followers(vm);
+    /* GPUs go back to their drivers before the VM counts as stopped: whoever
+     * waits for the stop finds them back. */
+    if (!vm_gpu_give_back(vm, failed, settle_finish))
+        settle_finish(vm, failed);
+}
 
+static void settle_finish(vm_runtime *vm, bool failed)
+{
+    daemon_ctx *d = vm->d;
     bool restart = !vm->remove_after && should_restart(vm, failed);
     /* Out of the registry first: a listener may start the VM again. */
     vm_runtime_unlink(vm);
@@ -374,6 +386,9 @@ static void start_work_run(uv_work_t *req)
     }
     w->r = vm_host_prepare(vm->d->vm_host, vm->d->data_dir, w->kernel_setting, w->manifest,
                            w->manifest_len, vm->initrd_path, &w->kernel_path, &w->err);
+    /* Last: devices leave their drivers only when nothing else can fail first. */
+    if (w->r >= 0 && vm->gpus)
+        w->r = vm_gpu_take(vm, &w->err);
 }
 
 static int spawn_hypervisor(vm_runtime *vm, hypr_error *err)
@@ -505,6 +520,10 @@ int vm_start(daemon_ctx *d, const char *ref, hypr_error *err)
     r = vmm_adapter_get(hv, &adapter, err);
     if (r < 0)
         return r;
+    _cleanup_strv_ char **gpus = NULL;
+    r = vm_gpu_select(d, rec.id, cfg, adapter, &gpus, err);
+    if (r < 0)
+        return r;
     struct vm_net *net = NULL;
     vm_net_boot boot = {0};
     r = netmgr_vm_attach(d, rec.id, cfg, &net, &boot, err);
@@ -518,6 +537,9 @@ int vm_start(daemon_ctx *d, const char *ref, hypr_error *err)
         return r;
     }
     vm_runtime *vm = vm_runtime_for(d, &rec, cfg, &img, TAKE_PTR(adapter), net, &boot);
+    vm->gpus = TAKE_PTR(gpus);
+    vm->cfg.pci_devices = (const char *const *)vm->gpus;
+    vm->cfg.n_pci_devices = strv_length(vm->gpus);
     log_info("starting VM %s (%.12s) with %s", vm->name, vm->id, vm->adapter->ops->name);
     vm_set_phase(vm, VM_PHASE_BOOTING);
     w->vm = vm;
@@ -596,6 +618,7 @@ int vm_stop(daemon_ctx *d, const char *ref, int timeout_s, hypr_error *err)
 void vm_manager_init(daemon_ctx *d)
 {
     d->vm_host = vm_host_new(d->run_dir);
+    vm_gpu_init(d);
     _cleanup_free_ char *logs = path_join(d->data_dir, "logs");
     mkdir_p(logs, 0700);
 }
@@ -604,6 +627,7 @@ void vm_manager_free(daemon_ctx *d)
 {
     vm_host_free(d->vm_host);
     d->vm_host = NULL;
+    vm_gpu_free(d);
 }
 
 int vm_manager_reconcile(daemon_ctx *d, hypr_error *err)

@@ -222,6 +222,13 @@ int vmm_config_check(const vmm_config *cfg, hypr_error *err)
     for (size_t i = 0; i < cfg->n_disks; i++)
         if (has_separator(cfg->disks[i].path))
             return separator_err(cfg->disks[i].path, err);
+    for (size_t i = 0; i < cfg->n_pci_devices; i++) {
+        if (str_empty(cfg->pci_devices[i]))
+            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                            "vm config: PCI device %zu has no address", i);
+        if (has_separator(cfg->pci_devices[i]) || strchr(cfg->pci_devices[i], '/'))
+            return separator_err(cfg->pci_devices[i], err);
+    }
     for (size_t i = 0; i < cfg->n_nics; i++) {
         if (has_separator(cfg->nics[i].tap))
             return separator_err(cfg->nics[i].tap, err);

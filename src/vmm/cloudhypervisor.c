@@ -17,6 +17,13 @@ static char *ch_api_socket(const vmm_config *cfg)
     return vmm_vm_path(cfg, ".ch.sock");
 }
 
+/* cloud-hypervisor names a VFIO device by its sysfs directory (it finds the
+ * IOMMU group there itself). */
+static char *ch_device_path(const char *address)
+{
+    return xasprintf("/sys/bus/pci/devices/%s/", address);
+}
+
 static int ch_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_command *out,
                             hypr_error *err)
 {
@@ -57,6 +64,13 @@ static int ch_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_com
                 const vmm_nic *nic = &cfg->nics[i];
                 argv_addf(v, "tap=%s%s%s", nic->tap, nic->mac ? ",mac=" : "",
                           nic->mac ? nic->mac : "");
+            }
+        }
+        if (cfg->n_pci_devices > 0) {
+            argv_add(v, "--device");
+            for (size_t i = 0; i < cfg->n_pci_devices; i++) {
+                _cleanup_free_ char *path = ch_device_path(cfg->pci_devices[i]);
+                argv_addf(v, "path=%s", path);
             }
         }
         argv_add(v, "--vsock");
@@ -102,6 +116,14 @@ int ch_request_create(const vmm_config *cfg, vmm_api_request *out, hypr_error *e
             json_array_append_new(nets, net);
         }
         json_object_set_new(body, "net", nets);
+    }
+    if (cfg->n_pci_devices > 0) {
+        json_t *devs = json_array();
+        for (size_t i = 0; i < cfg->n_pci_devices; i++) {
+            _cleanup_free_ char *path = ch_device_path(cfg->pci_devices[i]);
+            json_array_append_new(devs, json_pack("{s:s}", "path", path));
+        }
+        json_object_set_new(body, "devices", devs);
     }
     vmm_api_request_set(out, "PUT", CH_API_PREFIX "vm.create", body);
     return 0;
@@ -167,6 +189,7 @@ static int ch_delete(const vmm_adapter *a, const vmm_config *cfg, hypr_error *er
 const vmm_adapter_ops vmm_cloud_hypervisor_ops = {
     .name = "cloud-hypervisor",
     .binary = "cloud-hypervisor",
+    .pci_passthrough = true,
     .build_command = ch_build_command,
     .create = ch_create,
     .start = ch_start,

@@ -20,10 +20,24 @@ static char *fc_api_socket(const vmm_config *cfg)
     return vmm_vm_path(cfg, ".fc.sock");
 }
 
+/* vmm_config_check, and no PCI passthrough: firecracker has no PCI bus. */
+static int fc_config_check(const vmm_config *cfg, hypr_error *err)
+{
+    int r = vmm_config_check(cfg, err);
+    if (r < 0)
+        return r;
+    if (cfg->n_pci_devices > 0)
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, EOPNOTSUPP,
+                        "firecracker cannot pass PCI devices (GPUs) through: it has no PCI bus; "
+                        "set the hypervisor to qemu or cloud-hypervisor ('hypr system settings "
+                        "set hypervisor=qemu')");
+    return 0;
+}
+
 static int fc_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_command *out,
                             hypr_error *err)
 {
-    int r = vmm_config_check(cfg, err);
+    int r = fc_config_check(cfg, err);
     if (r < 0)
         return r;
     _cleanup_vmm_command_ vmm_command cmd = {0};
@@ -52,7 +66,7 @@ int fc_requests_configure(const vmm_config *cfg, vmm_api_request **out, size_t *
 {
     *out = NULL;
     *n = 0;
-    int r = vmm_config_check(cfg, err);
+    int r = fc_config_check(cfg, err);
     if (r < 0)
         return r;
     vmm_api_request *reqs = NULL;

@@ -56,7 +56,11 @@ static int qemu_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_c
     /* No option ROMs: less to emulate. The PIT stays: without it a TCG guest
      * cannot calibrate its TSC and the boot stalls. The serial port is the
      * console; ACPI (default on) gives the power button and poweroff. */
-    argv_add(v, "microvm,x-option-roms=off,isa-serial=on,rtc=on");
+    /* Passed-through devices need a PCI bus: microvm has PCIe (a GPEX host bridge)
+     * since QEMU 5.2, and their DMA needs all of the guest's memory pinned. */
+    bool vfio = cfg->n_pci_devices > 0;
+    argv_add(v, vfio ? "microvm,x-option-roms=off,isa-serial=on,rtc=on,pcie=on"
+                     : "microvm,x-option-roms=off,isa-serial=on,rtc=on");
     if (a->kvm) {
         argv_add(v, "-accel");
         argv_add(v, "kvm");
@@ -72,6 +76,10 @@ static int qemu_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_c
     argv_addf(v, "%uM", cfg->memory_mb);
     argv_add(v, "-smp");
     argv_addf(v, "%u", cfg->vcpus);
+    if (vfio) {
+        argv_add(v, "-overcommit");
+        argv_add(v, "mem-lock=on");
+    }
     argv_add(v, "-nodefaults");
     argv_add(v, "-no-user-config");
     argv_add(v, "-display");
@@ -111,6 +119,11 @@ static int qemu_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_c
         argv_add(v, "-device");
         argv_addf(v, "virtio-net-device,netdev=net%zu%s%s", i, nic->mac ? ",mac=" : "",
                   nic->mac ? nic->mac : "");
+    }
+
+    for (size_t i = 0; i < cfg->n_pci_devices; i++) {
+        argv_add(v, "-device");
+        argv_addf(v, "vfio-pci,host=%s", cfg->pci_devices[i]);
     }
 
     /* Control channel: a virtio-serial port whose host end connects to the
@@ -168,6 +181,7 @@ static int qemu_delete(const vmm_adapter *a, const vmm_config *cfg, hypr_error *
 const vmm_adapter_ops vmm_qemu_ops = {
     .name = "qemu",
     .binary = "qemu-system-x86_64",
+    .pci_passthrough = true,
     .build_command = qemu_build_command,
     .create = qemu_create,
     .start = qemu_start,

@@ -83,6 +83,11 @@ typedef struct vmm_config {
     uint32_t guest_cid;      /* vsock CID for cloud-hypervisor/firecracker; 0 = 3 */
     const char *console_log; /* serial console log (<data-dir>/logs/<id>.log); NULL =
                                 <run-dir>/<id>.log. Becomes vmm_command.stdout_path. */
+    /* Host PCI devices passed through with VFIO ("0000:01:00.0"), already bound to
+     * vfio-pci, whole IOMMU groups. Only adapters with ops->pci_passthrough take them;
+     * the others refuse the config. The guest's memory is then locked (VFIO pins it). */
+    const char *const *pci_devices;
+    size_t n_pci_devices;
 } vmm_config;
 
 /* What the daemon spawns. argv[0] is the absolute binary path. env NULL =
@@ -106,8 +111,9 @@ static inline void vmm_command_freep(vmm_command *c)
 typedef struct vmm_adapter vmm_adapter;
 
 typedef struct vmm_adapter_ops {
-    const char *name;   /* "qemu", "cloud-hypervisor", "firecracker" */
-    const char *binary; /* executable looked up in PATH */
+    const char *name;     /* "qemu", "cloud-hypervisor", "firecracker" */
+    const char *binary;   /* executable looked up in PATH */
+    bool pci_passthrough; /* takes vmm_config.pci_devices (VFIO) */
     int (*build_command)(const vmm_adapter *a, const vmm_config *cfg, vmm_command *out,
                          hypr_error *err);
     /* After spawn: waits up to timeout_ms for the hypervisor's API/QMP socket and

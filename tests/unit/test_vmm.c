@@ -452,6 +452,111 @@ static void test_firecracker_nics(void **state)
     vmm_api_requests_free(reqs, n);
 }
 
+/* ---- PCI passthrough (VFIO) ------------------------------------------------ */
+
+static const char *const gpu_group[] = {"0000:01:00.0", "0000:01:00.1"};
+
+static vmm_config gpu_config(void)
+{
+    vmm_config cfg = base_config();
+    cfg.pci_devices = gpu_group;
+    cfg.n_pci_devices = ARRAY_SIZE(gpu_group);
+    return cfg;
+}
+
+static void test_qemu_vfio_devices_pcie_and_locked_memory(void **state)
+{
+    vmm_adapter a = {.ops = &vmm_qemu_ops, .binary_path = "/q", .kvm = true};
+    assert_true(a.ops->pci_passthrough);
+    vmm_config cfg = gpu_config();
+    _cleanup_vmm_command_ vmm_command cmd = {0};
+    assert_int_equal(a.ops->build_command(&a, &cfg, &cmd, NULL), 0);
+    char **v = cmd.argv;
+    assert_string_equal(argv_value(v, "-M", ""),
+                        "microvm,x-option-roms=off,isa-serial=on,rtc=on,pcie=on");
+    assert_string_equal(argv_value(v, "-overcommit", ""), "mem-lock=on");
+    /* One device per function of the group, in order. */
+    const char *devs[16];
+    size_t nd = argv_values(v, "-device", devs, 16), nv = 0;
+    for (size_t i = 0; i < nd; i++)
+        nv += str_startswith(devs[i], "vfio-pci,");
+    assert_int_equal(nv, 2);
+    int first = argv_find(v, "vfio-pci,host=0000:01:00.0");
+    assert_true(first > 0);
+    assert_string_equal(v[first - 1], "-device");
+    assert_string_equal(v[first + 1], "-device");
+    assert_string_equal(v[first + 2], "vfio-pci,host=0000:01:00.1");
+
+    /* Without devices: no PCIe bus, no locked memory. */
+    vmm_config plain = base_config();
+    _cleanup_vmm_command_ vmm_command cmd0 = {0};
+    assert_int_equal(a.ops->build_command(&a, &plain, &cmd0, NULL), 0);
+    assert_null(strstr(argv_value(cmd0.argv, "-M", ""), "pcie"));
+    assert_int_equal(argv_find(cmd0.argv, "-overcommit"), -1);
+    assert_false(argv_contains_substr(cmd0.argv, "vfio-pci"));
+}
+
+static void test_ch_vfio_devices(void **state)
+{
+    vmm_adapter a = {.ops = &vmm_cloud_hypervisor_ops, .binary_path = "/ch"};
+    assert_true(a.ops->pci_passthrough);
+    vmm_config cfg = gpu_config();
+    _cleanup_vmm_command_ vmm_command cmd = {0};
+    assert_int_equal(a.ops->build_command(&a, &cfg, &cmd, NULL), 0);
+    char **v = cmd.argv;
+    int d = argv_find(v, "--device");
+    assert_true(d > 0);
+    assert_string_equal(v[d + 1], "path=/sys/bus/pci/devices/0000:01:00.0/");
+    assert_string_equal(v[d + 2], "path=/sys/bus/pci/devices/0000:01:00.1/");
+    assert_true(str_startswith(v[d + 3], "--"));
+
+    vmm_api_request req = {0};
+    assert_int_equal(ch_request_create(&cfg, &req, NULL), 0);
+    json_error_t e;
+    _cleanup_json_ json_t *body = json_loads(req.body, 0, &e);
+    assert_non_null(body);
+    _cleanup_free_ char *devs = json_dumps(json_object_get(body, "devices"), JSON_COMPACT);
+    assert_json_equal(devs, "[{\"path\": \"/sys/bus/pci/devices/0000:01:00.0/\"},"
+                            " {\"path\": \"/sys/bus/pci/devices/0000:01:00.1/\"}]");
+    vmm_api_request_clear(&req);
+
+    vmm_config plain = base_config();
+    _cleanup_vmm_command_ vmm_command cmd0 = {0};
+    assert_int_equal(a.ops->build_command(&a, &plain, &cmd0, NULL), 0);
+    assert_int_equal(argv_find(cmd0.argv, "--device"), -1);
+}
+
+static void test_firecracker_refuses_vfio_devices(void **state)
+{
+    vmm_adapter a = {.ops = &vmm_firecracker_ops, .binary_path = "/fc"};
+    assert_false(a.ops->pci_passthrough);
+    vmm_config cfg = gpu_config();
+    _cleanup_vmm_command_ vmm_command cmd = {0};
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    assert_int_equal(a.ops->build_command(&a, &cfg, &cmd, &err), -EOPNOTSUPP);
+    assert_int_equal(err.status, HYPR_FAILED_PRECONDITION);
+    assert_non_null(strstr(err.message, "firecracker cannot pass PCI devices (GPUs) through"));
+    vmm_api_request *reqs = NULL;
+    size_t n = 0;
+    assert_int_equal(fc_requests_configure(&cfg, &reqs, &n, NULL), -EOPNOTSUPP);
+    assert_int_equal(n, 0);
+}
+
+static void test_pci_device_addresses_are_checked(void **state)
+{
+    vmm_adapter a = {.ops = &vmm_qemu_ops, .binary_path = "/q"};
+    static const char *const bad[] = {"0000:01:00.0,romfile=/etc/shadow", "", "../x"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        vmm_config cfg = base_config();
+        cfg.pci_devices = &bad[i];
+        cfg.n_pci_devices = 1;
+        _cleanup_vmm_command_ vmm_command cmd = {0};
+        _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+        assert_int_equal(a.ops->build_command(&a, &cfg, &cmd, &err), -EINVAL);
+        assert_int_equal(err.status, HYPR_INVALID_ARGUMENT);
+    }
+}
+
 /* ---- factory ------------------------------------------------------------- */
 
 static void test_adapter_choice_by_name_path_and_kvm(void **state)
@@ -688,6 +793,10 @@ int main(void)
         cmocka_unit_test(test_ch_requests),
         cmocka_unit_test(test_firecracker_command_and_api_requests),
         cmocka_unit_test(test_firecracker_nics),
+        cmocka_unit_test(test_qemu_vfio_devices_pcie_and_locked_memory),
+        cmocka_unit_test(test_ch_vfio_devices),
+        cmocka_unit_test(test_firecracker_refuses_vfio_devices),
+        cmocka_unit_test(test_pci_device_addresses_are_checked),
         cmocka_unit_test_setup_teardown(test_adapter_choice_by_name_path_and_kvm, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test(test_http_parse),
