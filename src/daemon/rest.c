@@ -183,8 +183,12 @@ static char *status_json(hypr_status status, const char *message)
 static void respond_json(http_exchange *x, int http_status, char *json)
 {
     _cleanup_free_ char *body = json;
-    _cleanup_free_ char *line = xasprintf("%s\n", body);
-    http_respond(x, http_status, "application/json", line, strlen(line));
+    size_t n = strlen(body);
+    _cleanup_buf_ hypr_buf line = {0};
+    buf_reserve(&line, n + 1);
+    buf_append(&line, body, n);
+    buf_puts(&line, "\n");
+    http_respond(x, http_status, "application/json", line.data, line.len);
 }
 
 static void respond_error(http_exchange *x, hypr_status status, const char *message)
@@ -199,18 +203,19 @@ static int tx_send(void *tx, const ProtobufCMessage *msg)
     rest_call *rc = tx;
     if (!rc->x)
         return -ECANCELED;
-    _cleanup_json_ json_t *o = rpc_pb_to_json(msg);
+    _cleanup_buf_ hypr_buf text = {0};
     if (!rc->stream) {
+        rpc_pb_to_json_text(msg, &text);
         free(rc->body);
-        rc->body = json_dumps(o, JSON_COMPACT);
+        rc->body = buf_steal(&text);
         return 0;
     }
     if (!http_exchange_started(rc->x))
         http_begin_chunked(rc->x, 200, "application/x-ndjson");
-    _cleanup_json_ json_t *line = json_pack("{s:O}", "result", o);
-    _cleanup_free_ char *text = json_dumps(line, JSON_COMPACT);
-    _cleanup_free_ char *nl = xasprintf("%s\n", text);
-    http_send_chunk(rc->x, nl, strlen(nl));
+    buf_puts(&text, "{\"result\":");
+    rpc_pb_to_json_text(msg, &text);
+    buf_puts(&text, "}\n");
+    http_send_chunk(rc->x, text.data, text.len);
     return 0;
 }
 

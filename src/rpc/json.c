@@ -34,6 +34,29 @@ static char *json_name(const char *name)
     return out;
 }
 
+/* The JSON names of fields, computed once per field descriptor (they are static):
+ * a list of 1,000 VMs would otherwise build each name 1,000 times. */
+#define NAME_CACHE_SIZE 4096
+static struct {
+    const ProtobufCFieldDescriptor *field;
+    char *name;
+} name_cache[NAME_CACHE_SIZE];
+
+static const char *cached_json_name(const ProtobufCFieldDescriptor *f)
+{
+    size_t h = ((uintptr_t)f >> 4) % NAME_CACHE_SIZE;
+    for (size_t i = 0; i < NAME_CACHE_SIZE; i++, h = (h + 1) % NAME_CACHE_SIZE) {
+        if (name_cache[h].field == f)
+            return name_cache[h].name;
+        if (!name_cache[h].field) {
+            name_cache[h].field = f;
+            name_cache[h].name = json_name(f->name);
+            return name_cache[h].name;
+        }
+    }
+    return NULL; /* full: callers build the name themselves */
+}
+
 static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescriptor *d,
                                                   const char *key)
 {
@@ -58,28 +81,8 @@ static bool is_map_entry(const ProtobufCMessageDescriptor *d)
 
 /* ---- message -> JSON -------------------------------------------------------------- */
 
-static json_t *int64_json(int64_t v)
-{
-    char s[32];
-    snprintf(s, sizeof(s), "%" PRId64, v);
-    return json_string(s);
-}
-
-static json_t *uint64_json(uint64_t v)
-{
-    char s[32];
-    snprintf(s, sizeof(s), "%" PRIu64, v);
-    return json_string(s);
-}
-
-static json_t *double_json(double v)
-{
-    if (isnan(v))
-        return json_string("NaN");
-    if (isinf(v))
-        return json_string(v > 0 ? "Infinity" : "-Infinity");
-    return json_real(v);
-}
+/* Written as text straight into a buffer: a list of 1,000 VMs is a few hundred
+ * thousand values, and a jansson tree of them costs more in malloc than the rest. */
 
 static size_t type_size(ProtobufCType t)
 {
@@ -103,120 +106,226 @@ static size_t type_size(ProtobufCType t)
     }
 }
 
-/* One value at p; *is_default says whether proto3 would omit it. */
-static json_t *value_json(const ProtobufCFieldDescriptor *f, const void *p, bool *is_default)
+/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, size_t n)
 {
-    *is_default = false;
+    size_t len = p[0] < 0x80             ? 1
+                 : (p[0] & 0xe0) == 0xc0 ? 2
+                 : (p[0] & 0xf0) == 0xe0 ? 3
+                 : (p[0] & 0xf8) == 0xf0 ? 4
+                                         : 0;
+    if (len == 0 || len > n || (len == 2 && p[0] < 0xc2) || (len == 4 && p[0] > 0xf4))
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    if (len == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0)))
+        return 0; /* overlong, or a surrogate */
+    if (len == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90)))
+        return 0;
+    return len;
+}
+
+/* A JSON string; bytes that are not UTF-8 become U+FFFD. */
+static void put_string(hypr_buf *out, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    buf_reserve(out, n + 2);
+    buf_append(out, "\"", 1);
+    size_t run = 0; /* bytes copied as they are, pending */
+    for (size_t i = 0; i < n;) {
+        unsigned char c = p[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            run++, i++;
+            continue;
+        }
+        buf_append(out, p + i - run, run);
+        run = 0;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            buf_append(out, e, 2);
+            i++;
+        } else if (c < 0x20) {
+            char e[8];
+            snprintf(e, sizeof(e), "\\u%04x", c);
+            buf_append(out, e, 6);
+            i++;
+        } else {
+            size_t len = utf8_len(p + i, n - i);
+            if (len) {
+                buf_append(out, p + i, len);
+                i += len;
+            } else {
+                buf_puts(out, "\\ufffd");
+                i++;
+            }
+        }
+    }
+    buf_append(out, p + n - run, run);
+    buf_append(out, "\"", 1);
+}
+
+static void put_double(hypr_buf *out, double v)
+{
+    if (isnan(v))
+        buf_puts(out, "\"NaN\"");
+    else if (isinf(v))
+        buf_puts(out, v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+    else
+        buf_printf(out, "%.17g", v);
+}
+
+static void put_message(hypr_buf *out, const ProtobufCMessage *msg);
+
+/* One value at p. */
+static void put_value(hypr_buf *out, const ProtobufCFieldDescriptor *f, const void *p)
+{
+    char num[32];
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
     case PROTOBUF_C_TYPE_SFIXED32:
-        *is_default = *(const int32_t *)p == 0;
-        return json_integer(*(const int32_t *)p);
+        buf_append(out, num, (size_t)snprintf(num, sizeof(num), "%" PRId32, *(const int32_t *)p));
+        return;
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
-        *is_default = *(const uint32_t *)p == 0;
-        return json_integer(*(const uint32_t *)p);
-    case PROTOBUF_C_TYPE_INT64:
+        buf_append(out, num, (size_t)snprintf(num, sizeof(num), "%" PRIu32, *(const uint32_t *)p));
+        return;
+    case PROTOBUF_C_TYPE_INT64: /* 64-bit integers are strings in proto3 JSON */
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
-        *is_default = *(const int64_t *)p == 0;
-        return int64_json(*(const int64_t *)p);
+        buf_append(out, num,
+                   (size_t)snprintf(num, sizeof(num), "\"%" PRId64 "\"", *(const int64_t *)p));
+        return;
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
-        *is_default = *(const uint64_t *)p == 0;
-        return uint64_json(*(const uint64_t *)p);
+        buf_append(out, num,
+                   (size_t)snprintf(num, sizeof(num), "\"%" PRIu64 "\"", *(const uint64_t *)p));
+        return;
     case PROTOBUF_C_TYPE_FLOAT:
-        *is_default = *(const float *)p == 0;
-        return double_json(*(const float *)p);
+        put_double(out, *(const float *)p);
+        return;
     case PROTOBUF_C_TYPE_DOUBLE:
-        *is_default = *(const double *)p == 0;
-        return double_json(*(const double *)p);
+        put_double(out, *(const double *)p);
+        return;
     case PROTOBUF_C_TYPE_BOOL:
-        *is_default = !*(const protobuf_c_boolean *)p;
-        return json_boolean(*(const protobuf_c_boolean *)p);
+        buf_puts(out, *(const protobuf_c_boolean *)p ? "true" : "false");
+        return;
     case PROTOBUF_C_TYPE_ENUM: {
         int v = *(const int *)p;
-        *is_default = v == 0;
         const ProtobufCEnumValue *ev =
             protobuf_c_enum_descriptor_get_value((const ProtobufCEnumDescriptor *)f->descriptor, v);
-        return ev ? json_string(ev->name) : json_integer(v);
+        if (ev)
+            put_string(out, ev->name, strlen(ev->name));
+        else
+            buf_printf(out, "%d", v);
+        return;
     }
     case PROTOBUF_C_TYPE_STRING: {
-        const char *s = *(char *const *)p;
-        *is_default = !s || !*s;
-        return json_string(s ? s : "");
+        const char *str = *(char *const *)p;
+        put_string(out, str ? str : "", str ? strlen(str) : 0);
+        return;
     }
     case PROTOBUF_C_TYPE_BYTES: {
         const ProtobufCBinaryData *b = p;
-        *is_default = b->len == 0;
         _cleanup_free_ char *enc = base64_encode(b->data, b->len);
-        return json_string(enc);
+        put_string(out, enc, strlen(enc));
+        return;
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
-        *is_default = m == NULL;
-        return m ? rpc_pb_to_json(m) : json_null();
+        if (m)
+            put_message(out, m);
+        else
+            buf_puts(out, "null");
+        return;
     }
     }
-    return json_null();
+    buf_puts(out, "null");
 }
 
-static json_t *map_json(const ProtobufCFieldDescriptor *f, const void *array, size_t n)
+/* A map field: an object keyed by the entries' keys (always strings in JSON). */
+static void put_map(hypr_buf *out, const ProtobufCFieldDescriptor *f, const void *array, size_t n)
 {
-    json_t *o = json_object();
     const ProtobufCMessageDescriptor *ed = f->descriptor;
+    buf_puts(out, "{");
     for (size_t i = 0; i < n; i++) {
-        const ProtobufCMessage *e = ((ProtobufCMessage *const *)array)[i];
-        const char *base = (const char *)e;
-        bool dflt;
-        _cleanup_json_ json_t *k = value_json(&ed->fields[0], base + ed->fields[0].offset, &dflt);
-        json_t *v = value_json(&ed->fields[1], base + ed->fields[1].offset, &dflt);
-        _cleanup_free_ char *key = json_is_string(k) ? xstrdup(json_string_value(k))
-                                   : json_is_integer(k)
-                                       ? xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(k))
-                                       : xstrdup(json_is_true(k) ? "true" : "false");
-        json_object_set_new(o, key, v);
+        const char *base = (const char *)((ProtobufCMessage *const *)array)[i];
+        const ProtobufCFieldDescriptor *kf = &ed->fields[0], *vf = &ed->fields[1];
+        if (i)
+            buf_puts(out, ",");
+        if (kf->type == PROTOBUF_C_TYPE_STRING) {
+            put_value(out, kf, base + kf->offset);
+        } else {
+            _cleanup_buf_ hypr_buf k = {0}; /* 5, true, "64": as a string */
+            put_value(&k, kf, base + kf->offset);
+            if (k.len && k.data[0] == '"')
+                buf_append(out, k.data, k.len);
+            else
+                put_string(out, k.data ? k.data : "", k.len);
+        }
+        buf_puts(out, ":");
+        put_value(out, vf, base + vf->offset);
     }
-    return o;
+    buf_puts(out, "}");
 }
 
-json_t *rpc_pb_to_json(const ProtobufCMessage *msg)
+static void put_message(hypr_buf *out, const ProtobufCMessage *msg)
 {
-    json_t *o = json_object();
     const ProtobufCMessageDescriptor *d = msg->descriptor;
     const char *base = (const char *)msg;
+    bool first = true;
+    buf_puts(out, "{");
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         const void *p = base + f->offset;
-        json_t *v = NULL;
-        bool dflt;
+        /* Only the member of a oneof that is set. */
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+            continue;
+        if (!first)
+            buf_puts(out, ",");
+        first = false;
+        const char *name = cached_json_name(f);
+        _cleanup_free_ char *own = name ? NULL : json_name(f->name);
+        put_string(out, name ? name : own, strlen(name ? name : own));
+        buf_puts(out, ":");
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
             size_t n = *(const size_t *)(base + f->quantifier_offset);
             const char *array = *(char *const *)p;
             if (f->type == PROTOBUF_C_TYPE_MESSAGE && is_map_entry(f->descriptor)) {
-                v = map_json(f, array, n);
-            } else {
-                v = json_array();
-                for (size_t k = 0; k < n; k++)
-                    json_array_append_new(v, value_json(f, array + k * type_size(f->type), &dflt));
-            }
-        } else if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-            /* Only the member that is set. */
-            if (*(const uint32_t *)(base + f->quantifier_offset) != f->id)
+                put_map(out, f, array, n);
                 continue;
-            v = value_json(f, p, &dflt);
+            }
+            buf_puts(out, "[");
+            for (size_t k = 0; k < n; k++) {
+                if (k)
+                    buf_puts(out, ",");
+                put_value(out, f, array + k * type_size(f->type));
+            }
+            buf_puts(out, "]");
         } else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type != PROTOBUF_C_TYPE_STRING &&
                    f->type != PROTOBUF_C_TYPE_MESSAGE &&
+                   !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
                    !*(const protobuf_c_boolean *)(base + f->quantifier_offset)) {
-            v = json_null();
+            buf_puts(out, "null");
         } else {
-            v = value_json(f, p, &dflt);
+            put_value(out, f, p);
         }
-        _cleanup_free_ char *name = json_name(f->name);
-        json_object_set_new(o, name, v);
     }
-    return o;
+    buf_puts(out, "}");
+}
+
+void rpc_pb_to_json_text(const ProtobufCMessage *msg, hypr_buf *out)
+{
+    put_message(out, msg);
+}
+
+json_t *rpc_pb_to_json(const ProtobufCMessage *msg)
+{
+    _cleanup_buf_ hypr_buf b = {0};
+    put_message(&b, msg);
+    return json_loadb(b.data, b.len, 0, NULL);
 }
 
 /* ---- JSON -> wire ------------------------------------------------------------------ */

@@ -146,6 +146,8 @@ void rpc_call_external_release(rpc_call *call, bool cancelled);
  * "", 0, [], {}, null for an absent message), so scripts see every key. */
 struct json_t;
 struct json_t *rpc_pb_to_json(const ProtobufCMessage *msg);
+/* The same, as compact JSON text appended to out (no tree: what responses use). */
+void rpc_pb_to_json_text(const ProtobufCMessage *msg, hypr_buf *out);
 /* Appends the wire encoding of obj, a JSON object of message type desc, to out.
  * Field names may be lowerCamelCase or as in the .proto; null means default.
  * INVALID_ARGUMENT naming the field for an unknown field or a bad value. */
