@@ -339,9 +339,39 @@ static int build_request(const rpc_method *m, const http_request *req, char **pa
     return 0;
 }
 
+/* "localhost", "127.0.0.1:41001", "[::1]:41001"... */
+static bool loopback_host(const char *host)
+{
+    _cleanup_free_ char *h = xstrdup(host);
+    char *end = h[0] == '[' ? strchr(h, ']') : strrchr(h, ':');
+    if (h[0] == '[' && end)
+        end[1] = '\0';
+    else if (end)
+        *end = '\0';
+    return strcasecmp(h, "localhost") == 0 || strncmp(h, "127.", 4) == 0 || strcmp(h, "[::1]") == 0;
+}
+
+/* A web page must not drive hyprd: a browser's cross-site form POST needs no CORS
+ * preflight, and DNS rebinding makes evil.example resolve to 127.0.0.1. So requests
+ * that carry an Origin (browsers do) are refused, and on a loopback address the
+ * Host must be a loopback name. */
+static const char *refused_by_origin(const rest_gateway *g, const http_request *req)
+{
+    if (req->origin)
+        return "requests from web pages (with an Origin header) are refused";
+    if (g->addr && strncmp(g->addr, "127.", 4) == 0 && (!req->host || !loopback_host(req->host)))
+        return "the Host header must name the loopback address hyprd listens on";
+    return NULL;
+}
+
 static void on_request(http_exchange *x, const http_request *req, void *userdata)
 {
     daemon_ctx *d = userdata;
+    const char *why = d->rest ? refused_by_origin(d->rest, req) : NULL;
+    if (why) {
+        respond_json(x, 403, status_json(HYPR_PERMISSION_DENIED, why));
+        return;
+    }
     if (strcmp(req->path, "/v1/openapi.json") == 0) {
         if (strcmp(req->method, "GET") != 0) {
             respond_error(x, HYPR_UNIMPLEMENTED, "use GET for /v1/openapi.json");

@@ -42,7 +42,7 @@ struct http_conn {
     size_t write_pending; /* bytes handed to uv_write and not yet written */
     /* The request being parsed. */
     hypr_buf url, field, value, body;
-    char *content_type;
+    char *content_type, *host, *origin;
     bool last_was_value;
     size_t header_bytes;
     int error_status; /* set by a callback that refused the request */
@@ -187,6 +187,8 @@ static void request_free(http_request *r)
     free((char *)r->path);
     free((char *)r->query);
     free((char *)r->content_type);
+    free((char *)r->host);
+    free((char *)r->origin);
     free((char *)r->body);
 }
 
@@ -312,7 +314,9 @@ static int on_message_begin(http_parser *p)
         if (bufs[i]->data)
             bufs[i]->data[bufs[i]->len = 0] = '\0';
     free(c->content_type);
-    c->content_type = NULL;
+    free(c->host);
+    free(c->origin);
+    c->content_type = c->host = c->origin = NULL;
     c->last_was_value = false;
     c->header_bytes = 0;
     return 0;
@@ -327,12 +331,20 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+static void keep_header(http_conn *c, const char *name, char **slot)
+{
+    if (c->field.len == strlen(name) && strncasecmp(c->field.data, name, c->field.len) == 0) {
+        free(*slot);
+        *slot = xstrndup(c->value.data ? c->value.data : "", c->value.len);
+    }
+}
+
 static void header_done(http_conn *c)
 {
-    if (c->field.len && c->field.len == strlen("content-type") &&
-        strncasecmp(c->field.data, "content-type", c->field.len) == 0) {
-        free(c->content_type);
-        c->content_type = xstrndup(c->value.data ? c->value.data : "", c->value.len);
+    if (c->field.len) {
+        keep_header(c, "content-type", &c->content_type);
+        keep_header(c, "host", &c->host);
+        keep_header(c, "origin", &c->origin);
     }
     c->field.len = c->value.len = 0;
 }
@@ -390,6 +402,8 @@ static int on_message_complete(http_parser *p)
     x->req.path = q ? xstrndup(url, (size_t)(q - url)) : xstrdup(url);
     x->req.query = xstrdup(q ? q + 1 : "");
     x->req.content_type = c->content_type ? xstrdup(c->content_type) : NULL;
+    x->req.host = c->host ? xstrdup(c->host) : NULL;
+    x->req.origin = c->origin ? xstrdup(c->origin) : NULL;
     x->req.body_len = c->body.len;
     x->req.body = xstrndup(c->body.data ? c->body.data : "", c->body.len);
     c->x = x;
@@ -469,6 +483,8 @@ static void conn_closed(uv_handle_t *h)
     buf_free(&c->body);
     buf_free(&c->ahead);
     free(c->content_type);
+    free(c->host);
+    free(c->origin);
     free(c);
 }
 

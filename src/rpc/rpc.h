@@ -169,6 +169,8 @@ typedef struct http_request {
     const char *path;         /* as sent, without the query */
     const char *query;        /* after '?', "" when none */
     const char *content_type; /* NULL when absent */
+    const char *host;         /* the Host header, NULL when absent */
+    const char *origin;       /* the Origin header (browsers send it), NULL when absent */
     const char *body;         /* NUL-terminated */
     size_t body_len;
 } http_request;

@@ -266,8 +266,8 @@ def test_keep_alive_and_pipelining(rest):
         assert r.status == 200 and json.loads(r.read())["status"] == "healthy"
     conn.close()
     with socket.create_connection(("127.0.0.1", rest.port), timeout=30) as s:
-        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
-                  b"GET /v1/vms/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                  b"GET /v1/vms/nope HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         data = b""
         while True:
             chunk = s.recv(65536)
@@ -276,6 +276,24 @@ def test_keep_alive_and_pipelining(rest):
             data += chunk
     statuses = re.findall(rb"^HTTP/1\.1 (\d+)", data, re.M)
     assert statuses == [b"200", b"404"], data
+
+
+def test_web_pages_cannot_drive_hyprd(rest):
+    """A browser's cross-site POST (it carries Origin) and a DNS-rebound name (Host is
+    not a loopback name) are refused with 403 before anything runs; curl's requests,
+    with neither problem, pass."""
+    before = len(rest.daemon.call("ListVms", all=True).vms)
+    form = b'{"config": {"image": "busybox:latest", "name": "csrf"}}'
+    status, _, data = rest.request("POST", "/v1/vms", raw=form, headers={
+        "Origin": "http://evil.example", "Content-Type": "text/plain"})
+    assert status == 403 and json.loads(data)["code"] == 7, data
+    status, _, data = rest.request("GET", "/v1/vms", headers={"Host": "evil.example:%d"
+                                                               % rest.port})
+    assert status == 403 and "Host" in json.loads(data)["message"], data
+    assert len(rest.daemon.call("ListVms", all=True).vms) == before
+    status, _, _ = rest.request("GET", "/v1/health", headers={"Host": "localhost:%d"
+                                                               % rest.port})
+    assert status == 200
 
 
 def test_openapi_document_lists_every_route(rest):
