@@ -149,7 +149,9 @@ bool vm_should_restart(const vm_restart_input *in);
 /* Delay before restart number n (1-based): 500 ms doubling, at most 30 s. */
 uint64_t vm_restart_delay_ms(uint32_t n);
 /* At daemon start-up, for a VM that has run and is not running: whether its policy
- * brings it back with the daemon (manual_stop: the user stopped it). */
-bool vm_policy_restarts_with_daemon(const char *policy, bool manual_stop);
+ * brings it back with the daemon (manual_stop: the user stopped it; on-failure needs
+ * a non-zero exit code and retries left). */
+bool vm_policy_restarts_with_daemon(const char *policy, uint32_t max_retries,
+                                    uint32_t restart_count, bool manual_stop, int exit_code);
 
 #endif

@@ -27,11 +27,15 @@ uint64_t vm_restart_delay_ms(uint32_t n)
     return delay > MAX_RESTART_DELAY_MS ? MAX_RESTART_DELAY_MS : delay;
 }
 
-bool vm_policy_restarts_with_daemon(const char *policy, bool manual_stop)
+bool vm_policy_restarts_with_daemon(const char *policy, uint32_t max_retries,
+                                    uint32_t restart_count, bool manual_stop, int exit_code)
 {
     /* Docker's rules: always comes back even after a docker stop, unless-stopped
-     * only when it was not stopped by hand. */
+     * only when it was not stopped by hand, on-failure when it was not stopped by
+     * hand, failed (non-zero exit) and has retries left. */
     if (!policy)
         return false;
+    if (strcmp(policy, "on-failure") == 0)
+        return !manual_stop && exit_code != 0 && (max_retries == 0 || restart_count < max_retries);
     return strcmp(policy, "always") == 0 || (strcmp(policy, "unless-stopped") == 0 && !manual_stop);
 }

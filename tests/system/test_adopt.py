@@ -199,6 +199,23 @@ def test_shutdown_policy_stop_brings_back_what_docker_would(host):
     assert h.status(plain) == "exited"
 
 
+def test_on_failure_vm_that_died_unseen_comes_back(host):
+    """A `--restart on-failure` VM whose hypervisor died (SIGKILL) while no hyprd ran
+    ended in failure: the next hyprd starts it again, as dockerd restarts a failed
+    on-failure container at start-up; a VM without a policy stays exited."""
+    h = host
+    onf = h.boot("-n", "onf", "--restart", "on-failure:3", IMAGE, "sleep", "3600")
+    plain = h.boot("-n", "plain2", IMAGE, "sleep", "3600")
+    h.daemon.kill()
+    for vm in (onf, plain):
+        for pid in qemu_pids(vm):
+            os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: qemu_pids(onf) == [] and qemu_pids(plain) == [], 10, "hypervisors gone")
+    h.daemon.start()
+    h.wait_status(onf, "running")
+    assert h.status(plain) == "exited"
+
+
 def test_console_log_exit_code_is_read_from_the_console(host):
     """The exit code of a VM that ended unseen comes from kestrel's last console line,
     not from a guess: the log holds it."""

@@ -55,13 +55,18 @@ static void test_restart_policy_decisions(void **state)
     in.workload_started = false;
     assert_false(vm_should_restart(&in));
 
-    assert_true(vm_policy_restarts_with_daemon("always", false));
-    assert_true(vm_policy_restarts_with_daemon("always", true));
-    assert_true(vm_policy_restarts_with_daemon("unless-stopped", false));
-    assert_false(vm_policy_restarts_with_daemon("unless-stopped", true));
-    assert_false(vm_policy_restarts_with_daemon("on-failure", false));
-    assert_false(vm_policy_restarts_with_daemon("no", false));
-    assert_false(vm_policy_restarts_with_daemon(NULL, false));
+    assert_true(vm_policy_restarts_with_daemon("always", 0, 0, false, 0));
+    assert_true(vm_policy_restarts_with_daemon("always", 0, 0, true, 0));
+    assert_true(vm_policy_restarts_with_daemon("unless-stopped", 0, 0, false, 0));
+    assert_false(vm_policy_restarts_with_daemon("unless-stopped", 0, 0, true, 0));
+    /* on-failure: a failure with retries left, not a clean exit or a docker stop. */
+    assert_true(vm_policy_restarts_with_daemon("on-failure", 0, 7, false, 137));
+    assert_true(vm_policy_restarts_with_daemon("on-failure", 3, 2, false, 1));
+    assert_false(vm_policy_restarts_with_daemon("on-failure", 3, 3, false, 1));
+    assert_false(vm_policy_restarts_with_daemon("on-failure", 0, 0, false, 0));
+    assert_false(vm_policy_restarts_with_daemon("on-failure", 0, 0, true, 137));
+    assert_false(vm_policy_restarts_with_daemon("no", 0, 0, false, 1));
+    assert_false(vm_policy_restarts_with_daemon(NULL, 0, 0, false, 1));
 }
 
 static void test_restart_backoff_doubles_up_to_30s(void **state)
