@@ -244,6 +244,9 @@ int rm_rf(const char *path);
  * when there is no such process, -EBADMSG for an unreadable stat line. */
 int proc_start_time(pid_t pid, uint64_t *out);
 
+/* The value of a hexadecimal digit (either case), or -1. */
+int hex_digit_value(char c);
+
 /* Standard base64 with padding (RFC 4648). Caller frees. */
 char *base64_encode(const void *data, size_t len);
 /* Strict decoding: whole quanta, '=' only as the last one or two characters; NULL on

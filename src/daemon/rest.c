@@ -51,14 +51,6 @@ int rest_http_status(hypr_status status)
     return (unsigned)status < ARRAY_SIZE(map) && map[status] ? map[status] : 500;
 }
 
-static int hex(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 /* %XX decoding ('+' is a space in a query). NULL for a bad escape or a NUL byte. */
 static char *url_decode(const char *s, size_t len, bool plus)
 {
@@ -67,8 +59,8 @@ static char *url_decode(const char *s, size_t len, bool plus)
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         if (c == '%') {
-            int hi = i + 2 < len ? hex(s[i + 1]) : -1;
-            int lo = hi >= 0 ? hex(s[i + 2]) : -1;
+            int hi = i + 2 < len ? hex_digit_value(s[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_digit_value(s[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return NULL;
             c = (char)(hi << 4 | lo);

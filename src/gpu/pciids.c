@@ -42,23 +42,12 @@ gpu_ids *gpu_ids_new(const char *path)
     return ids;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* "VVVV<space or tab>name": the id and the name (trimmed), or false. */
 static bool parse_entry(char *s, uint16_t *id, const char **name)
 {
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
-        int d = hex_digit(s[i]);
+        int d = hex_digit_value(s[i]);
         if (d < 0)
             return false;
         v = v << 4 | (unsigned)d;

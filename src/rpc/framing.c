@@ -156,17 +156,6 @@ char *rpc_percent_encode(const char *msg)
     return buf_steal(&b);
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 char *rpc_percent_decode(const char *msg)
 {
     hypr_buf b = {0};
@@ -175,7 +164,7 @@ char *rpc_percent_decode(const char *msg)
     for (const char *p = msg; *p; p++) {
         int hi, lo;
         /* A malformed escape is kept literally, as the spec asks. */
-        if (p[0] == '%' && (hi = hex_value(p[1])) >= 0 && (lo = hex_value(p[2])) >= 0) {
+        if (p[0] == '%' && (hi = hex_digit_value(p[1])) >= 0 && (lo = hex_digit_value(p[2])) >= 0) {
             char c = (char)(hi << 4 | lo);
             buf_append(&b, &c, 1);
             p += 2;
