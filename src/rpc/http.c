@@ -322,13 +322,20 @@ static int on_message_begin(http_parser *p)
     return 0;
 }
 
+/* Appends a piece of the request to b, refused with status beyond max bytes. */
+static int append_within(http_conn *c, hypr_buf *b, const char *at, size_t len, size_t max,
+                         int status)
+{
+    if (b->len + len > max)
+        return refuse(c, status);
+    buf_append(b, at, len);
+    return 0;
+}
+
 static int on_url(http_parser *p, const char *at, size_t len)
 {
     http_conn *c = parser_conn(p);
-    if (c->url.len + len > HTTP_MAX_URL)
-        return refuse(c, 414);
-    buf_append(&c->url, at, len);
-    return 0;
+    return append_within(c, &c->url, at, len, HTTP_MAX_URL, 414);
 }
 
 static void keep_header(http_conn *c, const char *name, char **slot)
@@ -384,10 +391,7 @@ static int on_headers_complete(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     http_conn *c = parser_conn(p);
-    if (c->body.len + len > HTTP_MAX_BODY)
-        return refuse(c, 413);
-    buf_append(&c->body, at, len);
-    return 0;
+    return append_within(c, &c->body, at, len, HTTP_MAX_BODY, 413);
 }
 
 static int on_message_complete(http_parser *p)
