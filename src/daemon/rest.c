@@ -165,11 +165,16 @@ const rest_route *rest_match(const char *verb, const char *path, char ***params,
 
 /* ---- responses ----------------------------------------------------------------------- */
 
+/* {"code","message","details"}. The message may quote the client's bytes (a query
+ * key, a path): written so that it stays JSON even when they are not UTF-8. */
 static char *status_json(hypr_status status, const char *message)
 {
-    _cleanup_json_ json_t *o = json_pack("{s:i, s:s, s:[]}", "code", (int)status, "message",
-                                         message ? message : hypr_status_name(status), "details");
-    return json_dumps(o, JSON_COMPACT);
+    const char *m = message ? message : hypr_status_name(status);
+    _cleanup_buf_ hypr_buf b = {0};
+    buf_printf(&b, "{\"code\":%d,\"message\":", (int)status);
+    rpc_json_put_string(&b, m, strlen(m));
+    buf_puts(&b, ",\"details\":[]}");
+    return buf_steal(&b);
 }
 
 static void respond_json(http_exchange *x, int http_status, char *json)

@@ -127,7 +127,7 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 }
 
 /* A JSON string; bytes that are not UTF-8 become U+FFFD. */
-static void put_string(hypr_buf *out, const char *s, size_t n)
+void rpc_json_put_string(hypr_buf *out, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     buf_reserve(out, n + 2);
@@ -216,20 +216,20 @@ static void put_value(hypr_buf *out, const ProtobufCFieldDescriptor *f, const vo
         const ProtobufCEnumValue *ev =
             protobuf_c_enum_descriptor_get_value((const ProtobufCEnumDescriptor *)f->descriptor, v);
         if (ev)
-            put_string(out, ev->name, strlen(ev->name));
+            rpc_json_put_string(out, ev->name, strlen(ev->name));
         else
             buf_printf(out, "%d", v);
         return;
     }
     case PROTOBUF_C_TYPE_STRING: {
         const char *str = *(char *const *)p;
-        put_string(out, str ? str : "", str ? strlen(str) : 0);
+        rpc_json_put_string(out, str ? str : "", str ? strlen(str) : 0);
         return;
     }
     case PROTOBUF_C_TYPE_BYTES: {
         const ProtobufCBinaryData *b = p;
         _cleanup_free_ char *enc = base64_encode(b->data, b->len);
-        put_string(out, enc, strlen(enc));
+        rpc_json_put_string(out, enc, strlen(enc));
         return;
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
@@ -262,7 +262,7 @@ static void put_map(hypr_buf *out, const ProtobufCFieldDescriptor *f, const void
             if (k.len && k.data[0] == '"')
                 buf_append(out, k.data, k.len);
             else
-                put_string(out, k.data ? k.data : "", k.len);
+                rpc_json_put_string(out, k.data ? k.data : "", k.len);
         }
         buf_puts(out, ":");
         put_value(out, vf, base + vf->offset);
@@ -288,7 +288,7 @@ static void put_message(hypr_buf *out, const ProtobufCMessage *msg)
         first = false;
         const char *name = cached_json_name(f);
         _cleanup_free_ char *own = name ? NULL : json_name(f->name);
-        put_string(out, name ? name : own, strlen(name ? name : own));
+        rpc_json_put_string(out, name ? name : own, strlen(name ? name : own));
         buf_puts(out, ":");
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
             size_t n = *(const size_t *)(base + f->quantifier_offset);

@@ -148,6 +148,8 @@ struct json_t;
 struct json_t *rpc_pb_to_json(const ProtobufCMessage *msg);
 /* The same, as compact JSON text appended to out (no tree: what responses use). */
 void rpc_pb_to_json_text(const ProtobufCMessage *msg, hypr_buf *out);
+/* Appends s[0..n) as a JSON string; bytes that are not UTF-8 become U+FFFD. */
+void rpc_json_put_string(hypr_buf *out, const char *s, size_t n);
 /* Appends the wire encoding of obj, a JSON object of message type desc, to out.
  * Field names may be lowerCamelCase or as in the .proto; null means default.
  * INVALID_ARGUMENT naming the field for an unknown field or a bad value. */

@@ -175,6 +175,9 @@ def test_bad_json_body_and_query(rest):
     assert status == 400 and "all" in body["message"], body
     status, body = rest.json("GET", "/v1/vms?nope=1")
     assert status == 400 and "nope" in body["message"], body
+    # A key that is not UTF-8 is quoted back as valid JSON (U+FFFD).
+    status, body = rest.json("GET", "/v1/vms?%FF=1")
+    assert status == 400 and "\ufffd" in body["message"], body
     status, _, data = rest.request("POST", "/v1/vms", raw=b"<xml/>",
                                    headers={"Content-Type": "text/xml"})
     assert status == 400 and "Content-Type" in json.loads(data)["message"]
