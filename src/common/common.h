@@ -223,6 +223,17 @@ char *name_generate(void);
 int64_t time_now_ms(void);       /* CLOCK_REALTIME, milliseconds */
 int64_t time_monotonic_ms(void); /* CLOCK_MONOTONIC, milliseconds */
 
+/* Go's time.ParseDuration syntax ("24h", "1h30m", "1.5s", "300ms", "-2m"; units ns,
+ * us/µs, ms, s, m, h; "0" alone needs none): nanoseconds. -EINVAL for bad syntax,
+ * -ERANGE beyond what int64 nanoseconds hold (about 292 years). (timeparse.c) */
+int parse_duration_ns(const char *s, int64_t *out_ns);
+/* A point in time as Docker's `until`/`since` filters take it: a duration back from
+ * now_ms ("24h" is now minus 24 hours), an RFC 3339 date or time ("2024-01-02",
+ * "2024-01-02T15:04", "2024-01-02T15:04:05.5Z", "...+02:00"; without a zone, local
+ * time), or unix seconds ("1700000000", "1700000000.5"). *out_ms: unix milliseconds.
+ * -EINVAL / -ERANGE. (timeparse.c) */
+int parse_time_reference(const char *s, int64_t now_ms, int64_t *out_ms);
+
 /* ---- files and paths ---------------------------------------------------- */
 
 char *path_join(const char *a, const char *b);
