@@ -170,6 +170,7 @@ bool str_empty(const char *s);
 bool str_startswith(const char *s, const char *prefix);
 bool str_endswith(const char *s, const char *suffix);
 size_t strv_length(char *const *v);
+bool strv_contains(char *const *v, const char *s); /* v may be NULL */
 /* Appends a copy of s to a NULL-terminated vector (v may be NULL). */
 char **strv_append(char **v, const char *s);
 char **strv_copy(char *const *v);
