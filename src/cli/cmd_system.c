@@ -119,13 +119,268 @@ int cmd_info(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- system df ------------------------------------------------------------ */
 
+/* "1.2MB (70%)" like Docker; the build cache row has no percentage there. */
+static char *reclaimable_text(const Hypr__V1__DiskUsageSummary *row)
+{
+    char size[32];
+    format_size(row->reclaimable_bytes, size, sizeof(size));
+    if (!row->size_bytes || !strcmp(row->type, "Build Cache"))
+        return xstrdup(size);
+    return xasprintf("%s (%" PRIu64 "%%)", size, row->reclaimable_bytes * 100 / row->size_bytes);
+}
+
+static json_t *df_row_json(const Hypr__V1__DiskUsageSummary *row)
+{
+    char size[32], total[16], active[16];
+    format_size(row->size_bytes, size, sizeof(size));
+    snprintf(total, sizeof(total), "%u", row->total);
+    snprintf(active, sizeof(active), "%u", row->active);
+    _cleanup_free_ char *recl = reclaimable_text(row);
+    /* Docker's keys and string values, plus the byte counts. */
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "Type", row->type, "TotalCount", total,
+                     "Active", active, "Size", size, "Reclaimable", recl, "SizeBytes",
+                     (json_int_t)row->size_bytes, "ReclaimableBytes",
+                     (json_int_t)row->reclaimable_bytes);
+}
+
+static void df_summary_table(const Hypr__V1__DiskUsageResponse *r)
+{
+    _cleanup_table_ cli_table t = {0};
+    table_init(&t, 5, "TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE");
+    for (size_t i = 0; i < r->n_summary; i++) {
+        const Hypr__V1__DiskUsageSummary *row = r->summary[i];
+        char size[32], total[16], active[16];
+        format_size(row->size_bytes, size, sizeof(size));
+        snprintf(total, sizeof(total), "%u", row->total);
+        snprintf(active, sizeof(active), "%u", row->active);
+        _cleanup_free_ char *recl = reclaimable_text(row);
+        table_add(&t, row->type, total, active, size, recl);
+    }
+    table_print(&t, stdout);
+}
+
+/* What -v prints of each kind of object: a table section and a JSON array. */
+typedef struct df_view {
+    const char *type;  /* DiskUsageItem.type */
+    const char *title; /* "Images space usage:" */
+    const char *json;  /* key of the -v JSON object */
+    size_t ncols;
+    const char *const *header;
+    /* One row's cells (ncols, caller frees each) and its JSON object. */
+    json_t *(*row)(const Hypr__V1__DiskUsageItem *it, const Hypr__V1__ListVmsResponse *vms,
+                   int64_t now, char **cells);
+} df_view;
+
+static char *ago_text(int64_t now, int64_t then)
+{
+    char buf[64];
+    if (then <= 0)
+        return xstrdup("N/A");
+    cli_human_duration(now - then, buf, sizeof(buf));
+    return xasprintf("%s ago", buf);
+}
+
+static char *size_text(uint64_t bytes)
+{
+    char buf[32];
+    format_size(bytes, buf, sizeof(buf));
+    return xstrdup(buf);
+}
+
+/* Size, SizeBytes and CreatedAt, which every object has. */
+static json_t *item_json(const Hypr__V1__DiskUsageItem *it, const char *created_key)
+{
+    char size[32];
+    format_size(it->size_bytes, size, sizeof(size));
+    return json_pack("{s:s, s:I, s:o}", "Size", size, "SizeBytes", (json_int_t)it->size_bytes,
+                     created_key, json_time(it->created_at));
+}
+
+static json_t *image_row(const Hypr__V1__DiskUsageItem *it, const Hypr__V1__ListVmsResponse *vms,
+                         int64_t now, char **cells)
+{
+    (void)vms;
+    _cleanup_free_ char *name = NULL, *tag = NULL;
+    const char *at = strchr(it->name, '@');
+    if (at) {
+        name = xstrndup(it->name, (size_t)(at - it->name));
+        tag = xstrdup("<none>");
+    } else {
+        cli_split_reference(it->name, &name, &tag, false);
+    }
+    const char *repo = cli_short_image_name(name);
+    cells[0] = xstrdup(repo);
+    cells[1] = xstrdup(str_empty(tag) ? "<none>" : tag);
+    cells[2] = short_id(it->id, true);
+    cells[3] = ago_text(now, it->created_at);
+    cells[4] = size_text(it->size_bytes);
+    cells[5] = xasprintf("%u", it->users);
+    json_t *o = item_json(it, "CreatedAt");
+    json_object_set_new(o, "ID", json_string(it->id));
+    json_object_set_new(o, "Repository", json_string(repo));
+    json_object_set_new(o, "Tag", json_string(cells[1]));
+    json_object_set_new(o, "VMs", json_integer(it->users));
+    return o;
+}
+
+static json_t *blob_row(const Hypr__V1__DiskUsageItem *it, const Hypr__V1__ListVmsResponse *vms,
+                        int64_t now, char **cells)
+{
+    (void)vms;
+    _cleanup_free_ char *id = short_id(it->id, true);
+    cells[0] = str_empty(it->name) ? xstrdup(id) : xasprintf("%s (%s)", id, it->name);
+    cells[1] = xasprintf("%u", it->users);
+    cells[2] = ago_text(now, it->created_at);
+    cells[3] = size_text(it->size_bytes);
+    json_t *o = item_json(it, "CreatedAt");
+    json_object_set_new(o, "Digest", json_string(it->id));
+    json_object_set_new(o, "Images", json_integer(it->users));
+    json_object_set_new(o, "InUse", json_boolean(it->in_use));
+    json_object_set_new(o, "Partial", json_boolean(!str_empty(it->name)));
+    return o;
+}
+
+static const Hypr__V1__VM *vm_of(const Hypr__V1__ListVmsResponse *vms, const char *id)
+{
+    for (size_t i = 0; vms && i < vms->n_vms; i++)
+        if (!strcmp(vms->vms[i]->id, id))
+            return vms->vms[i];
+    return NULL;
+}
+
+static json_t *vm_row(const Hypr__V1__DiskUsageItem *it, const Hypr__V1__ListVmsResponse *vms,
+                      int64_t now, char **cells)
+{
+    const Hypr__V1__VM *vm = vm_of(vms, it->id);
+    cells[0] = short_id(it->id, true);
+    cells[1] = xstrdup(it->name);
+    cells[2] = size_text(it->size_bytes);
+    cells[3] = ago_text(now, it->created_at);
+    cells[4] = vm ? vm_status_text(vm, now) : xstrdup(it->in_use ? "running" : "-");
+    json_t *o = item_json(it, "CreatedAt");
+    json_object_set_new(o, "ID", json_string(it->id));
+    json_object_set_new(o, "Names", json_string(it->name));
+    json_object_set_new(o, "Status", json_string(cells[4]));
+    json_object_set_new(o, "Running", json_boolean(it->in_use));
+    return o;
+}
+
+static json_t *volume_row(const Hypr__V1__DiskUsageItem *it, const Hypr__V1__ListVmsResponse *vms,
+                          int64_t now, char **cells)
+{
+    (void)vms;
+    (void)now;
+    cells[0] = xstrdup(it->name);
+    cells[1] = xasprintf("%u", it->users);
+    cells[2] = size_text(it->size_bytes);
+    json_t *o = item_json(it, "CreatedAt");
+    json_object_set_new(o, "Name", json_string(it->name));
+    json_object_set_new(o, "Links", json_integer(it->users));
+    return o;
+}
+
+static json_t *cache_row(const Hypr__V1__DiskUsageItem *it, const Hypr__V1__ListVmsResponse *vms,
+                         int64_t now, char **cells)
+{
+    (void)vms;
+    cells[0] = xstrdup(it->id);
+    cells[1] = size_text(it->size_bytes);
+    cells[2] = ago_text(now, it->created_at);
+    json_t *o = item_json(it, "CreatedAt");
+    json_object_set_new(o, "ID", json_string(it->id));
+    return o;
+}
+
+static json_t *log_row(const Hypr__V1__DiskUsageItem *it, const Hypr__V1__ListVmsResponse *vms,
+                       int64_t now, char **cells)
+{
+    (void)vms;
+    const char *state = it->in_use ? "running" : it->users ? "stopped" : "removed";
+    cells[0] = short_id(it->id, true);
+    cells[1] = xstrdup(it->name);
+    cells[2] = size_text(it->size_bytes);
+    cells[3] = ago_text(now, it->created_at);
+    cells[4] = xstrdup(state);
+    json_t *o = item_json(it, "UpdatedAt");
+    json_object_set_new(o, "VM", json_string(it->id));
+    json_object_set_new(o, "File", json_string(it->name));
+    json_object_set_new(o, "VMState", json_string(state));
+    return o;
+}
+
+static const char *const image_cols[] = {"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "VMS"};
+static const char *const blob_cols[] = {"BLOB", "IMAGES", "CREATED", "SIZE"};
+static const char *const vm_cols[] = {"VM ID", "NAME", "SIZE", "CREATED", "STATUS"};
+static const char *const volume_cols[] = {"VOLUME NAME", "LINKS", "SIZE"};
+static const char *const cache_cols[] = {"CACHE ID", "SIZE", "CREATED"};
+static const char *const log_cols[] = {"VM ID", "FILE", "SIZE", "UPDATED", "VM"};
+#define DF_VIEW(t, title, key, cols, fn)                                                           \
+    {                                                                                              \
+        t, title, key, ARRAY_SIZE(cols), cols, fn                                                  \
+    }
+static const df_view df_views[] = {
+    DF_VIEW("image", "Images space usage:", "Images", image_cols, image_row),
+    DF_VIEW("blob", "Layer blobs space usage:", "Blobs", blob_cols, blob_row),
+    DF_VIEW("vm", "VMs space usage:", "VMs", vm_cols, vm_row),
+    DF_VIEW("volume", "Local Volumes space usage:", "Volumes", volume_cols, volume_row),
+    DF_VIEW("build-cache", "Build cache usage:", "BuildCache", cache_cols, cache_row),
+    DF_VIEW("log", "Logs space usage:", "Logs", log_cols, log_row),
+};
+
+static void df_verbose(const Hypr__V1__DiskUsageResponse *r, const Hypr__V1__ListVmsResponse *vms,
+                       int json)
+{
+    int64_t now = time(NULL);
+    _cleanup_json_ json_t *out = json_object();
+    json_t *rows = json_array();
+    for (size_t i = 0; i < r->n_summary; i++)
+        json_array_append_new(rows, df_row_json(r->summary[i]));
+    json_object_set_new(out, "Summary", rows);
+    for (size_t v = 0; v < ARRAY_SIZE(df_views); v++) {
+        const df_view *view = &df_views[v];
+        json_t *a = json_array();
+        _cleanup_table_ cli_table t = {0};
+        table_init_array(&t, view->ncols, view->header);
+        uint64_t total = 0;
+        for (size_t i = 0; i < r->n_items; i++) {
+            const Hypr__V1__DiskUsageItem *it = r->items[i];
+            if (strcmp(it->type, view->type))
+                continue;
+            char *cells[8] = {0};
+            json_array_append_new(a, view->row(it, vms, now, cells));
+            table_add(&t, cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]);
+            for (size_t c = 0; c < ARRAY_SIZE(cells); c++)
+                free(cells[c]);
+            total += it->size_bytes;
+        }
+        json_object_set_new(out, view->json, a);
+        if (json)
+            continue;
+        if (!strcmp(view->type, "build-cache")) {
+            char size[32];
+            format_size(total, size, sizeof(size));
+            printf("%s %s\n\n", view->title, size);
+        } else {
+            printf("%s\n\n", view->title);
+        }
+        table_print(&t, stdout);
+        if (v + 1 < ARRAY_SIZE(df_views))
+            printf("\n");
+    }
+    if (json)
+        cli_print_json(out);
+}
+
 static int system_df(cli_ctx *ctx, int argc, char **argv)
 {
     const char *format = NULL;
+    bool verbose = false;
     const cli_option opts[] = {
         CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (the daemon's counters, "
-                   "lowerCamel keys)"),
+                   "Format output: table (default) or json (an array of the rows, keys Type, "
+                   "TotalCount, Active, Size, Reclaimable, SizeBytes, ReclaimableBytes; with -v an "
+                   "object: Summary (the rows), Images, Blobs, VMs, Volumes, BuildCache, Logs)"),
+        CLI_BOOL('v', "verbose", &verbose, "Show detailed information on space usage"),
         CLI_OPTIONS_END,
     };
     cli_command cmd;
@@ -135,88 +390,70 @@ static int system_df(cli_ctx *ctx, int argc, char **argv)
     int json = cli_format_or_error(&cmd, format, &ec);
     if (json < 0)
         return ec;
-    _cleanup_pb_ Hypr__V1__GetSystemStatsResponse *s = NULL;
-    if (cli_call(ctx, "GetSystemStats", NULL, &s) < 0)
+    Hypr__V1__DiskUsageRequest req = HYPR__V1__DISK_USAGE_REQUEST__INIT;
+    req.verbose = verbose;
+    _cleanup_pb_ Hypr__V1__DiskUsageResponse *r = NULL;
+    if (cli_call(ctx, "GetDiskUsage", &req, &r) < 0)
         return 1;
-    if (json) {
-        json_t *o = json_object();
-        json_object_set_new(o, "hostCpus", json_integer(s->host_cpus));
-        json_object_set_new(o, "hostMemoryTotalBytes",
-                            json_integer((json_int_t)s->host_memory_total_bytes));
-        json_object_set_new(o, "hostMemoryAvailableBytes",
-                            json_integer((json_int_t)s->host_memory_available_bytes));
-        json_object_set_new(o, "diskTotalBytes", json_integer((json_int_t)s->disk_total_bytes));
-        json_object_set_new(o, "diskFreeBytes", json_integer((json_int_t)s->disk_free_bytes));
-        json_object_set_new(o, "diskUsedByHyprBytes",
-                            json_integer((json_int_t)s->disk_used_by_hypr_bytes));
-        json_object_set_new(o, "vmsTotal", json_integer(s->vms_total));
-        json_object_set_new(o, "vmsRunning", json_integer(s->vms_running));
-        json_object_set_new(o, "images", json_integer(s->images));
-        json_object_set_new(o, "networks", json_integer(s->networks));
-        json_object_set_new(o, "volumes", json_integer(s->volumes));
-        json_object_set_new(o, "stacks", json_integer(s->stacks));
-        json_object_set_new(o, "imagesSizeBytes", json_integer((json_int_t)s->images_size_bytes));
-        json_object_set_new(o, "volumesSizeBytes", json_integer((json_int_t)s->volumes_size_bytes));
-        json_object_set_new(o, "logsSizeBytes", json_integer((json_int_t)s->logs_size_bytes));
-        json_object_set_new(o, "dataDir", json_string(s->data_dir));
-        cli_print_json(o);
-        json_decref(o);
-        return 0;
+    if (verbose) {
+        /* The VMs' STATUS column ("Up 3 minutes"), as ps shows it. */
+        Hypr__V1__ListVmsRequest vreq = HYPR__V1__LIST_VMS_REQUEST__INIT;
+        vreq.all = true;
+        _cleanup_pb_ Hypr__V1__ListVmsResponse *vms = NULL;
+        if (cli_call(ctx, "ListVms", &vreq, &vms) < 0)
+            return 1;
+        df_verbose(r, vms, json);
+    } else if (json) {
+        _cleanup_json_ json_t *a = json_array();
+        for (size_t i = 0; i < r->n_summary; i++)
+            json_array_append_new(a, df_row_json(r->summary[i]));
+        cli_print_json(a);
+    } else {
+        df_summary_table(r);
     }
-    char isz[32], vsz[32], lsz[32];
-    format_size(s->images_size_bytes, isz, sizeof(isz));
-    format_size(s->volumes_size_bytes, vsz, sizeof(vsz));
-    format_size(s->logs_size_bytes, lsz, sizeof(lsz));
-    _cleanup_free_ char *ni = xasprintf("%u", s->images), *nv = xasprintf("%u", s->vms_total),
-                        *nr = xasprintf("%u", s->vms_running), *nvol = xasprintf("%u", s->volumes);
-    _cleanup_table_ cli_table t = {0};
-    table_init(&t, 4, "TYPE", "TOTAL", "ACTIVE", "SIZE");
-    table_add(&t, "Images", ni, "-", isz);
-    table_add(&t, "VMs", nv, nr, "-");
-    table_add(&t, "Volumes", nvol, "-", vsz);
-    table_add(&t, "Logs", "-", "-", lsz);
-    table_print(&t, stdout);
-    host_sizes hs;
-    format_host_sizes(s, &hs);
-    printf("\nHost: %u CPUs, %s memory (%s available); disk %s (%s free); hypr uses %s in %s\n",
-           s->host_cpus, hs.mem, hs.avail, hs.disk, hs.dfree, hs.used, s->data_dir);
     return 0;
 }
 
 /* ---- system prune --------------------------------------------------------- */
 
-static bool vm_is_stopped(const void *item, void *userdata)
+/* Docker's confirmation text, with hypr's objects. */
+static char *prune_warning(bool all, bool volumes, const cli_list *filters)
 {
-    const Hypr__V1__VM *vm = item;
-    return vm->status == HYPR__V1__VMSTATUS__VM_STATUS_STOPPED ||
-           vm->status == HYPR__V1__VMSTATUS__VM_STATUS_FAILED ||
-           vm->status == HYPR__V1__VMSTATUS__VM_STATUS_CREATED;
+    _cleanup_buf_ hypr_buf b = {0};
+    buf_puts(&b, "WARNING! This will remove:\n  - all stopped VMs\n"
+                 "  - all networks not used by at least one VM\n");
+    if (volumes)
+        buf_puts(&b, "  - all volumes not used by at least one VM\n");
+    buf_puts(&b, all ? "  - all images without at least one VM associated to them\n"
+                     : "  - all dangling images\n");
+    buf_puts(&b, "  - unused build cache\n  - layer blobs no image references\n"
+                 "  - logs and run-dir files of VMs that no longer exist\n");
+    if (filters->n) {
+        buf_puts(&b, "\n  Items to be pruned will be filtered with:\n");
+        for (size_t i = 0; i < filters->n; i++)
+            buf_printf(&b, "  - %s\n", filters->items[i]);
+    }
+    return buf_steal(&b);
 }
 
-static void print_vm_id(const void *item, void *userdata)
+static void print_section(const char *title, char **lines, size_t n)
 {
-    printf("%s\n", ((const Hypr__V1__VM *)item)->id);
-}
-
-static int prune_vms(cli_ctx *ctx)
-{
-    static const cli_prune_rule rule = {&cli_vm_resource, "Deleted VMs:", vm_is_stopped,
-                                        print_vm_id};
-    Hypr__V1__ListVmsRequest req = HYPR__V1__LIST_VMS_REQUEST__INIT;
-    req.all = true;
-    _cleanup_pb_ ProtobufCMessage *resp = NULL;
-    void **vms;
-    size_t n;
-    if (cli_list_resources(ctx, &cli_vm_resource, &req, &resp, &vms, &n) < 0)
-        return 1;
-    return cli_prune_items(ctx, &rule, vms, n, NULL);
+    if (!n)
+        return;
+    printf("%s\n", title);
+    for (size_t i = 0; i < n; i++)
+        printf("%s\n", lines[i]);
+    printf("\n");
 }
 
 static int system_prune(cli_ctx *ctx, int argc, char **argv)
 {
     bool all = false, force = false, volumes = false;
+    _cleanup_list_ cli_list filters = {0};
     const cli_option opts[] = {
         CLI_BOOL('a', "all", &all, "Remove all unused images not just dangling ones"),
+        CLI_LIST(0, "filter", "filter", &filters,
+                 "Provide filter values (e.g. \"until=24h\", \"label=k=v\", \"label!=k\")"),
         CLI_BOOL('f', "force", &force, "Do not prompt for confirmation"),
         CLI_BOOL(0, "volumes", &volumes, "Prune volumes"),
         CLI_OPTIONS_END,
@@ -225,21 +462,30 @@ static int system_prune(cli_ctx *ctx, int argc, char **argv)
     int ec;
     if (!parse_no_args(ctx, &cmd, "Remove unused data", opts, argc, argv, &ec))
         return ec;
-    _cleanup_free_ char *warning = xasprintf(
-        "WARNING! This will remove:\n  - all stopped VMs\n  - all networks not used by "
-        "at least one VM\n%s  - %s\n",
-        volumes ? "  - all volumes not used by at least one VM\n" : "",
-        all ? "all images without at least one VM associated to them" : "all dangling images");
+    _cleanup_free_ char *warning = prune_warning(all, volumes, &filters);
     if (!cli_prune_confirmed(ctx, force, warning))
         return 1;
-    uint64_t reclaimed = 0;
-    int rc = prune_vms(ctx);
-    rc |= cli_prune_networks(ctx);
-    if (volumes)
-        rc |= cli_prune_volumes(ctx, &reclaimed);
-    rc |= cli_prune_images(ctx, all, &reclaimed);
-    cli_print_reclaimed(reclaimed);
-    return rc;
+    Hypr__V1__PruneSystemRequest req = HYPR__V1__PRUNE_SYSTEM_REQUEST__INIT;
+    req.all = all;
+    req.volumes = volumes;
+    req.n_filters = filters.n;
+    req.filters = (char **)filters.items;
+    _cleanup_pb_ Hypr__V1__PruneSystemResponse *r = NULL;
+    if (cli_call(ctx, "PruneSystem", &req, &r) < 0)
+        return 1;
+    print_section("Deleted VMs:", r->vms_deleted, r->n_vms_deleted);
+    print_section("Deleted Networks:", r->networks_deleted, r->n_networks_deleted);
+    print_section("Deleted Volumes:", r->volumes_deleted, r->n_volumes_deleted);
+    print_section("Deleted Images:", r->images_deleted, r->n_images_deleted);
+    if (r->blobs_deleted || r->files_deleted) {
+        if (r->blobs_deleted)
+            printf("Deleted layer blobs: %u\n", r->blobs_deleted);
+        if (r->files_deleted)
+            printf("Deleted orphan files and build cache entries: %u\n", r->files_deleted);
+        printf("\n");
+    }
+    cli_print_reclaimed(r->space_reclaimed_bytes);
+    return 0;
 }
 
 /* ---- system settings --------------------------------------------------------- */

@@ -170,6 +170,7 @@ bool str_empty(const char *s);
 bool str_startswith(const char *s, const char *prefix);
 bool str_endswith(const char *s, const char *suffix);
 size_t strv_length(char *const *v);
+bool strv_contains(char *const *v, const char *s); /* v may be NULL */
 /* Appends a copy of s to a NULL-terminated vector (v may be NULL). */
 char **strv_append(char **v, const char *s);
 char **strv_copy(char *const *v);
@@ -222,6 +223,17 @@ char *name_generate(void);
 
 int64_t time_now_ms(void);       /* CLOCK_REALTIME, milliseconds */
 int64_t time_monotonic_ms(void); /* CLOCK_MONOTONIC, milliseconds */
+
+/* Go's time.ParseDuration syntax ("24h", "1h30m", "1.5s", "300ms", "-2m"; units ns,
+ * us/µs, ms, s, m, h; "0" alone needs none): nanoseconds. -EINVAL for bad syntax,
+ * -ERANGE beyond what int64 nanoseconds hold (about 292 years). (timeparse.c) */
+int parse_duration_ns(const char *s, int64_t *out_ns);
+/* A point in time as Docker's `until`/`since` filters take it: a duration back from
+ * now_ms ("24h" is now minus 24 hours), an RFC 3339 date or time ("2024-01-02",
+ * "2024-01-02T15:04", "2024-01-02T15:04:05.5Z", "...+02:00"; without a zone, local
+ * time), or unix seconds ("1700000000", "1700000000.5"). *out_ms: unix milliseconds.
+ * -EINVAL / -ERANGE. (timeparse.c) */
+int parse_time_reference(const char *s, int64_t now_ms, int64_t *out_ms);
 
 /* ---- files and paths ---------------------------------------------------- */
 

@@ -18,6 +18,8 @@ static const handler_entry handlers[] = {
     {"GetSettings", api_get_settings, NULL},
     {"UpdateSettings", api_update_settings, NULL},
     {"GetSystemStats", api_get_system_stats, api_get_system_stats_close},
+    {"GetDiskUsage", api_get_disk_usage, api_disk_call_close},
+    {"PruneSystem", api_prune_system, api_disk_call_close},
     {"SubscribeEvents", api_subscribe_events, api_subscribe_events_close},
     {"CreateVM", api_create_vm, api_vm_create_call_close},
     {"StartVM", api_start_vm, NULL},

@@ -81,6 +81,51 @@ void api_image_job_close(rpc_call *call, bool cancelled);
 void api_delete_image(rpc_call *call, ProtobufCMessage *msg);
 void api_get_image_history(rpc_call *call, ProtobufCMessage *msg);
 
+/* Disk usage and prune (api_disk.c, api_prune.c). */
+void api_get_disk_usage(rpc_call *call, ProtobufCMessage *msg);
+void api_prune_system(rpc_call *call, ProtobufCMessage *msg);
+/* What the call's data points to while a df or prune job runs (first member of
+ * the job). on_close of both clears call: the job goes on, its answer is dropped. */
+typedef struct disk_job {
+    rpc_call *call;
+    daemon_ctx *d;
+} disk_job;
+void api_disk_call_close(rpc_call *call, bool cancelled);
+
+/* ---- what df and prune share (disk_scan.c) ------------------------------------------ */
+
+/* Where the builder keeps its cache: every entry there is build cache. */
+#define DISK_BUILD_CACHE_DIR "cache/build"
+
+/* One entry of a directory listing; vm_id set for "<64 hex>.<suffix>" names. */
+typedef struct disk_file {
+    char *name;
+    char vm_id[HYPR_ID_LEN + 1];
+    uint64_t size; /* bytes (a directory's files, recursively) */
+    int64_t mtime; /* unix seconds */
+} disk_file;
+typedef struct disk_files {
+    disk_file *v;
+    size_t n, cap;
+} disk_files;
+/* Blocking (thread pool only). Apparent size of a file, or of the files below a
+ * directory (symlinks not followed); 0 when absent. */
+uint64_t disk_path_size(const char *path);
+/* Blocking. The entries of dir (none if it is missing); with vm_files only the
+ * per-VM ones ("<id>.log", "<id>.initrd", ...). */
+void disk_list_dir(const char *dir, bool vm_files, disk_files *out);
+void disk_files_free(disk_files *f);
+/* Whether name is "<VM id>.<suffix>"; fills id. */
+bool disk_vm_file_id(const char *name, char id[HYPR_ID_LEN + 1]);
+/* Labels as key, value, ..., NULL (NULL for none): of a JSON object text (the
+ * store's networks and volumes), a VM's config, an image's config. */
+char **disk_labels_from_json(const char *json);
+char **disk_vm_labels(const store_vm *vm);
+char **disk_image_labels(const store_image *img);
+/* How many of the VM records use an image (by ID) or a volume (by name). */
+size_t disk_image_users(const store_vm *vms, size_t n, const char *image_id);
+size_t disk_volume_users(const store_vm *vms, size_t n, const char *volume);
+
 /* ---- messages from records (api_resources.c, api_image.c) --------------------------- */
 
 /* The API form of a VM record; a running VM's NICs come from its runtime. Free

@@ -207,6 +207,12 @@ int blobs_fetch(registry_client *c, const char *data_dir, blob_job *jobs, size_t
                 int max_parallel, img_blob_gate *gate, image_progress *progress, hypr_error *err);
 char *blobs_cache_path(const char *data_dir, const char *digest);
 
+/* A pull's hold on its layer blobs (blob_gc.c): the collector leaves them, and
+ * their partial downloads, alone until the hold is released. Thread-safe. */
+typedef struct img_blob_pins img_blob_pins;
+img_blob_pins *img_blob_pins_take(const image_descriptor *layers, size_t n);
+void img_blob_pins_release(img_blob_pins *p); /* NULL-safe */
+
 /* ---- store helpers (store.c) ------------------------------------------------------ */
 
 int img_stage_write(image_staged *st, const char *data_dir, image_tree *tree,

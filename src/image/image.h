@@ -265,6 +265,7 @@ typedef struct image_staged {
     char id[HYPR_ID_LEN + 1];
     bool up_to_date; /* the image was already in the store: nothing to commit */
     store_image existing;
+    struct img_blob_pins *pins; /* the pull's layer blobs, held until image_staged_clear */
 } image_staged;
 
 /* Resolves, downloads and converts; blocking (run it on a worker thread).
@@ -323,5 +324,38 @@ int image_store_cleanup(const char *data_dir);
 int image_store_find(store *db, const char *ref, store_image *out, hypr_error *err);
 /* Deletes the row then the directory. */
 int image_store_remove(store *db, const store_image *img, hypr_error *err);
+/* Removes an image's directory (blocking: a worker thread's job once the row is
+ * gone); a path outside an image store is left alone. 0 or -errno. */
+int image_store_remove_dir(const char *path);
+
+/* ---- the blob cache: usage and garbage collection (blob_gc.c) -------------- */
+
+/* One file of <data_dir>/cache/blobs: a layer blob or an unfinished download of one. */
+typedef struct image_blob_file {
+    char *digest; /* "sha256:<hex>" */
+    uint64_t size;
+    int64_t mtime; /* unix seconds */
+    bool partial;
+} image_blob_file;
+/* Lists the cache (blocking). A missing cache is an empty one. */
+int image_blobs_list(const char *data_dir, image_blob_file **out, size_t *n, hypr_error *err);
+void image_blob_files_free(image_blob_file *f, size_t n);
+/* Whether a pull in flight holds the blob (thread-safe). */
+bool image_blob_held(const char *digest);
+/* The layer digests a stored image was made of (its manifest.json); NULL for none. */
+char **image_layer_digests(const store_image *img);
+
+/* Removes the blobs no stored image references and no pull holds. Prepare on the
+ * thread that owns the store (it snapshots the images' references); run on a
+ * worker thread. A pull in flight at prepare, or one that ends between prepare
+ * and run, keeps its blobs whatever the snapshot says. */
+typedef struct image_blob_gc image_blob_gc;
+int image_blob_gc_prepare(store *db, image_blob_gc **out, hypr_error *err);
+/* Removes unreferenced blobs and partial downloads last modified before before_s
+ * (unix seconds; 0 = any age); *count and *bytes say what went. Blocking. */
+int image_blob_gc_run(image_blob_gc *gc, const char *data_dir, int64_t before_s, uint32_t *count,
+                      uint64_t *bytes, hypr_error *err);
+void image_blob_gc_free(image_blob_gc *gc);
+DEFINE_CLEANUP_FUNC(image_blob_gc, image_blob_gc_free)
 
 #endif

@@ -359,7 +359,8 @@ static int pull_resolved(const image_pull_opts *o, const image_ref *ref, const i
     if ((r = fetch_config(reg, &man, want, &cfg, err)) < 0)
         return r;
 
-    /* Layers. */
+    /* Layers: held from here on, so a prune running meanwhile leaves their blobs. */
+    out->pins = img_blob_pins_take(man.layers, man.n_layers);
     image_progress_set_layers(progress, man.layers, man.n_layers);
     image_progress_set_phase(progress, IMAGE_PHASE_DOWNLOADING, NULL);
     _cleanup_(pull_layers_clear) pull_layers layers = {0};

@@ -127,6 +127,7 @@ void image_staged_clear(image_staged *st)
     free(st->final_dir);
     image_info_clear(&st->info);
     store_image_clear(&st->existing);
+    img_blob_pins_release(st->pins);
     memset(st, 0, sizeof(*st));
 }
 
@@ -234,17 +235,23 @@ int image_staged_commit(image_staged *st, store *db, store_image *img, hypr_erro
     return 0;
 }
 
+int image_store_remove_dir(const char *path)
+{
+    /* Only ever remove directories of the image store. */
+    if (!path || !strstr(path, "/images/"))
+        return 0;
+    int r = rm_rf(path);
+    if (r < 0)
+        log_warn("remove %s: %s", path, strerror(-r));
+    return r;
+}
+
 int image_store_remove(store *db, const store_image *img, hypr_error *err)
 {
     int r = store_image_delete(db, img->id, err);
     if (r < 0)
         return r;
-    /* Only ever remove directories of the image store. */
-    if (img->path && strstr(img->path, "/images/")) {
-        r = rm_rf(img->path);
-        if (r < 0)
-            log_warn("remove %s: %s", img->path, strerror(-r));
-    }
+    image_store_remove_dir(img->path);
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/common.h"
 
@@ -160,6 +161,84 @@ static void test_proc_start_time(void **state)
     assert_int_equal(proc_start_time(pid, &child_start), -ESRCH);
 }
 
+/* Go's duration syntax, as `until=24h` takes it. */
+static void test_duration_parsing(void **state)
+{
+    (void)state;
+    int64_t ns;
+    assert_int_equal(parse_duration_ns("24h", &ns), 0);
+    assert_true(ns == 24LL * 3600 * 1000000000);
+    assert_int_equal(parse_duration_ns("1h30m", &ns), 0);
+    assert_true(ns == 90LL * 60 * 1000000000);
+    assert_int_equal(parse_duration_ns("1.5s", &ns), 0);
+    assert_true(ns == 1500000000);
+    assert_int_equal(parse_duration_ns(".5ms", &ns), 0);
+    assert_true(ns == 500000);
+    assert_int_equal(parse_duration_ns("300us", &ns), 0);
+    assert_true(ns == 300000);
+    assert_int_equal(parse_duration_ns("2\xc2\xb5s", &ns), 0);
+    assert_true(ns == 2000);
+    assert_int_equal(parse_duration_ns("-2m", &ns), 0);
+    assert_true(ns == -120LL * 1000000000);
+    assert_int_equal(parse_duration_ns("0", &ns), 0);
+    assert_true(ns == 0);
+    assert_int_equal(parse_duration_ns("2562047h", &ns), 0); /* ~292 years fits */
+    assert_int_equal(parse_duration_ns("2562048h", &ns), -ERANGE);
+    assert_int_equal(parse_duration_ns("99999999999999999999999h", &ns), -ERANGE);
+    const char *bad[] = {"", "h", "24", "abc", "1x", "1.h1", ".s", "1h 2m", "--1h", "5d", "+"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+        assert_int_equal(parse_duration_ns(bad[i], &ns), -EINVAL);
+}
+
+/* until=: a duration back from now, an RFC 3339 time, or unix seconds. */
+static void test_time_reference_parsing(void **state)
+{
+    (void)state;
+    const int64_t now = 1700000000000; /* 2023-11-14T22:13:20Z */
+    int64_t t;
+    assert_int_equal(parse_time_reference("24h", now, &t), 0);
+    assert_true(t == now - 86400000);
+    assert_int_equal(parse_time_reference("90m", now, &t), 0);
+    assert_true(t == now - 5400000);
+    assert_int_equal(parse_time_reference("2023-11-14T22:13:20Z", now, &t), 0);
+    assert_true(t == now);
+    assert_int_equal(parse_time_reference("2023-11-15T00:13:20.25+02:00", now, &t), 0);
+    assert_true(t == now + 250);
+    assert_int_equal(parse_time_reference("2024-02-29T00:00:00Z", now, &t), 0);
+    assert_true(t == 1709164800000);
+    assert_int_equal(parse_time_reference("1700000000", now, &t), 0);
+    assert_true(t == now);
+    assert_int_equal(parse_time_reference("1700000000.5", now, &t), 0);
+    assert_true(t == now + 500);
+    assert_int_equal(parse_time_reference("0", now, &t), 0); /* the epoch, not "now" */
+    assert_true(t == 0);
+    /* Without a zone: local time, whatever TZ says. */
+    setenv("TZ", "UTC", 1);
+    tzset();
+    assert_int_equal(parse_time_reference("2023-11-14", now, &t), 0);
+    assert_true(t == 1699920000000);
+    assert_int_equal(parse_time_reference("2023-11-14T22:13", now, &t), 0);
+    assert_true(t == now - 20000);
+    assert_int_equal(parse_time_reference("2023-11-14T22:13:20", now, &t), 0);
+    assert_true(t == now);
+    const char *bad[] = {"",
+                         "abc",
+                         "24x",
+                         "2023-13-01",
+                         "2023-02-30",
+                         "2023-11-14T25:00Z",
+                         "2023-11-14T22:13:20.Z",
+                         "2023-11-14Zjunk",
+                         "2023-11-14T22:13:20+0200",
+                         "1700000000.",
+                         "1700000000.1234567890",
+                         "17e9",
+                         "-"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+        assert_int_equal(parse_time_reference(bad[i], now, &t), -EINVAL);
+    assert_int_equal(parse_time_reference("99999999999999999999", now, &t), -ERANGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -171,6 +250,8 @@ int main(void)
         cmocka_unit_test(test_mkdir_p_atomic_write_read_limit_and_rm_rf),
         cmocka_unit_test(test_fd_write_all),
         cmocka_unit_test(test_proc_start_time),
+        cmocka_unit_test(test_duration_parsing),
+        cmocka_unit_test(test_time_reference_parsing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

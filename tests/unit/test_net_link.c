@@ -18,14 +18,6 @@
 static const char *const ID_A = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 static const char *const ID_B = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
 
-static bool strv_contains(char **v, const char *s)
-{
-    for (size_t i = 0; v && v[i]; i++)
-        if (strcmp(v[i], s) == 0)
-            return true;
-    return false;
-}
-
 static void test_bridge_ensure_idempotent(void **state)
 {
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
