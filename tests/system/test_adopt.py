@@ -202,7 +202,7 @@ def test_shutdown_policy_stop_brings_back_what_docker_would(host):
 def test_on_failure_vm_that_died_unseen_comes_back(host):
     """A `--restart on-failure` VM whose hypervisor died (SIGKILL) while no hyprd ran
     ended in failure: the next hyprd starts it again, as dockerd restarts a failed
-    on-failure container at start-up; a VM without a policy stays exited."""
+    on-failure container at start-up; a VM without a policy stays failed."""
     h = host
     onf = h.boot("-n", "onf", "--restart", "on-failure:3", IMAGE, "sleep", "3600")
     plain = h.boot("-n", "plain2", IMAGE, "sleep", "3600")
@@ -213,7 +213,7 @@ def test_on_failure_vm_that_died_unseen_comes_back(host):
     wait_for(lambda: qemu_pids(onf) == [] and qemu_pids(plain) == [], 10, "hypervisors gone")
     h.daemon.start()
     h.wait_status(onf, "running")
-    assert h.status(plain) == "exited"
+    assert h.status(plain) == "failed"  # its hypervisor was killed: no policy, no restart
 
 
 def test_console_log_exit_code_is_read_from_the_console(host):
