@@ -409,7 +409,12 @@ static int on_message_complete(http_parser *p)
     x->req.host = c->host ? xstrdup(c->host) : NULL;
     x->req.origin = c->origin ? xstrdup(c->origin) : NULL;
     x->req.body_len = c->body.len;
-    x->req.body = xstrndup(c->body.data ? c->body.data : "", c->body.len);
+    /* Copied whole: a body may hold NUL bytes, and body_len counts them. */
+    char *body = xmalloc(c->body.len + 1);
+    if (c->body.len)
+        memcpy(body, c->body.data, c->body.len);
+    body[c->body.len] = '\0';
+    x->req.body = body;
     c->x = x;
     /* One request at a time: the rest of the input waits for this answer. */
     http_parser_pause(p, 1);
