@@ -389,7 +389,9 @@ static int get_int(ctx *c, json_t *v, int64_t min, int64_t max, int64_t *out)
     }
     if (json_is_real(v)) {
         double d = json_real_value(v);
-        if (d != floor(d) || d < (double)min || d > (double)max)
+        /* (double)INT64_MAX rounds up to 2^63, which would pass "d > max" and
+         * overflow the conversion: compare against max + 1, exact in a double. */
+        if (d != floor(d) || d < (double)min || d >= (double)max + 1.0)
             return bad(c, "not an integer in range");
         *out = (int64_t)d;
         return 0;
