@@ -34,7 +34,8 @@ struct http_conn {
     http_server *server;
     http_conn *prev, *next;
     uv_tcp_t tcp;
-    bool has_handle; /* false for the fuzzing hook's connections */
+    bool has_handle;   /* false for the test hook's connections */
+    hypr_buf test_out; /* what a test connection was sent */
     http_parser parser;
     bool closing;
     bool feeding; /* inside conn_feed: it goes on with the input itself */
@@ -43,6 +44,7 @@ struct http_conn {
     /* The request being parsed. */
     hypr_buf url, field, value, body;
     char *content_type, *host, *origin;
+    char *expect; /* "100-continue": the client waits to send the body */
     bool last_was_value;
     size_t header_bytes;
     int error_status; /* set by a callback that refused the request */
@@ -141,8 +143,10 @@ static void conn_write(http_conn *c, const void *data, size_t len)
 {
     if (c->closing || len == 0)
         return;
-    if (!c->has_handle)
+    if (!c->has_handle) {
+        buf_append(&c->test_out, data, len);
         return;
+    }
     http_write *w = xmalloc(sizeof(*w) + len);
     w->conn = c;
     w->len = len;
@@ -316,7 +320,8 @@ static int on_message_begin(http_parser *p)
     free(c->content_type);
     free(c->host);
     free(c->origin);
-    c->content_type = c->host = c->origin = NULL;
+    free(c->expect);
+    c->content_type = c->host = c->origin = c->expect = NULL;
     c->last_was_value = false;
     c->header_bytes = 0;
     return 0;
@@ -352,6 +357,7 @@ static void header_done(http_conn *c)
         keep_header(c, "content-type", &c->content_type);
         keep_header(c, "host", &c->host);
         keep_header(c, "origin", &c->origin);
+        keep_header(c, "expect", &c->expect);
     }
     c->field.len = c->value.len = 0;
 }
@@ -385,6 +391,13 @@ static int on_headers_complete(http_parser *p)
         header_done(c);
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > HTTP_MAX_BODY)
         return refuse(c, 413);
+    /* curl sends Expect with a body beyond 1 KiB and would wait a second for this. */
+    bool body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
+    if (c->expect && strcasecmp(c->expect, "100-continue") == 0 && body && p->http_major == 1 &&
+        p->http_minor >= 1) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        conn_write(c, cont, sizeof(cont) - 1);
+    }
     return 0;
 }
 
@@ -491,9 +504,11 @@ static void conn_closed(uv_handle_t *h)
     buf_free(&c->value);
     buf_free(&c->body);
     buf_free(&c->ahead);
+    buf_free(&c->test_out);
     free(c->content_type);
     free(c->host);
     free(c->origin);
+    free(c->expect);
     free(c);
 }
 
@@ -646,7 +661,7 @@ void http_server_retire(http_server *s)
         s->retired = true;
 }
 
-/* ---- fuzzing hook ----------------------------------------------------------------------- */
+/* ---- test hook ----------------------------------------------------------------------- */
 
 http_conn *http_server_test_conn(http_server *s)
 {
@@ -659,6 +674,11 @@ int http_test_conn_feed(http_conn *c, const uint8_t *data, size_t len)
         return -EPIPE;
     conn_feed(c, (const char *)data, len);
     return c->closing ? -EPIPE : 0;
+}
+
+char *http_test_conn_output(http_conn *c)
+{
+    return buf_steal(&c->test_out);
 }
 
 void http_test_conn_close(http_conn *c)

@@ -203,9 +203,13 @@ void http_exchange_set_callbacks(http_exchange *x,
                                  void (*on_close)(http_exchange *x, bool cancelled, void *data),
                                  void (*on_drain)(http_exchange *x, void *data), void *data);
 
-/* Fuzzing hook: a connection without a socket, fed from a buffer; output is dropped. */
+/* Test and fuzzing hook: a connection without a socket, fed from a buffer. Its
+ * writes complete at once, so a response is over when http_respond returns. */
 http_conn *http_server_test_conn(http_server *s);
+/* -EPIPE once the server has closed the connection (it stays valid until closed here). */
 int http_test_conn_feed(http_conn *c, const uint8_t *data, size_t len);
+/* What the server wrote since the last call, NUL-terminated; caller frees. */
+char *http_test_conn_output(http_conn *c);
 void http_test_conn_close(http_conn *c);
 
 /* ---- client (CLI, tests) ------------------------------------------------- */
