@@ -64,6 +64,7 @@ struct http_server {
 };
 
 static void conn_close(http_conn *c);
+static void conn_close_later(http_conn *c);
 static void conn_feed(http_conn *c, const char *data, size_t len);
 static void conn_resume_read(http_conn *c);
 
@@ -156,7 +157,8 @@ static void conn_write(http_conn *c, const void *data, size_t len)
     if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
         c->write_pending -= len;
         free(w);
-        conn_close(c);
+        /* The caller may be inside the exchange: it is finished once the handle is closed. */
+        conn_close_later(c);
     }
 }
 
@@ -205,7 +207,7 @@ static void exchange_finish(http_exchange *x, bool cancelled)
         if (x->on_close)
             x->on_close(x, cancelled, x->data);
     }
-    bool keep = x->keep_alive && !cancelled && !c->server->shutting_down;
+    bool keep = !cancelled && x->keep_alive && !c->server->shutting_down;
     c->x = NULL;
     request_free(&x->req);
     free(x);
@@ -499,6 +501,8 @@ static void conn_feed(http_conn *c, const char *data, size_t len)
 static void conn_closed(uv_handle_t *h)
 {
     http_conn *c = h->data;
+    if (c->x) /* closed by conn_close_later */
+        exchange_finish(c->x, true);
     buf_free(&c->url);
     buf_free(&c->field);
     buf_free(&c->value);
@@ -512,7 +516,8 @@ static void conn_closed(uv_handle_t *h)
     free(c);
 }
 
-static void conn_close(http_conn *c)
+/* Closes the connection; its exchange is cancelled now, or when the handle is closed. */
+static void conn_shut(http_conn *c, bool finish_now)
 {
     if (c->closing)
         return;
@@ -524,13 +529,23 @@ static void conn_close(http_conn *c)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    if (c->x)
+    if (c->x && (finish_now || !c->has_handle))
         exchange_finish(c->x, true);
     if (c->has_handle)
         uv_close((uv_handle_t *)&c->tcp, conn_closed);
     /* A test connection is freed by http_test_conn_close. */
     if (s->retired && !s->conns)
         free(s);
+}
+
+static void conn_close(http_conn *c)
+{
+    conn_shut(c, true);
+}
+
+static void conn_close_later(http_conn *c)
+{
+    conn_shut(c, false);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
