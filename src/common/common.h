@@ -256,8 +256,28 @@ int rm_rf(const char *path);
  * when there is no such process, -EBADMSG for an unreadable stat line. */
 int proc_start_time(pid_t pid, uint64_t *out);
 
+/* Unlinks node n (with prev/next members) from the intrusive doubly-linked list whose
+ * first node is head (an lvalue). */
+#define DLIST_REMOVE(head, n)                                                                      \
+    do {                                                                                           \
+        if ((n)->prev)                                                                             \
+            (n)->prev->next = (n)->next;                                                           \
+        else                                                                                       \
+            (head) = (n)->next;                                                                    \
+        if ((n)->next)                                                                             \
+            (n)->next->prev = (n)->prev;                                                           \
+        (n)->prev = (n)->next = NULL;                                                              \
+    } while (0)
+
 /* The value of a hexadecimal digit (either case), or -1. */
 int hex_digit_value(char c);
+
+/* Decodes %XX escapes in s[0..len). PERCENT_STRICT: a malformed escape or %00 makes it
+ * fail (NULL); otherwise it is kept literally. PERCENT_PLUS: '+' is a space (query
+ * strings). NUL-terminated; caller frees. */
+#define PERCENT_STRICT 1u
+#define PERCENT_PLUS   2u
+char *percent_decode(const char *s, size_t len, unsigned flags);
 
 /* Standard base64 with padding (RFC 4648). Caller frees. */
 char *base64_encode(const void *data, size_t len);

@@ -538,3 +538,25 @@ int hex_digit_value(char c)
         return c - 'A' + 10;
     return -1;
 }
+
+char *percent_decode(const char *s, size_t len, unsigned flags)
+{
+    _cleanup_free_ char *out = xmalloc(len + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        int hi = c == '%' && i + 2 < len ? hex_digit_value(s[i + 1]) : -1;
+        int lo = hi >= 0 ? hex_digit_value(s[i + 2]) : -1;
+        if (c == '%' && hi >= 0 && lo >= 0 && (hi | lo || !(flags & PERCENT_STRICT))) {
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '%' && (flags & PERCENT_STRICT)) {
+            return NULL;
+        } else if (c == '+' && (flags & PERCENT_PLUS)) {
+            c = ' ';
+        }
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return TAKE_PTR(out);
+}

@@ -52,28 +52,6 @@ int rest_http_status(hypr_status status)
 }
 
 /* %XX decoding ('+' is a space in a query). NULL for a bad escape or a NUL byte. */
-static char *url_decode(const char *s, size_t len, bool plus)
-{
-    _cleanup_free_ char *out = xmalloc(len + 1);
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (c == '%') {
-            int hi = i + 2 < len ? hex_digit_value(s[i + 1]) : -1;
-            int lo = hi >= 0 ? hex_digit_value(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-                return NULL;
-            c = (char)(hi << 4 | lo);
-            i += 2;
-        } else if (c == '+' && plus) {
-            c = ' ';
-        }
-        out[n++] = c;
-    }
-    out[n] = '\0';
-    return TAKE_PTR(out);
-}
-
 static bool is_param(const char *seg, size_t len, bool *rest)
 {
     if (len < 3 || seg[0] != '{' || seg[len - 1] != '}')
@@ -133,7 +111,7 @@ const rest_route *rest_match(const char *verb, const char *path, char ***params,
     _cleanup_strv_ char **segs = NULL;
     size_t n = 0;
     for (char **s = raw; s && *s; s++, n++) {
-        char *d = url_decode(*s, strlen(*s), false);
+        char *d = percent_decode(*s, strlen(*s), PERCENT_STRICT);
         if (!d)
             return NULL;
         segs = strv_append(segs, d);
@@ -310,9 +288,10 @@ static int build_request(const rpc_method *m, const http_request *req, char **pa
         const char *eq = memchr(q, '=', len);
         size_t klen = eq ? (size_t)(eq - q) : len;
         if (klen > 0) {
-            _cleanup_free_ char *key = url_decode(q, klen, true);
-            _cleanup_free_ char *val = eq ? url_decode(eq + 1, len - klen - 1, true)
-                                          : xstrdup("true"); /* ?all = ?all=true */
+            _cleanup_free_ char *key = percent_decode(q, klen, PERCENT_STRICT | PERCENT_PLUS);
+            _cleanup_free_ char *val =
+                eq ? percent_decode(eq + 1, len - klen - 1, PERCENT_STRICT | PERCENT_PLUS)
+                   : xstrdup("true"); /* ?all = ?all=true */
             if (!key || !val)
                 return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
                                 "bad percent-encoding in the query string");

@@ -122,12 +122,7 @@ static void flow_close(udp_flow *f)
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = f->hnext;
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        p->flows = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
+    DLIST_REMOVE(p->flows, f);
     p->n_flows--;
     uv_close((uv_handle_t *)&f->sock, flow_handle_closed);
 }

@@ -248,12 +248,7 @@ static void conn_close(tcp_conn *c)
     c->closing = true;
     net_proxy *p = c->proxy;
     proxy_tcp *t = p->tcp;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        t->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    DLIST_REMOVE(t->conns, c);
     t->n_conns--;
     chan_release(p, &c->up);
     chan_release(p, &c->down);

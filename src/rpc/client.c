@@ -98,12 +98,7 @@ static void stream_drop_messages(rpc_stream *s)
 static void stream_release(rpc_stream *s)
 {
     if (s->c) {
-        if (s->prev)
-            s->prev->next = s->next;
-        else
-            s->c->streams = s->next;
-        if (s->next)
-            s->next->prev = s->prev;
+        DLIST_REMOVE(s->c->streams, s);
     }
     stream_drop_messages(s);
     rpc_framer_free(&s->framer);

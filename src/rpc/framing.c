@@ -158,19 +158,6 @@ char *rpc_percent_encode(const char *msg)
 
 char *rpc_percent_decode(const char *msg)
 {
-    hypr_buf b = {0};
-    if (!msg)
-        msg = "";
-    for (const char *p = msg; *p; p++) {
-        int hi, lo;
-        /* A malformed escape is kept literally, as the spec asks. */
-        if (p[0] == '%' && (hi = hex_digit_value(p[1])) >= 0 && (lo = hex_digit_value(p[2])) >= 0) {
-            char c = (char)(hi << 4 | lo);
-            buf_append(&b, &c, 1);
-            p += 2;
-        } else {
-            buf_append(&b, p, 1);
-        }
-    }
-    return buf_steal(&b);
+    /* A malformed escape is kept literally, as the spec asks. */
+    return msg ? percent_decode(msg, strlen(msg), 0) : xstrdup("");
 }

@@ -523,12 +523,7 @@ static void conn_shut(http_conn *c, bool finish_now)
         return;
     c->closing = true;
     http_server *s = c->server;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    DLIST_REMOVE(s->conns, c);
     if (c->x && (finish_now || !c->has_handle))
         exchange_finish(c->x, true);
     if (c->has_handle)

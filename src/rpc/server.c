@@ -201,12 +201,7 @@ void rpc_conn_unref(rpc_conn *c)
     rpc_server *s = c->server;
     if (c->session)
         nghttp2_session_del(c->session);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    DLIST_REMOVE(s->conns, c);
     s->n_conns--;
     free(c);
     /* A finished connection's buffers (HTTP/2 tables, batched output) go back

@@ -77,13 +77,7 @@ static void call_detach(rpc_call *call, bool cancelled)
         return;
     rpc_conn *c = call->conn;
     call->attached = false;
-    if (call->prev)
-        call->prev->next = call->next;
-    else
-        c->calls = call->next;
-    if (call->next)
-        call->next->prev = call->prev;
-    call->prev = call->next = NULL;
+    DLIST_REMOVE(c->calls, call);
     if (c->session)
         nghttp2_session_set_stream_user_data(c->session, call->stream_id, NULL);
     call_stop_timer(call);

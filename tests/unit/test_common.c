@@ -239,10 +239,42 @@ static void test_time_reference_parsing(void **state)
     assert_int_equal(parse_time_reference("99999999999999999999", now, &t), -ERANGE);
 }
 
+static void test_percent_decode(void **state)
+{
+    (void)state;
+    struct {
+        const char *in;
+        unsigned flags;
+        const char *out; /* NULL: refused */
+    } cases[] = {
+        {"a%2Fb%20c", 0, "a/b c"},
+        {"a+b", 0, "a+b"},
+        {"a+b%2b", PERCENT_PLUS, "a b+"},
+        {"100%", 0, "100%"}, /* kept literally when lenient */
+        {"%zz%4", 0, "%zz%4"},
+        {"100%", PERCENT_STRICT, NULL},
+        {"%4", PERCENT_STRICT, NULL},
+        {"%00", PERCENT_STRICT, NULL}, /* no NUL inside a path or a parameter */
+        {"%e2%82%ac", PERCENT_STRICT, "\xe2\x82\xac"},
+        {"", PERCENT_STRICT, ""},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        _cleanup_free_ char *d = percent_decode(cases[i].in, strlen(cases[i].in), cases[i].flags);
+        if (!cases[i].out)
+            assert_null(d);
+        else
+            assert_string_equal(d, cases[i].out);
+    }
+    /* Only len bytes are read: the escape cut by the length is not an escape. */
+    _cleanup_free_ char *cut = percent_decode("ab%41", 4, 0);
+    assert_string_equal(cut, "ab%4");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_prefix),
+        cmocka_unit_test(test_percent_decode),
         cmocka_unit_test(test_log_spec),
         cmocka_unit_test(test_ids_and_names),
         cmocka_unit_test(test_int_and_size_parsing_and_size_format),
