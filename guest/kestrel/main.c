@@ -278,15 +278,34 @@ static void handle_frame(kestrel *k, const ctl_frame *f)
         send_hello(k);
         return;
     }
-    case CTL_SHUTDOWN:
-        klog("shutdown requested by the host");
-        request_stop(k, SIGTERM);
+    case CTL_SHUTDOWN: {
+        /* Empty: the stop signal of the manifest; or a u32 signal number. */
+        uint32_t sig = k->m.stop_signal;
+        if (f->len && ctl_parse_signal(f->payload, f->len, &sig) < 0) {
+            send_error(k, 0, -EBADMSG, "malformed SHUTDOWN");
+            return;
+        }
+        if (sig == 0 || sig > 64)
+            sig = SIGTERM;
+        klog("shutdown requested by the host (signal %u)", (unsigned)sig);
+        request_stop(k, (int)sig);
+        return;
+    }
+    case CTL_SIGNAL:
+        if (f->session == 0) { /* to the workload: hypr kill -s SIG */
+            uint32_t sig;
+            if (ctl_parse_signal(f->payload, f->len, &sig) < 0 || sig == 0 || sig > 64)
+                send_error(k, 0, -EBADMSG, "malformed SIGNAL");
+            else if (k->wl.pid > 0)
+                kill(k->wl.pid, (int)sig);
+            return;
+        }
+        exec_handle_frame(k, f);
         return;
     case CTL_EXEC_START:
     case CTL_STDIN:
     case CTL_STDIN_EOF:
     case CTL_RESIZE:
-    case CTL_SIGNAL:
         exec_handle_frame(k, f);
         return;
     case CTL_ERROR: {

@@ -446,6 +446,7 @@ static const struct key_def keys[] = {
     {"dns", K_LIST, 0, F(dns)},
     {"module", K_LIST, 0, F(modules)},
     {"stop_timeout", K_U32, 0, F(stop_timeout_s)},
+    {"stop_signal", K_U32, 0, F(stop_signal)},
     {"metrics_interval_ms", K_U32, 0, F(metrics_interval_ms)},
     {"restart", K_RESTART, 0, 0},
     {"mode", K_MODE, 0, 0},
@@ -716,6 +717,8 @@ int manifest_encode(const kestrel_manifest *m, char **out, size_t *out_len)
     restart_policy_format(m->restart, m->restart_max, pol, sizeof(pol));
     sb_kv(&b, "restart", pol);
     sb_u32(&b, "stop_timeout", m->stop_timeout_s);
+    if (m->stop_signal)
+        sb_u32(&b, "stop_signal", m->stop_signal);
     sb_u32(&b, "metrics_interval_ms", m->metrics_interval_ms);
     sb_kv(&b, "interface", m->interface);
     sb_kv(&b, "mac", m->mac);

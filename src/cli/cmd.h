@@ -256,6 +256,9 @@ int cmd_rename(cli_ctx *ctx, int argc, char **argv);
 int cmd_rm(cli_ctx *ctx, int argc, char **argv);
 int cmd_logs(cli_ctx *ctx, int argc, char **argv);
 int cmd_inspect(cli_ctx *ctx, int argc, char **argv);
+int cmd_kill(cli_ctx *ctx, int argc, char **argv);
+int cmd_wait(cli_ctx *ctx, int argc, char **argv);
+int cmd_port(cli_ctx *ctx, int argc, char **argv);
 extern const cli_resource cli_vm_resource;
 int cmd_exec(cli_ctx *ctx, int argc, char **argv);
 /* Writes a LogEntry to stdout/stderr by its stream ("console" entries only when

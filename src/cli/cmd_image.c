@@ -257,9 +257,10 @@ static const cli_resource image_resource = {
     .noun = "IMAGE",
     .inspect_json = image_inspect_json,
     .inspect_help = "Display detailed information on one or more images (a JSON array)",
-    .inspect_notes = "Docker-like keys: Id, RepoTags, RepoDigests, Created, Size, Architecture, "
-                     "Os,\nConfig{Entrypoint, Cmd, Env, WorkingDir, User, ExposedPorts, Volumes, "
-                     "Labels}.",
+    .inspect_notes =
+        "Docker-like keys: Id, RepoTags, RepoDigests, Created, Size, Architecture, "
+        "Os,\nConfig{Entrypoint, Cmd, Env, WorkingDir, User, StopSignal, ExposedPorts, Volumes, "
+        "Labels}.",
     .rm_help = "Remove one or more images",
     .force_help = "Force removal of the image",
     .removed = print_removed_image,
@@ -289,6 +290,8 @@ static json_t *image_inspect_json(const void *item, const cli_view_opts *vo)
     json_object_set_new(config, "Env", json_from_strv(img->env, img->n_env));
     json_object_set_new(config, "WorkingDir", json_string(img->workdir));
     json_object_set_new(config, "User", json_string(img->user));
+    if (!str_empty(img->stop_signal))
+        json_object_set_new(config, "StopSignal", json_string(img->stop_signal));
     json_object_set_new(config, "ExposedPorts",
                         keys_object(img->exposed_ports, img->n_exposed_ports));
     json_object_set_new(config, "Volumes", keys_object(img->volumes, img->n_volumes));

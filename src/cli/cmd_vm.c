@@ -10,6 +10,7 @@
 
 typedef struct run_opts {
     const char *name, *cpus, *memory, *entrypoint, *workdir, *user, *restart, *hostname, *gpu;
+    const char *stop_signal;
     cli_list env, env_file, publish, volume, network, label;
     bool rm, detach, interactive, tty, gpu_force;
     int64_t stop_timeout;
@@ -195,6 +196,12 @@ static int build_config(const cli_command *cmd, run_opts *o, cli_parsed *p, run_
     c->auto_remove = o->rm;
     if (o->stop_timeout >= 0)
         c->stop_timeout = (uint32_t)o->stop_timeout;
+    if (o->stop_signal) {
+        if (signal_parse(o->stop_signal) < 0)
+            return cli_invalid_value(cmd, "stop-signal", o->stop_signal,
+                                     "not a signal name or number");
+        c->stop_signal = (char *)o->stop_signal;
+    }
     return 0;
 }
 
@@ -230,11 +237,12 @@ static int exit_code_from_events(cli_ctx *ctx, rpc_stream *events, const char *i
     return 0;
 }
 
-static int stop_vm(cli_ctx *ctx, const char *id, uint32_t timeout)
+static int stop_vm(cli_ctx *ctx, const char *id, uint32_t timeout, const char *sig)
 {
     Hypr__V1__StopVMRequest req = HYPR__V1__STOP_VMREQUEST__INIT;
     req.id = (char *)id;
     req.timeout_seconds = timeout;
+    req.signal = (char *)(sig ? sig : "");
     _cleanup_pb_ Hypr__V1__StopVMResponse *resp = NULL;
     return cli_call(ctx, "StopVM", &req, &resp);
 }
@@ -274,7 +282,7 @@ static int attach_and_wait(cli_ctx *ctx, const char *id, rpc_stream *events)
     sigaction(SIGTERM, &old_term, NULL);
     if (interrupted) {
         fprintf(stderr, "Stopping %.12s...\n", id);
-        stop_vm(ctx, id, 0);
+        stop_vm(ctx, id, 0, NULL);
         return 128 + interrupted;
     }
     if (r < 0)
@@ -324,6 +332,8 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         CLI_STRING(0, "restart", "string", &o.restart,
                    "Restart policy: no, always, unless-stopped, on-failure[:N] (default \"no\")"),
         CLI_BOOL(0, "rm", &o.rm, "Automatically remove the VM when it exits"),
+        CLI_STRING(0, "stop-signal", "string", &o.stop_signal,
+                   "Signal to stop the VM's workload (default: the image's, else SIGTERM)"),
         CLI_INT(0, "stop-timeout", "int", &o.stop_timeout, 0, 86400,
                 "Seconds to wait for the VM to stop before killing it"),
         CLI_BOOL('t', "tty", &o.tty, "Not supported: use run -d, then exec -it"),
@@ -514,6 +524,7 @@ typedef enum { ACT_START, ACT_STOP, ACT_RESTART, ACT_RM } vm_action;
 typedef struct vm_action_args {
     vm_action act;
     uint32_t timeout;
+    const char *signal; /* stop / restart -s */
     bool force;
 } vm_action_args;
 
@@ -521,7 +532,8 @@ typedef struct vm_action_args {
 static int do_action(cli_ctx *ctx, const char *id, void *userdata)
 {
     const vm_action_args *a = userdata;
-    if ((a->act == ACT_STOP || a->act == ACT_RESTART) && stop_vm(ctx, id, a->timeout) < 0)
+    if ((a->act == ACT_STOP || a->act == ACT_RESTART) &&
+        stop_vm(ctx, id, a->timeout, a->signal) < 0)
         return -1;
     _cleanup_pb_ Hypr__V1__StartVMResponse *started = NULL;
     if ((a->act == ACT_START || a->act == ACT_RESTART) &&
@@ -538,7 +550,10 @@ static int simple_vm_cmd(cli_ctx *ctx, int argc, char **argv, vm_action act)
 {
     int64_t timeout = -1;
     bool force = false;
+    const char *sig = NULL;
     const cli_option stop_opts[] = {
+        CLI_STRING('s', "signal", "string", &sig,
+                   "Signal to send the workload (default: the VM's stop signal)"),
         CLI_INT('t', "time", "int", &timeout, 0, 86400,
                 "Seconds to wait before killing the VM (default: the VM's stop timeout)"),
         CLI_OPTIONS_END,
@@ -565,7 +580,9 @@ static int simple_vm_cmd(cli_ctx *ctx, int argc, char **argv, vm_action act)
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
-    vm_action_args a = {act, timeout < 0 ? 0 : (uint32_t)timeout, force};
+    if (sig && signal_parse(sig) < 0)
+        return cli_invalid_value(&cmd, "signal", sig, "not a signal name or number");
+    vm_action_args a = {act, timeout < 0 ? 0 : (uint32_t)timeout, sig, force};
     return cli_for_each_arg(ctx, &p, do_action, &a);
 }
 

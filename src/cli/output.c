@@ -287,6 +287,8 @@ json_t *vm_inspect_json(const void *item, const cli_view_opts *vo)
     json_object_set_new(config, "WorkingDir", json_string(c->workdir));
     json_object_set_new(config, "Labels", JSON_MAP(c, labels));
     json_object_set_new(config, "StopTimeout", json_integer(c->stop_timeout));
+    if (!str_empty(c->stop_signal)) /* Docker leaves it out when unset */
+        json_object_set_new(config, "StopSignal", json_string(c->stop_signal));
 
     json_t *host = json_object();
     json_object_set_new(host, "Cpus", json_integer(c->cpus));

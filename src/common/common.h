@@ -269,6 +269,12 @@ int proc_start_time(pid_t pid, uint64_t *out);
         (n)->prev = (n)->next = NULL;                                                              \
     } while (0)
 
+/* A signal as Docker takes it: a number (1..64), or a name with or without "SIG",
+ * in any case ("KILL", "sigterm", "SIGRTMIN+3"). The number, or -EINVAL. */
+int signal_parse(const char *s);
+/* "SIGTERM" for 15; NULL for a number without a name (the real-time ones). */
+const char *signal_name(int signo);
+
 /* The value of a hexadecimal digit (either case), or -1. */
 int hex_digit_value(char c);
 

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -526,6 +527,50 @@ int proc_start_time(pid_t pid, uint64_t *out)
         return -EBADMSG;
     *out = v;
     return 0;
+}
+
+static const char *const signal_names[] = {
+    [SIGHUP] = "SIGHUP",       [SIGINT] = "SIGINT",       [SIGQUIT] = "SIGQUIT",
+    [SIGILL] = "SIGILL",       [SIGTRAP] = "SIGTRAP",     [SIGABRT] = "SIGABRT",
+    [SIGBUS] = "SIGBUS",       [SIGFPE] = "SIGFPE",       [SIGKILL] = "SIGKILL",
+    [SIGUSR1] = "SIGUSR1",     [SIGSEGV] = "SIGSEGV",     [SIGUSR2] = "SIGUSR2",
+    [SIGPIPE] = "SIGPIPE",     [SIGALRM] = "SIGALRM",     [SIGTERM] = "SIGTERM",
+    [SIGSTKFLT] = "SIGSTKFLT", [SIGCHLD] = "SIGCHLD",     [SIGCONT] = "SIGCONT",
+    [SIGSTOP] = "SIGSTOP",     [SIGTSTP] = "SIGTSTP",     [SIGTTIN] = "SIGTTIN",
+    [SIGTTOU] = "SIGTTOU",     [SIGURG] = "SIGURG",       [SIGXCPU] = "SIGXCPU",
+    [SIGXFSZ] = "SIGXFSZ",     [SIGVTALRM] = "SIGVTALRM", [SIGPROF] = "SIGPROF",
+    [SIGWINCH] = "SIGWINCH",   [SIGIO] = "SIGIO",         [SIGPWR] = "SIGPWR",
+    [SIGSYS] = "SIGSYS",
+};
+
+/* The guest's kernel numbers real-time signals 34..64 (SIGRTMIN..SIGRTMAX). */
+#define GUEST_SIGRTMIN 34
+#define GUEST_SIGRTMAX 64
+
+int signal_parse(const char *s)
+{
+    int64_t n;
+    if (str_empty(s))
+        return -EINVAL;
+    if (s[0] >= '0' && s[0] <= '9')
+        return parse_int64(s, 1, GUEST_SIGRTMAX, &n) < 0 ? -EINVAL : (int)n;
+    if (strncasecmp(s, "SIG", 3) == 0)
+        s += 3;
+    for (size_t i = 0; i < ARRAY_SIZE(signal_names); i++)
+        if (signal_names[i] && strcasecmp(s, signal_names[i] + 3) == 0)
+            return (int)i;
+    bool min = strncasecmp(s, "RTMIN", 5) == 0;
+    if (!min && strncasecmp(s, "RTMAX", 5) != 0)
+        return -EINVAL;
+    n = 0;
+    if (s[5] && (s[5] != (min ? '+' : '-') || parse_int64(s + 6, 0, 30, &n) < 0))
+        return -EINVAL;
+    return min ? GUEST_SIGRTMIN + (int)n : GUEST_SIGRTMAX - (int)n;
+}
+
+const char *signal_name(int signo)
+{
+    return signo > 0 && (size_t)signo < ARRAY_SIZE(signal_names) ? signal_names[signo] : NULL;
 }
 
 int hex_digit_value(char c)

@@ -34,6 +34,8 @@ void api_subscribe_events_close(rpc_call *call, bool cancelled);
 void api_create_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_start_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_stop_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_kill_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_wait_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_rename_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_delete_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_run_vm(rpc_call *call, ProtobufCMessage *msg);

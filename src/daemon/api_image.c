@@ -57,6 +57,7 @@ ProtobufCMessage *api_image_message(const store_image *img)
     m->n_env = strv_len0(c->env);
     m->env = c->env;
     m->workdir = c->workdir ? c->workdir : "";
+    m->stop_signal = c->stop_signal ? c->stop_signal : "";
     m->user = c->user ? c->user : "";
     m->n_exposed_ports = strv_len0(c->exposed_ports);
     m->exposed_ports = c->exposed_ports;
@@ -420,6 +421,7 @@ void api_import_image(rpc_call *call, ProtobufCMessage *msg)
     c->env = strv_from(req->env, req->n_env);
     c->workdir = str_empty(req->workdir) ? NULL : xstrdup(req->workdir);
     c->user = str_empty(req->user) ? NULL : xstrdup(req->user);
+    c->stop_signal = str_empty(req->stop_signal) ? NULL : xstrdup(req->stop_signal);
     c->exposed_ports = strv_from(req->exposed_ports, req->n_exposed_ports);
     for (size_t i = 0; i < req->n_labels; i++) {
         c->labels = strv_append(c->labels, req->labels[i]->key);

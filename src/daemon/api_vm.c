@@ -12,7 +12,7 @@
 
 #include <string.h>
 
-typedef enum { WAIT_RUN, WAIT_STOP, WAIT_DELETE } wait_kind;
+typedef enum { WAIT_RUN, WAIT_STOP, WAIT_DELETE, WAIT_EXIT } wait_kind;
 
 typedef struct vm_waiter {
     rpc_call *call;
@@ -79,6 +79,16 @@ static void reply_stop(daemon_ctx *d, rpc_call *call, const char *id)
     api_vm_message_free(resp.vm);
 }
 
+static void reply_wait(daemon_ctx *d, rpc_call *call, const char *id)
+{
+    Hypr__V1__WaitVMResponse resp = HYPR__V1__WAIT_VMRESPONSE__INIT;
+    _cleanup_store_vm_ store_vm rec = {0};
+    resp.vm = vm_message_by_id(d, id, &rec);
+    resp.exit_code = resp.vm ? resp.vm->exit_code : 0;
+    rpc_call_reply(call, &resp.base);
+    api_vm_message_free(resp.vm);
+}
+
 /* Whether a notice ends a waiter (it is then answered and freed). */
 static bool notice_ends(const vm_waiter *w, const vm_notice *n)
 {
@@ -87,6 +97,7 @@ static bool notice_ends(const vm_waiter *w, const vm_notice *n)
         return n->kind == VM_NOTICE_EXIT || n->kind == VM_NOTICE_REMOVED ||
                (n->kind == VM_NOTICE_PHASE && n->phase == VM_PHASE_RUNNING);
     case WAIT_STOP:
+    case WAIT_EXIT:
         return n->kind == VM_NOTICE_EXIT || n->kind == VM_NOTICE_REMOVED;
     case WAIT_DELETE:
         return n->kind == VM_NOTICE_REMOVED;
@@ -98,6 +109,13 @@ static void answer(daemon_ctx *d, vm_waiter *w, const vm_notice *n)
 {
     if (w->kind == WAIT_STOP) {
         reply_stop(d, w->call, n->id);
+        return;
+    }
+    if (w->kind == WAIT_EXIT) {
+        if (n->kind == VM_NOTICE_REMOVED)
+            rpc_call_finish(w->call, HYPR_NOT_FOUND, "the VM was removed while waiting");
+        else
+            reply_wait(d, w->call, n->id);
         return;
     }
     if (w->kind == WAIT_DELETE) {
@@ -209,16 +227,60 @@ void api_stop_vm(rpc_call *call, ProtobufCMessage *msg)
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     /* timeout 0 in the request means "the VM's own stop timeout". */
     int timeout = req->timeout_seconds ? (int)req->timeout_seconds : -1;
+    int sig = str_empty(req->signal) ? 0 : signal_parse(req->signal);
+    if (sig < 0) {
+        rpc_call_finish(call, HYPR_INVALID_ARGUMENT, "invalid signal: use a name or number");
+        return;
+    }
     char id[HYPR_ID_LEN + 1];
     int r = resolve_id(d, req->id, id, &err);
     if (r >= 0)
-        r = vm_stop(d, id, timeout, &err);
+        r = vm_stop(d, id, timeout, sig, &err);
     if (r < 0)
         api_fail(call, &err);
     else if (r == 0)
         reply_stop(d, call, id); /* it was not running */
     else
         waiter_add(d, call, WAIT_STOP, id);
+}
+
+void api_kill_vm(rpc_call *call, ProtobufCMessage *msg)
+{
+    _cleanup_pb_ Hypr__V1__KillVMRequest *req = (Hypr__V1__KillVMRequest *)msg;
+    daemon_ctx *d = api_daemon(call);
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    int sig = str_empty(req->signal) ? SIGKILL : signal_parse(req->signal);
+    if (sig < 0) {
+        _cleanup_free_ char *m = xasprintf("invalid signal: %s", req->signal);
+        rpc_call_finish(call, HYPR_INVALID_ARGUMENT, m);
+        return;
+    }
+    char id[HYPR_ID_LEN + 1];
+    if (resolve_id(d, req->id, id, &err) < 0 || vm_kill(d, id, sig, &err) < 0) {
+        api_fail(call, &err);
+        return;
+    }
+    Hypr__V1__KillVMResponse resp = HYPR__V1__KILL_VMRESPONSE__INIT;
+    _cleanup_store_vm_ store_vm rec = {0};
+    resp.vm = vm_message_by_id(d, id, &rec);
+    rpc_call_reply(call, &resp.base);
+    api_vm_message_free(resp.vm);
+}
+
+void api_wait_vm(rpc_call *call, ProtobufCMessage *msg)
+{
+    _cleanup_pb_ Hypr__V1__WaitVMRequest *req = (Hypr__V1__WaitVMRequest *)msg;
+    daemon_ctx *d = api_daemon(call);
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    char id[HYPR_ID_LEN + 1];
+    if (resolve_id(d, req->id, id, &err) < 0) {
+        api_fail(call, &err);
+        return;
+    }
+    if (vm_running_status(d, id))
+        waiter_add(d, call, WAIT_EXIT, id);
+    else
+        reply_wait(d, call, id);
 }
 
 void api_rename_vm(rpc_call *call, ProtobufCMessage *msg)

@@ -90,6 +90,15 @@ int vm_config_check(daemon_ctx *d, Hypr__V1__VMConfig *cfg, hypr_error *err)
                         cfg->memory_mb, host_mb);
     if (cfg->stop_timeout == 0)
         cfg->stop_timeout = (uint32_t)settings_get_int(d, "stop_timeout");
+    if (!str_empty(cfg->stop_signal)) {
+        int sig = signal_parse(cfg->stop_signal);
+        if (sig < 0)
+            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                            "invalid stop signal \"%s\": use a name (SIGTERM, USR1) or a number",
+                            cfg->stop_signal);
+        if (signal_name(sig)) /* as Docker shows it */
+            set_field(&cfg->stop_signal, xstrdup(signal_name(sig)));
+    }
     int r = check_ports(d, cfg, err);
     if (r < 0)
         return r;
@@ -226,6 +235,9 @@ int vm_create(daemon_ctx *d, const Hypr__V1__VMConfig *in, store_vm *out, hypr_e
                         cfg->image, cfg->image);
     if (r < 0)
         return r;
+    char *image_sig = str_empty(cfg->stop_signal) ? image_stop_signal(&img) : NULL;
+    if (image_sig) /* fixed at creation, as Docker's Config.StopSignal */
+        set_field(&cfg->stop_signal, image_sig);
     _cleanup_store_vm_ store_vm vm = {0};
     r = id_generate(vm.id);
     if (r < 0)
@@ -271,6 +283,6 @@ int vm_delete(daemon_ctx *d, const char *ref, bool force, hypr_error *err)
                         vm_phase_status(rt->phase));
     /* Killed now; the record goes once the hypervisor is gone (REMOVED follows EXIT). */
     rt->remove_after = true;
-    r = vm_stop(d, vm.id, 0, err);
+    r = vm_stop(d, vm.id, 0, 0, err);
     return r < 0 ? r : 1;
 }

@@ -91,7 +91,14 @@ int vm_start(daemon_ctx *d, const char *ref, hypr_error *err);
 /* Graceful stop: SHUTDOWN to kestrel, kill after timeout_s (-1: the VM's own stop
  * timeout; 0: kill now). 0 = it was not running (nothing to wait for); 1 = it is
  * stopping and EXIT follows. */
-int vm_stop(daemon_ctx *d, const char *ref, int timeout_s, hypr_error *err);
+int vm_stop(daemon_ctx *d, const char *ref, int timeout_s, int sig, hypr_error *err);
+/* The signal a stop sends the VM's workload: its config's (the image's when the run
+ * gave none), else SIGTERM. */
+int vm_stop_signal(const store_vm *rec);
+/* docker kill: SIGKILL or the stop signal stop the VM (as vm_stop, no restart);
+ * another signal goes to the workload, which keeps running unless it dies of it.
+ * FAILED_PRECONDITION when the VM is not running. */
+int vm_kill(daemon_ctx *d, const char *ref, int sig, hypr_error *err);
 /* Whether the VM has a runtime (booting, running, stopping); its status then. */
 const char *vm_running_status(daemon_ctx *d, const char *id);
 /* A running VM's network attachment (NULL when not running or without a network). */

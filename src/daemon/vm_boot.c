@@ -97,6 +97,17 @@ static int image_defaults(const store_image *img, kestrel_manifest *m, hypr_erro
     return 0;
 }
 
+char *image_stop_signal(const store_image *img)
+{
+    _cleanup_image_info_ image_info info = {0};
+    if (str_empty(img->manifest) || image_info_from_json(img->manifest, &info, NULL) < 0)
+        return NULL;
+    int sig = signal_parse(info.config.stop_signal);
+    return sig > 0 && signal_name(sig) ? xstrdup(signal_name(sig))
+           : sig > 0                   ? xasprintf("%d", sig)
+                                       : NULL;
+}
+
 static void strv_reset(manifest_strv *v)
 {
     for (size_t i = 0; i < v->n; i++)
@@ -163,6 +174,8 @@ int vm_build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg, const 
         restart_policy_parse(policy, &m.restart, &m.restart_max);
     }
     m.stop_timeout_s = cfg->stop_timeout;
+    int sig = signal_parse(cfg->stop_signal);
+    m.stop_signal = sig > 0 ? (uint32_t)sig : 0;
     if (m.entrypoint.n == 0 && m.cmd.n == 0)
         r = hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
                      "no command to run: the image has no entrypoint or cmd; give one after "

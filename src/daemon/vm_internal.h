@@ -68,6 +68,7 @@ struct vm_runtime {
     bool workload_started;
     bool workload_exited; /* for good: no restart coming from kestrel */
     bool stop_requested;  /* by the user or the daemon: restart policies do not apply */
+    int stop_signal;      /* of the stop under way; 0 = the VM's own */
     bool manual_stop;     /* by the user: an unless-stopped VM stays down across hyprd restarts */
     bool keep_started_at; /* re-adopted while running: its start time stays */
     bool remove_after;    /* --rm, or DeleteVM(force) of a running VM */
@@ -169,6 +170,8 @@ int vm_host_prepare(vm_host *h, const char *data_dir, const char *kernel_setting
                     char **kernel_path, hypr_error *err);
 /* The runtime manifest kestrel reads: the image's defaults, overridden by the config
  * (Docker's rules), the NICs, the restart policy. */
+/* The image's StopSignal as a name ("SIGQUIT"), NULL when it has none. */
+char *image_stop_signal(const store_image *img);
 int vm_build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg, const store_image *img,
                       const vm_net_boot *net, char **out, size_t *out_len, hypr_error *err);
 

@@ -348,11 +348,14 @@ static void on_workload_exited(vm_runtime *vm, int code, bool again, uint32_t re
     log_debug("VM %s: workload finished with exit code %d", vm->name, code);
 }
 
+/* SHUTDOWN with the signal of the stop under way (none: the manifest's stop signal). */
 static bool send_shutdown(vm_runtime *vm)
 {
     ctl_buf frame = {0};
-    bool sent =
-        ctl_encode_raw(&frame, CTL_SHUTDOWN, 0, NULL, 0) == 0 && vm_ctl_send(vm, &frame) == 0;
+    uint32_t sig = (uint32_t)vm->stop_signal;
+    uint8_t p[4] = {sig & 0xff, (sig >> 8) & 0xff, (sig >> 16) & 0xff, sig >> 24};
+    bool sent = ctl_encode_raw(&frame, CTL_SHUTDOWN, 0, p, sig ? sizeof(p) : 0) == 0 &&
+                vm_ctl_send(vm, &frame) == 0;
     ctl_buf_free(&frame);
     return sent;
 }
@@ -569,12 +572,15 @@ static int stop_timeout(daemon_ctx *d, const store_vm *rec)
     return (int)settings_get_int(d, "stop_timeout");
 }
 
-/* manual: the user asked (restart policies then leave the VM down), not the daemon. */
-static int stop_runtime(vm_runtime *vm, const store_vm *rec, int timeout_s, bool manual)
+/* manual: the user asked (restart policies then leave the VM down), not the daemon.
+ * sig: what the workload is sent; 0 = the VM's stop signal. */
+static int stop_runtime(vm_runtime *vm, const store_vm *rec, int timeout_s, bool manual, int sig)
 {
     if (timeout_s < 0)
         timeout_s = stop_timeout(vm->d, rec);
     vm->manual_stop = vm->manual_stop || manual;
+    if (!vm->stop_requested)
+        vm->stop_signal = sig;
     if (vm->stop_requested) {
         /* A stop is under way; a forced one (timeout 0) does not wait for it. */
         if (timeout_s == 0)
@@ -601,7 +607,7 @@ static int stop_runtime(vm_runtime *vm, const store_vm *rec, int timeout_s, bool
     return 1;
 }
 
-int vm_stop(daemon_ctx *d, const char *ref, int timeout_s, hypr_error *err)
+int vm_stop(daemon_ctx *d, const char *ref, int timeout_s, int sig, hypr_error *err)
 {
     _cleanup_store_vm_ store_vm rec = {0};
     int r = store_vm_find(d->db, ref, &rec, err);
@@ -610,7 +616,39 @@ int vm_stop(daemon_ctx *d, const char *ref, int timeout_s, hypr_error *err)
     vm_runtime *vm = vm_runtime_find(d, rec.id);
     if (!vm)
         return 0; /* like docker stop on a stopped container: nothing to do */
-    return stop_runtime(vm, &rec, timeout_s, true);
+    return stop_runtime(vm, &rec, timeout_s, true, sig);
+}
+
+int vm_stop_signal(const store_vm *rec)
+{
+    _cleanup_vm_config_ Hypr__V1__VMConfig *cfg = NULL;
+    int sig = vm_config_decode(rec, &cfg, NULL) == 0 ? signal_parse(cfg->stop_signal) : -EINVAL;
+    return sig > 0 ? sig : SIGTERM;
+}
+
+int vm_kill(daemon_ctx *d, const char *ref, int sig, hypr_error *err)
+{
+    _cleanup_store_vm_ store_vm rec = {0};
+    int r = store_vm_find(d->db, ref, &rec, err);
+    if (r < 0)
+        return r;
+    vm_runtime *vm = vm_runtime_find(d, rec.id);
+    if (!vm || vm->stop_requested || !vm->proc_running)
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, ESRCH,
+                        "cannot kill VM %s: VM %.12s is not running", rec.name, rec.id);
+    /* Docker's rule: SIGKILL and the stop signal end the VM (no restart); others do not. */
+    if (sig == SIGKILL || sig == vm_stop_signal(&rec)) {
+        log_info("VM %s: kill with %s", vm->name, signal_name(sig) ? signal_name(sig) : "a signal");
+        stop_runtime(vm, &rec, sig == SIGKILL ? 2 : -1, true, sig);
+        return 0;
+    }
+    ctl_buf frame = {0};
+    bool sent = ctl_encode_signal(&frame, 0, (uint32_t)sig) == 0 && vm_ctl_send(vm, &frame) == 0;
+    ctl_buf_free(&frame);
+    if (!sent)
+        return hypr_err(err, HYPR_UNAVAILABLE, EAGAIN,
+                        "cannot kill VM %s: its agent is not connected yet; try again", rec.name);
+    return 0;
 }
 
 /* ---- the manager: start-up and shutdown ------------------------------------------ */
@@ -683,7 +721,7 @@ void vm_manager_shutdown(daemon_ctx *d, void (*done)(daemon_ctx *d))
         }
         _cleanup_store_vm_ store_vm rec = {0};
         if (store_vm_find(d->db, vm->id, &rec, NULL) == 0)
-            stop_runtime(vm, &rec, 5, false);
+            stop_runtime(vm, &rec, 5, false, 0);
     }
     uv_timer_init(d->loop, &d->shutdown_poll);
     d->shutdown_poll.data = d;

@@ -114,6 +114,7 @@ typedef struct image_history {
 typedef struct image_config {
     char **entrypoint, **cmd, **env; /* NULL-terminated, may be NULL */
     char *workdir, *user;
+    char *stop_signal;    /* StopSignal, as the image gives it ("SIGQUIT", "3") */
     char **exposed_ports; /* "80/tcp" */
     char **volumes;
     char **labels; /* key, value, key, value, ... NULL */

@@ -56,6 +56,7 @@ int image_import(const image_import_opts *o, image_progress *progress, image_sta
         c->env = strv_dup_or_null(in->env);
         c->workdir = in->workdir ? xstrdup(in->workdir) : NULL;
         c->user = in->user ? xstrdup(in->user) : NULL;
+        c->stop_signal = in->stop_signal ? xstrdup(in->stop_signal) : NULL;
         c->exposed_ports = strv_dup_or_null(in->exposed_ports);
         c->volumes = strv_dup_or_null(in->volumes);
         c->labels = strv_dup_or_null(in->labels);

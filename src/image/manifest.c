@@ -423,6 +423,7 @@ void image_config_clear(image_config *c)
     strv_free(c->env);
     free(c->workdir);
     free(c->user);
+    free(c->stop_signal);
     strv_free(c->exposed_ports);
     strv_free(c->volumes);
     strv_free(c->labels);
@@ -497,6 +498,7 @@ int image_config_parse(const char *body, size_t len, image_config *out, hypr_err
         }
         out->workdir = opt_string(cfg, "WorkingDir");
         out->user = opt_string(cfg, "User");
+        out->stop_signal = opt_string(cfg, "StopSignal");
     }
     json_t *rootfs = json_object_get(root, "rootfs");
     if (json_is_object(rootfs) && (r = string_array(json_object_get(rootfs, "diff_ids"),
@@ -553,6 +555,8 @@ char *image_info_to_json(const image_info *info)
     json_object_set_new(o, "env", strv_json(c->env));
     json_object_set_new(o, "workdir", json_string(c->workdir ? c->workdir : ""));
     json_object_set_new(o, "user", json_string(c->user ? c->user : ""));
+    if (c->stop_signal)
+        json_object_set_new(o, "stop_signal", json_string(c->stop_signal));
     json_object_set_new(o, "exposed_ports", strv_json(c->exposed_ports));
     json_object_set_new(o, "volumes", strv_json(c->volumes));
     json_t *labels = json_object();
@@ -608,6 +612,7 @@ int image_info_from_json(const char *text, image_info *out, hypr_error *err)
     }
     c->workdir = opt_string(o, "workdir");
     c->user = opt_string(o, "user");
+    c->stop_signal = opt_string(o, "stop_signal");
     if ((r = string_array(json_object_get(o, "entrypoint"), "entrypoint", &c->entrypoint, err)) <
             0 ||
         (r = string_array(json_object_get(o, "cmd"), "cmd", &c->cmd, err)) < 0 ||

@@ -239,6 +239,42 @@ static void test_time_reference_parsing(void **state)
     assert_int_equal(parse_time_reference("99999999999999999999", now, &t), -ERANGE);
 }
 
+static void test_signal_parse_and_name(void **state)
+{
+    (void)state;
+    struct {
+        const char *in;
+        int want;
+    } cases[] = {
+        {"KILL", SIGKILL},
+        {"SIGKILL", SIGKILL},
+        {"sigterm", SIGTERM},
+        {"usr1", SIGUSR1},
+        {"9", 9},
+        {"64", 64},
+        {"SIGRTMIN", 34},
+        {"RTMIN+3", 37},
+        {"SIGRTMAX-2", 62},
+        {"RTMAX", 64},
+        {"", -EINVAL},
+        {"0", -EINVAL},
+        {"65", -EINVAL},
+        {"SIG", -EINVAL},
+        {"NOPE", -EINVAL},
+        {"RTMIN-1", -EINVAL},
+        {"RTMIN+31", -EINVAL},
+        {"9x", -EINVAL},
+        {"SIGSIGKILL", -EINVAL},
+        {"-9", -EINVAL},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+        assert_int_equal(signal_parse(cases[i].in), cases[i].want);
+    assert_string_equal(signal_name(SIGTERM), "SIGTERM");
+    assert_string_equal(signal_name(SIGQUIT), "SIGQUIT");
+    assert_null(signal_name(40));
+    assert_null(signal_name(0));
+}
+
 static void test_percent_decode(void **state)
 {
     (void)state;
@@ -275,6 +311,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_prefix),
         cmocka_unit_test(test_percent_decode),
+        cmocka_unit_test(test_signal_parse_and_name),
         cmocka_unit_test(test_log_spec),
         cmocka_unit_test(test_ids_and_names),
         cmocka_unit_test(test_int_and_size_parsing_and_size_format),

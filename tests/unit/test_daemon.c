@@ -311,7 +311,7 @@ static void test_listener_sees_create_start_failed_exit_and_delete(void **state)
     assert_string_equal(rec.error, e->fake.errors[2]);
 
     /* a stop of a VM that is not running has nothing to wait for */
-    assert_int_equal(vm_stop(&e->d, vm.id, -1, &err), 0);
+    assert_int_equal(vm_stop(&e->d, vm.id, -1, 0, &err), 0);
     assert_int_equal(e->fake.n, 3);
 
     assert_int_equal(vm_delete(&e->d, "web", false, &err), 0);

@@ -30,6 +30,7 @@ static void test_round_trip_full(void **state)
     m.restart = RESTART_ON_FAILURE;
     m.restart_max = 5;
     m.stop_timeout_s = 30;
+    m.stop_signal = 10;
     m.metrics_interval_ms = 1000;
     const char *tricky[] = {
         "nginx",
@@ -77,6 +78,7 @@ static void test_round_trip_full(void **state)
     assert_int_equal(d.restart, RESTART_ON_FAILURE);
     assert_int_equal(d.restart_max, 5);
     assert_int_equal(d.stop_timeout_s, 30);
+    assert_int_equal(d.stop_signal, 10);
     assert_int_equal(d.metrics_interval_ms, 1000);
     assert_int_equal(d.cmd.n, m.cmd.n);
     for (size_t i = 0; i < m.cmd.n; i++)

@@ -42,12 +42,15 @@
  *   STDERR       raw bytes                                             guest->host
  *   RESIZE       u16 rows, u16 cols                                    host->guest
  *   SIGNAL       u32 signo                                             host->guest
+ *                (on session 0: to the workload, which goes on running unless the
+ *                signal ends it; hypr kill)
  *   EXIT         i32 code (shell style: 128+N for a signal, 126/127)   guest->host
  *   LOG          u8 stream (0 agent, 1 stdout, 2 stderr), bytes; session 0
  *   METRICS      u32 count, count * u64 (enum ctl_metric order; a receiver reads
  *                the fields it knows, missing ones are 0)             guest->host
  *   WORKLOAD_EXIT i32 code, u8 will_restart, u32 restarts so far       guest->host
- *   SHUTDOWN     empty: graceful stop, SIGTERM to the workload      host->guest
+ *   SHUTDOWN     empty or u32 signo: graceful stop, the signal (default: the
+ *                manifest's stop_signal, else SIGTERM) to the workload  host->guest
  *   ERROR        u32 errno (positive), bytes message (UTF-8, no NUL)   both ways
  */
 #ifndef KESTREL_CTL_PROTO_H

@@ -17,6 +17,7 @@
  *   entrypoint S (list)   cmd S (list)          image_env "K=V" (list)   env "K=V" (list)
  *   restart S             "no" | "always" | "unless-stopped" | "on-failure[:max]"
  *   stop_timeout N        seconds before SIGKILL after a stop request (default 10)
+ *   stop_signal N         signal number a stop request sends the workload (default 15)
  *   mode S                "run" (default) | "build" (no workload; exec sessions only)
  *   ip S ("10.88.0.5/16") gateway S           dns S (list)    interface S (default eth0)
  *   mac S                 MAC ("02:ab:cd:ef:01:23", any case) of the primary
@@ -91,6 +92,7 @@ typedef struct kestrel_manifest {
     restart_policy restart;
     uint32_t restart_max; /* on-failure:max; 0 = unlimited */
     uint32_t stop_timeout_s;
+    uint32_t stop_signal; /* what a stop sends the workload; 0 = SIGTERM */
     char *ip; /* CIDR */
     char *gateway;
     char *interface;

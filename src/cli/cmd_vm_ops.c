@@ -1,0 +1,139 @@
+/* hypr kill, wait and port: what Docker users do to a running VM besides stop. */
+#define LOG_MODULE "cli"
+#include "cli/cmd.h"
+
+#include <string.h>
+
+/* ---- kill ------------------------------------------------------------------- */
+
+static int kill_one(cli_ctx *ctx, const char *id, void *userdata)
+{
+    Hypr__V1__KillVMRequest req = HYPR__V1__KILL_VMREQUEST__INIT;
+    req.id = (char *)id;
+    req.signal = (char *)userdata;
+    _cleanup_pb_ Hypr__V1__KillVMResponse *resp = NULL;
+    if (cli_call(ctx, "KillVM", &req, &resp) < 0)
+        return -1;
+    printf("%s\n", id);
+    fflush(stdout);
+    return 0;
+}
+
+int cmd_kill(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *sig = "KILL";
+    const cli_option opts[] = {
+        CLI_STRING('s', "signal", "string", &sig,
+                   "Signal to send to the VM's workload (default \"KILL\")"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] VM [VM...]",
+        .description = "Kill one or more running VMs",
+        .options = opts,
+        .min_args = 1,
+        .max_args = -1,
+        .notes = "The signal goes to the VM's main process. SIGKILL and the VM's stop signal "
+                 "stop the VM, and its restart policy is off until it is started again; any "
+                 "other signal (USR1, HUP...) leaves the policy in place.",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    if (signal_parse(sig) < 0)
+        return cli_invalid_value(&cmd, "signal", sig, "not a signal name or number");
+    return cli_for_each_arg(ctx, &p, kill_one, (void *)sig);
+}
+
+/* ---- wait ------------------------------------------------------------------- */
+
+static int wait_one(cli_ctx *ctx, const char *id, void *userdata)
+{
+    (void)userdata;
+    Hypr__V1__WaitVMRequest req = HYPR__V1__WAIT_VMREQUEST__INIT;
+    req.id = (char *)id;
+    _cleanup_pb_ Hypr__V1__WaitVMResponse *resp = NULL;
+    if (cli_call(ctx, "WaitVM", &req, &resp) < 0)
+        return -1;
+    printf("%d\n", resp->exit_code);
+    fflush(stdout);
+    return 0;
+}
+
+int cmd_wait(cli_ctx *ctx, int argc, char **argv)
+{
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "VM [VM...]",
+        .description = "Block until one or more VMs stop, then print their exit codes",
+        .min_args = 1,
+        .max_args = -1,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    return cli_for_each_arg(ctx, &p, wait_one, NULL);
+}
+
+/* ---- port ------------------------------------------------------------------- */
+
+/* "80", "80/tcp", "53/udp" into port and protocol; false when it is none of those. */
+static bool parse_private_port(const char *s, uint32_t *port, const char **proto)
+{
+    const char *slash = strchr(s, '/');
+    _cleanup_free_ char *num = slash ? xstrndup(s, (size_t)(slash - s)) : xstrdup(s);
+    int64_t n;
+    if (parse_int64(num, 1, 65535, &n) < 0)
+        return false;
+    *port = (uint32_t)n;
+    *proto = slash ? slash + 1 : "tcp";
+    return strcmp(*proto, "tcp") == 0 || strcmp(*proto, "udp") == 0 || strcmp(*proto, "sctp") == 0;
+}
+
+int cmd_port(cli_ctx *ctx, int argc, char **argv)
+{
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "VM [PRIVATE_PORT[/PROTO]]",
+        .description = "List port mappings or a specific mapping for the VM",
+        .min_args = 1,
+        .max_args = 2,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    uint32_t want = 0;
+    const char *want_proto = NULL;
+    if (p.nargs == 2 && !parse_private_port(p.args[1], &want, &want_proto))
+        return cli_fail(ctx, 1, "invalid port \"%s\": use PORT or PORT/tcp|udp|sctp", p.args[1]);
+    _cleanup_pb_ Hypr__V1__GetVMResponse *resp = NULL;
+    if (cli_call_ref(ctx, "GetVM", "id", p.args[0], false, &resp) < 0)
+        return 1;
+    /* Docker lists only what is bound: a VM that is not running has no ports. */
+    bool up = resp->vm && resp->vm->status == HYPR__V1__VMSTATUS__VM_STATUS_RUNNING;
+    const Hypr__V1__VMConfig *c = up ? resp->vm->config : NULL;
+    size_t shown = 0;
+    for (size_t i = 0; c && i < c->n_ports; i++) {
+        const Hypr__V1__PortMapping *m = c->ports[i];
+        const char *proto = str_empty(m->protocol) ? "tcp" : m->protocol;
+        const char *ip = str_empty(m->host_ip) ? "127.0.0.1" : m->host_ip;
+        bool v6 = strchr(ip, ':') != NULL; /* shown [::1]:8080, as Docker does */
+        _cleanup_free_ char *host =
+            xasprintf("%s%s%s:%u", v6 ? "[" : "", ip, v6 ? "]" : "", m->host_port);
+        if (!want)
+            printf("%u/%s -> %s\n", m->guest_port, proto, host);
+        else if (m->guest_port == want && strcmp(proto, want_proto) == 0)
+            printf("%s\n", host);
+        else
+            continue;
+        shown++;
+    }
+    if (want && shown == 0)
+        return cli_fail(ctx, 1, "No public port '%u/%s' published for %s", want, want_proto,
+                        p.args[0]);
+    return 0;
+}

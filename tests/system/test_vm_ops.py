@@ -1,0 +1,148 @@
+"""Docker habits on running VMs (issue 9): `hypr kill [-s SIG]`, `hypr wait`,
+`hypr port`, `run --stop-signal`, `stop -s`, and the image's StopSignal, driven with
+the real CLI against real microVMs (busybox image, TCG)."""
+
+import json
+
+import pytest
+
+from conftest import free_tcp_port, import_busybox, wait_for
+from test_vms import BOOT_TIMEOUT, IMAGE, vmd  # noqa: F401  (vmd is a fixture)
+
+# A workload that says when it is ready and reports the signals it gets.
+TRAPPER = ('trap "echo got-usr1" USR1; trap "echo got-hup" HUP; echo ready; '
+           'while :; do sleep 0.2; done')
+
+
+def wait_log(host, vm, text, timeout=BOOT_TIMEOUT):
+    return wait_for(lambda: text in host.logs(vm), timeout,
+                    "%r in the logs of %s" % (text, vm), interval=0.2)
+
+
+def run_trapper(host, name, *flags, script=TRAPPER):
+    vm = host.run_detached("--name", name, *flags, IMAGE, "sh", "-c", script)
+    host.wait_status(vm, "running")
+    wait_log(host, vm, "ready")
+    return vm
+
+
+def test_kill_defaults_to_sigkill_exit_137_and_wait_prints_it(vmd):
+    vm = run_trapper(vmd, "k-default")
+    p = vmd.ok("kill", "k-default")
+    assert p.out == "k-default\n", p.out
+    st = vmd.wait_status(vm, ("exited", "stopped"))
+    assert st["State"]["ExitCode"] == 137, st["State"]
+    w = vmd.ok("wait", "k-default", timeout=30)
+    assert w.out == "137\n", w.out
+    vmd.ok("rm", vm)
+
+
+def test_kill_with_another_signal_reaches_the_workload_which_keeps_running(vmd):
+    vm = run_trapper(vmd, "k-usr1")
+    vmd.ok("kill", "-s", "USR1", "k-usr1")
+    wait_log(vmd, vm, "got-usr1")
+    vmd.ok("kill", "--signal=SIGHUP", vm[:12])
+    wait_log(vmd, vm, "got-hup")
+    vmd.ok("kill", "-s", "1", "k-usr1")  # by number: HUP again
+    wait_for(lambda: vmd.logs(vm).count("got-hup") == 2, 30, "a second got-hup", interval=0.2)
+    assert vmd.status(vm) == "running"
+    vmd.ok("rm", "-f", vm)
+
+
+def test_kill_refusals(vmd):
+    p = vmd.hypr("kill", "-s", "NOPE", "whatever")
+    assert p.returncode != 0 and "invalid argument \"NOPE\"" in p.err, p.err
+    vm = vmd.run_detached("--name", "k-done", IMAGE, "true")
+    vmd.wait_status(vm, ("exited", "stopped"))
+    p = vmd.hypr("kill", "k-done")
+    assert p.returncode == 1, p.out
+    assert "cannot kill VM k-done" in p.err and "is not running" in p.err, p.err
+    assert p.out == ""
+    p = vmd.hypr("kill", "no-such-vm")
+    assert p.returncode == 1 and "no-such-vm" in p.err, p.err
+    vmd.ok("rm", vm)
+
+
+def test_wait_blocks_until_exit_and_prints_each_code(vmd):
+    b = vmd.run_detached("--name", "w-zero", IMAGE, "true")
+    vmd.wait_status(b, ("exited", "stopped"))
+    a = vmd.run_detached("--name", "w-three", IMAGE, "sh", "-c", "sleep 4; exit 3")
+    vmd.wait_status(a, "running")  # wait is to block on it
+    p = vmd.ok("wait", "w-three", "w-zero", timeout=BOOT_TIMEOUT)
+    assert p.out == "3\n0\n", p.out
+    assert vmd.status(a) in ("exited", "stopped")
+    p = vmd.hypr("wait", "no-such-vm", "w-zero")
+    assert p.returncode == 1 and p.out == "0\n", (p.out, p.err)  # goes on after a failure
+    vmd.ok("rm", a, b)
+
+
+def test_run_stop_signal_is_what_stop_sends(vmd):
+    script = ('trap "echo stopping-on-usr1; exit 0" USR1; echo ready; '
+              'while :; do sleep 0.2; done')
+    vm = run_trapper(vmd, "s-usr1", "--stop-signal", "usr1", script=script)
+    assert vmd.inspect(vm)["Config"]["StopSignal"] == "SIGUSR1"
+    vmd.ok("stop", "s-usr1")
+    st = vmd.wait_status(vm, ("exited", "stopped"))
+    assert st["State"]["ExitCode"] == 0, st["State"]  # the trap ran, not SIGTERM's 143
+    assert "stopping-on-usr1" in vmd.logs(vm)
+    # kill with the stop signal ends the VM too (Docker: it is then a fatal signal)
+    vmd.ok("start", "s-usr1")
+    vmd.wait_status(vm, "running")
+    wait_for(lambda: vmd.logs(vm).count("ready") == 2, BOOT_TIMEOUT, "second ready",
+             interval=0.2)
+    vmd.ok("kill", "-s", "SIGUSR1", "s-usr1")
+    st = vmd.wait_status(vm, ("exited", "stopped"))
+    assert st["State"]["ExitCode"] == 0, st["State"]
+    p = vmd.hypr("run", "--stop-signal", "SIGNOPE", IMAGE, "true")
+    assert p.returncode == 125 and "--stop-signal" in p.err, p.err
+    vmd.ok("rm", vm)
+
+
+def test_stop_dash_s_overrides_the_stop_signal(vmd):
+    script = ('trap "echo hup-stop; exit 5" HUP; echo ready; while :; do sleep 0.2; done')
+    vm = run_trapper(vmd, "s-hup", script=script)
+    assert "StopSignal" not in vmd.inspect(vm)["Config"]  # Docker leaves it out when unset
+    vmd.ok("stop", "-s", "HUP", "s-hup")
+    st = vmd.wait_status(vm, ("exited", "stopped"))
+    assert st["State"]["ExitCode"] == 5, st["State"]
+    assert "hup-stop" in vmd.logs(vm)
+    p = vmd.hypr("stop", "-s", "BOGUS", "s-hup")
+    assert p.returncode != 0 and "invalid argument \"BOGUS\"" in p.err, p.err
+    vmd.ok("rm", vm)
+
+
+def test_image_stop_signal_is_inherited(vmd, busybox_rootfs):
+    resp = vmd.daemon.call("ImportImage", source=busybox_rootfs, reference="bb-quit:1",
+                           cmd=["sh"], stop_signal="SIGQUIT", timeout=120)
+    assert resp.image.stop_signal == "SIGQUIT"
+    img = json.loads(vmd.ok("image", "inspect", "bb-quit:1").out)[0]
+    assert img["Config"]["StopSignal"] == "SIGQUIT"
+    script = 'trap "echo quit-stop; exit 7" QUIT; echo ready; while :; do sleep 0.2; done'
+    vm = vmd.run_detached("--name", "s-quit", "bb-quit:1", "sh", "-c", script)
+    vmd.wait_status(vm, "running")
+    wait_log(vmd, vm, "ready")
+    assert vmd.inspect(vm)["Config"]["StopSignal"] == "SIGQUIT"
+    vmd.ok("stop", "s-quit")
+    st = vmd.wait_status(vm, ("exited", "stopped"))
+    assert st["State"]["ExitCode"] == 7, st["State"]
+    vmd.ok("rm", vm)
+    vmd.ok("rmi", "bb-quit:1")
+
+
+def test_port_lists_mappings_like_docker(vmd):
+    tcp, udp = free_tcp_port(), free_tcp_port()
+    vm = vmd.run_detached("--name", "p-web", "-p", "127.0.0.1:%d:80" % tcp,
+                          "-p", "%d:53/udp" % udp, IMAGE, "sleep", "3600")
+    vmd.wait_status(vm, "running")
+    out = vmd.ok("port", "p-web").out.splitlines()
+    assert sorted(out) == sorted(["80/tcp -> 127.0.0.1:%d" % tcp,
+                                  "53/udp -> 127.0.0.1:%d" % udp]), out
+    assert vmd.ok("port", "p-web", "80").out == "127.0.0.1:%d\n" % tcp
+    assert vmd.ok("port", "p-web", "53/udp").out == "127.0.0.1:%d\n" % udp
+    p = vmd.hypr("port", "p-web", "81")
+    assert p.returncode == 1 and "No public port '81/tcp' published for p-web" in p.err, p.err
+    p = vmd.hypr("port", "p-web", "80/bogus")
+    assert p.returncode == 1 and "invalid port" in p.err, p.err
+    vmd.ok("stop", "-t", "1", "p-web")
+    assert vmd.ok("port", "p-web").out == ""  # nothing is bound once it is down
+    vmd.ok("rm", vm)
