@@ -248,6 +248,7 @@ void progress_print_header(FILE *f, const char *reference);
 int cmd_login(cli_ctx *ctx, int argc, char **argv);
 int cmd_logout(cli_ctx *ctx, int argc, char **argv);
 int cmd_run(cli_ctx *ctx, int argc, char **argv);
+int cmd_create(cli_ctx *ctx, int argc, char **argv);
 int cmd_ps(cli_ctx *ctx, int argc, char **argv);
 int cmd_start(cli_ctx *ctx, int argc, char **argv);
 int cmd_stop(cli_ctx *ctx, int argc, char **argv);

@@ -2,7 +2,10 @@
 #define LOG_MODULE "cli"
 #include "cli/cmd.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -10,9 +13,9 @@
 
 typedef struct run_opts {
     const char *name, *cpus, *memory, *entrypoint, *workdir, *user, *restart, *hostname, *gpu;
-    const char *stop_signal;
+    const char *stop_signal, *pull, *cidfile;
     cli_list env, env_file, publish, volume, network, label;
-    bool rm, detach, interactive, tty, gpu_force;
+    bool rm, detach, interactive, tty, gpu_force, init, publish_all;
     int64_t stop_timeout;
 } run_opts;
 
@@ -194,6 +197,7 @@ static int build_config(const cli_command *cmd, run_opts *o, cli_parsed *p, run_
         c->gpu = &rc->gpu;
     }
     c->auto_remove = o->rm;
+    c->publish_all = o->publish_all;
     if (o->stop_timeout >= 0)
         c->stop_timeout = (uint32_t)o->stop_timeout;
     if (o->stop_signal) {
@@ -307,40 +311,78 @@ static int attach_and_wait(cli_ctx *ctx, const char *id, rpc_stream *events)
     return g->vm->exit_code;
 }
 
+/* --cidfile: Docker refuses a file that exists (another VM may own it). */
+static int cidfile_check(const cli_command *cmd, const char *path)
+{
+    if (path && access(path, F_OK) == 0)
+        return cli_usage_error(cmd,
+                               "Container ID file found, make sure the other VM isn't running or "
+                               "delete %s",
+                               path);
+    return 0;
+}
+
+static int cidfile_write(cli_ctx *ctx, const char *path, const char *id)
+{
+    if (!path)
+        return 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int r = fd < 0 ? -errno : fd_write_all(fd, id, strlen(id));
+    if (fd >= 0 && close(fd) < 0 && r >= 0)
+        r = -errno;
+    if (r < 0)
+        return cli_fail(ctx, 125, "failed to write the VM ID to %s: %s", path, strerror(-r));
+    return 0;
+}
+
+// clang-format off
+/* The VM flags of run and create (o: a run_opts *); ...: the -d option and a comma
+ * (run), or nothing (create). Sorted by long name, as Docker's help is. */
+#define RUN_CONFIG_OPTIONS(o, ...)                                                                 \
+    CLI_STRING(0, "cidfile", "string", &(o)->cidfile, "Write the VM ID to the file"),              \
+    CLI_STRING('c', "cpus", "uint", &(o)->cpus, "Number of vCPUs"),                                \
+    __VA_ARGS__                                                                                    \
+    CLI_LIST('e', "env", "list", &(o)->env, "Set environment variables (K=V, or K to copy it)"),   \
+    CLI_LIST(0, "env-file", "list", &(o)->env_file, "Read in a file of environment variables"),    \
+    CLI_STRING(0, "entrypoint", "string", &(o)->entrypoint,                                        \
+               "Overwrite the default ENTRYPOINT of the image"),                                   \
+    CLI_STRING(0, "gpu", "string", &(o)->gpu,                                                      \
+               "Pass a GPU and its IOMMU group through: PCI address or all"),                      \
+    CLI_BOOL(0, "gpu-force", &(o)->gpu_force,                                                      \
+             "Allow --gpu to take the boot VGA device (the host's display)"),                      \
+    CLI_STRING('h', "hostname", "string", &(o)->hostname, "VM host name"),                         \
+    CLI_BOOL(0, "init", &(o)->init, "Accepted for Docker's sake: kestrel is always the init"),     \
+    CLI_BOOL('i', "interactive", &(o)->interactive, "Not supported: use run -d, then exec -it"),   \
+    CLI_LIST('l', "label", "list", &(o)->label, "Set metadata on a VM (K=V)"),                     \
+    CLI_STRING('m', "memory", "bytes", &(o)->memory, "Memory limit: 512m, 2g, 512 (MiB)"),         \
+    CLI_STRING('n', "name", "string", &(o)->name, "Assign a name to the VM"),                      \
+    CLI_LIST(0, "network", "list", &(o)->network, "Connect a VM to a network (repeatable)"),       \
+    CLI_LIST('p', "publish", "list", &(o)->publish,                                                \
+             "Publish a VM's port: [HOST_IP:][HOST_PORT:]GUEST_PORT[/udp]"),                       \
+    CLI_BOOL('P', "publish-all", &(o)->publish_all,                                                \
+             "Publish every port the image exposes on a free host port"),                          \
+    CLI_STRING(0, "pull", "string", &(o)->pull,                                                    \
+               "Pull image before running: always, missing, never (default \"missing\")"),         \
+    CLI_STRING(0, "restart", "string", &(o)->restart,                                              \
+               "Restart policy: no, always, unless-stopped, on-failure[:N] (default \"no\")"),     \
+    CLI_BOOL(0, "rm", &(o)->rm, "Automatically remove the VM when it exits"),                      \
+    CLI_STRING(0, "stop-signal", "string", &(o)->stop_signal,                                      \
+               "Signal to stop the VM's workload (default: the image's, else SIGTERM)"),           \
+    CLI_INT(0, "stop-timeout", "int", &(o)->stop_timeout, 0, 86400,                                \
+            "Seconds to wait for the VM to stop before killing it"),                               \
+    CLI_BOOL('t', "tty", &(o)->tty, "Not supported: use run -d, then exec -it"),                   \
+    CLI_STRING('u', "user", "string", &(o)->user,                                                  \
+               "Username or UID (format: <name|uid>[:<group|gid>])"),                              \
+    CLI_LIST('v', "volume", "list", &(o)->volume, "Mount a volume: SOURCE:TARGET[:ro]"),           \
+    CLI_STRING('w', "workdir", "string", &(o)->workdir, "Working directory inside the VM")
+
+// clang-format on
 int cmd_run(cli_ctx *ctx, int argc, char **argv)
 {
     _cleanup_(run_opts_free) run_opts o = {.stop_timeout = -1};
     const cli_option opts[] = {
-        CLI_STRING('c', "cpus", "uint", &o.cpus, "Number of vCPUs"),
-        CLI_BOOL('d', "detach", &o.detach, "Run VM in background and print VM ID"),
-        CLI_LIST('e', "env", "list", &o.env, "Set environment variables (K=V, or K to copy it)"),
-        CLI_LIST(0, "env-file", "list", &o.env_file, "Read in a file of environment variables"),
-        CLI_STRING(0, "entrypoint", "string", &o.entrypoint,
-                   "Overwrite the default ENTRYPOINT of the image"),
-        CLI_STRING(0, "gpu", "string", &o.gpu,
-                   "Pass a GPU and its IOMMU group through: PCI address or all"),
-        CLI_BOOL(0, "gpu-force", &o.gpu_force,
-                 "Allow --gpu to take the boot VGA device (the host's display)"),
-        CLI_STRING('h', "hostname", "string", &o.hostname, "VM host name"),
-        CLI_BOOL('i', "interactive", &o.interactive, "Not supported: use run -d, then exec -it"),
-        CLI_LIST('l', "label", "list", &o.label, "Set metadata on a VM (K=V)"),
-        CLI_STRING('m', "memory", "bytes", &o.memory, "Memory limit: 512m, 2g, 512 (MiB)"),
-        CLI_STRING('n', "name", "string", &o.name, "Assign a name to the VM"),
-        CLI_LIST(0, "network", "list", &o.network, "Connect a VM to a network (repeatable)"),
-        CLI_LIST('p', "publish", "list", &o.publish,
-                 "Publish a VM's port to the host: [HOST_IP:]HOST_PORT:GUEST_PORT[/udp]"),
-        CLI_STRING(0, "restart", "string", &o.restart,
-                   "Restart policy: no, always, unless-stopped, on-failure[:N] (default \"no\")"),
-        CLI_BOOL(0, "rm", &o.rm, "Automatically remove the VM when it exits"),
-        CLI_STRING(0, "stop-signal", "string", &o.stop_signal,
-                   "Signal to stop the VM's workload (default: the image's, else SIGTERM)"),
-        CLI_INT(0, "stop-timeout", "int", &o.stop_timeout, 0, 86400,
-                "Seconds to wait for the VM to stop before killing it"),
-        CLI_BOOL('t', "tty", &o.tty, "Not supported: use run -d, then exec -it"),
-        CLI_STRING('u', "user", "string", &o.user,
-                   "Username or UID (format: <name|uid>[:<group|gid>])"),
-        CLI_LIST('v', "volume", "list", &o.volume, "Mount a volume: SOURCE:TARGET[:ro]"),
-        CLI_STRING('w', "workdir", "string", &o.workdir, "Working directory inside the VM"),
+        RUN_CONFIG_OPTIONS(
+            &o, CLI_BOOL('d', "detach", &o.detach, "Run VM in background and print VM ID"), ),
         CLI_OPTIONS_END,
     };
     const cli_command cmd = {
@@ -352,7 +394,7 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         .max_args = -1,
         .stop_at_positional = true,
         .error_exit = 125,
-        .notes = "The host port is required in -p (hypr never picks a random one). Without -d,\n"
+        .notes = "-p GUEST_PORT and -P publish on a free host port (see 'hypr port'). Without -d,\n"
                  "the VM's output is shown until it exits and hypr exits with its exit code;\n"
                  "Ctrl-C stops the VM. Exit code 125 means hypr itself failed to run the VM.\n"
                  "--gpu 0000:01:00.0 (see 'hypr gpu list') hands that GPU and every device of\n"
@@ -368,7 +410,7 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
                                      "with 'hypr run -d ...', then 'hypr exec -it VM sh'");
     _cleanup_(run_config_free) run_config rc = {0};
     int r = build_config(&cmd, &o, &p, &rc);
-    if (r)
+    if (r || (r = cidfile_check(&cmd, o.cidfile)))
         return r;
     if (!cli_connect(ctx))
         return 1;
@@ -386,6 +428,7 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     }
     Hypr__V1__RunVMRequest req = HYPR__V1__RUN_VMREQUEST__INIT;
     req.config = &rc.cfg;
+    req.pull = (char *)(o.pull ? o.pull : "");
     _cleanup_stream_ rpc_stream *s = NULL;
     r = cli_open_stream(ctx, RPC_METHOD("RunVM"), &req, &s, &err);
     if (r < 0)
@@ -403,7 +446,8 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         switch (ev->phase) {
         case HYPR__V1__RUN_VMEVENT__PHASE__PULLING:
             if (!prog) {
-                fprintf(stderr, "Unable to find image '%s' locally\n", rc.cfg.image);
+                if (!o.pull || strcmp(o.pull, "always") != 0)
+                    fprintf(stderr, "Unable to find image '%s' locally\n", rc.cfg.image);
                 progress_print_header(stderr, rc.cfg.image);
                 prog = progress_new(stderr, isatty(STDERR_FILENO));
             }
@@ -435,12 +479,54 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     if (!id)
         return cli_fail(ctx, 125, "the daemon ended RunVM without reporting a VM");
     rpc_stream_free(TAKE_PTR(s));
+    if ((r = cidfile_write(ctx, o.cidfile, id)))
+        return r;
     if (o.detach) {
         printf("%s\n", id);
         return 0;
     }
     fflush(stdout);
     return attach_and_wait(ctx, id, events);
+}
+
+int cmd_create(cli_ctx *ctx, int argc, char **argv)
+{
+    _cleanup_(run_opts_free) run_opts o = {.stop_timeout = -1};
+    const cli_option opts[] = {RUN_CONFIG_OPTIONS(&o), CLI_OPTIONS_END};
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] IMAGE [COMMAND] [ARG...]",
+        .description = "Create a new VM",
+        .options = opts,
+        .min_args = 1,
+        .max_args = -1,
+        .stop_at_positional = true,
+        .error_exit = 125,
+        .notes = "The VM is created, not started: 'hypr start VM' boots it. A missing image is "
+                 "pulled first.",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    if (o.interactive || o.tty)
+        return cli_usage_error(&cmd, "interactive VMs (-i/-t) are not supported yet: create it "
+                                     "without them, then 'hypr exec -it VM sh' once it runs");
+    _cleanup_(run_config_free) run_config rc = {0};
+    int r = build_config(&cmd, &o, &p, &rc);
+    if (r || (r = cidfile_check(&cmd, o.cidfile)))
+        return r;
+    Hypr__V1__CreateVMRequest req = HYPR__V1__CREATE_VMREQUEST__INIT;
+    req.config = &rc.cfg;
+    req.pull = (char *)(o.pull ? o.pull : "");
+    _cleanup_pb_ Hypr__V1__CreateVMResponse *resp = NULL;
+    if (!cli_connect(ctx) || cli_call(ctx, "CreateVM", &req, &resp) < 0)
+        return 125;
+    const char *id = resp->vm ? resp->vm->id : "";
+    if ((r = cidfile_write(ctx, o.cidfile, id)))
+        return r;
+    printf("%s\n", id);
+    return 0;
 }
 
 /* ---- ps ------------------------------------------------------------------- */

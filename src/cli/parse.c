@@ -61,12 +61,10 @@ int cli_parse_port(const char *spec, cli_port *out, hypr_error *err)
         int colons = 0;
         for (char *p = s; *p; p++)
             colons += *p == ':';
-        if (colons == 0)
-            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                            "a host port is required: hypr forwards a fixed host port to the "
-                            "VM and does not pick one at random; use -p HOST_PORT:%s (e.g. -p "
-                            "8080:%s)",
-                            s, s);
+        if (colons == 0) { /* GUEST_PORT alone: hyprd picks a free host port */
+            int r = parse_port_number(s, "guest", &out->guest_port, err);
+            return r < 0 ? r : 0;
+        }
         if (colons > 2)
             return hypr_err(
                 err, HYPR_INVALID_ARGUMENT, EINVAL,
@@ -91,11 +89,13 @@ int cli_parse_port(const char *spec, cli_port *out, hypr_error *err)
     *c = '\0';
     const char *host = rest, *guest = c + 1;
     int r;
-    if (!*host)
+    if (!*host && out->host_ip)
+        r = 0; /* HOST_IP::GUEST_PORT: a free host port on that address */
+    else if (!*host)
         r = hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                     "a host port is required: hypr does not pick a random host port; use "
-                     "HOST_IP:HOST_PORT:%s",
-                     guest);
+                     "invalid port spec \"%s\": the host port is empty; use GUEST_PORT, "
+                     "HOST_PORT:GUEST_PORT or HOST_IP::GUEST_PORT",
+                     spec);
     else
         r = parse_port_number(host, "host", &out->host_port, err);
     if (r >= 0)

@@ -412,24 +412,25 @@ static void pull_done(rpc_call *call, const store_image *img, hypr_error *err, v
     run_vm(call, vr->cfg);
 }
 
-/* When the config's image is not in the store and names a registry image,
- * pulls it first; the create (and start) follow once it is in. Returns true
- * when a pull was started: it then owns msg. */
-static bool pull_missing_image(rpc_call *call, ProtobufCMessage *msg, const Hypr__V1__VMConfig *cfg,
-                               bool run)
+/* When the config's image is not in the store (or pull is "always") and names a
+ * registry image, pulls it first; the create (and start) follow once it is in.
+ * Returns true when a pull was started: it then owns msg. */
+static bool pull_image_first(rpc_call *call, ProtobufCMessage *msg, const Hypr__V1__VMConfig *cfg,
+                             const char *pull, bool run)
 {
     daemon_ctx *d = api_daemon(call);
     _cleanup_store_image_ store_image img = {0};
     int r = image_store_find(d->db, cfg->image, &img, NULL);
+    bool always = strcmp(pull, "always") == 0;
     image_ref ref;
     /* A full image ID is never a repository name (Docker refuses those too). */
-    if (r != -ENOENT || id_is_valid(cfg->image) || image_ref_parse(cfg->image, &ref, NULL) < 0)
+    if ((r != -ENOENT && !always) || strcmp(pull, "never") == 0 || id_is_valid(cfg->image) ||
+        image_ref_parse(cfg->image, &ref, NULL) < 0)
         return false;
     image_ref_clear(&ref);
     if (d->shutting_down)
         return false;
-    log_info("image %s is not in the store: pulling it for %s", cfg->image,
-             run ? "RunVM" : "CreateVM");
+    log_info("image %s: pulling it for %s (pull %s)", cfg->image, run ? "RunVM" : "CreateVM", pull);
     vm_request *vr = xcalloc(1, sizeof(*vr));
     vr->msg = msg;
     vr->cfg = cfg;
@@ -441,24 +442,32 @@ static bool pull_missing_image(rpc_call *call, ProtobufCMessage *msg, const Hypr
 }
 
 /* Validates the config before anything (a pull included) happens. */
-static int check_request(rpc_call *call, Hypr__V1__VMConfig *cfg, hypr_error *err)
+static int check_request(rpc_call *call, Hypr__V1__VMConfig *cfg, const char *pull, hypr_error *err)
 {
     if (!cfg)
         return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL, "a VM config is required");
+    if (strcmp(pull, "missing") != 0 && strcmp(pull, "always") != 0 && strcmp(pull, "never") != 0)
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "invalid pull option: '%s': must be one of \"always\", \"missing\" or "
+                        "\"never\"",
+                        pull);
     return vm_config_check(api_daemon(call), cfg, err);
 }
 
 /* CreateVM and RunVM: the config is checked before anything (a pull included)
  * happens; a missing registry image is pulled first, and the pull then owns msg. */
-static void create_or_run(rpc_call *call, ProtobufCMessage *msg, Hypr__V1__VMConfig *cfg, bool run)
+static void create_or_run(rpc_call *call, ProtobufCMessage *msg, Hypr__V1__VMConfig *cfg,
+                          const char *pull, bool run)
 {
     _cleanup_pb_ ProtobufCMessage *owned = msg;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    if (check_request(call, cfg, &err) < 0) {
+    if (str_empty(pull))
+        pull = "missing";
+    if (check_request(call, cfg, pull, &err) < 0) {
         api_fail(call, &err);
         return;
     }
-    if (pull_missing_image(call, msg, cfg, run)) {
+    if (pull_image_first(call, msg, cfg, pull, run)) {
         owned = NULL;
         return;
     }
@@ -470,12 +479,14 @@ static void create_or_run(rpc_call *call, ProtobufCMessage *msg, Hypr__V1__VMCon
 
 void api_create_vm(rpc_call *call, ProtobufCMessage *msg)
 {
-    create_or_run(call, msg, ((Hypr__V1__CreateVMRequest *)msg)->config, false);
+    Hypr__V1__CreateVMRequest *req = (Hypr__V1__CreateVMRequest *)msg;
+    create_or_run(call, msg, req->config, req->pull, false);
 }
 
 void api_run_vm(rpc_call *call, ProtobufCMessage *msg)
 {
-    create_or_run(call, msg, ((Hypr__V1__RunVMRequest *)msg)->config, true);
+    Hypr__V1__RunVMRequest *req = (Hypr__V1__RunVMRequest *)msg;
+    create_or_run(call, msg, req->config, req->pull, true);
 }
 
 void api_vm_create_call_close(rpc_call *call, bool cancelled)

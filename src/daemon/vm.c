@@ -5,7 +5,11 @@
 
 #include "image/image.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static const char name_rules[] = "names must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 128 "
                                  "characters)";
@@ -23,7 +27,8 @@ static int check_ports(daemon_ctx *d, Hypr__V1__VMConfig *cfg, hypr_error *err)
 {
     for (size_t i = 0; i < cfg->n_ports; i++) {
         Hypr__V1__PortMapping *p = cfg->ports[i];
-        if (p->host_port < 1 || p->host_port > 65535 || p->guest_port < 1 || p->guest_port > 65535)
+        /* host port 0: a free one is picked when the VM is created */
+        if (p->host_port > 65535 || p->guest_port < 1 || p->guest_port > 65535)
             return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
                             "invalid port mapping %u:%u: ports must be from 1 to 65535",
                             p->host_port, p->guest_port);
@@ -37,6 +42,72 @@ static int check_ports(daemon_ctx *d, Hypr__V1__VMConfig *cfg, hypr_error *err)
         if (str_empty(p->host_ip)) {
             set_field(&p->host_ip, settings_get(d, "default_host_ip"));
         }
+    }
+    return 0;
+}
+
+/* -P: a mapping (to a free host port) for each port the image exposes and the
+ * flags did not publish. */
+static void publish_exposed(daemon_ctx *d, Hypr__V1__VMConfig *cfg, const store_image *img)
+{
+    _cleanup_strv_ char **exposed = image_exposed_ports(img);
+    for (char **e = exposed; e && *e; e++) {
+        unsigned port;
+        char proto[8] = "tcp";
+        if (sscanf(*e, "%u/%7s", &port, proto) < 1 || port < 1 || port > 65535 ||
+            (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0))
+            continue;
+        bool mapped = false;
+        for (size_t i = 0; i < cfg->n_ports && !mapped; i++)
+            mapped =
+                cfg->ports[i]->guest_port == port && strcmp(cfg->ports[i]->protocol, proto) == 0;
+        if (mapped)
+            continue;
+        Hypr__V1__PortMapping *m = xmalloc(sizeof(*m));
+        hypr__v1__port_mapping__init(m);
+        m->guest_port = port;
+        m->protocol = xstrdup(proto);
+        m->host_ip = settings_get(d, "default_host_ip");
+        cfg->ports = xrealloc(cfg->ports, (cfg->n_ports + 1) * sizeof(*cfg->ports));
+        cfg->ports[cfg->n_ports++] = m;
+    }
+}
+
+/* A host port the kernel says is free on ip for the protocol (from its ephemeral
+ * range, as Docker picks them). */
+static int pick_host_port(const char *ip, const char *proto, uint32_t *out, hypr_error *err)
+{
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } a = {0};
+    socklen_t len;
+    if (inet_pton(AF_INET, ip, &a.in.sin_addr) == 1) {
+        a.in.sin_family = AF_INET;
+        len = sizeof(a.in);
+    } else if (inet_pton(AF_INET6, ip, &a.in6.sin6_addr) == 1) {
+        a.in6.sin6_family = AF_INET6;
+        len = sizeof(a.in6);
+    } else {
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL, "invalid host IP \"%s\"", ip);
+    }
+    int type = strcmp(proto, "udp") == 0 ? SOCK_DGRAM : SOCK_STREAM;
+    _cleanup_close_ int fd = socket(a.sa.sa_family, type | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, &a.sa, len) < 0 || getsockname(fd, &a.sa, &len) < 0)
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, errno, "no free host port on %s for %s: %s",
+                        ip, proto, strerror(errno));
+    *out = ntohs(a.sa.sa_family == AF_INET ? a.in.sin_port : a.in6.sin6_port);
+    return 0;
+}
+
+static int pick_free_ports(Hypr__V1__VMConfig *cfg, hypr_error *err)
+{
+    for (size_t i = 0; i < cfg->n_ports; i++) {
+        Hypr__V1__PortMapping *p = cfg->ports[i];
+        int r = p->host_port ? 0 : pick_host_port(p->host_ip, p->protocol, &p->host_port, err);
+        if (r < 0)
+            return r;
     }
     return 0;
 }
@@ -233,6 +304,11 @@ int vm_create(daemon_ctx *d, const Hypr__V1__VMConfig *in, store_vm *out, hypr_e
                         "image \"%s\" not found: pull it with 'hypr pull %s' or create it with "
                         "'hypr image import'",
                         cfg->image, cfg->image);
+    if (r < 0)
+        return r;
+    if (cfg->publish_all)
+        publish_exposed(d, cfg, &img);
+    r = pick_free_ports(cfg, err);
     if (r < 0)
         return r;
     char *image_sig = str_empty(cfg->stop_signal) ? image_stop_signal(&img) : NULL;

@@ -97,6 +97,14 @@ static int image_defaults(const store_image *img, kestrel_manifest *m, hypr_erro
     return 0;
 }
 
+char **image_exposed_ports(const store_image *img)
+{
+    _cleanup_image_info_ image_info info = {0};
+    if (str_empty(img->manifest) || image_info_from_json(img->manifest, &info, NULL) < 0)
+        return NULL;
+    return TAKE_PTR(info.config.exposed_ports);
+}
+
 char *image_stop_signal(const store_image *img)
 {
     _cleanup_image_info_ image_info info = {0};

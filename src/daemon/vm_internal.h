@@ -172,6 +172,8 @@ int vm_host_prepare(vm_host *h, const char *data_dir, const char *kernel_setting
  * (Docker's rules), the NICs, the restart policy. */
 /* The image's StopSignal as a name ("SIGQUIT"), NULL when it has none. */
 char *image_stop_signal(const store_image *img);
+/* The ports the image exposes ("80/tcp"), NULL-terminated; NULL for none. */
+char **image_exposed_ports(const store_image *img);
 int vm_build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg, const store_image *img,
                       const vm_net_boot *net, char **out, size_t *out_len, hypr_error *err);
 

@@ -146,3 +146,70 @@ def test_port_lists_mappings_like_docker(vmd):
     vmd.ok("stop", "-t", "1", "p-web")
     assert vmd.ok("port", "p-web").out == ""  # nothing is bound once it is down
     vmd.ok("rm", vm)
+
+
+def http_get(port, timeout=BOOT_TIMEOUT):
+    import urllib.request
+
+    def get():
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=2) as r:
+                return r.status
+        except OSError:
+            return None
+    return wait_for(get, timeout, "HTTP on 127.0.0.1:%d" % port, interval=0.25)
+
+
+def published(host, vm):
+    """{"80/tcp": host_port} from `hypr port VM`."""
+    out = {}
+    for line in host.ok("port", vm).out.splitlines():
+        guest, hostaddr = line.split(" -> ")
+        out[guest] = int(hostaddr.rsplit(":", 1)[1])
+    return out
+
+
+# The base rootfs has no httpd link: busybox runs it, from a page made at start.
+WEB = "mkdir -p /www && echo hi > /www/index.html && exec busybox httpd -f -p 80 -h /www"
+
+
+def test_publish_guest_port_alone_and_publish_all_pick_free_host_ports(vmd, busybox_rootfs):
+    vmd.daemon.call("ImportImage", source=busybox_rootfs, reference="bb-web:1",
+                    cmd=["sh", "-c", WEB], exposed_ports=["80/tcp", "53/udp"], timeout=120)
+    a = vmd.run_detached("--name", "p-one", "-p", "80", "--init", IMAGE, "sh", "-c", WEB)
+    b = vmd.run_detached("--name", "p-all", "-P", "bb-web:1")
+    for vm in (a, b):
+        vmd.wait_status(vm, "running")
+    one, every = published(vmd, "p-one"), published(vmd, "p-all")
+    assert list(one) == ["80/tcp"] and one["80/tcp"] >= 1024, one
+    assert sorted(every) == ["53/udp", "80/tcp"], every
+    assert every["80/tcp"] != one["80/tcp"]
+    assert http_get(one["80/tcp"]) == 200
+    assert http_get(every["80/tcp"]) == 200
+    out = vmd.ok("ps").out
+    assert "127.0.0.1:%d->80/tcp" % every["80/tcp"] in out, out
+    vmd.ok("rm", "-f", a, b)
+    vmd.ok("rmi", "bb-web:1")
+
+
+def test_create_then_start_cidfile_and_pull_never(vmd, tmp_path):
+    cid = tmp_path / "cid"
+    p = vmd.ok("create", "--name", "c-later", "--cidfile", str(cid), IMAGE, "sh", "-c",
+               "echo created-then-started")
+    vm = p.out.strip()
+    assert cid.read_text() == vm  # Docker writes the ID without a newline
+    assert vmd.status(vm) == "created"
+    p = vmd.hypr("create", "--cidfile", str(cid), IMAGE, "true")
+    assert p.returncode == 125 and "Container ID file found" in p.err, p.err
+    vmd.ok("start", "c-later")
+    st = vmd.wait_status(vm, ("exited", "stopped"))
+    assert st["State"]["ExitCode"] == 0
+    assert "created-then-started" in vmd.logs(vm)
+    p = vmd.hypr("run", "--pull", "never", "127.0.0.1:1/not/here:1", "true")
+    assert p.returncode == 125 and "not found" in p.err, p.err
+    assert "Unable to find image" not in p.err  # never means no pull at all
+    p = vmd.hypr("run", "--pull", "sometimes", IMAGE, "true")
+    assert p.returncode == 125 and "invalid pull option: 'sometimes'" in p.err, p.err
+    p = vmd.hypr("create", "-d", IMAGE)
+    assert p.returncode == 125 and "unknown shorthand flag: 'd'" in p.err, p.err
+    vmd.ok("rm", vm)

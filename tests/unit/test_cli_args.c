@@ -267,15 +267,27 @@ static void test_ports(void **state)
     cli_port_free(&p);
 
     static const char *const bad[] = {
-        "80",          "0:80", "70000:80",     "abc:80",  "80:abc", "80:0",          "80:80/sctp",
-        "1.2.3:80:80", "::80", "8000-8010:80", "a:b:c:d", "",       "127.0.0.1::80",
+        "0:80", "70000:80",     "abc:80",  "80:abc", "80:0", "80:80/sctp", "1.2.3:80:80",
+        "::80", "8000-8010:80", "a:b:c:d", "",       ":80",  "0",          "abc",
     };
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         assert_true(cli_parse_port(bad[i], &p, &err) < 0);
         assert_non_null(err.message);
     }
-    assert_true(cli_parse_port("80", &p, &err) < 0);
-    assert_non_null(strstr(err.message, "host port is required"));
+    /* No host port: hyprd picks a free one (-p 80, -p 53/udp, -p 127.0.0.1::80). */
+    assert_int_equal(cli_parse_port("80", &p, &err), 0);
+    assert_int_equal(p.host_port, 0);
+    assert_int_equal(p.guest_port, 80);
+    assert_string_equal(p.protocol, "tcp");
+    assert_int_equal(cli_parse_port("53/udp", &p, &err), 0);
+    assert_int_equal(p.guest_port, 53);
+    assert_string_equal(p.protocol, "udp");
+    assert_int_equal(cli_parse_port("127.0.0.1::80", &p, &err), 0);
+    assert_string_equal(p.host_ip, "127.0.0.1");
+    assert_int_equal(p.host_port, 0);
+    cli_port_free(&p);
+    assert_true(cli_parse_port(":80", &p, &err) < 0);
+    assert_non_null(strstr(err.message, "host port is empty"));
     assert_true(cli_parse_port("70000:80", &p, &err) < 0);
     assert_string_equal(err.message, "invalid host port 70000: must be between 1 and 65535");
     assert_true(cli_parse_port("80:abc", &p, &err) < 0);
