@@ -294,19 +294,16 @@ static const char *familiar(const char *name)
 }
 
 /* Like Docker's reference.FamiliarMatch: the pattern against name:tag, then the
- * name alone, familiar first, '*' not crossing '/'. */
+ * name alone, familiar first, '*' not crossing '/'. A dangling image has no
+ * reference (Docker's <none>:<none>), so it matches none. */
 static bool reference_matches(const list_filter_image *img, const char *pattern)
 {
-    if (str_empty(img->name))
+    if (str_empty(img->name) || str_empty(img->tag))
         return false;
     const char *names[] = {familiar(img->name), img->name};
     for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-        if (!str_empty(img->tag)) {
-            _cleanup_free_ char *full = xasprintf("%s:%s", names[i], img->tag);
-            if (!fnmatch(pattern, full, FNM_PATHNAME))
-                return true;
-        }
-        if (!fnmatch(pattern, names[i], FNM_PATHNAME))
+        _cleanup_free_ char *full = xasprintf("%s:%s", names[i], img->tag);
+        if (!fnmatch(pattern, full, FNM_PATHNAME) || !fnmatch(pattern, names[i], FNM_PATHNAME))
             return true;
     }
     return false;
