@@ -95,9 +95,7 @@ int cmd_images(cli_ctx *ctx, int argc, char **argv)
     const cli_option opts[] = {
         CLI_BOOL('a', "all", &all, "Show all images (default hides intermediate images)"),
         CLI_LIST('f', "filter", "filter", &filters,
-                 "Filter output by KEY=VALUE (repeatable): dangling=true|false,\n"
-                 "reference=PATTERN (busy*, *:latest), label=KEY[=VALUE], before=IMAGE,\n"
-                 "since=IMAGE"),
+                 "Filter output by KEY=VALUE (repeatable; keys below)"),
         CLI_STRING(0, "format", "string", &format,
                    "Format output: table (default) or json (a JSON array; keys ID, "
                    "Repository, Tag, Digest, CreatedAt, CreatedSince, Size, SizeBytes)"),
@@ -111,6 +109,9 @@ int cmd_images(cli_ctx *ctx, int argc, char **argv)
         .description = "List images",
         .options = opts,
         .max_args = 1,
+        .notes = "Filters: dangling=true|false, reference=PATTERN (busy*, *:latest),\n"
+                 "label=KEY[=VALUE], before=IMAGE, since=IMAGE. The same key given twice\n"
+                 "matches either value; different keys must all match, as must every label.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;
