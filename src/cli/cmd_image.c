@@ -91,8 +91,11 @@ int cmd_images(cli_ctx *ctx, int argc, char **argv)
 {
     bool all = false, quiet = false, no_trunc = false;
     const char *format = NULL;
+    _cleanup_list_ cli_list filters = {0};
     const cli_option opts[] = {
         CLI_BOOL('a', "all", &all, "Show all images (default hides intermediate images)"),
+        CLI_LIST('f', "filter", "filter", &filters,
+                 "Filter output by KEY=VALUE (repeatable; keys below)"),
         CLI_STRING(0, "format", "string", &format,
                    "Format output: table (default) or json (a JSON array; keys ID, "
                    "Repository, Tag, Digest, CreatedAt, CreatedSince, Size, SizeBytes)"),
@@ -106,6 +109,9 @@ int cmd_images(cli_ctx *ctx, int argc, char **argv)
         .description = "List images",
         .options = opts,
         .max_args = 1,
+        .notes = "Filters: dangling=true|false, reference=PATTERN (busy*, *:latest),\n"
+                 "label=KEY[=VALUE], before=IMAGE, since=IMAGE. The same key given twice\n"
+                 "matches either value; different keys must all match, as must every label.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;
@@ -114,6 +120,8 @@ int cmd_images(cli_ctx *ctx, int argc, char **argv)
         return ec;
     Hypr__V1__ListImagesRequest req = HYPR__V1__LIST_IMAGES_REQUEST__INIT;
     req.all = all;
+    req.filters = (char **)filters.items; /* the daemon parses and applies them */
+    req.n_filters = filters.n;
     _cleanup_pb_ Hypr__V1__ListImagesResponse *resp = NULL;
     if (cli_call(ctx, "ListImages", &req, &resp) < 0)
         return 1;

@@ -554,7 +554,8 @@ int cmd_ps(cli_ctx *ctx, int argc, char **argv)
     _cleanup_list_ cli_list filters = {0};
     const cli_option opts[] = {
         CLI_BOOL('a', "all", &all, "Show all VMs (default shows just running)"),
-        CLI_LIST('f', "filter", "filter", &filters, "Filter output: label=KEY[=VALUE]"),
+        CLI_LIST('f', "filter", "filter", &filters,
+                 "Filter output by KEY=VALUE (repeatable; keys below)"),
         CLI_STRING(0, "format", "string", &format,
                    "Format output: table (default) or json (a JSON array, full IDs)"),
         CLI_BOOL(0, "no-trunc", &no_trunc, "Don't truncate output"),
@@ -567,7 +568,14 @@ int cmd_ps(cli_ctx *ctx, int argc, char **argv)
         .description = "List VMs",
         .options = opts,
         .max_args = 0,
-        .notes = "JSON keys: ID, Names, Image, ImageID, State, Status, ExitCode, IPAddress, "
+        .notes = "Filters: id=ID-PREFIX, name=SUBSTRING, label=KEY[=VALUE], status=STATE\n"
+                 "(created, restarting, running, removing, paused, exited, dead, or hypr's\n"
+                 "booting, stopping, stopped, failed), exited=CODE, ancestor=IMAGE,\n"
+                 "network=NAME|ID, volume=SOURCE|TARGET, publish=PORT[-PORT][/PROTO],\n"
+                 "expose=PORT[-PORT][/PROTO], before=VM, since=VM. The same key given twice\n"
+                 "matches either value; different keys must all match, as must every label.\n"
+                 "status, exited, before and since list stopped VMs without -a.\n"
+                 "JSON keys: ID, Names, Image, ImageID, State, Status, ExitCode, IPAddress, "
                  "Ports,\nNetworks, Labels, CreatedAt, Stack, Error.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
@@ -577,19 +585,8 @@ int cmd_ps(cli_ctx *ctx, int argc, char **argv)
         return ec;
     Hypr__V1__ListVmsRequest req = HYPR__V1__LIST_VMS_REQUEST__INIT;
     req.all = all;
-    _cleanup_map_ cli_map lf = {0};
-    for (size_t i = 0; i < filters.n; i++) {
-        const char *f = filters.items[i];
-        if (!str_startswith(f, "label="))
-            return cli_invalid_value(&cmd, "filter", f, "only label=KEY[=VALUE] is supported");
-        const char *kv = f + 6;
-        const char *eq = strchr(kv, '=');
-        _cleanup_free_ char *k = eq ? xstrndup(kv, (size_t)(eq - kv)) : xstrdup(kv);
-        cli_map_set(&lf, &hypr__v1__list_vms_request__label_filter_entry__descriptor, k,
-                    eq ? eq + 1 : "");
-    }
-    req.label_filter = (Hypr__V1__ListVmsRequest__LabelFilterEntry **)lf.entries;
-    req.n_label_filter = lf.n;
+    req.filters = (char **)filters.items; /* the daemon parses and applies them */
+    req.n_filters = filters.n;
     _cleanup_pb_ Hypr__V1__ListVmsResponse *resp = NULL;
     if (cli_call(ctx, "ListVms", &req, &resp) < 0)
         return 1;

@@ -146,6 +146,14 @@ char *api_labels_json(ProtobufCMessage *const *entries, size_t n);
 size_t api_labels_entries(const char *json, const ProtobufCMessageDescriptor *desc,
                           ProtobufCMessage ***out);
 void api_labels_free(ProtobufCMessage **entries, size_t n);
+/* Which of a List request's records it answers with (api_list_filter.c): keep[i]
+ * for recs[i] (store_vm / store_image); a bad filter is INVALID_ARGUMENT, a
+ * before=/since= naming nothing NOT_FOUND. */
+int api_select_vms(daemon_ctx *d, const ProtobufCMessage *req, const void *recs, size_t n,
+                   bool *keep, hypr_error *err);
+int api_select_images(daemon_ctx *d, const ProtobufCMessage *req, const void *recs, size_t n,
+                      bool *keep, hypr_error *err);
+
 /* The Image message of a row (fields from its manifest.json); free with api_image_message_free. */
 ProtobufCMessage *api_image_message(const store_image *img);
 void api_image_message_free(ProtobufCMessage *msg);

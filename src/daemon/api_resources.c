@@ -80,19 +80,6 @@ static void vm_message_release(ProtobufCMessage *msg)
     api_vm_message_free((Hypr__V1__VM *)msg);
 }
 
-/* Like `docker ps`: without `all`, only VMs that are up. */
-static bool vm_listed(const void *rec, const ProtobufCMessage *req)
-{
-    const store_vm *vm = rec;
-    if (((const Hypr__V1__ListVmsRequest *)req)->all)
-        return true;
-    static const char *const up[] = {"running", "booting", "restarting", "stopping"};
-    for (size_t i = 0; i < ARRAY_SIZE(up); i++)
-        if (vm->status && strcmp(vm->status, up[i]) == 0)
-            return true;
-    return false;
-}
-
 /* Images: entrypoint/env/ports/... come from the image's manifest.json (api_image.c). */
 static int image_message(daemon_ctx *d, const void *rec, ProtobufCMessage **out, hypr_error *err)
 {
@@ -251,7 +238,9 @@ typedef struct resource_kind {
     /* The message points into the record; free_message frees only the message. */
     int (*to_message)(daemon_ctx *d, const void *rec, ProtobufCMessage **out, hypr_error *err);
     void (*free_message)(ProtobufCMessage *msg);
-    bool (*listed)(const void *rec, const ProtobufCMessage *req); /* NULL = all */
+    /* Which records the List request answers with (keep[i] for the i-th); NULL = all. */
+    int (*select)(daemon_ctx *d, const ProtobufCMessage *req, const void *recs, size_t n,
+                  bool *keep, hypr_error *err);
 } resource_kind;
 
 /* Typed store functions behind the generic signatures above. */
@@ -298,8 +287,9 @@ static void free_plain(ProtobufCMessage *msg)
         label,         plural,         single,           ref,     sizeof(type), prefix##_list,     \
         prefix##_find, prefix##_clear, prefix##_message, free_fn, filter}
 
-KIND(vm, store_vm, "VM", "vms", "vm", "id", vm_message_release, vm_listed);
-KIND(image, store_image, "image", "images", "image", "id", api_image_message_free, NULL);
+KIND(vm, store_vm, "VM", "vms", "vm", "id", vm_message_release, api_select_vms);
+KIND(image, store_image, "image", "images", "image", "id", api_image_message_free,
+     api_select_images);
 KIND(network, store_network, "network", "networks", "network", "id", network_message_free, NULL);
 KIND(volume, store_volume, "volume", "volumes", "volume", "name", free_plain, NULL);
 KIND(stack, store_stack, "stack", "stacks", "stack", "name", free_plain, NULL);
@@ -343,11 +333,19 @@ static void list_reply(rpc_call *call, ProtobufCMessage *msg, const resource_kin
         api_fail(call, &err);
         return;
     }
+    _cleanup_free_ bool *keep = xcalloc(n ? n : 1, sizeof(*keep));
+    for (size_t i = 0; i < n; i++)
+        keep[i] = true;
+    if (k->select && k->select(d, req, recs, n, keep, &err) < 0) {
+        release(k, recs, n, NULL, 0);
+        api_fail(call, &err);
+        return;
+    }
     ProtobufCMessage **items = xcalloc(n, sizeof(*items));
     size_t count = 0;
     for (size_t i = 0; i < n; i++) {
         const void *rec = (char *)recs + i * k->record_size;
-        if (k->listed && !k->listed(rec, req))
+        if (!keep[i])
             continue;
         if (k->to_message(d, rec, &items[count], &err) < 0) {
             release(k, recs, n, items, count);

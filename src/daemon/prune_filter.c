@@ -61,8 +61,7 @@ int prune_filters_parse(char *const *specs, size_t n, int64_t now_ms, prune_filt
     return 0;
 }
 
-/* Whether labels hold want ("k": the key at all; "k=v": with that value). */
-static bool has_label(char *const *labels, const char *want)
+bool filter_labels_have(char *const *labels, const char *want)
 {
     const char *eq = strchr(want, '=');
     size_t klen = eq ? (size_t)(eq - want) : strlen(want);
@@ -78,10 +77,10 @@ bool prune_filters_match(const prune_filters *f, int64_t created_s, char *const 
     if (f->has_until && created_s * 1000 >= f->until_ms)
         return false;
     for (char **l = f->labels; l && *l; l++)
-        if (!has_label(labels, *l))
+        if (!filter_labels_have(labels, *l))
             return false;
     for (char **l = f->not_labels; l && *l; l++)
-        if (has_label(labels, *l))
+        if (filter_labels_have(labels, *l))
             return false;
     return true;
 }

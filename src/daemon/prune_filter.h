@@ -23,4 +23,8 @@ void prune_filters_clear(prune_filters *f);
  * ..., NULL; may be NULL) is to be pruned as far as the filters go. */
 bool prune_filters_match(const prune_filters *f, int64_t created_s, char *const *labels);
 
+/* Whether labels (key, value, ..., NULL; may be NULL) hold want: "k" the key
+ * at all, "k=v" with that value. Shared with the list filters (list_filter.h). */
+bool filter_labels_have(char *const *labels, const char *want);
+
 #endif
