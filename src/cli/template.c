@@ -145,7 +145,7 @@ static int lex_quoted(parser *p, size_t *i, bool spaced)
     const char *s = p->src;
     size_t start = *i, j = *i + 1;
     _cleanup_buf_ hypr_buf b = {0};
-    buf_reserve(&b, 1);
+    buf_puts(&b, "");
     for (;;) {
         if (j >= p->len || s[j] == '\n')
             return perr(p, start, "unterminated quoted string");
