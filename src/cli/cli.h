@@ -167,7 +167,11 @@ int cli_parse_tail(const char *s, int32_t *out, hypr_error *err);
  * messages ("unix:///run/hypr/hypr.sock"). Both freed by the caller. */
 int cli_parse_host(const char *host, char **target, char **display, hypr_error *err);
 
-/* "json" / "table" (NULL or "" = table). Returns 1 for json, 0 for table, <0 otherwise. */
+/* --format: "table" (NULL or ""), "json", or a Go template ("{{.ID}}", "table {{.ID}}\t..."),
+ * which must parse. Returns a CLI_FORMAT_* or <0 ("template parsing error: ..."). */
+#define CLI_FORMAT_TABLE    0
+#define CLI_FORMAT_JSON     1
+#define CLI_FORMAT_TEMPLATE 2
 int cli_parse_format(const char *s, hypr_error *err);
 
 /* Docker's units.HumanDuration: "Less than a second", "About a minute", "3 hours"... */

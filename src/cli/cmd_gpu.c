@@ -103,6 +103,8 @@ static int gpu_list(cli_ctx *ctx, int argc, char **argv)
                   str_empty(g->device) ? or_dash(g->device_id) : g->device, or_dash(g->driver),
                   or_dash(g->iommu_group), numa ? numa : "-", status);
     }
+    if (json == CLI_FORMAT_TEMPLATE)
+        return cli_print_template(ctx, format, a, NULL, false);
     if (json)
         cli_print_json(a);
     else if (!resp->n_gpus)

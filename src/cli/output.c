@@ -82,6 +82,50 @@ void table_free(cli_table *t)
     t->nrows = 0;
 }
 
+static char *template_header(const char *field, void *userdata)
+{
+    return cli_template_header_name(field, userdata);
+}
+
+int cli_print_template(cli_ctx *ctx, const char *format, json_t *rows, const char *const *headers,
+                       bool trunc_ids)
+{
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    _cleanup_template_ cli_template *t = NULL;
+    if (cli_template_parse_format(format, &t, &err) < 0)
+        return cli_fail_with(ctx, 1, &err);
+    _cleanup_buf_ hypr_buf text = {0};
+    buf_puts(&text, "");
+    if (cli_template_is_table(t)) {
+        if (cli_template_exec_header(t, template_header, (void *)headers, &text, &err) < 0)
+            return cli_fail_with(ctx, 1, &err);
+        buf_puts(&text, "\n");
+    }
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        json_t *id = json_object_get(row, "ID");
+        if (trunc_ids && json_is_string(id)) {
+            _cleanup_free_ char *s = short_id(json_string_value(id), true);
+            json_object_set_new(row, "ID", json_string(s));
+        }
+        if (cli_template_exec(t, row, &text, &err) < 0)
+            return cli_fail_with(ctx, 1, &err);
+        buf_puts(&text, "\n");
+    }
+    if (!cli_template_is_table(t)) {
+        fwrite(text.data, 1, text.len, stdout);
+        return 0;
+    }
+    /* tabwriter keeps the text after the last newline as a line of its own */
+    _cleanup_buf_ hypr_buf table = {0};
+    cli_tabwriter(text.data, text.len - 1, &table);
+    fwrite(table.data, 1, table.len, stdout);
+    fputc('\n', stdout);
+    return 0;
+}
+
 void cli_print_json(json_t *v)
 {
     _cleanup_free_ char *s = json_dumps(v, JSON_INDENT(4) | JSON_ENCODE_ANY);
