@@ -472,8 +472,10 @@ int cmd_ps(cli_ctx *ctx, int argc, char **argv)
         .description = "List VMs",
         .options = opts,
         .max_args = 0,
-        .notes = "JSON keys: ID, Names, Image, ImageID, State, Status, ExitCode, IPAddress, "
-                 "Ports,\nNetworks, Labels, CreatedAt, Stack, Error.",
+        .notes =
+            "JSON keys: ID, Names, Image, ImageID, State, Status, ExitCode, IPAddress, "
+            "Ports,\nNetworks, Labels, CreatedAt, RunningFor, Command, Stack, Error. --format also "
+            "takes a Go\ntemplate of them, as Docker's does.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;

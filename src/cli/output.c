@@ -285,6 +285,18 @@ json_t *vm_summary_json(const void *item, const cli_view_opts *vo)
     json_object_set_new(o, "Networks", json_from_strv(c->networks, c->n_networks));
     json_object_set_new(o, "Labels", JSON_MAP(c, labels));
     json_object_set_new(o, "CreatedAt", json_time(vm->created_at));
+    /* Docker's ps fields for templates: "3 minutes ago", "\"sleep 3600\"" */
+    char ago[64];
+    cli_human_duration(vm->created_at > 0 ? vo->now - vm->created_at : 0, ago, sizeof(ago));
+    _cleanup_free_ char *running_for = xasprintf("%s ago", ago);
+    json_object_set_new(o, "RunningFor", json_string(running_for));
+    _cleanup_buf_ hypr_buf command = {0};
+    buf_puts(&command, "\"");
+    for (size_t i = 0; i < c->n_entrypoint + c->n_cmd; i++)
+        buf_printf(&command, "%s%s", i ? " " : "",
+                   i < c->n_entrypoint ? c->entrypoint[i] : c->cmd[i - c->n_entrypoint]);
+    buf_puts(&command, "\"");
+    json_object_set_new(o, "Command", json_string(command.data));
     json_object_set_new(o, "Stack", json_string(vm->stack));
     json_object_set_new(o, "Error", json_string(vm->error));
     return o;

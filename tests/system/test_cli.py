@@ -188,6 +188,9 @@ def test_template_formats(hyprd, busybox_rootfs):
                   '{{index .Labels "app"}} {{.Labels.nope}} {{.Names | upper}}') == \
             "web <no value> TMPL-WEB\n"
 
+        out = ok("ps", "-a", "--format", "table {{.Command}}\\t{{.RunningFor}}")
+        assert re.match(r'^COMMAND        CREATED\n"sleep 3600"   .* ago\n$', out), out
+
         p = run("ps", "-a", "--format", "{{.Foo}}")
         assert p.returncode == 1 and p.out == "", (p.returncode, p.out)
         assert "template: :1:2: executing \"\" at <.Foo>: can't evaluate field Foo" in p.err, p.err
@@ -208,6 +211,11 @@ def test_template_formats(hyprd, busybox_rootfs):
         assert "can't evaluate field Nope" in p.err, p.err
         assert json.loads(ok("inspect", "--format", "json", vm))[0]["Name"] == "tmpl-web"
 
+        assert ok("health", "--format", "{{.Status}} {{len .Version}}") == "healthy 5\n"
+        keys = [s["Key"] for s in json.loads(ok("system", "settings", "--format", "json"))]
+        assert ok("system", "settings", "--format", "{{.Key}}").split() == keys
+        types = [r["Type"] for r in json.loads(ok("system", "df", "--format", "json"))]
+        assert ok("system", "df", "--format", "{{.Type}}").splitlines() == types
         assert ok("volume", "ls", "--format", "table {{.Driver}}\\t{{.Name}}") == \
             "DRIVER    VOLUME NAME\n"
         assert ok("volume", "ls", "--format", "{{.Name}}") == ""
