@@ -213,7 +213,8 @@ const char *cli_template_source(const cli_template *t);
 int cli_template_exec(const cli_template *t, json_t *dot, hypr_buf *out, hypr_error *err);
 /* The header row: every field chain prints header(first field) (caller frees
  * what it returns); json/split/join/title/lower/upper/truncate/index return
- * their argument, like Docker's HeaderFunctions. */
+ * their argument, like Docker's HeaderFunctions. On error out keeps what was
+ * printed before it (Docker prints a failed header as far as it got). */
 typedef char *(*cli_template_header_fn)(const char *field, void *userdata);
 int cli_template_exec_header(const cli_template *t, cli_template_header_fn header, void *userdata,
                              hypr_buf *out, hypr_error *err);

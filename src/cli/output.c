@@ -97,8 +97,9 @@ int cli_print_template(cli_ctx *ctx, const char *format, json_t *rows, const cha
     _cleanup_buf_ hypr_buf text = {0};
     buf_puts(&text, "");
     if (cli_template_is_table(t)) {
+        /* Docker ignores a header that fails and keeps what it printed */
         if (cli_template_exec_header(t, template_header, (void *)headers, &text, &err) < 0)
-            return cli_fail_with(ctx, 1, &err);
+            hypr_error_clear(&err);
         buf_puts(&text, "\n");
     }
     size_t i;
@@ -110,8 +111,13 @@ int cli_print_template(cli_ctx *ctx, const char *format, json_t *rows, const cha
             _cleanup_free_ char *s = short_id(json_string_value(id), true);
             json_object_set_new(row, "ID", json_string(s));
         }
-        if (cli_template_exec(t, row, &text, &err) < 0)
+        if (cli_template_exec(t, row, &text, &err) < 0) {
+            /* Docker's words for a failed run too */
+            char *m = err.message;
+            err.message = xasprintf("template parsing error: %s", m);
+            free(m);
             return cli_fail_with(ctx, 1, &err);
+        }
         buf_puts(&text, "\n");
     }
     if (!cli_template_is_table(t)) {

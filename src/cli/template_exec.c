@@ -828,7 +828,7 @@ static int run(const cli_template *t, json_t *dot, cli_template_header_fn header
     int r = exec_list(&x, &t->root, dot);
     vars_pop_to(&x, 0);
     free(x.vars);
-    if (r < 0)
+    if (r < 0 && !header) /* a header keeps what it printed, as Docker's does */
         out->len = start;
     buf_reserve(out, 1);
     out->data[out->len] = '\0';

@@ -193,7 +193,8 @@ def test_template_formats(hyprd, busybox_rootfs):
 
         p = run("ps", "-a", "--format", "{{.Foo}}")
         assert p.returncode == 1 and p.out == "", (p.returncode, p.out)
-        assert "template: :1:2: executing \"\" at <.Foo>: can't evaluate field Foo" in p.err, p.err
+        assert p.err == ("Error: template parsing error: template: :1:2: executing \"\" at "
+                         "<.Foo>: can't evaluate field Foo\n"), p.err
 
         state = ok("inspect", "-f", "{{.State.Status}}", "tmpl-web")
         assert state in ("running\n", "booting\n"), state
