@@ -208,6 +208,16 @@ static void test_errors(void **state)
         {"{{if}}{{end}}", "template parsing error: template: :1: missing value for if"},
         {"{{template \"x\"}}",
          "template parsing error: template: :1: {{template}} is not supported"},
+        {"{{if true}}{{$x := 1}}{{end}}{{$x}}",
+         "template parsing error: template: :1: undefined variable \"$x\""},
+        {"{{range .Config.Cmd}}{{else}}{{break}}{{end}}",
+         "template parsing error: template: :1: {{break}} outside {{range}}"},
+        {"{{if 1}}{{else}}{{else}}{{end}}",
+         "template parsing error: template: :1: expected end; found {{else}}"},
+        {"{{printf 1}}", "template: :1:2: executing \"\" at <printf 1>: wrong type for value; "
+                         "expected string; got int"},
+        {"{{pad .Name \"x\" 1}}", "template: :1:2: executing \"\" at <pad .Name \"x\" 1>: "
+                                  "wrong type for value; expected int; got string"},
         {"{{.A ! }}", "template parsing error: template: :1: unexpected \"!\" in command"},
         {"{{(((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((1)))))))))))))))))"
          "))))))))))))))))))))))))))))))))))))))))))))))))))}}",
@@ -247,6 +257,20 @@ static void test_table_header_and_tabwriter(void **state)
     assert_string_equal(out.data, "ID             NAME      X\n"
                                   "abcdefabcdef   n         last cell\n"
                                   "short");
+
+    /* a header that fails keeps what it printed (Docker ignores the error) */
+    _cleanup_template_ cli_template *bad = NULL;
+    assert_int_equal(cli_template_parse_format("table {{.ID}}\\t{{len 1}}", &bad, &err), 0);
+    _cleanup_buf_ hypr_buf bh = {0};
+    assert_true(cli_template_exec_header(bad, hdr, NULL, &bh, &err) < 0);
+    hypr_error_clear(&err);
+    assert_string_equal(bh.data, "CONTAINER ID\t");
+
+    /* column blocks end at a line without that column, like text/tabwriter's */
+    const char blocks[] = "a\tb\nccc\nlonger-than-ten\tx\n";
+    _cleanup_buf_ hypr_buf bo = {0};
+    cli_tabwriter(blocks, strlen(blocks), &bo);
+    assert_string_equal(bo.data, "a         b\nccc\nlonger-than-ten   x\n");
 
     _cleanup_template_ cli_template *plain = NULL;
     assert_int_equal(cli_template_parse_format("{{.ID}}", &plain, &err), 0);
