@@ -313,7 +313,8 @@ static int compose_ps(cli_ctx *ctx, int argc, char **argv)
     bool quiet = false;
     const cli_option opts[] = {
         CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (a JSON array; keys Service, ID, "
+                   "Format output: table (default), a Go template, or json (a JSON array; keys "
+                   "Service, ID, "
                    "Image, Status, IPAddress, Ports)"),
         CLI_BOOL('q', "quiet", &quiet, "Only display IDs"),
         CLI_OPTIONS_END,

@@ -54,7 +54,7 @@ static int gpu_list(cli_ctx *ctx, int argc, char **argv)
     const char *format = NULL;
     const cli_option opts[] = {
         CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (keys below)"),
+                   "Format output: table (default), a Go template, or json (keys below)"),
         CLI_OPTIONS_END,
     };
     const cli_command cmd = {

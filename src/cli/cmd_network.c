@@ -61,7 +61,7 @@ static int network_ls(cli_ctx *ctx, int argc, char **argv)
         .resource = &network_resource,
         .description = "List networks",
         .notes = json_keys,
-        .format_help = "Format output: table (default) or json (a JSON array)",
+        .format_help = "Format output: table (default), a Go template, or json (a JSON array)",
         .no_trunc_help = "Do not truncate the output",
         .quiet_help = "Only display network IDs",
         .view = {network_json, cli_item_short_id, ARRAY_SIZE(header), header, network_ls_row,

@@ -38,7 +38,8 @@ int cmd_health(cli_ctx *ctx, int argc, char **argv)
     const char *format = NULL;
     const cli_option opts[] = {
         CLI_STRING(0, "format", "string", &format,
-                   "Format output: text (default) or json (keys Status, Version, UptimeSeconds, "
+                   "Format output: text (default), a Go template, or json (keys Status, Version, "
+                   "UptimeSeconds, "
                    "StartedAt)"),
         CLI_OPTIONS_END,
     };
@@ -390,7 +391,8 @@ static int system_df(cli_ctx *ctx, int argc, char **argv)
     bool verbose = false;
     const cli_option opts[] = {
         CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (an array of the rows, keys Type, "
+                   "Format output: table (default), a Go template, or json (an array of the rows, "
+                   "keys Type, "
                    "TotalCount, Active, Size, Reclaimable, SizeBytes, ReclaimableBytes; with -v an "
                    "object: Summary (the rows), Images, Blobs, VMs, Volumes, BuildCache, Logs)"),
         CLI_BOOL('v', "verbose", &verbose, "Show detailed information on space usage"),
@@ -582,9 +584,10 @@ static int system_settings(cli_ctx *ctx, int argc, char **argv)
         return cli_run_subcommand(ctx, &set, "set", argc - 1, argv + 1);
     const char *format = NULL;
     const cli_option opts[] = {
-        CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (keys Key, Value, Default, "
-                   "Description)"),
+        CLI_STRING(
+            0, "format", "string", &format,
+            "Format output: table (default), a Go template, or json (keys Key, Value, Default, "
+            "Description)"),
         CLI_OPTIONS_END,
     };
     cli_command cmd = {

@@ -59,7 +59,7 @@ static int volume_ls(cli_ctx *ctx, int argc, char **argv)
         .resource = &volume_resource,
         .description = "List volumes",
         .notes = json_keys,
-        .format_help = "Format output: table (default) or json (a JSON array)",
+        .format_help = "Format output: table (default), a Go template, or json (a JSON array)",
         .quiet_help = "Only display volume names",
         .view = {volume_json, volume_ls_quiet, ARRAY_SIZE(header), header, volume_ls_row,
                  template_headers},

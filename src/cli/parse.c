@@ -366,7 +366,7 @@ int cli_parse_format(const char *s, hypr_error *err)
                         "unsupported format: use table, json or a Go template such as "
                         "'{{.Name}}'");
     /* Parsed now so that a bad template is refused before any call to hyprd. */
-    _cleanup_(cli_template_freep) cli_template *t = NULL;
+    _cleanup_template_ cli_template *t = NULL;
     int r = cli_template_parse_format(s, &t, err);
     return r < 0 ? r : CLI_FORMAT_TEMPLATE;
 }
