@@ -99,6 +99,9 @@ static int xerr(exec *x, size_t pos, const char *at, const char *fmt, ...)
         }
     }
     size_t alen = strlen(at);
+    if (!alen) /* a limit, not a node's fault */
+        return hypr_err(x->err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "template: :%zu:%zu: executing \"\": %s", line, col, msg);
     return hypr_err(x->err, HYPR_INVALID_ARGUMENT, EINVAL,
                     "template: :%zu:%zu: executing \"\" at <%.*s%s>: %s", line, col,
                     (int)(alen > 20 ? 20 : alen), at, alen > 20 ? "..." : "", msg);
@@ -695,6 +698,9 @@ static int exec_list(exec *x, const tpl_list *l, json_t *dot);
 
 static int exec_range_item(exec *x, const tpl_node *n, json_t *key, json_t *val)
 {
+    int r = step(x, n->pos); /* an empty body still costs a step: {{range 1000000000}} */
+    if (r < 0)
+        return r;
     size_t mark = x->nvars;
     if (n->pipe->nvars == 1)
         var_push(x, n->pipe->vars[0], ref(val));
@@ -702,7 +708,7 @@ static int exec_range_item(exec *x, const tpl_node *n, json_t *key, json_t *val)
         var_push(x, n->pipe->vars[0], ref(key));
         var_push(x, n->pipe->vars[1], ref(val));
     }
-    int r = exec_list(x, &n->list, val);
+    r = exec_list(x, &n->list, val);
     vars_pop_to(x, mark);
     return r;
 }
