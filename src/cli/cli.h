@@ -10,6 +10,8 @@
 
 #include "common/common.h"
 
+#include <jansson.h>
+
 #include <stdio.h>
 
 /* ---- option parser (args.c) ---------------------------------------------- */
@@ -165,7 +167,11 @@ int cli_parse_tail(const char *s, int32_t *out, hypr_error *err);
  * messages ("unix:///run/hypr/hypr.sock"). Both freed by the caller. */
 int cli_parse_host(const char *host, char **target, char **display, hypr_error *err);
 
-/* "json" / "table" (NULL or "" = table). Returns 1 for json, 0 for table, <0 otherwise. */
+/* --format: "table" (NULL or ""), "json", or a Go template ("{{.ID}}", "table {{.ID}}\t..."),
+ * which must parse. Returns a CLI_FORMAT_* or <0 ("template parsing error: ..."). */
+#define CLI_FORMAT_TABLE    0
+#define CLI_FORMAT_JSON     1
+#define CLI_FORMAT_TEMPLATE 2
 int cli_parse_format(const char *s, hypr_error *err);
 
 /* Docker's units.HumanDuration: "Less than a second", "About a minute", "3 hours"... */
@@ -179,5 +185,47 @@ const char *cli_short_image_name(const char *name);
 void cli_split_reference(const char *ref, char **name, char **tag, bool default_latest);
 /* Compose project name from a directory basename: lowercased, only [a-z0-9_-]. */
 char *cli_project_name(const char *dir);
+
+/* ---- --format templates (template.c, template_exec.c, template_fmt.c) ----
+ * A subset of Go's text/template with Docker's functions (json, split, join,
+ * title, lower, upper, pad, truncate, println) and the builtins (and, or, not,
+ * len, index, print, printf, eq, ne, lt, le, gt, ge), evaluated against the
+ * JSON object a command prints for --format json. */
+
+typedef struct cli_template cli_template;
+/* True when a --format value is a template (it has "{{"). */
+bool cli_format_is_template(const char *format);
+/* Parses src as it is (no "table" prefix handling). Errors read like Go's:
+ * "template: :1: unclosed action". */
+int cli_template_parse(const char *src, cli_template **out, hypr_error *err);
+/* A --format value the way Docker takes it: a "table" prefix is noted and
+ * dropped, surrounding spaces trimmed, a typed two-character \t or \n made the
+ * character; errors are "template parsing error: template: :1: ...". */
+int cli_template_parse_format(const char *format, cli_template **out, hypr_error *err);
+/* The part of a --format value cli_template_parse_format parses. Caller frees. */
+char *cli_template_prepare(const char *format, bool *table);
+bool cli_template_is_table(const cli_template *t);
+const char *cli_template_source(const cli_template *t);
+/* Appends the template's text for dot to out. A field the top-level object
+ * lacks is an error ("template: :1:2: executing \"\" at <.Foo>: can't evaluate
+ * field Foo"); a missing key deeper prints "<no value>". On error nothing is
+ * appended. */
+int cli_template_exec(const cli_template *t, json_t *dot, hypr_buf *out, hypr_error *err);
+/* The header row: every field chain prints header(first field) (caller frees
+ * what it returns); json/split/join/title/lower/upper/truncate/index return
+ * their argument, like Docker's HeaderFunctions. On error out keeps what was
+ * printed before it (Docker prints a failed header as far as it got). */
+typedef char *(*cli_template_header_fn)(const char *field, void *userdata);
+int cli_template_exec_header(const cli_template *t, cli_template_header_fn header, void *userdata,
+                             hypr_buf *out, hypr_error *err);
+/* A field's column name: overrides is {field, header, ..., NULL} (may be NULL);
+ * otherwise CamelCase split and upper-cased ("CreatedAt" -> "CREATED AT"). */
+char *cli_template_header_name(const char *field, const char *const *overrides);
+/* Aligns tab-separated text like Go's text/tabwriter with Docker's settings
+ * (minwidth 10, padding 3). */
+void cli_tabwriter(const char *text, size_t len, hypr_buf *out);
+void cli_template_free(cli_template *t);
+DEFINE_CLEANUP_FUNC(cli_template, cli_template_free)
+#define _cleanup_template_ _cleanup_(cli_template_freep)
 
 #endif

@@ -104,9 +104,9 @@ int cli_labels_to_map(const cli_command *cmd, const char *long_name, const cli_l
 /* Asks "... [y/N] " on stderr; true for y/yes. If stdin is not a terminal,
  * records why it refuses (pass -f) with cli_fail and returns false. */
 bool cli_confirm(cli_ctx *ctx, const char *warning);
-/* Maps a --format value; on error prints it (naming the flag) and returns <0. */
+/* Maps a --format value (a CLI_FORMAT_*); on error prints it and returns <0. */
 int cli_format_or_error(const cli_command *cmd, const char *format, int *exit_code);
-/* cli_parse_or_exit, then the --format value it filled: 1 json, 0 table, <0 (help
+/* cli_parse_or_exit, then the --format value it filled: a CLI_FORMAT_*, or <0 (help
  * shown or an error printed) when the command returns *exit_code. */
 int cli_parse_with_format(const cli_command *cmd, int argc, char **argv, cli_parsed *p,
                           const char *const *format, int *exit_code);
@@ -134,9 +134,17 @@ static inline void table_freep(cli_table *t)
 typedef struct cli_view_opts {
     bool no_trunc;
     int64_t now;
+    const char *format; /* the --format value, for CLI_FORMAT_TEMPLATE */
 } cli_view_opts;
 typedef json_t *(*cli_json_fn)(const void *item, const cli_view_opts *o);
 
+/* --format TEMPLATE: each of rows (a JSON array) through the template, a line
+ * each; a "table" template adds the header row (headers: {field, name, ...,
+ * NULL} overrides of cli_template_header_name) and aligns the columns like
+ * Docker. trunc_ids shortens each row's "ID" like the table does. Prints nothing
+ * when a row fails: records why in ctx and returns 1; else 0. */
+int cli_print_template(cli_ctx *ctx, const char *format, json_t *rows, const char *const *headers,
+                       bool trunc_ids);
 /* Prints v (4-space indented, like docker inspect) and a newline to stdout. */
 void cli_print_json(json_t *v);
 json_t *json_from_map(pb_kv **entries, size_t n); /* pass (pb_kv **)msg->labels */
@@ -200,11 +208,13 @@ typedef struct cli_view {
     size_t ncols;
     const char *const *header;
     void (*row)(cli_table *t, const void *item, const cli_view_opts *o);
+    const char *const *template_headers; /* cli_print_template's overrides; may be NULL */
 } cli_view;
 /* The -q line of a resource with an "id": short unless --no-trunc. */
 char *cli_item_short_id(const void *item, const cli_view_opts *o);
-void cli_print_items(void *const *items, size_t n, const cli_view *v, int json, bool quiet,
-                     const cli_view_opts *o);
+/* format is a CLI_FORMAT_*; a template is o->format. Returns the exit code. */
+int cli_print_items(cli_ctx *ctx, void *const *items, size_t n, const cli_view *v, int format,
+                    bool quiet, const cli_view_opts *o);
 /* "X ls": --format, and --no-trunc / -q when their help is set. */
 typedef struct cli_ls_spec {
     const cli_resource *resource;

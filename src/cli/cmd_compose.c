@@ -313,7 +313,8 @@ static int compose_ps(cli_ctx *ctx, int argc, char **argv)
     bool quiet = false;
     const cli_option opts[] = {
         CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (a JSON array; keys Service, ID, "
+                   "Format output: table (default), a Go template, or json (a JSON array; keys "
+                   "Service, ID, "
                    "Image, Status, IPAddress, Ports)"),
         CLI_BOOL('q', "quiet", &quiet, "Only display IDs"),
         CLI_OPTIONS_END,
@@ -339,10 +340,10 @@ static int compose_ps(cli_ctx *ctx, int argc, char **argv)
     static const char *const header[] = {"SERVICE", "VM ID", "IMAGE", "STATUS", "IP", "PORTS"};
     static const cli_view view = {service_json, service_vm_id, ARRAY_SIZE(header), header,
                                   service_row};
-    const cli_view_opts o = {0};
+    const cli_view_opts o = {.format = format};
     size_t n = resp->stack ? resp->stack->n_services : 0;
-    cli_print_items(n ? (void **)resp->stack->services : NULL, n, &view, json, quiet, &o);
-    return 0;
+    return cli_print_items(ctx, n ? (void **)resp->stack->services : NULL, n, &view, json, quiet,
+                           &o);
 }
 
 static int compose_logs(cli_ctx *ctx, int argc, char **argv)

@@ -54,7 +54,7 @@ static int gpu_list(cli_ctx *ctx, int argc, char **argv)
     const char *format = NULL;
     const cli_option opts[] = {
         CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (keys below)"),
+                   "Format output: table (default), a Go template, or json (keys below)"),
         CLI_OPTIONS_END,
     };
     const cli_command cmd = {
@@ -103,6 +103,8 @@ static int gpu_list(cli_ctx *ctx, int argc, char **argv)
                   str_empty(g->device) ? or_dash(g->device_id) : g->device, or_dash(g->driver),
                   or_dash(g->iommu_group), numa ? numa : "-", status);
     }
+    if (json == CLI_FORMAT_TEMPLATE)
+        return cli_print_template(ctx, format, a, NULL, false);
     if (json)
         cli_print_json(a);
     else if (!resp->n_gpus)

@@ -97,8 +97,9 @@ int cmd_images(cli_ctx *ctx, int argc, char **argv)
         CLI_LIST('f', "filter", "filter", &filters,
                  "Filter output by KEY=VALUE (repeatable; keys below)"),
         CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (a JSON array; keys ID, "
-                   "Repository, Tag, Digest, CreatedAt, CreatedSince, Size, SizeBytes)"),
+                   "Format output: table (default), json (a JSON array; keys ID, "
+                   "Repository, Tag, Digest, CreatedAt, CreatedSince, Size, SizeBytes) or a Go "
+                   "template"),
         CLI_BOOL(0, "no-trunc", &no_trunc, "Don't truncate output"),
         CLI_BOOL('q', "quiet", &quiet, "Only show image IDs"),
         CLI_OPTIONS_END,
@@ -158,6 +159,10 @@ int cmd_images(cli_ctx *ctx, int argc, char **argv)
     }
     for (size_t i = 0; i < resp->n_images; i++)
         for_each_image_row(resp->images[i], json ? add_json_row : add_table_row, &rc);
+    static const char *const template_headers[] = {"ID", "IMAGE ID", "CreatedSince", "CREATED",
+                                                   NULL};
+    if (json == CLI_FORMAT_TEMPLATE)
+        return cli_print_template(ctx, format, a, template_headers, !no_trunc);
     if (json)
         cli_print_json(a);
     else

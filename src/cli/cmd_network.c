@@ -56,14 +56,16 @@ static void network_ls_row(cli_table *t, const void *item, const cli_view_opts *
 static int network_ls(cli_ctx *ctx, int argc, char **argv)
 {
     static const char *const header[] = {"NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET"};
+    static const char *const template_headers[] = {"ID", "NETWORK ID", NULL};
     static const cli_ls_spec spec = {
         .resource = &network_resource,
         .description = "List networks",
         .notes = json_keys,
-        .format_help = "Format output: table (default) or json (a JSON array)",
+        .format_help = "Format output: table (default), a Go template, or json (a JSON array)",
         .no_trunc_help = "Do not truncate the output",
         .quiet_help = "Only display network IDs",
-        .view = {network_json, cli_item_short_id, ARRAY_SIZE(header), header, network_ls_row},
+        .view = {network_json, cli_item_short_id, ARRAY_SIZE(header), header, network_ls_row,
+                 template_headers},
     };
     return cli_ls_command(ctx, argc, argv, &spec);
 }

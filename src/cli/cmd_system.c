@@ -38,7 +38,8 @@ int cmd_health(cli_ctx *ctx, int argc, char **argv)
     const char *format = NULL;
     const cli_option opts[] = {
         CLI_STRING(0, "format", "string", &format,
-                   "Format output: text (default) or json (keys Status, Version, UptimeSeconds, "
+                   "Format output: text (default), a Go template, or json (keys Status, Version, "
+                   "UptimeSeconds, "
                    "StartedAt)"),
         CLI_OPTIONS_END,
     };
@@ -56,7 +57,14 @@ int cmd_health(cli_ctx *ctx, int argc, char **argv)
         _cleanup_json_ json_t *o = json_pack(
             "{s:s, s:s, s:I, s:o}", "Status", h->status, "Version", h->version, "UptimeSeconds",
             (json_int_t)h->uptime_seconds, "StartedAt", json_time(h->started_at));
-        cli_print_json(o);
+        if (json == CLI_FORMAT_TEMPLATE) {
+            _cleanup_json_ json_t *rows = json_pack("[O]", o);
+            int rc = cli_print_template(ctx, format, rows, NULL, false);
+            if (rc)
+                return rc;
+        } else {
+            cli_print_json(o);
+        }
     } else {
         char up[64];
         cli_human_duration(h->uptime_seconds, up, sizeof(up));
@@ -327,8 +335,9 @@ static const df_view df_views[] = {
     DF_VIEW("log", "Logs space usage:", "Logs", log_cols, log_row),
 };
 
-static void df_verbose(const Hypr__V1__DiskUsageResponse *r, const Hypr__V1__ListVmsResponse *vms,
-                       int json)
+/* -v: the tables, or one object for --format json or a template (run on it once). */
+static int df_verbose(cli_ctx *ctx, const Hypr__V1__DiskUsageResponse *r,
+                      const Hypr__V1__ListVmsResponse *vms, int json, const char *format)
 {
     int64_t now = time(NULL);
     _cleanup_json_ json_t *out = json_object();
@@ -367,8 +376,13 @@ static void df_verbose(const Hypr__V1__DiskUsageResponse *r, const Hypr__V1__Lis
         if (v + 1 < ARRAY_SIZE(df_views))
             printf("\n");
     }
+    if (json == CLI_FORMAT_TEMPLATE) {
+        _cleanup_json_ json_t *one = json_pack("[O]", out);
+        return cli_print_template(ctx, format, one, NULL, false);
+    }
     if (json)
         cli_print_json(out);
+    return 0;
 }
 
 static int system_df(cli_ctx *ctx, int argc, char **argv)
@@ -377,7 +391,8 @@ static int system_df(cli_ctx *ctx, int argc, char **argv)
     bool verbose = false;
     const cli_option opts[] = {
         CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (an array of the rows, keys Type, "
+                   "Format output: table (default), a Go template, or json (an array of the rows, "
+                   "keys Type, "
                    "TotalCount, Active, Size, Reclaimable, SizeBytes, ReclaimableBytes; with -v an "
                    "object: Summary (the rows), Images, Blobs, VMs, Volumes, BuildCache, Logs)"),
         CLI_BOOL('v', "verbose", &verbose, "Show detailed information on space usage"),
@@ -402,11 +417,13 @@ static int system_df(cli_ctx *ctx, int argc, char **argv)
         _cleanup_pb_ Hypr__V1__ListVmsResponse *vms = NULL;
         if (cli_call(ctx, "ListVms", &vreq, &vms) < 0)
             return 1;
-        df_verbose(r, vms, json);
+        return df_verbose(ctx, r, vms, json, format);
     } else if (json) {
         _cleanup_json_ json_t *a = json_array();
         for (size_t i = 0; i < r->n_summary; i++)
             json_array_append_new(a, df_row_json(r->summary[i]));
+        if (json == CLI_FORMAT_TEMPLATE)
+            return cli_print_template(ctx, format, a, NULL, false);
         cli_print_json(a);
     } else {
         df_summary_table(r);
@@ -490,7 +507,8 @@ static int system_prune(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- system settings --------------------------------------------------------- */
 
-static void print_settings(Hypr__V1__Setting **items, size_t n, int json)
+static int print_settings(cli_ctx *ctx, Hypr__V1__Setting **items, size_t n, int json,
+                          const char *format)
 {
     _cleanup_json_ json_t *a = json_array();
     _cleanup_table_ cli_table t = {0};
@@ -502,10 +520,13 @@ static void print_settings(Hypr__V1__Setting **items, size_t n, int json)
                                            it->description));
         table_add(&t, it->key, it->value, it->default_value, it->description);
     }
+    if (json == CLI_FORMAT_TEMPLATE)
+        return cli_print_template(ctx, format, a, NULL, false);
     if (json)
         cli_print_json(a);
     else
         table_print(&t, stdout);
+    return 0;
 }
 
 static int settings_set(cli_ctx *ctx, int argc, char **argv)
@@ -563,9 +584,10 @@ static int system_settings(cli_ctx *ctx, int argc, char **argv)
         return cli_run_subcommand(ctx, &set, "set", argc - 1, argv + 1);
     const char *format = NULL;
     const cli_option opts[] = {
-        CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (keys Key, Value, Default, "
-                   "Description)"),
+        CLI_STRING(
+            0, "format", "string", &format,
+            "Format output: table (default), a Go template, or json (keys Key, Value, Default, "
+            "Description)"),
         CLI_OPTIONS_END,
     };
     cli_command cmd = {
@@ -584,8 +606,7 @@ static int system_settings(cli_ctx *ctx, int argc, char **argv)
     _cleanup_pb_ Hypr__V1__GetSettingsResponse *resp = NULL;
     if (cli_call(ctx, "GetSettings", NULL, &resp) < 0)
         return 1;
-    print_settings(resp->settings, resp->n_settings, json);
-    return 0;
+    return print_settings(ctx, resp->settings, resp->n_settings, json, format);
 }
 
 int cmd_system(cli_ctx *ctx, int argc, char **argv)

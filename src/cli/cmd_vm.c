@@ -557,7 +557,8 @@ int cmd_ps(cli_ctx *ctx, int argc, char **argv)
         CLI_LIST('f', "filter", "filter", &filters,
                  "Filter output by KEY=VALUE (repeatable; keys below)"),
         CLI_STRING(0, "format", "string", &format,
-                   "Format output: table (default) or json (a JSON array, full IDs)"),
+                   "Format output: table (default), json (a JSON array, full IDs), or a Go "
+                   "template ('{{.ID}} {{.Names}}', 'table {{.ID}}\\t{{.Status}}')"),
         CLI_BOOL(0, "no-trunc", &no_trunc, "Don't truncate output"),
         CLI_BOOL('q', "quiet", &quiet, "Only display VM IDs"),
         CLI_OPTIONS_END,
@@ -576,7 +577,8 @@ int cmd_ps(cli_ctx *ctx, int argc, char **argv)
                  "matches either value; different keys must all match, as must every label.\n"
                  "status, exited, before and since list stopped VMs without -a.\n"
                  "JSON keys: ID, Names, Image, ImageID, State, Status, ExitCode, IPAddress, "
-                 "Ports,\nNetworks, Labels, CreatedAt, Stack, Error.",
+                 "Ports,\nNetworks, Labels, CreatedAt, RunningFor, Command, Stack, Error. --format "
+                 "also takes a Go\ntemplate of them, as Docker's does.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;
@@ -593,11 +595,13 @@ int cmd_ps(cli_ctx *ctx, int argc, char **argv)
     if (resp->n_vms > 1)
         qsort(resp->vms, resp->n_vms, sizeof(*resp->vms), cmp_created_desc);
     static const char *const header[] = {"ID", "NAME", "IMAGE", "STATUS", "IP", "PORTS"};
+    /* Docker's column names for the template fields they differ on */
+    static const char *const template_headers[] = {"ID", "CONTAINER ID", "RunningFor", "CREATED",
+                                                   NULL};
     static const cli_view view = {vm_summary_json, cli_item_short_id, ARRAY_SIZE(header), header,
-                                  vm_row};
-    const cli_view_opts o = {.no_trunc = no_trunc, .now = time(NULL)};
-    cli_print_items((void **)resp->vms, resp->n_vms, &view, json, quiet, &o);
-    return 0;
+                                  vm_row,          template_headers};
+    const cli_view_opts o = {.no_trunc = no_trunc, .now = time(NULL), .format = format};
+    return cli_print_items(ctx, (void **)resp->vms, resp->n_vms, &view, json, quiet, &o);
 }
 
 /* ---- start / stop / restart / rm ------------------------------------------ */

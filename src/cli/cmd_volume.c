@@ -54,13 +54,15 @@ static void volume_ls_row(cli_table *t, const void *item, const cli_view_opts *o
 static int volume_ls(cli_ctx *ctx, int argc, char **argv)
 {
     static const char *const header[] = {"DRIVER", "VOLUME NAME"};
+    static const char *const template_headers[] = {"Name", "VOLUME NAME", NULL};
     static const cli_ls_spec spec = {
         .resource = &volume_resource,
         .description = "List volumes",
         .notes = json_keys,
-        .format_help = "Format output: table (default) or json (a JSON array)",
+        .format_help = "Format output: table (default), a Go template, or json (a JSON array)",
         .quiet_help = "Only display volume names",
-        .view = {volume_json, volume_ls_quiet, ARRAY_SIZE(header), header, volume_ls_row},
+        .view = {volume_json, volume_ls_quiet, ARRAY_SIZE(header), header, volume_ls_row,
+                 template_headers},
     };
     return cli_ls_command(ctx, argc, argv, &spec);
 }

@@ -82,6 +82,56 @@ void table_free(cli_table *t)
     t->nrows = 0;
 }
 
+static char *template_header(const char *field, void *userdata)
+{
+    return cli_template_header_name(field, userdata);
+}
+
+int cli_print_template(cli_ctx *ctx, const char *format, json_t *rows, const char *const *headers,
+                       bool trunc_ids)
+{
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    _cleanup_template_ cli_template *t = NULL;
+    if (cli_template_parse_format(format, &t, &err) < 0)
+        return cli_fail_with(ctx, 1, &err);
+    _cleanup_buf_ hypr_buf text = {0};
+    buf_puts(&text, "");
+    if (cli_template_is_table(t)) {
+        /* Docker ignores a header that fails and keeps what it printed */
+        if (cli_template_exec_header(t, template_header, (void *)headers, &text, &err) < 0)
+            hypr_error_clear(&err);
+        buf_puts(&text, "\n");
+    }
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        json_t *id = json_object_get(row, "ID");
+        if (trunc_ids && json_is_string(id)) {
+            _cleanup_free_ char *s = short_id(json_string_value(id), true);
+            json_object_set_new(row, "ID", json_string(s));
+        }
+        if (cli_template_exec(t, row, &text, &err) < 0) {
+            /* Docker's words for a failed run too */
+            char *m = err.message;
+            err.message = xasprintf("template parsing error: %s", m);
+            free(m);
+            return cli_fail_with(ctx, 1, &err);
+        }
+        buf_puts(&text, "\n");
+    }
+    if (!cli_template_is_table(t)) {
+        fwrite(text.data, 1, text.len, stdout);
+        return 0;
+    }
+    /* tabwriter keeps the text after the last newline as a line of its own */
+    _cleanup_buf_ hypr_buf table = {0};
+    cli_tabwriter(text.data, text.len - 1, &table);
+    fwrite(table.data, 1, table.len, stdout);
+    fputc('\n', stdout);
+    return 0;
+}
+
 void cli_print_json(json_t *v)
 {
     _cleanup_free_ char *s = json_dumps(v, JSON_INDENT(4) | JSON_ENCODE_ANY);
@@ -241,6 +291,18 @@ json_t *vm_summary_json(const void *item, const cli_view_opts *vo)
     json_object_set_new(o, "Networks", json_from_strv(c->networks, c->n_networks));
     json_object_set_new(o, "Labels", JSON_MAP(c, labels));
     json_object_set_new(o, "CreatedAt", json_time(vm->created_at));
+    /* Docker's ps fields for templates: "3 minutes ago", "\"sleep 3600\"" */
+    char ago[64];
+    cli_human_duration(vm->created_at > 0 ? vo->now - vm->created_at : 0, ago, sizeof(ago));
+    _cleanup_free_ char *running_for = xasprintf("%s ago", ago);
+    json_object_set_new(o, "RunningFor", json_string(running_for));
+    _cleanup_buf_ hypr_buf command = {0};
+    buf_puts(&command, "\"");
+    for (size_t i = 0; i < c->n_entrypoint + c->n_cmd; i++)
+        buf_printf(&command, "%s%s", i ? " " : "",
+                   i < c->n_entrypoint ? c->entrypoint[i] : c->cmd[i - c->n_entrypoint]);
+    buf_puts(&command, "\"");
+    json_object_set_new(o, "Command", json_string(command.data));
     json_object_set_new(o, "Stack", json_string(vm->stack));
     json_object_set_new(o, "Error", json_string(vm->error));
     return o;

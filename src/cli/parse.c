@@ -358,11 +358,17 @@ int cli_parse_host(const char *host, char **target, char **display, hypr_error *
 int cli_parse_format(const char *s, hypr_error *err)
 {
     if (str_empty(s) || !strcmp(s, "table"))
-        return 0;
-    if (!strcmp(s, "json") || !strcmp(s, "{{json .}}"))
-        return 1;
-    return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                    "unsupported format: use table or json (Go templates are not supported)");
+        return CLI_FORMAT_TABLE;
+    if (!strcmp(s, "json"))
+        return CLI_FORMAT_JSON;
+    if (!cli_format_is_template(s))
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "unsupported format: use table, json or a Go template such as "
+                        "'{{.Name}}'");
+    /* Parsed now so that a bad template is refused before any call to hyprd. */
+    _cleanup_template_ cli_template *t = NULL;
+    int r = cli_template_parse_format(s, &t, err);
+    return r < 0 ? r : CLI_FORMAT_TEMPLATE;
 }
 
 void cli_human_duration(int64_t seconds, char *out, size_t outlen)

@@ -83,18 +83,27 @@ int cli_for_each_arg(cli_ctx *ctx, const cli_parsed *p, cli_arg_fn fn, void *use
 
 int cli_inspect_command(cli_ctx *ctx, int argc, char **argv, const cli_resource *r)
 {
-    _cleanup_free_ char *usage = xasprintf("%s [%s...]", r->noun, r->noun);
+    _cleanup_free_ char *usage = xasprintf("[OPTIONS] %s [%s...]", r->noun, r->noun);
+    const char *format = NULL;
+    const cli_option opts[] = {
+        CLI_STRING('f', "format", "string", &format,
+                   "Format output: json (default) or a Go template ('{{.Name}}', "
+                   "'{{json .Config}}')"),
+        CLI_OPTIONS_END,
+    };
     const cli_command cmd = {
         .name = ctx->cmdpath,
         .usage = usage,
         .description = r->inspect_help,
+        .options = opts,
         .min_args = 1,
         .max_args = -1,
         .notes = r->inspect_notes,
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+    int fmt = cli_parse_with_format(&cmd, argc, argv, &p, &format, &ec);
+    if (fmt < 0)
         return ec;
     if (!cli_connect(ctx))
         return 1;
@@ -110,6 +119,11 @@ int cli_inspect_command(cli_ctx *ctx, int argc, char **argv, const cli_resource 
         const void *item = *(void **)field_at(resp, r->item_field, false);
         if (item)
             json_array_append_new(a, r->inspect_json(item, &o));
+    }
+    if (fmt == CLI_FORMAT_TEMPLATE) {
+        /* like docker inspect -f: a line per object found; exit 1 if a name was not */
+        int trc = cli_print_template(ctx, format, a, NULL, false);
+        return trc ? trc : rc;
     }
     cli_print_json(a);
     return rc;
@@ -163,28 +177,35 @@ char *cli_item_short_id(const void *item, const cli_view_opts *o)
     return short_id(*(const char **)field_at(item, "id", false), !o->no_trunc);
 }
 
-void cli_print_items(void *const *items, size_t n, const cli_view *v, int json, bool quiet,
-                     const cli_view_opts *o)
+int cli_print_items(cli_ctx *ctx, void *const *items, size_t n, const cli_view *v, int format,
+                    bool quiet, const cli_view_opts *o)
 {
-    if (json) {
+    if (format == CLI_FORMAT_TEMPLATE) {
+        _cleanup_json_ json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(a, v->json(items[i], o));
+        return cli_print_template(ctx, o->format, a, v->template_headers, !o->no_trunc);
+    }
+    if (format == CLI_FORMAT_JSON) {
         _cleanup_json_ json_t *a = json_array();
         for (size_t i = 0; i < n; i++)
             json_array_append_new(a, v->json(items[i], o));
         cli_print_json(a);
-        return;
+        return 0;
     }
     if (quiet) {
         for (size_t i = 0; i < n; i++) {
             _cleanup_free_ char *line = v->quiet(items[i], o);
             printf("%s\n", line);
         }
-        return;
+        return 0;
     }
     _cleanup_table_ cli_table t = {0};
     table_init_array(&t, v->ncols, v->header);
     for (size_t i = 0; i < n; i++)
         v->row(&t, items[i], o);
     table_print(&t, stdout);
+    return 0;
 }
 
 int cli_ls_command(cli_ctx *ctx, int argc, char **argv, const cli_ls_spec *s)
@@ -217,8 +238,8 @@ int cli_ls_command(cli_ctx *ctx, int argc, char **argv, const cli_ls_spec *s)
     size_t n;
     if (cli_list_resources(ctx, s->resource, NULL, &resp, &items, &n) < 0)
         return 1;
-    cli_print_items(items, n, &s->view, json, quiet, &o);
-    return 0;
+    o.format = format;
+    return cli_print_items(ctx, items, n, &s->view, json, quiet, &o);
 }
 
 /* ---- prune ---------------------------------------------------------------- */

@@ -223,8 +223,12 @@ int cli_format_or_error(const cli_command *cmd, const char *format, int *exit_co
 {
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     int r = cli_parse_format(format, &err);
-    if (r < 0)
+    if (r < 0 && cli_format_is_template(format)) {
+        fprintf(stderr, "%s\n", err.message); /* Docker's words, as it prints them */
+        *exit_code = cli_error_exit(cmd);
+    } else if (r < 0) {
         *exit_code = cli_invalid_value(cmd, "format", format, err.message);
+    }
     return r;
 }
 

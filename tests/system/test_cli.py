@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import HYPR_BIN
+from conftest import HYPR_BIN, import_busybox
 
 COMMANDS = ["run", "ps", "start", "stop", "rm", "logs", "exec", "build", "images", "pull",
             "rmi", "image", "volume", "network", "compose", "gpu", "system", "health"]
@@ -138,3 +138,90 @@ def test_system_settings_list_and_set(hyprd):
     p = hypr("-H", sock, "system", "settings", "set", "novalue")
     assert p.returncode != 0 and "KEY=VALUE" in p.err, p.err
     assert_not_crashed(p)
+
+
+# ---- --format templates ----------------------------------------------------------------
+
+def test_template_parse_error_refused_before_any_call():
+    """A --format template that does not parse is refused with Docker's message before
+    the CLI connects: nothing on stdout, exit 1, no "Cannot connect"."""
+    for args in (["ps", "--format", "{{.ID"], ["images", "--format", "{{foo .}}"],
+                 ["inspect", "-f", "{{if .X}}", "vm"], ["volume", "ls", "--format", "{{end}}"]):
+        p = hypr("-H", "/nonexistent/hypr.sock", *args)
+        assert_not_crashed(p)
+        assert p.returncode == 1, (args, p.returncode, p.err)
+        assert p.out == "", p.out
+        assert p.err.startswith("template parsing error: template: :1: "), p.err
+        assert "Cannot connect" not in p.err, p.err
+    p = hypr("-H", "/nonexistent/hypr.sock", "ps", "--format", "{{.ID")
+    assert p.err == "template parsing error: template: :1: unclosed action\n", p.err
+
+
+def test_template_formats(hyprd, busybox_rootfs):
+    """ps, images, inspect -f and volume ls render Go templates like Docker: plain
+    templates a line per row, "table" ones with Docker's header and aligned columns."""
+    import_busybox(hyprd, busybox_rootfs)
+
+    def run(*args):
+        p = hypr("-H", hyprd.socket, *args, timeout=150)
+        assert_not_crashed(p)
+        return p
+
+    def ok(*args):
+        p = run(*args)
+        assert p.returncode == 0, "hypr %s -> %d\n%s%s" % (args, p.returncode, p.out, p.err)
+        return p.out
+
+    assert ok("images", "--format", "{{.Repository}}:{{.Tag}}") == "busybox:latest\n"
+    lines = ok("images", "--format", "table {{.Repository}}\\t{{.Tag}}\\t{{.ID}}").splitlines()
+    assert re.match(r"^REPOSITORY   TAG       IMAGE ID$", lines[0]), lines
+    assert re.match(r"^busybox      latest    [0-9a-f]{12}$", lines[1]), lines
+
+    vm = ok("run", "-d", "-n", "tmpl-web", "-l", "app=web", "-e", "FOO=bar", "busybox",
+            "sleep", "3600").strip()
+    try:
+        assert ok("ps", "-a", "--format", "{{.ID}} {{.Names}}") == "%s tmpl-web\n" % vm[:12]
+        assert ok("ps", "-a", "--no-trunc", "--format", "{{.ID}}") == vm + "\n"
+        out = ok("ps", "-a", "--format", "table {{.ID}}\\t{{.Names}}\\t{{.Image}}")
+        assert out == ("CONTAINER ID   NAMES      IMAGE\n%s   tmpl-web   busybox\n" % vm[:12]), out
+        assert ok("ps", "-a", "--format",
+                  '{{index .Labels "app"}} {{.Labels.nope}} {{.Names | upper}}') == \
+            "web <no value> TMPL-WEB\n"
+
+        out = ok("ps", "-a", "--format", "table {{.Command}}\\t{{.RunningFor}}")
+        assert re.match(r'^COMMAND        CREATED\n"sleep 3600"   .* ago\n$', out), out
+
+        p = run("ps", "-a", "--format", "{{.Foo}}")
+        assert p.returncode == 1 and p.out == "", (p.returncode, p.out)
+        assert p.err == ("Error: template parsing error: template: :1:2: executing \"\" at "
+                         "<.Foo>: can't evaluate field Foo\n"), p.err
+
+        state = ok("inspect", "-f", "{{.State.Status}}", "tmpl-web")
+        assert state in ("running\n", "booting\n"), state
+        assert ok("inspect", "--format", "{{json .Config.Labels}}", "tmpl-web") == \
+            '{"app":"web"}\n'
+        assert "FOO=bar\n" in ok("inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}",
+                                 "tmpl-web")
+        assert ok("inspect", "-f", "{{join .Config.Cmd \" \"}}|{{lower .Name}}|"
+                  "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}}{{end}}", vm) == \
+            "sleep 3600|tmpl-web|app=web\n"
+        assert ok("inspect", "-f", '{{printf "%-9s|" .Name}}{{if eq .Config.Image "busybox"}}'
+                  'yes{{else}}no{{end}}', vm) == "tmpl-web |yes\n"
+        p = run("inspect", "-f", "{{.Nope}}", vm)
+        assert p.returncode == 1 and p.out == "", (p.returncode, p.out, p.err)
+        assert "can't evaluate field Nope" in p.err, p.err
+        assert json.loads(ok("inspect", "--format", "json", vm))[0]["Name"] == "tmpl-web"
+
+        assert ok("health", "--format", "{{.Status}} {{len .Version}}") == "healthy 5\n"
+        keys = [s["Key"] for s in json.loads(ok("system", "settings", "--format", "json"))]
+        assert ok("system", "settings", "--format", "{{.Key}}").split() == keys
+        types = [r["Type"] for r in json.loads(ok("system", "df", "--format", "json"))]
+        assert ok("system", "df", "--format", "{{.Type}}").splitlines() == types
+        assert ok("volume", "ls", "--format", "table {{.Driver}}\\t{{.Name}}") == \
+            "DRIVER    VOLUME NAME\n"
+        assert ok("volume", "ls", "--format", "{{.Name}}") == ""
+        nets = json.loads(ok("network", "ls", "--format", "json"))
+        assert ok("network", "ls", "--format", "{{.Name}}") == "".join(
+            n["Name"] + "\n" for n in nets)
+    finally:
+        run("rm", "-f", vm)

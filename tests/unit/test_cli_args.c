@@ -450,7 +450,13 @@ static void test_hosts_and_helpers(void **state)
     assert_int_equal(cli_parse_format(NULL, &err), 0);
     assert_int_equal(cli_parse_format("table", &err), 0);
     assert_int_equal(cli_parse_format("json", &err), 1);
-    assert_true(cli_parse_format("{{.ID}}", &err) < 0);
+    assert_int_equal(cli_parse_format("{{.ID}}", &err), CLI_FORMAT_TEMPLATE);
+    assert_int_equal(cli_parse_format("table {{.ID}}\\t{{.Names}}", &err), CLI_FORMAT_TEMPLATE);
+    assert_true(cli_parse_format("yaml", &err) < 0);
+    hypr_error_clear(&err);
+    assert_true(cli_parse_format("{{.ID", &err) < 0);
+    assert_string_equal(err.message, "template parsing error: template: :1: unclosed action");
+    hypr_error_clear(&err);
 
     char buf[64];
     cli_human_duration(0, buf, sizeof(buf));
