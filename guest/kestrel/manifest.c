@@ -151,6 +151,7 @@ void manifest_free(kestrel_manifest *m)
     strv_clear(&m->image_env);
     strv_clear(&m->env);
     strv_clear(&m->dns);
+    strv_clear(&m->hosts);
     strv_clear(&m->modules);
     for (size_t i = 0; i < m->n_volumes; i++)
         volume_clear(&m->volumes[i]);
@@ -444,6 +445,7 @@ static const struct key_def keys[] = {
     {"image_env", K_LIST, 0, F(image_env)},
     {"env", K_LIST, 0, F(env)},
     {"dns", K_LIST, 0, F(dns)},
+    {"host", K_LIST, 0, F(hosts)},
     {"module", K_LIST, 0, F(modules)},
     {"stop_timeout", K_U32, 0, F(stop_timeout_s)},
     {"stop_signal", K_U32, 0, F(stop_signal)},
@@ -725,6 +727,7 @@ int manifest_encode(const kestrel_manifest *m, char **out, size_t *out_len)
     sb_kv(&b, "ip", m->ip);
     sb_kv(&b, "gateway", m->gateway);
     sb_list(&b, "dns", &m->dns);
+    sb_list(&b, "host", &m->hosts);
     for (size_t i = 0; i < m->n_netifs; i++) {
         const manifest_netif *n = &m->netifs[i];
         if (manifest_mac_parse(n->mac, NULL) < 0)

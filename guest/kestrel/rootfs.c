@@ -128,6 +128,11 @@ int rootfs_identity(const kestrel_manifest *m, kerr *e)
         (const char *const[]){"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
                               addr, "\t", host, "\n"},
         5);
+    for (size_t i = 0; hosts && i < m->hosts.n; i++) { /* --add-host, after our own */
+        char *more = concat((const char *const[]){hosts, m->hosts.v[i], "\n"}, 3);
+        free(hosts);
+        hosts = more;
+    }
     if (hosts) {
         unlink("/etc/hosts");
         write_file_str("/etc/hosts", hosts, 0644);

@@ -14,7 +14,7 @@
 typedef struct run_opts {
     const char *name, *cpus, *memory, *entrypoint, *workdir, *user, *restart, *hostname, *gpu;
     const char *stop_signal, *pull, *cidfile;
-    cli_list env, env_file, publish, volume, network, label;
+    cli_list env, env_file, publish, volume, network, label, label_file, dns, add_host;
     bool rm, detach, interactive, tty, gpu_force, init, publish_all;
     int64_t stop_timeout;
 } run_opts;
@@ -27,6 +27,9 @@ static void run_opts_free(run_opts *o)
     cli_list_free(&o->volume);
     cli_list_free(&o->network);
     cli_list_free(&o->label);
+    cli_list_free(&o->label_file);
+    cli_list_free(&o->dns);
+    cli_list_free(&o->add_host);
 }
 
 /* Owns everything a VMConfig built from flags points at. */
@@ -36,6 +39,8 @@ typedef struct run_config {
     cli_restart restart_policy;
     Hypr__V1__GpuRequest gpu;
     cli_map env, labels;
+    char **label_lines; /* of --label-file, which labels points into */
+    cli_list all_labels;
     Hypr__V1__PortMapping *ports;
     Hypr__V1__PortMapping **port_ptrs;
     cli_port *cports;
@@ -49,6 +54,8 @@ static void run_config_free(run_config *rc)
 {
     cli_map_free(&rc->env);
     cli_map_free(&rc->labels);
+    cli_list_free(&rc->all_labels);
+    strv_free(rc->label_lines);
     for (size_t i = 0; i < rc->cfg.n_ports; i++)
         cli_port_free(&rc->cports[i]);
     for (size_t i = 0; i < rc->cfg.n_volumes; i++)
@@ -108,7 +115,19 @@ static int build_config(const cli_command *cmd, run_opts *o, cli_parsed *p, run_
     }
     c->env = (Hypr__V1__VMConfig__EnvEntry **)rc->env.entries;
     c->n_env = rc->env.n;
-    int r = cli_labels_to_map(cmd, "label", &o->label,
+    /* Docker order: --label-file first, then -l overrides. */
+    for (size_t i = 0; i < o->label_file.n; i++) {
+        _cleanup_strv_ char **lines = NULL;
+        if (cli_read_env_file(o->label_file.items[i], &lines, &err) < 0)
+            return cli_invalid_value(cmd, "label-file", o->label_file.items[i], err.message);
+        for (char **l = lines; *l; l++)
+            rc->label_lines = strv_append(rc->label_lines, *l);
+    }
+    for (char **l = rc->label_lines; l && *l; l++)
+        cli_list_push(&rc->all_labels, *l);
+    for (size_t i = 0; i < o->label.n; i++)
+        cli_list_push(&rc->all_labels, o->label.items[i]);
+    int r = cli_labels_to_map(cmd, "label", &rc->all_labels,
                               &hypr__v1__vmconfig__labels_entry__descriptor, &rc->labels);
     if (r)
         return r;
@@ -197,6 +216,10 @@ static int build_config(const cli_command *cmd, run_opts *o, cli_parsed *p, run_
         c->gpu = &rc->gpu;
     }
     c->auto_remove = o->rm;
+    c->dns = (char **)o->dns.items;
+    c->n_dns = o->dns.n;
+    c->extra_hosts = (char **)o->add_host.items;
+    c->n_extra_hosts = o->add_host.n;
     c->publish_all = o->publish_all;
     if (o->stop_timeout >= 0)
         c->stop_timeout = (uint32_t)o->stop_timeout;
@@ -339,9 +362,12 @@ static int cidfile_write(cli_ctx *ctx, const char *path, const char *id)
 /* The VM flags of run and create (o: a run_opts *); ...: the -d option and a comma
  * (run), or nothing (create). Sorted by long name, as Docker's help is. */
 #define RUN_CONFIG_OPTIONS(o, ...)                                                                 \
+    CLI_LIST(0, "add-host", "list", &(o)->add_host,                                                \
+             "Add a custom host-to-IP mapping (host:ip, or host:host-gateway)"),                   \
     CLI_STRING(0, "cidfile", "string", &(o)->cidfile, "Write the VM ID to the file"),              \
     CLI_STRING('c', "cpus", "uint", &(o)->cpus, "Number of vCPUs"),                                \
     __VA_ARGS__                                                                                    \
+    CLI_LIST(0, "dns", "list", &(o)->dns, "Set custom DNS servers (instead of hyprd's)"),          \
     CLI_LIST('e', "env", "list", &(o)->env, "Set environment variables (K=V, or K to copy it)"),   \
     CLI_LIST(0, "env-file", "list", &(o)->env_file, "Read in a file of environment variables"),    \
     CLI_STRING(0, "entrypoint", "string", &(o)->entrypoint,                                        \
@@ -354,9 +380,11 @@ static int cidfile_write(cli_ctx *ctx, const char *path, const char *id)
     CLI_BOOL(0, "init", &(o)->init, "Accepted for Docker's sake: kestrel is always the init"),     \
     CLI_BOOL('i', "interactive", &(o)->interactive, "Not supported: use run -d, then exec -it"),   \
     CLI_LIST('l', "label", "list", &(o)->label, "Set metadata on a VM (K=V)"),                     \
+    CLI_LIST(0, "label-file", "list", &(o)->label_file, "Read in a line delimited file of labels"),\
     CLI_STRING('m', "memory", "bytes", &(o)->memory, "Memory limit: 512m, 2g, 512 (MiB)"),         \
     CLI_STRING('n', "name", "string", &(o)->name, "Assign a name to the VM"),                      \
-    CLI_LIST(0, "network", "list", &(o)->network, "Connect a VM to a network (repeatable)"),       \
+    CLI_LIST(0, "network", "list", &(o)->network,                                                  \
+             "Connect a VM to a network (repeatable; none: no network at all)"),                   \
     CLI_LIST('p', "publish", "list", &(o)->publish,                                                \
              "Publish a VM's port: [HOST_IP:][HOST_PORT:]GUEST_PORT[/udp]"),                       \
     CLI_BOOL('P', "publish-all", &(o)->publish_all,                                                \
@@ -769,13 +797,19 @@ int cli_write_log_entry(const Hypr__V1__LogEntry *e, bool timestamps, bool conso
 int cmd_logs(cli_ctx *ctx, int argc, char **argv)
 {
     bool follow = false, timestamps = false, console = false;
-    const char *tail = "all";
+    const char *tail = "all", *since = NULL, *until = NULL;
     const cli_option opts[] = {
         CLI_BOOL(0, "console", &console, "Include the VM's console (kernel and agent messages)"),
         CLI_BOOL('f', "follow", &follow, "Follow log output"),
+        CLI_STRING(0, "since", "string", &since,
+                   "Show logs since timestamp (e.g. \"2013-01-02T13:23:37Z\") or relative "
+                   "(e.g. \"42m\" for 42 minutes)"),
         CLI_STRING('n', "tail", "string", &tail,
                    "Number of lines to show from the end of the logs (default \"all\")"),
         CLI_BOOL('t', "timestamps", &timestamps, "Show timestamps"),
+        CLI_STRING(0, "until", "string", &until,
+                   "Show logs before a timestamp (e.g. \"2013-01-02T13:23:37Z\") or relative "
+                   "(e.g. \"42m\" for 42 minutes)"),
         CLI_OPTIONS_END,
     };
     const cli_command cmd = {
@@ -794,6 +828,13 @@ int cmd_logs(cli_ctx *ctx, int argc, char **argv)
     Hypr__V1__StreamLogsRequest req = HYPR__V1__STREAM_LOGS_REQUEST__INIT;
     if (cli_parse_tail(tail, &req.tail, &err) < 0)
         return cli_invalid_value(&cmd, "tail", tail, err.message);
+    int64_t now = time_now_ms();
+    if (since && parse_time_reference(since, now, &req.since_ms) < 0)
+        return cli_invalid_value(&cmd, "since", since,
+                                 "use an RFC 3339 time, Unix seconds, or a duration like 10m");
+    if (until && parse_time_reference(until, now, &req.until_ms) < 0)
+        return cli_invalid_value(&cmd, "until", until,
+                                 "use an RFC 3339 time, Unix seconds, or a duration like 10m");
     req.id = p.args[0];
     req.follow = follow;
     if (!cli_connect(ctx))

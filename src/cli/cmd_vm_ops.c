@@ -137,3 +137,28 @@ int cmd_port(cli_ctx *ctx, int argc, char **argv)
                         p.args[0]);
     return 0;
 }
+
+/* ---- container ---------------------------------------------------------------- */
+
+/* Docker's `container` management command: the same VM commands under it. */
+int cmd_container(cli_ctx *ctx, int argc, char **argv)
+{
+    static const cli_subcommand subs[] = {
+        {"create", NULL, "Create a new VM", cmd_create},
+        {"exec", NULL, "Execute a command in a running VM", cmd_exec},
+        {"inspect", NULL, "Display detailed information on one or more VMs", cmd_inspect},
+        {"kill", NULL, "Kill one or more running VMs", cmd_kill},
+        {"logs", NULL, "Fetch the logs of a VM", cmd_logs},
+        {"ls", "list,ps", "List VMs", cmd_ps},
+        {"port", NULL, "List port mappings or a specific mapping for the VM", cmd_port},
+        {"rename", NULL, "Rename a VM", cmd_rename},
+        {"restart", NULL, "Restart one or more VMs", cmd_restart},
+        {"rm", "remove", "Remove one or more VMs", cmd_rm},
+        {"run", NULL, "Create and run a new VM from an image", cmd_run},
+        {"start", NULL, "Start one or more stopped VMs", cmd_start},
+        {"stop", NULL, "Stop one or more running VMs", cmd_stop},
+        {"wait", NULL, "Block until one or more VMs stop, then print their exit codes", cmd_wait},
+    };
+    return cli_dispatch_group(ctx, "Manage VMs (Docker's container commands)", subs,
+                              ARRAY_SIZE(subs), argc, argv);
+}

@@ -31,6 +31,8 @@ static const top_command commands[] = {
     {{"login", NULL, "Log in to a registry", cmd_login}, SEC_COMMON},
     {{"logout", NULL, "Log out from a registry", cmd_logout}, SEC_COMMON},
     {{"compose", NULL, "Define and run multi-VM applications", cmd_compose}, SEC_MANAGEMENT},
+    {{"container", NULL, "Manage VMs (Docker's container commands)", cmd_container},
+     SEC_MANAGEMENT},
     {{"gpu", NULL, "Manage GPUs", cmd_gpu}, SEC_MANAGEMENT},
     {{"image", NULL, "Manage images", cmd_image}, SEC_MANAGEMENT},
     {{"network", NULL, "Manage networks", cmd_network}, SEC_MANAGEMENT},

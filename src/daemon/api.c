@@ -22,7 +22,7 @@ static const handler_entry handlers[] = {
     {"PruneSystem", api_prune_system, api_disk_call_close},
     {"SubscribeEvents", api_subscribe_events, api_subscribe_events_close},
     {"CreateVM", api_create_vm, api_vm_create_call_close},
-    {"StartVM", api_start_vm, NULL},
+    {"StartVM", api_start_vm, api_vm_call_close},
     {"StopVM", api_stop_vm, api_vm_call_close},
     {"KillVM", api_kill_vm, NULL},
     {"WaitVM", api_wait_vm, api_vm_call_close},

@@ -11,6 +11,7 @@
 #define LOG_MODULE "api"
 #include "api.h"
 #include "image/image.h"
+#include "vm.h"
 
 #include <string.h>
 #include <sys/stat.h>
@@ -50,6 +51,8 @@ ProtobufCMessage *api_image_message(const store_image *img)
     if (image_info_from_json(img->manifest, &w->info, NULL) < 0)
         return &m->base; /* an imported/foreign row without manifest.json: basics only */
     image_config *c = &w->info.config;
+    if (c->created > 0) /* when the image was made (its config's "created"), as Docker shows */
+        m->created_at = c->created;
     m->n_entrypoint = strv_len0(c->entrypoint);
     m->entrypoint = c->entrypoint;
     m->n_cmd = strv_len0(c->cmd);
@@ -435,18 +438,27 @@ void api_import_image(rpc_call *call, ProtobufCMessage *msg)
 
 /* ---- DeleteImage / GetImageHistory ----------------------------------------------------- */
 
-/* A VM whose image this is refuses the removal (without force), like docker rmi. */
-static int check_unused(daemon_ctx *d, const store_image *img, hypr_error *err)
+/* A VM whose image this is refuses the removal, like docker rmi: a running one even
+ * with force, a stopped one without. */
+static int check_unused(daemon_ctx *d, const store_image *img, bool force, hypr_error *err)
 {
     store_vm *vms = NULL;
     size_t n = 0;
     int r = store_vm_list(d->db, &vms, &n, err);
-    for (size_t i = 0; r >= 0 && i < n; i++)
-        if (vms[i].image_id && strcmp(vms[i].image_id, img->id) == 0)
+    for (size_t i = 0; r >= 0 && i < n; i++) {
+        if (!vms[i].image_id || strcmp(vms[i].image_id, img->id) != 0)
+            continue;
+        if (vm_running_status(d, vms[i].id))
+            r = hypr_err(err, HYPR_FAILED_PRECONDITION, EBUSY,
+                         "conflict: unable to delete %.12s (cannot be forced) - image is being "
+                         "used by running VM %s (%.12s)",
+                         img->id, vms[i].name, vms[i].id);
+        else if (!force)
             r = hypr_err(err, HYPR_FAILED_PRECONDITION, EBUSY,
                          "image %s:%s is used by VM %s (%.12s): remove the VM first or use "
                          "--force",
                          img->name, img->tag ? img->tag : "", vms[i].name, vms[i].id);
+    }
     store_vms_free(vms, n);
     return r;
 }
@@ -460,8 +472,8 @@ void api_delete_image(rpc_call *call, ProtobufCMessage *msg)
     int r = str_empty(req->id) ? hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL,
                                           "an image ID or reference is required")
                                : image_store_find(d->db, req->id, &img, &err);
-    if (r >= 0 && !req->force)
-        r = check_unused(d, &img, &err);
+    if (r >= 0)
+        r = check_unused(d, &img, req->force, &err);
     if (r >= 0)
         r = image_store_remove(d->db, &img, &err);
     if (r < 0) {

@@ -12,7 +12,7 @@
 
 #include <string.h>
 
-typedef enum { WAIT_RUN, WAIT_STOP, WAIT_DELETE, WAIT_EXIT } wait_kind;
+typedef enum { WAIT_RUN, WAIT_START, WAIT_STOP, WAIT_DELETE, WAIT_EXIT } wait_kind;
 
 typedef struct vm_waiter {
     rpc_call *call;
@@ -94,6 +94,7 @@ static bool notice_ends(const vm_waiter *w, const vm_notice *n)
 {
     switch (w->kind) {
     case WAIT_RUN:
+    case WAIT_START:
         return n->kind == VM_NOTICE_EXIT || n->kind == VM_NOTICE_REMOVED ||
                (n->kind == VM_NOTICE_PHASE && n->phase == VM_PHASE_RUNNING);
     case WAIT_STOP:
@@ -109,6 +110,22 @@ static void answer(daemon_ctx *d, vm_waiter *w, const vm_notice *n)
 {
     if (w->kind == WAIT_STOP) {
         reply_stop(d, w->call, n->id);
+        return;
+    }
+    if (w->kind == WAIT_START) {
+        if (n->kind == VM_NOTICE_PHASE) { /* RUNNING: the workload was started */
+            Hypr__V1__StartVMResponse resp = HYPR__V1__START_VMRESPONSE__INIT;
+            _cleanup_store_vm_ store_vm rec = {0};
+            resp.vm = vm_message_by_id(d, n->id, &rec);
+            rpc_call_reply(w->call, &resp.base);
+            api_vm_message_free(resp.vm);
+        } else if (n->err && n->err->status != HYPR_OK) {
+            rpc_call_finish(w->call, n->err->status, n->err->message);
+        } else {
+            rpc_call_finish(w->call, HYPR_FAILED_PRECONDITION,
+                            n->err && n->err->message ? n->err->message
+                                                      : "the VM stopped while booting");
+        }
         return;
     }
     if (w->kind == WAIT_EXIT) {
@@ -213,11 +230,8 @@ void api_start_vm(rpc_call *call, ProtobufCMessage *msg)
         api_fail(call, &err);
         return;
     }
-    Hypr__V1__StartVMResponse resp = HYPR__V1__START_VMRESPONSE__INIT;
-    _cleanup_store_vm_ store_vm rec = {0};
-    resp.vm = vm_message_by_id(d, id, &rec);
-    rpc_call_reply(call, &resp.base);
-    api_vm_message_free(resp.vm);
+    /* Answered once the workload runs (or the boot failed), as docker start returns. */
+    waiter_add(d, call, WAIT_START, id);
 }
 
 void api_stop_vm(rpc_call *call, ProtobufCMessage *msg)

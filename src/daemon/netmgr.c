@@ -296,14 +296,27 @@ static int vm_address(daemon_ctx *d, network *n, const char *vm_id, uint32_t *ou
     return held ? 0 : ipam_allocate(n->pool, vm_id, NULL, out, err);
 }
 
-/* The networks a config names, in order (none = the default one): each must exist,
- * once, and at most NET_MAX_NICS of them. */
+/* The networks a config names, in order (none given = the default one; "none" alone =
+ * no NIC at all, as docker run --network none): each must exist, once, and at most
+ * NET_MAX_NICS of them. */
 static int config_networks(netmgr *m, const Hypr__V1__VMConfig *cfg, network **out, size_t *n,
                            hypr_error *err)
 {
     static const char *const dflt[] = {DEFAULT_NETWORK};
     const char *const *names = cfg->n_networks ? (const char *const *)cfg->networks : dflt;
     size_t count = cfg->n_networks ? cfg->n_networks : 1;
+    for (size_t i = 0; i < cfg->n_networks; i++) {
+        if (strcmp(cfg->networks[i], "none") != 0)
+            continue;
+        if (cfg->n_networks > 1)
+            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                            "network none cannot be combined with other networks");
+        if (cfg->n_ports > 0)
+            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                            "cannot publish ports of a VM without a network (--network none)");
+        *n = 0;
+        return 0;
+    }
     if (count > NET_MAX_NICS)
         return hypr_err(err, HYPR_INVALID_ARGUMENT, E2BIG,
                         "a VM joins at most %d networks (%zu given)", NET_MAX_NICS, count);
@@ -376,7 +389,7 @@ static int vm_attach(daemon_ctx *d, const char *vm_id, const Hypr__V1__VMConfig 
     network *nets[NET_MAX_NICS];
     size_t n_nets = 0;
     int r = config_networks(m, cfg, nets, &n_nets, err);
-    if (r < 0)
+    if (r < 0 || n_nets == 0) /* --network none: loopback only */
         return r;
     if (!m->enabled) {
         if (cfg->n_ports > 0)

@@ -112,6 +112,31 @@ static int pick_free_ports(Hypr__V1__VMConfig *cfg, hypr_error *err)
     return 0;
 }
 
+static bool ip_is_valid(const char *s)
+{
+    unsigned char a[16];
+    return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
+/* --dns addresses and --add-host NAME:IP entries (IPv6 after the first colon). */
+static int check_dns_and_hosts(const Hypr__V1__VMConfig *cfg, hypr_error *err)
+{
+    for (size_t i = 0; i < cfg->n_dns; i++)
+        if (!ip_is_valid(cfg->dns[i]))
+            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                            "invalid DNS server \"%s\": not an IP address", cfg->dns[i]);
+    for (size_t i = 0; i < cfg->n_extra_hosts; i++) {
+        const char *h = cfg->extra_hosts[i], *colon = strchr(h, ':');
+        bool name_ok = colon && colon > h && strcspn(h, " \t\n") >= (size_t)(colon - h);
+        if (!name_ok || (strcmp(colon + 1, "host-gateway") != 0 && !ip_is_valid(colon + 1)))
+            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                            "invalid argument \"%s\" for --add-host: use NAME:IP or "
+                            "NAME:host-gateway",
+                            h);
+    }
+    return 0;
+}
+
 static int check_restart(Hypr__V1__VMConfig *cfg, hypr_error *err)
 {
     if (!cfg->restart) {
@@ -177,6 +202,9 @@ int vm_config_check(daemon_ctx *d, Hypr__V1__VMConfig *cfg, hypr_error *err)
     if (r < 0)
         return r;
     r = vm_gpu_check(d, cfg, err);
+    if (r < 0)
+        return r;
+    r = check_dns_and_hosts(cfg, err);
     if (r < 0)
         return r;
     return check_restart(cfg, err);

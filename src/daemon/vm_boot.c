@@ -150,6 +150,21 @@ int vm_build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg, const 
         m.gateway = xstrdup(nic->gateway);
         manifest_strv_push(&m.dns, nic->gateway);
     }
+    if (cfg->n_dns > 0) { /* --dns replaces hyprd's resolver */
+        strv_reset(&m.dns);
+        for (size_t i = 0; i < cfg->n_dns; i++)
+            manifest_strv_push(&m.dns, cfg->dns[i]);
+    }
+    for (size_t i = 0; i < cfg->n_extra_hosts; i++) {
+        const char *h = cfg->extra_hosts[i], *colon = strchr(h, ':');
+        if (!colon)
+            continue; /* checked at creation */
+        const char *ip = colon + 1;
+        if (strcmp(ip, "host-gateway") == 0) /* Docker's name for the host, seen from the VM */
+            ip = net->n_nics ? net->nics[0].gateway : "127.0.0.1";
+        _cleanup_free_ char *line = xasprintf("%s %.*s", ip, (int)(colon - h), h);
+        manifest_strv_push(&m.hosts, line);
+    }
     m.hostname = xstrdup(str_empty(cfg->hostname) ? rec->name : cfg->hostname);
     if (cfg->entrypoint_set || cfg->n_entrypoint > 0) {
         strv_reset(&m.entrypoint);

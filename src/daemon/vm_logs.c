@@ -29,9 +29,16 @@ struct log_follower {
     int fd;
     uint8_t *map;
     size_t map_len;
-    size_t off;  /* next record */
-    size_t skip; /* records still to skip for the tail */
+    size_t off;                 /* next record */
+    size_t skip;                /* records still to skip for the tail */
+    int64_t since_ms, until_ms; /* logs --since / --until; 0 = no bound */
 };
+
+/* Whether a record's time is within --since / --until. */
+static bool in_window(const log_follower *f, int64_t ts)
+{
+    return (!f->since_ms || ts >= f->since_ms) && (!f->until_ms || ts < f->until_ms);
+}
 
 /* History is sent while the call has less than this queued. */
 #define HISTORY_HIGH_WATER (256 * 1024)
@@ -106,7 +113,8 @@ static void write_record(vm_runtime *vm, int stream, const uint8_t *data, size_t
             rpc_call_on_drain(f->call, history_pump);
             continue;
         }
-        send_entry(f->call, stream, now, data, len);
+        if (in_window(f, now))
+            send_entry(f->call, stream, now, data, len);
         f->off += REC_HEADER + len;
     }
 }
@@ -257,10 +265,12 @@ static void history_pump(rpc_call *call)
             continue;
         }
         const uint8_t *rec = f->map + f->off;
-        if (f->skip > 0)
+        int64_t ts = (int64_t)get_le(rec + 8, 8);
+        if (!in_window(f, ts))
+            ; /* outside --since/--until: not counted by the tail either */
+        else if (f->skip > 0)
             f->skip--;
-        else if (send_entry(call, rec[0], (int64_t)get_le(rec + 8, 8), rec + REC_HEADER,
-                            len - REC_HEADER) == -ECANCELED)
+        else if (send_entry(call, rec[0], ts, rec + REC_HEADER, len - REC_HEADER) == -ECANCELED)
             return;
         f->off += len;
         if (rpc_call_pending(call) >= HISTORY_HIGH_WATER) {
@@ -282,7 +292,7 @@ static int history_open(log_follower *f, int tail, hypr_error *err)
                         strerror(-r));
     size_t count = 0, page = (size_t)sysconf(_SC_PAGESIZE), released = 0;
     for (size_t off = 0, len; (len = record_at(f, off)); off += len) {
-        count++;
+        count += in_window(f, (int64_t)get_le(f->map + off + 8, 8));
         if (off - released >= ((size_t)4 << 20)) { /* counted pages go as we pass */
             madvise(f->map + released, (off - released) / page * page, MADV_DONTNEED);
             released += (off - released) / page * page;
@@ -308,7 +318,10 @@ void api_stream_logs(rpc_call *call, ProtobufCMessage *msg)
     f->call = call;
     f->d = d;
     f->fd = -1;
-    f->follow = req->follow;
+    /* Following past --until would only ever wait: the history is all there is. */
+    f->follow = req->follow && (!req->until_ms || req->until_ms > time_now_ms());
+    f->since_ms = req->since_ms > 0 ? req->since_ms : 0;
+    f->until_ms = req->until_ms > 0 ? req->until_ms : 0;
     memcpy(f->id, rec.id, sizeof(f->id));
     if (history_open(f, req->tail, &err) < 0) {
         history_close(f);

@@ -314,6 +314,7 @@ def test_image_config_fields_and_history(env, hyprd):
     assert list(img.volumes) == ["/data"]
     assert dict(img.labels) == {"org.opencontainers.image.title": "user-test"}
     assert list(img.repo_tags) == [ref]
+    assert img.created_at == 1704164645  # the config's "created" (2024-01-02T03:04:05Z), not the pull
     listed = hyprd.call("ListImages").images
     assert len(listed) == 1 and listed[0].user == "1000:1000"
     hist = hyprd.call("GetImageHistory", id=ref).history
@@ -323,6 +324,7 @@ def test_image_config_fields_and_history(env, hyprd):
     assert inspect[0]["Config"]["User"] == "1000:1000"
     assert inspect[0]["Config"]["ExposedPorts"] == {"53/udp": {}, "8080/tcp": {}}
     assert inspect[0]["RepoTags"] == [ref]
+    assert inspect[0]["Created"].startswith("2024-01-02T03:04:05"), inspect[0]["Created"]
 
 
 def test_cli_pull_images_rmi(env, hyprd):

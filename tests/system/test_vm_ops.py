@@ -202,6 +202,8 @@ def test_create_then_start_cidfile_and_pull_never(vmd, tmp_path):
     p = vmd.hypr("create", "--cidfile", str(cid), IMAGE, "true")
     assert p.returncode == 125 and "Container ID file found" in p.err, p.err
     vmd.ok("start", "c-later")
+    # start returns once the workload runs (Docker's), not while the VM boots
+    assert vmd.status(vm) in ("running", "exited", "stopped")
     st = vmd.wait_status(vm, ("exited", "stopped"))
     assert st["State"]["ExitCode"] == 0
     assert "created-then-started" in vmd.logs(vm)
@@ -213,3 +215,79 @@ def test_create_then_start_cidfile_and_pull_never(vmd, tmp_path):
     p = vmd.hypr("create", "-d", IMAGE)
     assert p.returncode == 125 and "unknown shorthand flag: 'd'" in p.err, p.err
     vmd.ok("rm", vm)
+
+
+def test_logs_since_and_until(vmd):
+    import datetime
+    vm = vmd.run_detached("--name", "l-times", IMAGE, "sh", "-c",
+                          "echo one; sleep 2; echo two; sleep 3600")
+    vmd.wait_status(vm, "running")
+    wait_log(vmd, vm, "two")
+    stamps = {}
+    for line in vmd.ok("logs", "-t", vm).out.splitlines():
+        ts, text = line.split(" ", 1)
+        stamps[text] = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+    assert set(stamps) == {"one", "two"}, stamps
+    cut = "%.3f" % ((stamps["one"] + stamps["two"]) / 2)  # Unix seconds, between the two
+    assert vmd.ok("logs", "--since", cut, vm).out == "two\n"
+    assert vmd.ok("logs", "--until", cut, vm).out == "one\n"
+    rfc = datetime.datetime.fromtimestamp(float(cut), datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
+    assert vmd.ok("logs", "--since", rfc, vm).out == "two\n"
+    assert vmd.ok("logs", "--since", "1h", vm).out == "one\ntwo\n"  # relative: the last hour
+    assert vmd.ok("logs", "--since", "1h", "--tail", "1", vm).out == "two\n"
+    assert vmd.ok("logs", "--until", "1h", vm).out == ""  # nothing is older than an hour
+    # follow with an --until in the past ends instead of waiting for more
+    assert vmd.ok("logs", "-f", "--until", cut, vm, timeout=30).out == "one\n"
+    p = vmd.hypr("logs", "--since", "yesterday", vm)
+    assert p.returncode != 0 and "invalid argument \"yesterday\"" in p.err, p.err
+    vmd.ok("rm", "-f", vm)
+
+
+def test_container_management_command_aliases(vmd):
+    vm = vmd.ok("container", "create", "--name", "c-alias", IMAGE, "true").out.strip()
+    for ls in ("ls", "list", "ps"):
+        out = vmd.ok("container", ls, "-a", "--format", "{{.Names}} {{.State}}").out
+        assert "c-alias created" in out.splitlines(), (ls, out)
+    assert vmd.ok("container", "inspect", "-f", "{{.Name}}", "c-alias").out.strip() in (
+        "c-alias", "/c-alias")
+    assert vmd.ok("container", "rm", "c-alias").out == "c-alias\n"
+    assert vm not in vmd.ok("ps", "-a", "-q", "--no-trunc").out
+
+
+def test_network_none_dns_add_host_and_label_file(vmd, tmp_path):
+    out = vmd.ok("run", "--rm", "--network", "none", IMAGE, "ls", "/sys/class/net").out
+    assert out.split() == ["lo"], out  # no NIC at all
+    p = vmd.hypr("run", "--rm", "--network", "none", "-p", "8080:80", IMAGE, "true")
+    assert p.returncode == 125 and "--network none" in p.err, p.err
+    out = vmd.ok("run", "--rm", "--dns", "192.0.2.53", "--add-host", "db:10.1.2.3",
+                 "--add-host", "gw:host-gateway", "--add-host", "v6:fd00::1", IMAGE,
+                 "cat", "/etc/resolv.conf", "/etc/hosts").out
+    lines = out.splitlines()
+    assert "nameserver 192.0.2.53" in lines and not any(
+        l.startswith("nameserver 10.") for l in lines), out
+    assert "10.1.2.3 db" in lines and "10.88.0.1 gw" in lines and "fd00::1 v6" in lines, out
+    p = vmd.hypr("run", "--rm", "--add-host", "nocolon", IMAGE, "true")
+    assert p.returncode == 125 and "--add-host" in p.err, p.err
+    p = vmd.hypr("run", "--rm", "--dns", "not-an-ip", IMAGE, "true")
+    assert p.returncode == 125 and "invalid DNS server" in p.err, p.err
+    lf = tmp_path / "labels"
+    lf.write_text("# team labels\na=1\nb=2\n")
+    vm = vmd.ok("create", "--label-file", str(lf), "-l", "b=3", IMAGE, "true").out.strip()
+    assert vmd.inspect(vm)["Config"]["Labels"] == {"a": "1", "b": "3"}
+    vmd.ok("rm", vm)
+
+
+def test_rmi_force_of_an_image_a_running_vm_uses_is_refused(vmd, busybox_rootfs):
+    import_busybox(vmd.daemon, busybox_rootfs, reference="bb-busy:1")
+    vm = vmd.run_detached("--name", "r-busy", "bb-busy:1", "sleep", "3600")
+    vmd.wait_status(vm, "running")
+    p = vmd.hypr("rmi", "-f", "bb-busy:1")
+    assert p.returncode == 1, p.out
+    assert "(cannot be forced) - image is being used by running VM r-busy" in p.err, p.err
+    p = vmd.hypr("rmi", "bb-busy:1")
+    assert p.returncode == 1 and "is being used by running VM" in p.err, p.err
+    assert "bb-busy" in vmd.ok("images").out  # nothing was removed
+    vmd.ok("rm", "-f", vm)
+    vmd.ok("rmi", "bb-busy:1")

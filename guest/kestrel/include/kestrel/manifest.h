@@ -18,6 +18,7 @@
  *   restart S             "no" | "always" | "unless-stopped" | "on-failure[:max]"
  *   stop_timeout N        seconds before SIGKILL after a stop request (default 10)
  *   stop_signal N         signal number a stop request sends the workload (default 15)
+ *   host S (list)         "IP NAME": a line of /etc/hosts after the VM's own (--add-host)
  *   mode S                "run" (default) | "build" (no workload; exec sessions only)
  *   ip S ("10.88.0.5/16") gateway S           dns S (list)    interface S (default eth0)
  *   mac S                 MAC ("02:ab:cd:ef:01:23", any case) of the primary
@@ -98,6 +99,7 @@ typedef struct kestrel_manifest {
     char *interface;
     char *mac; /* primary interface by MAC; NULL = by interface name */
     manifest_strv dns;
+    manifest_strv hosts; /* "IP NAME" lines added to /etc/hosts (--add-host) */
     manifest_netif *netifs;
     size_t n_netifs;
     manifest_volume *volumes;
