@@ -33,6 +33,17 @@ static void format_host_sizes(const Hypr__V1__GetSystemStatsResponse *s, host_si
     format_size(s->disk_used_by_hypr_bytes, h->used, sizeof(h->used));
 }
 
+/* --format of a command that prints one object: json, or a Go template of it. */
+static int print_object(cli_ctx *ctx, const char *format, int mode, json_t *o)
+{
+    if (mode != CLI_FORMAT_TEMPLATE) {
+        cli_print_json(o);
+        return 0;
+    }
+    _cleanup_json_ json_t *rows = json_pack("[O]", o);
+    return cli_print_template(ctx, format, rows, NULL, false);
+}
+
 int cmd_health(cli_ctx *ctx, int argc, char **argv)
 {
     const char *format = NULL;
@@ -57,14 +68,9 @@ int cmd_health(cli_ctx *ctx, int argc, char **argv)
         _cleanup_json_ json_t *o = json_pack(
             "{s:s, s:s, s:I, s:o}", "Status", h->status, "Version", h->version, "UptimeSeconds",
             (json_int_t)h->uptime_seconds, "StartedAt", json_time(h->started_at));
-        if (json == CLI_FORMAT_TEMPLATE) {
-            _cleanup_json_ json_t *rows = json_pack("[O]", o);
-            int rc = cli_print_template(ctx, format, rows, NULL, false);
-            if (rc)
-                return rc;
-        } else {
-            cli_print_json(o);
-        }
+        int rc = print_object(ctx, format, json, o);
+        if (rc)
+            return rc;
     } else {
         char up[64];
         cli_human_duration(h->uptime_seconds, up, sizeof(up));
@@ -73,29 +79,48 @@ int cmd_health(cli_ctx *ctx, int argc, char **argv)
     return strcmp(h->status, "healthy") ? 1 : 0;
 }
 
-static void print_client_version(cli_ctx *ctx)
+/* OCI platform names, as docker version shows them. */
+static const char *client_arch(void)
 {
-    struct utsname u;
-    uname(&u);
-    /* OCI platform names, as docker version shows them. */
-    const char *arch = !strcmp(u.machine, "x86_64")    ? "amd64"
-                       : !strcmp(u.machine, "aarch64") ? "arm64"
-                                                       : u.machine;
-    printf("Client:\n Version:     %s\n OS/Arch:     linux/%s\n Host:        %s\n", HYPR_VERSION,
-           arch, ctx->display);
+    static struct utsname u;
+    if (!u.machine[0])
+        uname(&u);
+    return !strcmp(u.machine, "x86_64")    ? "amd64"
+           : !strcmp(u.machine, "aarch64") ? "arm64"
+                                           : u.machine;
 }
 
 int cmd_version(cli_ctx *ctx, int argc, char **argv)
 {
+    const char *format = NULL;
+    const cli_option opts[] = {
+        CLI_STRING('f', "format", "string", &format,
+                   "Format output: json, or a Go template of Client{Version, Os, Arch, Host} and "
+                   "Server{Version, Status, UptimeSeconds}"),
+        CLI_OPTIONS_END,
+    };
     cli_command cmd;
     int ec;
-    if (!parse_no_args(ctx, &cmd, "Show the hypr version information", NULL, argc, argv, &ec))
+    if (!parse_no_args(ctx, &cmd, "Show the hypr version information", opts, argc, argv, &ec))
         return ec;
-    print_client_version(ctx);
-    fflush(stdout);
+    int json = cli_format_or_error(&cmd, format, &ec);
+    if (json < 0)
+        return ec;
+    if (!json) {
+        printf("Client:\n Version:     %s\n OS/Arch:     linux/%s\n Host:        %s\n",
+               HYPR_VERSION, client_arch(), ctx->display);
+        fflush(stdout);
+    }
     _cleanup_pb_ Hypr__V1__HealthResponse *h = NULL;
     if (cli_call(ctx, "Health", NULL, &h) < 0)
         return 1;
+    if (json) {
+        _cleanup_json_ json_t *o = json_pack(
+            "{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s, s:I}}", "Client", "Version", HYPR_VERSION, "Os",
+            "linux", "Arch", client_arch(), "Host", ctx->display, "Server", "Version", h->version,
+            "Status", h->status, "UptimeSeconds", (json_int_t)h->uptime_seconds);
+        return print_object(ctx, format, json, o);
+    }
     char up[64];
     cli_human_duration(h->uptime_seconds, up, sizeof(up));
     printf("\nServer:\n Version:     %s\n Status:      %s\n Uptime:      %s\n", h->version,
@@ -105,14 +130,40 @@ int cmd_version(cli_ctx *ctx, int argc, char **argv)
 
 int cmd_info(cli_ctx *ctx, int argc, char **argv)
 {
+    const char *format = NULL;
+    const cli_option opts[] = {
+        CLI_STRING('f', "format", "string", &format,
+                   "Format output: json, or a Go template (Docker's keys: Containers, "
+                   "ContainersRunning, ContainersStopped, Images, ServerVersion, NCPU, MemTotal, "
+                   "...)"),
+        CLI_OPTIONS_END,
+    };
     cli_command cmd;
     int ec;
-    if (!parse_no_args(ctx, &cmd, "Display system-wide information", NULL, argc, argv, &ec))
+    if (!parse_no_args(ctx, &cmd, "Display system-wide information", opts, argc, argv, &ec))
+        return ec;
+    int json = cli_format_or_error(&cmd, format, &ec);
+    if (json < 0)
         return ec;
     _cleanup_pb_ Hypr__V1__HealthResponse *h = NULL;
     _cleanup_pb_ Hypr__V1__GetSystemStatsResponse *s = NULL;
     if (cli_call(ctx, "Health", NULL, &h) < 0 || cli_call(ctx, "GetSystemStats", NULL, &s) < 0)
         return 1;
+    if (json) {
+        /* Docker's keys where there is one (a VM is a container), hypr's for the rest. */
+        _cleanup_json_ json_t *o = json_pack(
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:s}",
+            "Containers", (json_int_t)s->vms_total, "ContainersRunning", (json_int_t)s->vms_running,
+            "ContainersStopped", (json_int_t)(s->vms_total - s->vms_running), "Images",
+            (json_int_t)s->images, "Networks", (json_int_t)s->networks, "Volumes",
+            (json_int_t)s->volumes, "Stacks", (json_int_t)s->stacks, "ServerVersion", h->version,
+            "NCPU", (json_int_t)s->host_cpus, "MemTotal", (json_int_t)s->host_memory_total_bytes,
+            "MemAvailable", (json_int_t)s->host_memory_available_bytes, "HyprRootDir", s->data_dir,
+            "DiskTotal", (json_int_t)s->disk_total_bytes, "DiskFree",
+            (json_int_t)s->disk_free_bytes, "DiskUsedByHypr",
+            (json_int_t)s->disk_used_by_hypr_bytes, "OSType", "linux");
+        return print_object(ctx, format, json, o);
+    }
     host_sizes hs;
     format_host_sizes(s, &hs);
     printf("Client:\n Version:    %s\n Host:       %s\n\n", HYPR_VERSION, ctx->display);
@@ -376,13 +427,7 @@ static int df_verbose(cli_ctx *ctx, const Hypr__V1__DiskUsageResponse *r,
         if (v + 1 < ARRAY_SIZE(df_views))
             printf("\n");
     }
-    if (json == CLI_FORMAT_TEMPLATE) {
-        _cleanup_json_ json_t *one = json_pack("[O]", out);
-        return cli_print_template(ctx, format, one, NULL, false);
-    }
-    if (json)
-        cli_print_json(out);
-    return 0;
+    return json ? print_object(ctx, format, json, out) : 0;
 }
 
 static int system_df(cli_ctx *ctx, int argc, char **argv)

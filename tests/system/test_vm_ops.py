@@ -291,3 +291,16 @@ def test_rmi_force_of_an_image_a_running_vm_uses_is_refused(vmd, busybox_rootfs)
     assert "bb-busy" in vmd.ok("images").out  # nothing was removed
     vmd.ok("rm", "-f", vm)
     vmd.ok("rmi", "bb-busy:1")
+
+
+def test_version_and_info_take_format_like_docker(vmd):
+    server = vmd.daemon.call("Health").version
+    assert vmd.ok("version", "--format", "{{.Server.Version}}").out == server + "\n"
+    assert vmd.ok("version", "-f", "{{.Client.Os}}/{{.Client.Arch}}").out.startswith("linux/")
+    info = json.loads(vmd.ok("info", "--format", "json").out)
+    assert info["ServerVersion"] == server and info["NCPU"] >= 1 and info["MemTotal"] > 0
+    assert info["Containers"] == info["ContainersRunning"] + info["ContainersStopped"]
+    out = vmd.ok("info", "-f", "{{.ServerVersion}} {{.OSType}}").out
+    assert out == "%s linux\n" % server, out
+    p = vmd.hypr("info", "--format", "{{.Nope}}")
+    assert p.returncode != 0 and "Nope" in p.err and p.out == "", (p.out, p.err)
