@@ -34,13 +34,34 @@ struct exec_session {
 
 /* ---- spawning ---- */
 
+/* In the child: where it tells the parent why it could not exec (-1: nowhere). The
+ * descriptor is close-on-exec, so a successful exec ends it with nothing written. */
+static int child_report_fd = -1;
+
 static void child_fail(const char *what, const char *arg, int err, int code)
 {
     const char *msg = strerror(err);
     const char *parts[] = {"kestrel: ", what, " ", arg, ": ", msg, "\n"};
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
         write_all(STDERR_FILENO, parts[i], strlen(parts[i]));
+    for (size_t i = 1; child_report_fd >= 0 && i < sizeof(parts) / sizeof(parts[0]) - 1; i++)
+        write_all(child_report_fd, parts[i], strlen(parts[i]));
     _exit(code);
+}
+
+/* The parent's side of the report: "" after an exec, the reason otherwise. */
+static void read_report(int fd, char *why, size_t size)
+{
+    size_t n = 0;
+    while (n + 1 < size) {
+        ssize_t r = read(fd, why + n, size - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    why[n] = '\0';
 }
 
 static void move_fd(int fd, int target)
@@ -53,9 +74,27 @@ static void move_fd(int fd, int target)
 
 pid_t kestrel_spawn(const spawn_opts *o)
 {
+    int report[2] = {-1, -1};
+    if (o->why && o->why_size) {
+        o->why[0] = '\0';
+        if (pipe2(report, O_CLOEXEC) < 0)
+            report[0] = report[1] = -1;
+    }
     pid_t pid = fork();
-    if (pid != 0)
-        return pid < 0 ? -errno : pid;
+    if (pid != 0) {
+        int e = errno;
+        if (report[1] >= 0)
+            close(report[1]);
+        if (report[0] >= 0) {
+            if (pid > 0)
+                read_report(report[0], o->why, o->why_size);
+            close(report[0]);
+        }
+        return pid < 0 ? -e : pid;
+    }
+    if (report[0] >= 0)
+        close(report[0]);
+    child_report_fd = report[1];
 
     /* child: kestrel is single-threaded, so anything goes until exec */
     sigset_t none;

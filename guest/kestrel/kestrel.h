@@ -153,6 +153,10 @@ typedef struct spawn_opts {
     const kestrel_ids *ids;
     int stdin_fd, stdout_fd, stderr_fd; /* -1: /dev/null */
     const char *tty_slave;              /* when set: setsid + controlling tty on all three */
+    /* When set: why the child could not exec ("exec nosuchcmd: No such file or
+     * directory"), "" when it did; kestrel_spawn returns once the exec happened. */
+    char *why;
+    size_t why_size;
 } spawn_opts;
 /* fork + exec with shell-style 126/127 on failure. Returns the pid or -errno. */
 pid_t kestrel_spawn(const spawn_opts *o);

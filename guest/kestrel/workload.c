@@ -24,7 +24,11 @@ int workload_prepare(kestrel *k)
     const char *user = m->user ? m->user : "";
     r = user_resolve(user, "/etc/passwd", "/etc/group", &w->ids);
     if (r < 0) {
-        klog("unable to find user %s: %s", user, strerror(-r));
+        char why[320];
+        snprintf(why, sizeof(why), "unable to find user %s: %s", user,
+                 r == -ENOENT ? "no matching entries in passwd file" : strerror(-r));
+        klog("%s", why);
+        send_error(k, 0, -ENOENT, why); /* hyprd's reason for the failed run */
         return -ENOENT;
     }
     w->ids_ok = true;
@@ -133,6 +137,7 @@ void workload_start(kestrel *k)
     close_pipe(w, 2);
     if (make_pipe(&w->out_fd, &cout) < 0 || make_pipe(&w->err_fd, &cerr) < 0)
         klog("workload output pipes: %s", strerror(errno));
+    char why[512];
     spawn_opts o = {
         .argv = w->argv,
         .env = w->env,
@@ -141,9 +146,14 @@ void workload_start(kestrel *k)
         .stdin_fd = -1,
         .stdout_fd = cout,
         .stderr_fd = cerr,
+        .why = why,
+        .why_size = sizeof(why),
     };
     w->started_ms = mono_ms();
     pid_t pid = kestrel_spawn(&o);
+    /* Before the phase: hyprd learns why the workload never ran (exec nosuchcmd: ...). */
+    if (pid > 0 && why[0])
+        send_error(k, 0, -ENOEXEC, why);
     if (cout >= 0)
         close(cout);
     if (cerr >= 0)
@@ -152,7 +162,7 @@ void workload_start(kestrel *k)
     for (size_t i = 0; i < k->nphases; i++)
         if (k->phases[i].phase == CTL_PHASE_WORKLOAD_START)
             first = false;
-    if (first)
+    if (first && !(pid > 0 && why[0])) /* a workload that never ran did not start */
         phase_mark(k, CTL_PHASE_WORKLOAD_START);
     if (pid < 0) {
         klog("spawn %s: %s", w->argv[0], strerror((int)-pid));

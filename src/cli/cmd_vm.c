@@ -487,7 +487,12 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         case HYPR__V1__RUN_VMEVENT__PHASE__FAILED:
             if (prog)
                 progress_done(prog);
-            return cli_fail(ctx, 125, "%s",
+            /* Docker's codes: 126 cannot be run (user, permission), 127 not found */
+            return cli_fail(ctx,
+                            ev->vm && (ev->vm->exit_code == 126 || ev->vm->exit_code == 127)
+                                ? ev->vm->exit_code
+                                : 125,
+                            "%s",
                             !str_empty(ev->message)               ? ev->message
                             : ev->vm && !str_empty(ev->vm->error) ? ev->vm->error
                                                                   : "the VM failed to start");

@@ -90,8 +90,13 @@ static void dispatch(vm_runtime *vm, const ctl_frame *f)
     case CTL_ERROR: {
         uint32_t errnum;
         char *msg = NULL;
-        if (ctl_parse_error(f->payload, f->len, &errnum, &msg) == 0)
+        if (ctl_parse_error(f->payload, f->len, &errnum, &msg) == 0) {
             log_warn("VM %s: guest agent: %s", vm->name, msg);
+            /* Before the workload started: why it could not (unable to find user ...,
+             * exec nosuchcmd: ...), the reason run/start/inspect report. */
+            if (!vm->workload_started && vm->failure.status == HYPR_OK)
+                hypr_err(&vm->failure, HYPR_FAILED_PRECONDITION, (int)errnum, "%s", msg);
+        }
         free(msg);
         break;
     }

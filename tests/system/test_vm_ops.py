@@ -304,3 +304,20 @@ def test_version_and_info_take_format_like_docker(vmd):
     assert out == "%s linux\n" % server, out
     p = vmd.hypr("info", "--format", "{{.Nope}}")
     assert p.returncode != 0 and "Nope" in p.err and p.out == "", (p.out, p.err)
+
+
+def test_a_workload_that_cannot_start_fails_the_run_with_its_reason(vmd):
+    p = vmd.hypr("run", "-d", "--name", "f-cmd", IMAGE, "nosuchcmd")
+    assert p.returncode == 127, (p.returncode, p.out, p.err)
+    assert p.out == ""  # no ID: the run failed, as docker run -d does
+    assert "exec nosuchcmd: No such file or directory" in p.err, p.err
+    st = vmd.inspect("f-cmd")["State"]
+    assert st["Status"] in ("exited", "stopped") and st["ExitCode"] == 127, st
+    assert "exec nosuchcmd" in st["Error"], st
+    p = vmd.hypr("start", "f-cmd")
+    assert p.returncode == 1 and "exec nosuchcmd" in p.err, (p.out, p.err)
+    p = vmd.hypr("run", "-d", "--name", "f-user", "-u", "nosuchuser", IMAGE, "true")
+    assert p.returncode == 126, (p.returncode, p.out, p.err)
+    assert "unable to find user nosuchuser: no matching entries in passwd file" in p.err, p.err
+    assert "unable to find user" in vmd.inspect("f-user")["State"]["Error"]
+    vmd.ok("rm", "f-cmd", "f-user")
