@@ -271,6 +271,13 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_p1b():
+    """P1b (run --rm of a Debian image against busybox) lives in bench/run_rm.py."""
+    p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "run_rm.py")])
+    if p.returncode != 0:
+        die("bench/run_rm.py failed (%d)" % p.returncode)
+
+
 def run_p3():
     """P3 (image pull + convert) lives in bench/pull.py; `make bench` runs both."""
     p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "pull.py")])
@@ -302,6 +309,7 @@ def run_p13():
 if __name__ == "__main__":
     main()
     run_p1()
+    run_p1b()
     run_p3()
     run_p7()
     run_p13()

@@ -358,6 +358,21 @@ static int cidfile_write(cli_ctx *ctx, const char *path, const char *id)
     return 0;
 }
 
+/* run and create: flags into rc. 0 = go on; -1 = help was shown; otherwise the exit
+ * code of a usage error. */
+static int parse_run_config(const cli_command *cmd, int argc, char **argv, run_opts *o,
+                            cli_parsed *p, run_config *rc)
+{
+    int ec;
+    if (!cli_parse_or_exit(cmd, argc, argv, p, &ec))
+        return ec ? ec : -1;
+    if (o->interactive || o->tty)
+        return cli_usage_error(cmd, "interactive VMs (-i/-t) are not supported yet: start the VM "
+                                    "detached (run -d), then 'hypr exec -it VM sh'");
+    int r = build_config(cmd, o, p, rc);
+    return r ? r : cidfile_check(cmd, o->cidfile);
+}
+
 // clang-format off
 /* The VM flags of run and create (o: a run_opts *); ...: the -d option and a comma
  * (run), or nothing (create). Sorted by long name, as Docker's help is. */
@@ -430,16 +445,10 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
                  "boot VGA device.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
-    int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    if (o.interactive || o.tty)
-        return cli_usage_error(&cmd, "interactive run (-i/-t) is not supported yet: start the VM "
-                                     "with 'hypr run -d ...', then 'hypr exec -it VM sh'");
     _cleanup_(run_config_free) run_config rc = {0};
-    int r = build_config(&cmd, &o, &p, &rc);
-    if (r || (r = cidfile_check(&cmd, o.cidfile)))
-        return r;
+    int r = parse_run_config(&cmd, argc, argv, &o, &p, &rc);
+    if (r)
+        return r == -1 ? 0 : r;
     if (!cli_connect(ctx))
         return 1;
 
@@ -539,16 +548,10 @@ int cmd_create(cli_ctx *ctx, int argc, char **argv)
                  "pulled first.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
-    int ec;
-    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
-        return ec;
-    if (o.interactive || o.tty)
-        return cli_usage_error(&cmd, "interactive VMs (-i/-t) are not supported yet: create it "
-                                     "without them, then 'hypr exec -it VM sh' once it runs");
     _cleanup_(run_config_free) run_config rc = {0};
-    int r = build_config(&cmd, &o, &p, &rc);
-    if (r || (r = cidfile_check(&cmd, o.cidfile)))
-        return r;
+    int r = parse_run_config(&cmd, argc, argv, &o, &p, &rc);
+    if (r)
+        return r == -1 ? 0 : r;
     Hypr__V1__CreateVMRequest req = HYPR__V1__CREATE_VMREQUEST__INIT;
     req.config = &rc.cfg;
     req.pull = (char *)(o.pull ? o.pull : "");

@@ -47,6 +47,50 @@ int cmd_kill(cli_ctx *ctx, int argc, char **argv)
     return cli_for_each_arg(ctx, &p, kill_one, (void *)sig);
 }
 
+/* ---- pause / unpause ---------------------------------------------------------- */
+
+static int pause_one(cli_ctx *ctx, const char *id, void *userdata)
+{
+    const char *rpc = userdata;
+    Hypr__V1__PauseVMRequest req = HYPR__V1__PAUSE_VMREQUEST__INIT; /* = UnpauseVMRequest */
+    req.id = (char *)id;
+    _cleanup_pb_ Hypr__V1__PauseVMResponse *resp = NULL;
+    if (cli_call(ctx, rpc, &req, &resp) < 0)
+        return -1;
+    printf("%s\n", id);
+    fflush(stdout);
+    return 0;
+}
+
+static int pause_cmd(cli_ctx *ctx, int argc, char **argv, bool pause)
+{
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "VM [VM...]",
+        .description = pause ? "Pause all processes within one or more VMs"
+                             : "Unpause all processes within one or more VMs",
+        .min_args = 1,
+        .max_args = -1,
+        .notes = "A paused VM keeps its memory and devices; its vCPUs do not run. stop and kill "
+                 "end it at once; exec waits for unpause.",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    return cli_for_each_arg(ctx, &p, pause_one, (void *)(pause ? "PauseVM" : "UnpauseVM"));
+}
+
+int cmd_pause(cli_ctx *ctx, int argc, char **argv)
+{
+    return pause_cmd(ctx, argc, argv, true);
+}
+
+int cmd_unpause(cli_ctx *ctx, int argc, char **argv)
+{
+    return pause_cmd(ctx, argc, argv, false);
+}
+
 /* ---- wait ------------------------------------------------------------------- */
 
 static int wait_one(cli_ctx *ctx, const char *id, void *userdata)
@@ -149,6 +193,7 @@ int cmd_container(cli_ctx *ctx, int argc, char **argv)
         {"inspect", NULL, "Display detailed information on one or more VMs", cmd_inspect},
         {"kill", NULL, "Kill one or more running VMs", cmd_kill},
         {"logs", NULL, "Fetch the logs of a VM", cmd_logs},
+        {"pause", NULL, "Pause all processes within one or more VMs", cmd_pause},
         {"ls", "list,ps", "List VMs", cmd_ps},
         {"port", NULL, "List port mappings or a specific mapping for the VM", cmd_port},
         {"rename", NULL, "Rename a VM", cmd_rename},
@@ -157,6 +202,7 @@ int cmd_container(cli_ctx *ctx, int argc, char **argv)
         {"run", NULL, "Create and run a new VM from an image", cmd_run},
         {"start", NULL, "Start one or more stopped VMs", cmd_start},
         {"stop", NULL, "Stop one or more running VMs", cmd_stop},
+        {"unpause", NULL, "Unpause all processes within one or more VMs", cmd_unpause},
         {"wait", NULL, "Block until one or more VMs stop, then print their exit codes", cmd_wait},
     };
     return cli_dispatch_group(ctx, "Manage VMs (Docker's container commands)", subs,

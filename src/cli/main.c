@@ -42,6 +42,7 @@ static const top_command commands[] = {
     {{"inspect", NULL, "Return low-level information on VMs", cmd_inspect}, SEC_OTHER},
     {{"kill", NULL, "Kill one or more running VMs", cmd_kill}, SEC_OTHER},
     {{"logs", NULL, "Fetch the logs of a VM", cmd_logs}, SEC_OTHER},
+    {{"pause", NULL, "Pause all processes within one or more VMs", cmd_pause}, SEC_OTHER},
     {{"port", NULL, "List port mappings or a specific mapping for the VM", cmd_port}, SEC_OTHER},
     {{"rename", NULL, "Rename a VM", cmd_rename}, SEC_OTHER},
     {{"restart", NULL, "Restart one or more VMs", cmd_restart}, SEC_OTHER},
@@ -49,6 +50,7 @@ static const top_command commands[] = {
     {{"rmi", NULL, "Remove one or more images", cmd_rmi}, SEC_OTHER},
     {{"start", NULL, "Start one or more stopped VMs", cmd_start}, SEC_OTHER},
     {{"stop", NULL, "Stop one or more running VMs", cmd_stop}, SEC_OTHER},
+    {{"unpause", NULL, "Unpause all processes within one or more VMs", cmd_unpause}, SEC_OTHER},
     {{"wait", NULL, "Block until one or more VMs stop, then print their exit codes", cmd_wait},
      SEC_OTHER},
 };

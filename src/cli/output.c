@@ -186,6 +186,8 @@ const char *vm_state_name(Hypr__V1__VMStatus s)
         return "failed";
     case HYPR__V1__VMSTATUS__VM_STATUS_RESTARTING:
         return "restarting";
+    case HYPR__V1__VMSTATUS__VM_STATUS_PAUSED:
+        return "paused";
     default:
         return "unknown";
     }
@@ -200,8 +202,10 @@ char *vm_status_text(const Hypr__V1__VM *vm, int64_t now)
     case HYPR__V1__VMSTATUS__VM_STATUS_BOOTING:
         return xstrdup("Booting");
     case HYPR__V1__VMSTATUS__VM_STATUS_RUNNING:
+    case HYPR__V1__VMSTATUS__VM_STATUS_PAUSED:
         cli_human_duration(vm->started_at > 0 ? now - vm->started_at : 0, d, sizeof(d));
-        return xasprintf("Up %s", d);
+        return xasprintf("Up %s%s", d,
+                         vm->status == HYPR__V1__VMSTATUS__VM_STATUS_PAUSED ? " (Paused)" : "");
     case HYPR__V1__VMSTATUS__VM_STATUS_STOPPING:
         return xstrdup("Stopping");
     case HYPR__V1__VMSTATUS__VM_STATUS_STOPPED:
@@ -324,10 +328,12 @@ json_t *vm_inspect_json(const void *item, const cli_view_opts *vo)
                                         c->volumes[i]->source[0] == '/' ? "bind" : "volume",
                                         "Source", c->volumes[i]->source, "Destination",
                                         c->volumes[i]->target, "RW", !c->volumes[i]->read_only));
-    bool running = vm->status == HYPR__V1__VMSTATUS__VM_STATUS_RUNNING;
+    bool paused = vm->status == HYPR__V1__VMSTATUS__VM_STATUS_PAUSED;
+    bool running = vm->status == HYPR__V1__VMSTATUS__VM_STATUS_RUNNING || paused; /* as Docker */
     json_t *state = json_object();
     json_object_set_new(state, "Status", json_string(vm_state_name(vm->status)));
     json_object_set_new(state, "Running", json_boolean(running));
+    json_object_set_new(state, "Paused", json_boolean(paused));
     json_object_set_new(state, "Restarting",
                         json_boolean(vm->status == HYPR__V1__VMSTATUS__VM_STATUS_RESTARTING));
     json_object_set_new(state, "Pid", json_integer(vm->pid));

@@ -26,6 +26,8 @@ static const handler_entry handlers[] = {
     {"StopVM", api_stop_vm, api_vm_call_close},
     {"KillVM", api_kill_vm, NULL},
     {"WaitVM", api_wait_vm, api_vm_call_close},
+    {"PauseVM", api_pause_vm, api_pause_call_close},
+    {"UnpauseVM", api_unpause_vm, api_pause_call_close},
     {"DeleteVM", api_delete_vm, api_vm_call_close},
     {"RenameVM", api_rename_vm, NULL},
     {"RunVM", api_run_vm, api_vm_create_call_close},

@@ -38,7 +38,8 @@ Hypr__V1__VM *api_vm_message(daemon_ctx *d, const store_vm *vm)
     hypr__v1__vm__init(m);
     m->id = (char *)vm->id;
     m->name = vm->name;
-    m->status = vm_status_from_string(vm->status);
+    m->status = d && vm_is_paused(d, vm->id) ? HYPR__V1__VMSTATUS__VM_STATUS_PAUSED
+                                             : vm_status_from_string(vm->status);
     m->ip_address = vm->ip_address ? vm->ip_address : "";
     m->exit_code = vm->exit_code;
     m->error = vm->error ? vm->error : "";

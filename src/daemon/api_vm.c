@@ -281,6 +281,67 @@ void api_kill_vm(rpc_call *call, ProtobufCMessage *msg)
     api_vm_message_free(resp.vm);
 }
 
+/* A PauseVM/UnpauseVM call while the hypervisor answers (call NULL: it went away). */
+typedef struct pause_call {
+    rpc_call *call;
+    daemon_ctx *d;
+    char id[HYPR_ID_LEN + 1];
+} pause_call;
+
+static void pause_done(int r, hypr_error *err, void *ud)
+{
+    pause_call *p = ud;
+    if (p->call) {
+        rpc_call_set_data(p->call, NULL);
+        if (r < 0) {
+            api_fail(p->call, err);
+        } else {
+            /* PauseVMResponse and UnpauseVMResponse are the same message: { VM vm = 1; } */
+            Hypr__V1__PauseVMResponse resp = HYPR__V1__PAUSE_VMRESPONSE__INIT;
+            _cleanup_store_vm_ store_vm rec = {0};
+            resp.vm = vm_message_by_id(p->d, p->id, &rec);
+            rpc_call_reply(p->call, &resp.base);
+            api_vm_message_free(resp.vm);
+        }
+    }
+    free(p);
+}
+
+static void pause_or_unpause(rpc_call *call, const char *ref, bool pause)
+{
+    daemon_ctx *d = api_daemon(call);
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    pause_call *p = xcalloc(1, sizeof(*p));
+    p->call = call;
+    p->d = d;
+    if (resolve_id(d, ref, p->id, &err) < 0 || vm_pause(d, p->id, pause, pause_done, p, &err) < 0) {
+        free(p);
+        api_fail(call, &err);
+        return;
+    }
+    rpc_call_set_data(call, p);
+}
+
+void api_pause_vm(rpc_call *call, ProtobufCMessage *msg)
+{
+    _cleanup_pb_ Hypr__V1__PauseVMRequest *req = (Hypr__V1__PauseVMRequest *)msg;
+    pause_or_unpause(call, req->id, true);
+}
+
+void api_unpause_vm(rpc_call *call, ProtobufCMessage *msg)
+{
+    _cleanup_pb_ Hypr__V1__UnpauseVMRequest *req = (Hypr__V1__UnpauseVMRequest *)msg;
+    pause_or_unpause(call, req->id, false);
+}
+
+void api_pause_call_close(rpc_call *call, bool cancelled)
+{
+    (void)cancelled;
+    pause_call *p = rpc_call_get_data(call);
+    if (p)
+        p->call = NULL; /* pause_done frees it */
+}
+
 void api_wait_vm(rpc_call *call, ProtobufCMessage *msg)
 {
     _cleanup_pb_ Hypr__V1__WaitVMRequest *req = (Hypr__V1__WaitVMRequest *)msg;

@@ -99,6 +99,12 @@ int vm_stop_signal(const store_vm *rec);
  * another signal goes to the workload, which keeps running unless it dies of it.
  * FAILED_PRECONDITION when the VM is not running. */
 int vm_kill(daemon_ctx *d, const char *ref, int sig, hypr_error *err);
+/* hypr pause / unpause of a running VM: done(r, err, ud) is called once the hypervisor
+ * answered. <0 (nothing queued, done not called) when the VM cannot be (un)paused. */
+typedef void (*vm_pause_done)(int r, hypr_error *err, void *ud);
+int vm_pause(daemon_ctx *d, const char *ref, bool pause, vm_pause_done done, void *ud,
+             hypr_error *err);
+bool vm_is_paused(daemon_ctx *d, const char *id);
 /* Whether the VM has a runtime (booting, running, stopping); its status then. */
 const char *vm_running_status(daemon_ctx *d, const char *id);
 /* A running VM's network attachment (NULL when not running or without a network). */

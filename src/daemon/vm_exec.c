@@ -103,6 +103,9 @@ static void exec_start(rpc_call *call, exec_session *s, Hypr__V1__ExecRequest *r
     int r = vm_runtime_lookup(api_daemon(call), req->start->id, false, &vm, &err);
     if (r == 0 && !(vm->workload_started && (vm->ctl_connected || vm_channel_pending(vm))))
         r = vm_runtime_lookup(api_daemon(call), req->start->id, true, &vm, &err);
+    if (r == 0 && vm->paused)
+        r = hypr_err(&err, HYPR_FAILED_PRECONDITION, EBUSY,
+                     "VM %s is paused, unpause the VM before exec", vm->name);
     if (r < 0) {
         s->done = true;
         api_fail(call, &err);

@@ -44,7 +44,9 @@ struct vm_runtime {
     /* Re-adopted from an earlier hyprd: the hypervisor is not our child, so its
      * end is watched through a pidfd (and signals go through it too). */
     bool adopted;
-    int pidfd; /* -1 */
+    bool paused;     /* hypr pause: the hypervisor holds the vCPUs */
+    bool pause_busy; /* a pause/unpause request is with the hypervisor */
+    int pidfd;       /* -1 */
     uv_poll_t pid_poll;
     bool pid_polling;
 

@@ -581,6 +581,13 @@ static int stop_runtime(vm_runtime *vm, const store_vm *rec, int timeout_s, bool
     vm->manual_stop = vm->manual_stop || manual;
     if (!vm->stop_requested)
         vm->stop_signal = sig;
+    if (vm->paused && vm->proc_running) {
+        /* Its vCPUs are held: nothing in it would hear a SHUTDOWN (Docker kills too). */
+        vm->stop_requested = true;
+        vm_set_phase(vm, VM_PHASE_STOPPING);
+        vm_proc_kill(vm, SIGKILL);
+        return 1;
+    }
     if (vm->stop_requested) {
         /* A stop is under way; a forced one (timeout 0) does not wait for it. */
         if (timeout_s == 0)
@@ -637,7 +644,12 @@ int vm_kill(daemon_ctx *d, const char *ref, int sig, hypr_error *err)
         return hypr_err(err, HYPR_FAILED_PRECONDITION, ESRCH,
                         "cannot kill VM %s: VM %.12s is not running", rec.name, rec.id);
     /* Docker's rule: SIGKILL and the stop signal end the VM (no restart); others do not. */
-    if (sig == SIGKILL || sig == vm_stop_signal(&rec)) {
+    bool fatal = sig == SIGKILL || sig == vm_stop_signal(&rec);
+    if (vm->paused && !fatal)
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, EBUSY,
+                        "cannot kill VM %s with %s: it is paused; unpause it first", rec.name,
+                        signal_name(sig) ? signal_name(sig) : "that signal");
+    if (fatal) {
         log_info("VM %s: kill with %s", vm->name, signal_name(sig) ? signal_name(sig) : "a signal");
         stop_runtime(vm, &rec, sig == SIGKILL ? 2 : -1, true, sig);
         return 0;

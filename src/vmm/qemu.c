@@ -173,6 +173,13 @@ static int qemu_stop(const vmm_adapter *a, const vmm_config *cfg, bool graceful,
     return qmp_execute(qmp, graceful ? "system_powerdown" : "quit", timeout_ms, NULL, err);
 }
 
+static int qemu_pause(const vmm_adapter *a, const vmm_config *cfg, bool pause, int timeout_ms,
+                      hypr_error *err)
+{
+    _cleanup_free_ char *qmp = vmm_vm_path(cfg, ".qmp");
+    return qmp_execute(qmp, pause ? "stop" : "cont", timeout_ms, NULL, err);
+}
+
 static int qemu_delete(const vmm_adapter *a, const vmm_config *cfg, hypr_error *err)
 {
     return vmm_remove_vm_files(cfg, qemu_files, ARRAY_SIZE(qemu_files), err);
@@ -186,6 +193,7 @@ const vmm_adapter_ops vmm_qemu_ops = {
     .create = qemu_create,
     .start = qemu_start,
     .stop = qemu_stop,
+    .pause = qemu_pause,
     .kill = vmm_op_kill,
     .delete = qemu_delete,
     .console_path = vmm_console_path,

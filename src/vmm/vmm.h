@@ -127,6 +127,10 @@ typedef struct vmm_adapter_ops {
      * none: -EOPNOTSUPP, use kill). Returns once the request is accepted. */
     int (*stop)(const vmm_adapter *a, const vmm_config *cfg, bool graceful, int timeout_ms,
                 hypr_error *err);
+    /* pause: the vCPUs stop (qemu: QMP stop); !pause: they run again (cont). NULL when
+     * the hypervisor cannot (yet). Blocking: call it off the loop. */
+    int (*pause)(const vmm_adapter *a, const vmm_config *cfg, bool pause, int timeout_ms,
+                 hypr_error *err);
     /* SIGKILL to the hypervisor process (pid from uv_spawn). */
     int (*kill)(const vmm_adapter *a, const vmm_config *cfg, pid_t pid, hypr_error *err);
     /* Removes the VM's sockets and per-VM initrd from the run dir; idempotent. */

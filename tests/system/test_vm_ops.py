@@ -3,6 +3,7 @@
 the real CLI against real microVMs (busybox image, TCG)."""
 
 import json
+import time
 
 import pytest
 
@@ -321,3 +322,35 @@ def test_a_workload_that_cannot_start_fails_the_run_with_its_reason(vmd):
     assert "unable to find user nosuchuser: no matching entries in passwd file" in p.err, p.err
     assert "unable to find user" in vmd.inspect("f-user")["State"]["Error"]
     vmd.ok("rm", "f-cmd", "f-user")
+
+
+def test_pause_holds_the_vm_and_unpause_resumes_it(vmd):
+    vm = vmd.run_detached("--name", "z-tick", IMAGE, "sh", "-c",
+                          "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done")
+    vmd.wait_status(vm, "running")
+    wait_log(vmd, vm, "tick 3")
+    assert vmd.ok("pause", "z-tick").out == "z-tick\n"
+    st = vmd.inspect(vm)["State"]
+    assert st["Status"] == "paused" and st["Paused"] and st["Running"], st
+    assert "(Paused)" in vmd.ok("ps").out
+    held = vmd.logs(vm).count("tick")
+    time.sleep(1.5)  # a running workload would print ~7 lines meanwhile
+    assert vmd.logs(vm).count("tick") <= held + 1, "ticks went on while paused"
+    p = vmd.hypr("pause", "z-tick")
+    assert p.returncode == 1 and "already paused" in p.err, p.err
+    p = vmd.hypr("exec", "z-tick", "true")
+    assert p.returncode != 0 and "is paused, unpause the VM before exec" in p.err, p.err
+    assert vmd.ok("unpause", "z-tick").out == "z-tick\n"
+    assert vmd.status(vm) == "running"
+    wait_for(lambda: vmd.logs(vm).count("tick") >= held + 3, 30, "ticks after unpause",
+             interval=0.2)
+    p = vmd.hypr("unpause", "z-tick")
+    assert p.returncode == 1 and "is not paused" in p.err, p.err
+    # stop of a paused VM ends it at once
+    vmd.ok("pause", "z-tick")
+    vmd.ok("stop", "z-tick", timeout=30)
+    st = vmd.wait_status(vm, ("exited", "stopped"))
+    assert st["ExitCode"] == 137, st
+    p = vmd.hypr("pause", "z-tick")
+    assert p.returncode == 1 and "is not running" in p.err, p.err
+    vmd.ok("rm", vm)
