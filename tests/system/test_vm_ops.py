@@ -1,6 +1,8 @@
-"""Docker habits on running VMs (issue 9): `hypr kill [-s SIG]`, `hypr wait`,
-`hypr port`, `run --stop-signal`, `stop -s`, and the image's StopSignal, driven with
-the real CLI against real microVMs (busybox image, TCG)."""
+"""Docker habits on VMs (issue 9): kill, wait, port, pause/unpause, create, the
+container group, run's --stop-signal/-P/-p PORT/--pull/--cidfile/--network none/--dns/
+--add-host/--label-file, stop -s, logs --since/--until, version/info --format, the
+reasons a workload cannot start, rmi of a running VM's image. Driven with the real CLI
+against real microVMs (busybox image, TCG)."""
 
 import json
 import time
@@ -350,7 +352,7 @@ def test_pause_holds_the_vm_and_unpause_resumes_it(vmd):
     vmd.ok("pause", "z-tick")
     vmd.ok("stop", "z-tick", timeout=30)
     st = vmd.wait_status(vm, ("exited", "stopped"))
-    assert st["ExitCode"] == 137, st
+    assert st["State"]["ExitCode"] == 137, st["State"]
     p = vmd.hypr("pause", "z-tick")
     assert p.returncode == 1 and "is not running" in p.err, p.err
     vmd.ok("rm", vm)
