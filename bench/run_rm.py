@@ -69,7 +69,7 @@ def du_mb(path):
 
 
 def run_rm(d, image, n):
-    name = "rm-%s-%d" % (image, n)
+    name = "rm-%s-%d" % (image.split(":")[0], n)
     t0 = time.monotonic()
     p = d.hypr("run", "--rm", "--name", name, image, "true", check=False)
     elapsed = time.monotonic() - t0
@@ -129,8 +129,11 @@ def main():
 
         t = {"busybox": [], "debian": [], "bare": []}
         names = {"busybox": [], "debian": []}
+        pairs = [("busybox", "busybox"), ("debian", "debian:bench")]
         for n in range(1, RUNS + 1):
-            for key, image in (("busybox", "busybox"), ("debian", "debian:bench")):
+            # The order alternates: whatever the previous VM's teardown costs falls on
+            # each image as often.
+            for key, image in (pairs if n % 2 else pairs[::-1]):
                 name, s = run_rm(d, image, n)
                 t[key].append(s)
                 names[key].append(name)
@@ -172,7 +175,8 @@ def main():
             "bookworm minbase + nginx-light, redis-server, procps %d MB unpacked (squashfs "
             "%s). Each run is `hypr run --rm IMG true` from the CLI's spawn to its exit; the "
             "peer is bench/vm_boot.py's bare qemu boot (same argv, an initrd whose /init "
-            "prints a line). Runs interleaved after one warm-up of each."
+            "prints a line). Runs interleaved (the two images in alternating order) after one "
+            "warm-up of each."
             % (datetime.date.today().isoformat(), vm_boot.machine_note(), accel,
                sizes["busybox"], squash.get("busybox", "?"), sizes["debian"],
                squash.get("debian", "?")))
