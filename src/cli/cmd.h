@@ -273,6 +273,7 @@ int cmd_port(cli_ctx *ctx, int argc, char **argv);
 int cmd_container(cli_ctx *ctx, int argc, char **argv);
 int cmd_pause(cli_ctx *ctx, int argc, char **argv);
 int cmd_unpause(cli_ctx *ctx, int argc, char **argv);
+int cmd_update(cli_ctx *ctx, int argc, char **argv);
 extern const cli_resource cli_vm_resource;
 int cmd_exec(cli_ctx *ctx, int argc, char **argv);
 /* Writes a LogEntry to stdout/stderr by its stream ("console" entries only when

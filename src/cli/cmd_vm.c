@@ -14,7 +14,7 @@
 typedef struct run_opts {
     const char *name, *cpus, *memory, *entrypoint, *workdir, *user, *restart, *hostname, *gpu;
     const char *stop_signal, *pull, *cidfile;
-    cli_list env, env_file, publish, volume, network, label, label_file, dns, add_host;
+    cli_list env, env_file, publish, volume, network, label, label_file, dns, add_host, expose;
     bool rm, detach, interactive, tty, gpu_force, init, publish_all;
     int64_t stop_timeout;
 } run_opts;
@@ -30,6 +30,7 @@ static void run_opts_free(run_opts *o)
     cli_list_free(&o->label_file);
     cli_list_free(&o->dns);
     cli_list_free(&o->add_host);
+    cli_list_free(&o->expose);
 }
 
 /* Owns everything a VMConfig built from flags points at. */
@@ -220,6 +221,8 @@ static int build_config(const cli_command *cmd, run_opts *o, cli_parsed *p, run_
     c->n_dns = o->dns.n;
     c->extra_hosts = (char **)o->add_host.items;
     c->n_extra_hosts = o->add_host.n;
+    c->expose = (char **)o->expose.items;
+    c->n_expose = o->expose.n;
     c->publish_all = o->publish_all;
     if (o->stop_timeout >= 0)
         c->stop_timeout = (uint32_t)o->stop_timeout;
@@ -387,6 +390,8 @@ static int parse_run_config(const cli_command *cmd, int argc, char **argv, run_o
     CLI_LIST(0, "env-file", "list", &(o)->env_file, "Read in a file of environment variables"),    \
     CLI_STRING(0, "entrypoint", "string", &(o)->entrypoint,                                        \
                "Overwrite the default ENTRYPOINT of the image"),                                   \
+    CLI_LIST(0, "expose", "list", &(o)->expose,                                                    \
+             "Expose a port (PORT[/udp]) beside the image's: -P publishes it"),                    \
     CLI_STRING(0, "gpu", "string", &(o)->gpu,                                                      \
                "Pass a GPU and its IOMMU group through: PCI address or all"),                      \
     CLI_BOOL(0, "gpu-force", &(o)->gpu_force,                                                      \
@@ -804,10 +809,12 @@ int cli_write_log_entry(const Hypr__V1__LogEntry *e, bool timestamps, bool conso
 
 int cmd_logs(cli_ctx *ctx, int argc, char **argv)
 {
-    bool follow = false, timestamps = false, console = false;
+    bool follow = false, timestamps = false, console = false, details = false;
     const char *tail = "all", *since = NULL, *until = NULL;
     const cli_option opts[] = {
         CLI_BOOL(0, "console", &console, "Include the VM's console (kernel and agent messages)"),
+        CLI_BOOL(0, "details", &details,
+                 "Show extra details provided to logs (hypr keeps none: the same lines)"),
         CLI_BOOL('f', "follow", &follow, "Follow log output"),
         CLI_STRING(0, "since", "string", &since,
                    "Show logs since timestamp (e.g. \"2013-01-02T13:23:37Z\") or relative "

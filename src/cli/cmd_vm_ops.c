@@ -182,6 +182,65 @@ int cmd_port(cli_ctx *ctx, int argc, char **argv)
     return 0;
 }
 
+/* ---- update ------------------------------------------------------------------- */
+
+static int update_one(cli_ctx *ctx, const char *id, void *userdata)
+{
+    Hypr__V1__UpdateVMRequest *req = userdata;
+    req->id = (char *)id;
+    _cleanup_pb_ Hypr__V1__UpdateVMResponse *resp = NULL;
+    if (cli_call(ctx, "UpdateVM", req, &resp) < 0)
+        return -1;
+    printf("%s\n", id);
+    fflush(stdout);
+    return 0;
+}
+
+int cmd_update(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *restart = NULL, *cpus = NULL, *memory = NULL;
+    const cli_option opts[] = {
+        CLI_STRING('c', "cpus", "uint", &cpus, "Number of vCPUs"),
+        CLI_STRING('m', "memory", "bytes", &memory, "Memory limit: 512m, 2g, 512 (MiB)"),
+        CLI_STRING(0, "restart", "string", &restart,
+                   "Restart policy: no, always, unless-stopped, on-failure[:N]"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] VM [VM...]",
+        .description = "Update configuration of one or more VMs",
+        .options = opts,
+        .min_args = 1,
+        .max_args = -1,
+        .notes = "The VM must not be running: its restart policy is kept by its agent, and "
+                 "CPUs and memory\ncannot change under a running VM. The change applies at "
+                 "the next start.",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    if (!restart && !cpus && !memory)
+        return cli_usage_error(&cmd, "you must provide one or more flags when using this command");
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    Hypr__V1__UpdateVMRequest req = HYPR__V1__UPDATE_VMREQUEST__INIT;
+    Hypr__V1__RestartPolicy rp = HYPR__V1__RESTART_POLICY__INIT;
+    cli_restart parsed = {0};
+    if (restart) {
+        if (cli_parse_restart(restart, &parsed, &err) < 0)
+            return cli_invalid_value(&cmd, "restart", restart, err.message);
+        rp.name = parsed.name;
+        rp.max_retries = parsed.max_retries;
+        req.restart = &rp;
+    }
+    if (cpus && cli_parse_cpus(cpus, &req.cpus, &err) < 0)
+        return cli_invalid_value(&cmd, "cpus", cpus, err.message);
+    if (memory && cli_parse_memory(memory, &req.memory_mb, &err) < 0)
+        return cli_invalid_value(&cmd, "memory", memory, err.message);
+    return cli_for_each_arg(ctx, &p, update_one, &req);
+}
+
 /* ---- container ---------------------------------------------------------------- */
 
 /* Docker's `container` management command: the same VM commands under it. */
@@ -203,6 +262,7 @@ int cmd_container(cli_ctx *ctx, int argc, char **argv)
         {"start", NULL, "Start one or more stopped VMs", cmd_start},
         {"stop", NULL, "Stop one or more running VMs", cmd_stop},
         {"unpause", NULL, "Unpause all processes within one or more VMs", cmd_unpause},
+        {"update", NULL, "Update configuration of one or more VMs", cmd_update},
         {"wait", NULL, "Block until one or more VMs stop, then print their exit codes", cmd_wait},
     };
     return cli_dispatch_group(ctx, "Manage VMs (Docker's container commands)", subs,

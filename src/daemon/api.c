@@ -26,6 +26,7 @@ static const handler_entry handlers[] = {
     {"StopVM", api_stop_vm, api_vm_call_close},
     {"KillVM", api_kill_vm, NULL},
     {"WaitVM", api_wait_vm, api_vm_call_close},
+    {"UpdateVM", api_update_vm, NULL},
     {"PauseVM", api_pause_vm, api_pause_call_close},
     {"UnpauseVM", api_unpause_vm, api_pause_call_close},
     {"DeleteVM", api_delete_vm, api_vm_call_close},

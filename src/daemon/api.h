@@ -36,6 +36,7 @@ void api_start_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_stop_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_kill_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_wait_vm(rpc_call *call, ProtobufCMessage *msg);
+void api_update_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_pause_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_unpause_vm(rpc_call *call, ProtobufCMessage *msg);
 void api_pause_call_close(rpc_call *call, bool cancelled);

@@ -358,6 +358,22 @@ void api_wait_vm(rpc_call *call, ProtobufCMessage *msg)
         reply_wait(d, call, id);
 }
 
+void api_update_vm(rpc_call *call, ProtobufCMessage *msg)
+{
+    _cleanup_pb_ Hypr__V1__UpdateVMRequest *req = (Hypr__V1__UpdateVMRequest *)msg;
+    daemon_ctx *d = api_daemon(call);
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    _cleanup_store_vm_ store_vm rec = {0};
+    if (vm_update(d, req->id, req->restart, req->cpus, req->memory_mb, &rec, &err) < 0) {
+        api_fail(call, &err);
+        return;
+    }
+    Hypr__V1__UpdateVMResponse resp = HYPR__V1__UPDATE_VMRESPONSE__INIT;
+    resp.vm = api_vm_message(d, &rec);
+    rpc_call_reply(call, &resp.base);
+    api_vm_message_free(resp.vm);
+}
+
 void api_rename_vm(rpc_call *call, ProtobufCMessage *msg)
 {
     _cleanup_pb_ Hypr__V1__RenameVMRequest *req = (Hypr__V1__RenameVMRequest *)msg;

@@ -51,6 +51,8 @@ static int check_ports(daemon_ctx *d, Hypr__V1__VMConfig *cfg, hypr_error *err)
 static void publish_exposed(daemon_ctx *d, Hypr__V1__VMConfig *cfg, const store_image *img)
 {
     _cleanup_strv_ char **exposed = image_exposed_ports(img);
+    for (size_t i = 0; i < cfg->n_expose; i++) /* --expose: as if the image had them */
+        exposed = strv_append(exposed, cfg->expose[i]);
     for (char **e = exposed; e && *e; e++) {
         unsigned port;
         char proto[8] = "tcp";
@@ -137,6 +139,23 @@ static int check_dns_and_hosts(const Hypr__V1__VMConfig *cfg, hypr_error *err)
     return 0;
 }
 
+/* --expose PORT[/PROTO] (Docker also takes a range, which hypr does not yet). */
+static int check_expose(const Hypr__V1__VMConfig *cfg, hypr_error *err)
+{
+    for (size_t i = 0; i < cfg->n_expose; i++) {
+        unsigned port;
+        char proto[8] = "tcp", extra;
+        int n = sscanf(cfg->expose[i], "%u/%7[a-z]%c", &port, proto, &extra);
+        if (n < 1 || n > 2 || port < 1 || port > 65535 ||
+            (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0) ||
+            (n == 1 && strspn(cfg->expose[i], "0123456789") != strlen(cfg->expose[i])))
+            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                            "invalid argument \"%s\" for --expose: use PORT or PORT/tcp|udp",
+                            cfg->expose[i]);
+    }
+    return 0;
+}
+
 static int check_restart(Hypr__V1__VMConfig *cfg, hypr_error *err)
 {
     if (!cfg->restart) {
@@ -205,7 +224,7 @@ int vm_config_check(daemon_ctx *d, Hypr__V1__VMConfig *cfg, hypr_error *err)
     if (r < 0)
         return r;
     r = check_dns_and_hosts(cfg, err);
-    if (r < 0)
+    if (r < 0 || (r = check_expose(cfg, err)) < 0)
         return r;
     return check_restart(cfg, err);
 }
@@ -229,6 +248,15 @@ static int check_new_name(daemon_ctx *d, const char *name, hypr_error *err)
     return 0;
 }
 
+/* Packs cfg as the record's stored config. */
+static void config_store(store_vm *rec, const Hypr__V1__VMConfig *cfg)
+{
+    free(rec->config);
+    rec->config_len = hypr__v1__vmconfig__get_packed_size(cfg);
+    rec->config = xmalloc(rec->config_len ? rec->config_len : 1);
+    hypr__v1__vmconfig__pack(cfg, (uint8_t *)rec->config);
+}
+
 /* The record's stored config with its name replaced. */
 static int config_rename(store_vm *rec, const char *name, hypr_error *err)
 {
@@ -237,11 +265,45 @@ static int config_rename(store_vm *rec, const char *name, hypr_error *err)
     if (r < 0)
         return r;
     set_field(&cfg->name, xstrdup(name));
-    free(rec->config);
-    rec->config_len = hypr__v1__vmconfig__get_packed_size(cfg);
-    rec->config = xmalloc(rec->config_len ? rec->config_len : 1);
-    hypr__v1__vmconfig__pack(cfg, (uint8_t *)rec->config);
+    config_store(rec, cfg);
     return 0;
+}
+
+int vm_update(daemon_ctx *d, const char *ref, const Hypr__V1__RestartPolicy *restart, uint32_t cpus,
+              uint64_t memory_mb, store_vm *out, hypr_error *err)
+{
+    int r = store_vm_find(d->db, ref, out, err);
+    if (r < 0)
+        return r;
+    if (vm_runtime_find(d, out->id))
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, EBUSY,
+                        "cannot update VM %s while it runs (its restart policy lives in its "
+                        "agent, and hypr has no CPU or memory hotplug): stop it first",
+                        out->name);
+    _cleanup_vm_config_ Hypr__V1__VMConfig *cfg = NULL;
+    r = vm_config_decode(out, &cfg, err);
+    if (r < 0)
+        return r;
+    if (restart && !str_empty(restart->name)) {
+        if (!cfg->restart) {
+            cfg->restart = xmalloc(sizeof(*cfg->restart));
+            hypr__v1__restart_policy__init(cfg->restart);
+        }
+        set_field(&cfg->restart->name, xstrdup(restart->name));
+        cfg->restart->max_retries = restart->max_retries;
+    }
+    if (cpus)
+        cfg->cpus = cpus;
+    if (memory_mb)
+        cfg->memory_mb = memory_mb;
+    r = vm_config_check(d, cfg, err);
+    if (r < 0)
+        return r;
+    config_store(out, cfg);
+    r = store_vm_update(d->db, out, err);
+    if (r >= 0)
+        log_info("updated VM %s (%.12s)", out->name, out->id);
+    return r;
 }
 
 int vm_rename(daemon_ctx *d, const char *ref, const char *name, store_vm *out, hypr_error *err)

@@ -99,6 +99,10 @@ int vm_stop_signal(const store_vm *rec);
  * another signal goes to the workload, which keeps running unless it dies of it.
  * FAILED_PRECONDITION when the VM is not running. */
 int vm_kill(daemon_ctx *d, const char *ref, int sig, hypr_error *err);
+/* docker update of a VM that is not running: the restart policy, CPUs and memory given
+ * (NULL / 0: kept) are checked as at creation and stored; *out is the record. */
+int vm_update(daemon_ctx *d, const char *ref, const Hypr__V1__RestartPolicy *restart, uint32_t cpus,
+              uint64_t memory_mb, store_vm *out, hypr_error *err);
 /* hypr pause / unpause of a running VM: done(r, err, ud) is called once the hypervisor
  * answered. <0 (nothing queued, done not called) when the VM cannot be (un)paused. */
 typedef void (*vm_pause_done)(int r, hypr_error *err, void *ud);

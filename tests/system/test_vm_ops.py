@@ -180,17 +180,19 @@ def test_publish_guest_port_alone_and_publish_all_pick_free_host_ports(vmd, busy
     vmd.daemon.call("ImportImage", source=busybox_rootfs, reference="bb-web:1",
                     cmd=["sh", "-c", WEB], exposed_ports=["80/tcp", "53/udp"], timeout=120)
     a = vmd.run_detached("--name", "p-one", "-p", "80", "--init", IMAGE, "sh", "-c", WEB)
-    b = vmd.run_detached("--name", "p-all", "-P", "bb-web:1")
+    b = vmd.run_detached("--name", "p-all", "-P", "--expose", "9000/udp", "bb-web:1")
     for vm in (a, b):
         vmd.wait_status(vm, "running")
     one, every = published(vmd, "p-one"), published(vmd, "p-all")
     assert list(one) == ["80/tcp"] and one["80/tcp"] >= 1024, one
-    assert sorted(every) == ["53/udp", "80/tcp"], every
+    assert sorted(every) == ["53/udp", "80/tcp", "9000/udp"], every
     assert every["80/tcp"] != one["80/tcp"]
     assert http_get(one["80/tcp"]) == 200
     assert http_get(every["80/tcp"]) == 200
     out = vmd.ok("ps").out
     assert "127.0.0.1:%d->80/tcp" % every["80/tcp"] in out, out
+    p = vmd.hypr("run", "--expose", "80/sctp", IMAGE, "true")
+    assert p.returncode == 125 and "--expose" in p.err, p.err
     vmd.ok("rm", "-f", a, b)
     vmd.ok("rmi", "bb-web:1")
 
@@ -239,6 +241,7 @@ def test_logs_since_and_until(vmd):
         "%Y-%m-%dT%H:%M:%S.%fZ")
     assert vmd.ok("logs", "--since", rfc, vm).out == "two\n"
     assert vmd.ok("logs", "--since", "1h", vm).out == "one\ntwo\n"  # relative: the last hour
+    assert vmd.ok("logs", "--details", vm).out == "one\ntwo\n"  # no log attributes to add
     assert vmd.ok("logs", "--since", "1h", "--tail", "1", vm).out == "two\n"
     assert vmd.ok("logs", "--until", "1h", vm).out == ""  # nothing is older than an hour
     # follow with an --until in the past ends instead of waiting for more
@@ -356,3 +359,27 @@ def test_pause_holds_the_vm_and_unpause_resumes_it(vmd):
     p = vmd.hypr("pause", "z-tick")
     assert p.returncode == 1 and "is not running" in p.err, p.err
     vmd.ok("rm", vm)
+
+
+def test_update_changes_a_stopped_vm_and_refuses_a_running_one(vmd):
+    vm = vmd.ok("create", "--name", "u-later", IMAGE, "sh", "-c", "exit 3").out.strip()
+    assert vmd.ok("update", "--restart", "on-failure:2", "--memory", "256m", "--cpus", "2",
+                  "u-later").out == "u-later\n"
+    host = vmd.inspect(vm)["HostConfig"]
+    assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}, host
+    assert host["MemoryMB"] == 256 and host["Cpus"] == 2, host
+    p = vmd.hypr("update", "u-later")
+    assert p.returncode != 0 and "one or more flags" in p.err, p.err
+    p = vmd.hypr("update", "--memory", "1m", "u-later")
+    assert p.returncode != 0 and "memory" in p.err, p.err
+    assert vmd.inspect(vm)["HostConfig"]["MemoryMB"] == 256  # nothing changed
+    # the policy is the one it boots with: exit 3 is retried twice
+    vmd.ok("start", "u-later")
+    st = vmd.wait_status(vm, ("exited", "stopped"))
+    assert st["State"]["ExitCode"] == 3 and st["RestartCount"] == 2, (st["State"],
+                                                                      st["RestartCount"])
+    s = vmd.run_detached("--name", "u-run", IMAGE, "sleep", "3600")
+    vmd.wait_status(s, "running")
+    p = vmd.hypr("update", "--restart", "always", "u-run")
+    assert p.returncode == 1 and "while it runs" in p.err, p.err
+    vmd.ok("rm", "-f", vm, s)
