@@ -135,6 +135,7 @@ typedef struct cli_view_opts {
     bool no_trunc;
     int64_t now;
     const char *format; /* the --format value, for CLI_FORMAT_TEMPLATE */
+    cli_ctx *ctx;       /* inspect: for a view that asks hyprd more (network's Containers) */
 } cli_view_opts;
 typedef json_t *(*cli_json_fn)(const void *item, const cli_view_opts *o);
 

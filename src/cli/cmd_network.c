@@ -7,6 +7,33 @@
 
 #define DEFAULT_NETWORK "bridge"
 
+/* Docker's Containers of network inspect: {ID: {Name, MacAddress, IPv4Address}} of the
+ * VMs attached now (asked of hyprd: only inspect passes the context). */
+static json_t *containers_json(const Hypr__V1__Network *n, cli_ctx *ctx)
+{
+    json_t *out = json_object();
+    for (size_t i = 0; ctx && i < n->n_vm_ids; i++) {
+        _cleanup_pb_ Hypr__V1__GetVMResponse *resp = NULL;
+        Hypr__V1__GetVMRequest req = HYPR__V1__GET_VMREQUEST__INIT;
+        req.id = n->vm_ids[i];
+        if (cli_unary(ctx, RPC_METHOD("GetVM"), &req, &hypr__v1__get_vmresponse__descriptor,
+                      &resp) < 0 ||
+            !resp->vm)
+            continue;
+        for (size_t j = 0; j < resp->vm->n_networks; j++) {
+            const Hypr__V1__NetworkAttachment *a = resp->vm->networks[j];
+            if (strcmp(a->network, n->name) != 0)
+                continue;
+            _cleanup_free_ char *cidr = xasprintf("%s/%d", a->ip_address, a->prefix_len);
+            json_object_set_new(out, resp->vm->id,
+                                json_pack("{s:s, s:s, s:s, s:s}", "Name", resp->vm->name,
+                                          "MacAddress", a->mac_address, "IPv4Address", cidr,
+                                          "IPv6Address", ""));
+        }
+    }
+    return out;
+}
+
 static json_t *network_json(const void *item, const cli_view_opts *vo)
 {
     const Hypr__V1__Network *n = item;
@@ -24,12 +51,15 @@ static json_t *network_json(const void *item, const cli_view_opts *vo)
     json_object_set_new(o, "Internal", json_boolean(n->internal));
     json_object_set_new(o, "Bridge", json_string(n->bridge));
     json_object_set_new(o, "VMs", json_from_strv(n->vm_ids, n->n_vm_ids));
+    if (vo->ctx)
+        json_object_set_new(o, "Containers", containers_json(n, vo->ctx));
     json_object_set_new(o, "Labels", JSON_MAP(n, labels));
     return o;
 }
 
 static const char json_keys[] = "JSON keys: Name, Id, Created, Scope, Driver, IPAM{Driver, "
-                                "Config[{Subnet, Gateway}]},\nInternal, Bridge, VMs, Labels.";
+                                "Config[{Subnet, Gateway}]},\nInternal, Bridge, VMs, "
+                                "Containers{ID: {Name, MacAddress, IPv4Address}}, Labels.";
 
 static const cli_resource network_resource = {
     .get_rpc = "GetNetwork",

@@ -107,7 +107,7 @@ int cli_inspect_command(cli_ctx *ctx, int argc, char **argv, const cli_resource 
         return ec;
     if (!cli_connect(ctx))
         return 1;
-    const cli_view_opts o = {.now = time(NULL)};
+    const cli_view_opts o = {.now = time(NULL), .ctx = ctx};
     _cleanup_json_ json_t *a = json_array();
     int rc = 0;
     for (int i = 0; i < p.nargs; i++) {

@@ -383,3 +383,16 @@ def test_update_changes_a_stopped_vm_and_refuses_a_running_one(vmd):
     p = vmd.hypr("update", "--restart", "always", "u-run")
     assert p.returncode == 1 and "while it runs" in p.err, p.err
     vmd.ok("rm", "-f", vm, s)
+
+
+def test_network_inspect_lists_the_attached_vms_under_containers(vmd):
+    vm = vmd.run_detached("--name", "n-web", IMAGE, "sleep", "3600")
+    st = vmd.wait_status(vm, "running")
+    net = json.loads(vmd.ok("network", "inspect", "bridge").out)[0]
+    entry = net["Containers"][vm]
+    assert entry["Name"] == "n-web", entry
+    assert entry["IPv4Address"].split("/")[0] == st["NetworkSettings"]["IPAddress"], entry
+    assert entry["IPv4Address"].endswith("/16") and entry["MacAddress"].count(":") == 5, entry
+    assert vmd.ok("network", "inspect", "-f", "{{len .Containers}}", "bridge").out == "1\n"
+    vmd.ok("rm", "-f", vm)
+    assert json.loads(vmd.ok("network", "inspect", "bridge").out)[0]["Containers"] == {}
