@@ -277,6 +277,11 @@ int cmd_unpause(cli_ctx *ctx, int argc, char **argv);
 int cmd_update(cli_ctx *ctx, int argc, char **argv);
 extern const cli_resource cli_vm_resource;
 int cmd_exec(cli_ctx *ctx, int argc, char **argv);
+/* Runs argv in the VM without a terminal: stdin from in_fd (-1: none), stdout to out_fd,
+ * stderr to ours. *exit_code: the command's. <0 with err when the session failed. */
+int cli_exec_pipe(cli_ctx *ctx, const char *vm, char **argv, size_t argc, int in_fd, int out_fd,
+                  int *exit_code, hypr_error *err);
+int cmd_cp(cli_ctx *ctx, int argc, char **argv);
 /* Writes a LogEntry to stdout/stderr by its stream ("console" entries only when
  * console is set, to stderr). prefix (may be NULL) and the timestamp start each
  * line; line_start[0] / [1] track stdout / stderr between calls (init true).

@@ -77,6 +77,7 @@ typedef struct exec_session {
     hypr_error err;
     int exit_code;
     bool got_exit;
+    int in_fd, out_fd; /* the command's stdin source and stdout sink here */
 } exec_session;
 
 /* Drains every message already received; returns 1 at the end of the call,
@@ -96,7 +97,7 @@ static int drain(exec_session *x)
         int w = 0;
         switch (m->msg_case) {
         case HYPR__V1__EXEC_RESPONSE__MSG_STDOUT:
-            w = fd_write_all(STDOUT_FILENO, m->stdout.data, m->stdout.len);
+            w = fd_write_all(x->out_fd, m->stdout.data, m->stdout.len);
             break;
         case HYPR__V1__EXEC_RESPONSE__MSG_STDERR:
             w = fd_write_all(STDERR_FILENO, m->stderr.data, m->stderr.len);
@@ -154,7 +155,7 @@ static int exec_loop(exec_session *x, rpc_client *c, bool interactive, bool tty)
         struct pollfd fds[3] = {
             {.fd = rpc_client_fd(c), .events = POLLIN},
             {.fd = sig_pipe[0], .events = POLLIN},
-            {.fd = stdin_open ? STDIN_FILENO : -1, .events = POLLIN},
+            {.fd = stdin_open ? x->in_fd : -1, .events = POLLIN},
         };
         /* The timeout only bounds how long buffered HTTP/2 work can wait. */
         if (poll(fds, 3, 200) < 0 && errno != EINTR)
@@ -184,7 +185,7 @@ static int exec_loop(exec_session *x, rpc_client *c, bool interactive, bool tty)
             }
         }
         if (stdin_open && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) {
-            ssize_t k = read(STDIN_FILENO, buf, CHUNK);
+            ssize_t k = read(x->in_fd, buf, CHUNK);
             if (k < 0 && (errno == EINTR || errno == EAGAIN))
                 continue;
             Hypr__V1__ExecRequest req = HYPR__V1__EXEC_REQUEST__INIT;
@@ -274,7 +275,7 @@ int cmd_exec(cli_ctx *ctx, int argc, char **argv)
     req.msg_case = HYPR__V1__EXEC_REQUEST__MSG_START;
     req.start = &start;
 
-    exec_session x = {.err = HYPR_ERROR_INIT};
+    exec_session x = {.err = HYPR_ERROR_INIT, .in_fd = STDIN_FILENO, .out_fd = STDOUT_FILENO};
     int r = rpc_client_open(ctx->client, RPC_METHOD("Exec"), 0, &x.s, &x.err);
     if (r >= 0)
         r = send_msg(&x, &req);
@@ -317,4 +318,41 @@ int cmd_exec(cli_ctx *ctx, int argc, char **argv)
     if (!x.got_exit)
         return cli_fail(ctx, 1, "the exec session ended without an exit code");
     return x.exit_code;
+}
+
+int cli_exec_pipe(cli_ctx *ctx, const char *vm, char **argv, size_t argc, int in_fd, int out_fd,
+                  int *exit_code, hypr_error *err)
+{
+    Hypr__V1__ExecStart start = HYPR__V1__EXEC_START__INIT;
+    start.id = (char *)vm;
+    start.command = argv;
+    start.n_command = argc;
+    start.interactive = in_fd >= 0;
+    Hypr__V1__ExecRequest req = HYPR__V1__EXEC_REQUEST__INIT;
+    req.msg_case = HYPR__V1__EXEC_REQUEST__MSG_START;
+    req.start = &start;
+    exec_session x = {.err = HYPR_ERROR_INIT, .in_fd = in_fd, .out_fd = out_fd};
+    int r = rpc_client_open(ctx->client, RPC_METHOD("Exec"), 0, &x.s, &x.err);
+    if (r >= 0)
+        r = send_msg(&x, &req);
+    if (r >= 0 && in_fd < 0)
+        r = rpc_stream_close_send(x.s, &x.err);
+    if (r >= 0)
+        r = exec_loop(&x, ctx->client, in_fd >= 0, false);
+    if (x.s)
+        rpc_stream_free(x.s);
+    if (r >= 0 && !x.got_exit)
+        r = hypr_err(&x.err, HYPR_UNKNOWN, EPROTO, "the exec session ended without an exit code");
+    if (r < 0) {
+        if (err) { /* the record moves to the caller */
+            hypr_error_clear(err);
+            *err = x.err;
+        } else {
+            hypr_error_clear(&x.err);
+        }
+        return r;
+    }
+    hypr_error_clear(&x.err);
+    *exit_code = x.exit_code;
+    return 0;
 }

@@ -247,6 +247,7 @@ int cmd_update(cli_ctx *ctx, int argc, char **argv)
 int cmd_container(cli_ctx *ctx, int argc, char **argv)
 {
     static const cli_subcommand subs[] = {
+        {"cp", NULL, "Copy files/folders between a VM and the local filesystem", cmd_cp},
         {"create", NULL, "Create a new VM", cmd_create},
         {"exec", NULL, "Execute a command in a running VM", cmd_exec},
         {"inspect", NULL, "Display detailed information on one or more VMs", cmd_inspect},

@@ -396,3 +396,75 @@ def test_network_inspect_lists_the_attached_vms_under_containers(vmd):
     assert vmd.ok("network", "inspect", "-f", "{{len .Containers}}", "bridge").out == "1\n"
     vmd.ok("rm", "-f", vm)
     assert json.loads(vmd.ok("network", "inspect", "bridge").out)[0]["Containers"] == {}
+
+
+@pytest.fixture(scope="module")
+def tools_image(vmd, tmp_path_factory):
+    """busybox with what hypr cp runs in the VM (sh, tar, mktemp, dirname, mv, rmdir)."""
+    from conftest import build_busybox_rootfs
+    import os
+    root = build_busybox_rootfs(str(tmp_path_factory.mktemp("tools") / "rootfs"))
+    for applet in ("tar", "mktemp", "dirname", "mv", "rmdir", "mkdir", "stat"):
+        os.symlink("busybox", os.path.join(root, "bin", applet))
+    os.makedirs(os.path.join(root, "srv", "site", "img"))
+    with open(os.path.join(root, "srv", "site", "index.html"), "w") as f:
+        f.write("<h1>hi</h1>\n")
+    with open(os.path.join(root, "srv", "site", "img", "logo.txt"), "w") as f:
+        f.write("logo\n")
+    import_busybox(vmd.daemon, root, reference="bb-tools:1")
+    yield "bb-tools:1"
+    vmd.hypr("rmi", "-f", "bb-tools:1")
+
+
+def test_cp_both_ways_like_docker(vmd, tools_image, tmp_path):
+    import io
+    import os
+    import subprocess
+    import tarfile
+    vm = vmd.run_detached("--name", "cp-web", tools_image, "sleep", "3600")
+    vmd.wait_status(vm, "running")
+    # VM -> host: a file to a new name, a directory into an existing directory
+    vmd.ok("cp", "cp-web:/srv/site/index.html", str(tmp_path / "page.html"))
+    assert (tmp_path / "page.html").read_text() == "<h1>hi</h1>\n"
+    (tmp_path / "into").mkdir()
+    vmd.ok("cp", "cp-web:/srv/site", str(tmp_path / "into"))
+    assert (tmp_path / "into" / "site" / "img" / "logo.txt").read_text() == "logo\n"
+    # SRC/. : the directory's contents under a new name
+    vmd.ok("cp", "cp-web:/srv/site/.", str(tmp_path / "copy"))
+    assert sorted(os.listdir(tmp_path / "copy")) == ["img", "index.html"]
+    # to stdout: a tar stream
+    p = subprocess.run(vmd.argv("cp", "cp-web:/srv/site/img", "-"), capture_output=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    names = tarfile.open(fileobj=io.BytesIO(p.stdout)).getnames()
+    assert names == ["img", "img/logo.txt"] or sorted(names) == ["img", "img/logo.txt"], names
+    # host -> VM: a file into a directory, a directory to a new name
+    (tmp_path / "conf.txt").write_text("setting=1\n")
+    vmd.ok("cp", str(tmp_path / "conf.txt"), "cp-web:/tmp")
+    assert vmd.ok("exec", "cp-web", "cat", "/tmp/conf.txt").out == "setting=1\n"
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "sub" / "x").write_text("x\n")
+    vmd.ok("cp", str(tmp_path / "d"), "cp-web:/srv/newdir")
+    assert vmd.ok("exec", "cp-web", "cat", "/srv/newdir/sub/x").out == "x\n"
+    # a tar stream on stdin
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        data = b"from a stream\n"
+        info = tarfile.TarInfo("streamed.txt")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    p = subprocess.run(vmd.argv("cp", "-", "cp-web:/tmp"), input=buf.getvalue(),
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert vmd.ok("exec", "cp-web", "cat", "/tmp/streamed.txt").out == "from a stream\n"
+    # refusals
+    p = vmd.hypr("cp", "a", "b")
+    assert p.returncode != 0 and "at least one VM source" in p.err, p.err
+    p = vmd.hypr("cp", "cp-web:/a", "cp-web:/b")
+    assert p.returncode != 0 and "between VMs" in p.err, p.err
+    p = vmd.hypr("cp", "cp-web:/no/such/file", str(tmp_path / "nope"))
+    assert p.returncode == 1, p.err
+    assert p.err.strip() == "Error: Could not find the file /no/such/file in VM cp-web", p.err
+    assert not (tmp_path / "nope").exists()
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".hypr-cp")]  # no leftovers
+    vmd.ok("rm", "-f", vm)
