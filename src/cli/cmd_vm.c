@@ -781,7 +781,7 @@ int cli_write_log_entry(const Hypr__V1__LogEntry *e, bool timestamps, bool conso
     else if (!strcmp(e->stream, "console")) {
         if (!console)
             return 0;
-        fd = STDERR_FILENO;
+        fd = STDOUT_FILENO;
     } else
         fd = STDOUT_FILENO;
     bool *start = &line_start[fd == STDERR_FILENO];
@@ -812,7 +812,8 @@ int cmd_logs(cli_ctx *ctx, int argc, char **argv)
     bool follow = false, timestamps = false, console = false, details = false;
     const char *tail = "all", *since = NULL, *until = NULL;
     const cli_option opts[] = {
-        CLI_BOOL(0, "console", &console, "Include the VM's console (kernel and agent messages)"),
+        CLI_BOOL(0, "console", &console,
+                 "Show the VM's console instead: kernel, kestrel and workload lines"),
         CLI_BOOL(0, "details", &details,
                  "Show extra details provided to logs (hypr keeps none: the same lines)"),
         CLI_BOOL('f', "follow", &follow, "Follow log output"),
@@ -852,6 +853,7 @@ int cmd_logs(cli_ctx *ctx, int argc, char **argv)
                                  "use an RFC 3339 time, Unix seconds, or a duration like 10m");
     req.id = p.args[0];
     req.follow = follow;
+    req.console = console;
     if (!cli_connect(ctx))
         return 1;
     _cleanup_stream_ rpc_stream *s = NULL;

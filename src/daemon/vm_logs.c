@@ -304,6 +304,44 @@ static int history_open(log_follower *f, int tail, hypr_error *err)
     return 0;
 }
 
+/* logs --console: the console file (the serial console, with the workload's lines
+ * where they came), its last tail lines, as "console" entries; then the call ends. */
+static void send_console(rpc_call *call, daemon_ctx *d, const char *id, int tail)
+{
+    enum { MAX = 8 << 20, CHUNK = 64 << 10 };
+    _cleanup_free_ char *path = vm_log_path(d, id);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        rpc_call_finish(call, HYPR_OK, NULL); /* never booted: no console */
+        return;
+    }
+    /* At most the last MAX bytes: a tail is all a console is read for. */
+    off_t from = st.st_size > MAX ? st.st_size - MAX : 0;
+    size_t len = (size_t)(st.st_size - from);
+    _cleanup_free_ char *buf = xmalloc(len + 1);
+    ssize_t n = pread(fd, buf, len, from);
+    len = n > 0 ? (size_t)n : 0;
+    size_t start = 0;
+    if (tail >= 0) { /* back from the end over tail lines (the final newline ends the last) */
+        size_t i = len, seen = 0;
+        if (i > 0 && buf[i - 1] == '\n')
+            i--;
+        while (i > 0 && !(buf[i - 1] == '\n' && ++seen == (size_t)tail))
+            i--;
+        start = tail == 0 ? len : i;
+    }
+    for (size_t off = start; off < len; off += CHUNK) {
+        Hypr__V1__LogEntry e = HYPR__V1__LOG_ENTRY__INIT;
+        e.data.data = (uint8_t *)buf + off;
+        e.data.len = len - off < CHUNK ? len - off : CHUNK;
+        e.stream = "console";
+        if (rpc_call_send(call, &e.base) == -ECANCELED)
+            return;
+    }
+    rpc_call_finish(call, HYPR_OK, NULL);
+}
+
 void api_stream_logs(rpc_call *call, ProtobufCMessage *msg)
 {
     _cleanup_pb_ Hypr__V1__StreamLogsRequest *req = (Hypr__V1__StreamLogsRequest *)msg;
@@ -312,6 +350,16 @@ void api_stream_logs(rpc_call *call, ProtobufCMessage *msg)
     _cleanup_store_vm_ store_vm rec = {0};
     if (store_vm_find(d->db, req->id, &rec, &err) < 0) {
         api_fail(call, &err);
+        return;
+    }
+    if (req->console) {
+        if (req->follow || req->since_ms || req->until_ms) {
+            rpc_call_finish(call, HYPR_INVALID_ARGUMENT,
+                            "--console takes neither --follow nor --since/--until (the console "
+                            "has no times)");
+            return;
+        }
+        send_console(call, d, rec.id, req->tail);
         return;
     }
     log_follower *f = xcalloc(1, sizeof(*f));

@@ -468,3 +468,17 @@ def test_cp_both_ways_like_docker(vmd, tools_image, tmp_path):
     assert not (tmp_path / "nope").exists()
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".hypr-cp")]  # no leftovers
     vmd.ok("rm", "-f", vm)
+
+
+def test_logs_console_shows_the_kernel_and_kestrel(vmd):
+    vm = vmd.run_detached("--name", "l-console", IMAGE, "sh", "-c", "echo workload-line")
+    vmd.wait_status(vm, ("exited", "stopped"))
+    plain = vmd.logs(vm)
+    assert plain == "workload-line\n", plain  # logs is the workload's output only
+    out = vmd.ok("logs", "--console", vm).out
+    assert "Linux version" in out and "kestrel" in out and "workload-line" in out, out[-2000:]
+    last = vmd.ok("logs", "--console", "--tail", "2", vm).out
+    assert last.count("\n") == 2 and out.endswith(last), (last, out[-300:])
+    p = vmd.hypr("logs", "--console", "-f", vm)
+    assert p.returncode == 1 and "--console takes neither" in p.err, p.err
+    vmd.ok("rm", vm)
