@@ -241,6 +241,53 @@ int cmd_update(cli_ctx *ctx, int argc, char **argv)
     return cli_for_each_arg(ctx, &p, update_one, &req);
 }
 
+/* ---- top ---------------------------------------------------------------------- */
+
+int cmd_top(cli_ctx *ctx, int argc, char **argv)
+{
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "VM [ps OPTIONS]",
+        .description = "Display the running processes of a VM",
+        .min_args = 1,
+        .max_args = -1,
+        .stop_at_positional = true,
+        .notes = "Runs ps in the VM (default options -ef) and prints what it prints but the "
+                 "kernel's own\nthreads; an image without ps gets PID and command name read "
+                 "from /proc. kestrel,\nthe VM's init, is PID 1 (/init).",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    /* ps with the options given, else a /proc listing a shell can make alone. */
+    static const char script[] =
+        "if command -v ps >/dev/null 2>&1; then ps \"$@\" | while IFS= read -r l; do "
+        "case \"$l\" in *' ['*']') ;; *) printf '%s\\n' \"$l\" ;; esac; done; exit 0; fi; "
+        "echo 'PID CMD'; "
+        "for d in /proc/[0-9]*; do read -r c < \"$d/comm\" 2>/dev/null || continue; "
+        "echo \"${d#/proc/} $c\"; done";
+    _cleanup_free_ char **vm_argv = xcalloc((size_t)p.nargs + 5, sizeof(char *));
+    size_t n = 0;
+    vm_argv[n++] = "sh";
+    vm_argv[n++] = "-c";
+    vm_argv[n++] = (char *)script;
+    vm_argv[n++] = "sh";
+    if (p.nargs == 1)
+        vm_argv[n++] = "-ef";
+    for (int i = 1; i < p.nargs; i++)
+        vm_argv[n++] = p.args[i];
+    if (!cli_connect(ctx))
+        return 1;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    int code = 0;
+    if (cli_exec_pipe(ctx, p.args[0], vm_argv, n, -1, STDOUT_FILENO, &code, &err) < 0)
+        return cli_fail_with(ctx, 1, &err);
+    if (code == 126 || code == 127)
+        return cli_fail(ctx, 1, "hypr top needs sh in VM %s's image", p.args[0]);
+    return code ? cli_fail(ctx, 1, "ps in VM %s exited with %d", p.args[0], code) : 0;
+}
+
 /* ---- container ---------------------------------------------------------------- */
 
 /* Docker's `container` management command: the same VM commands under it. */
@@ -262,6 +309,7 @@ int cmd_container(cli_ctx *ctx, int argc, char **argv)
         {"run", NULL, "Create and run a new VM from an image", cmd_run},
         {"start", NULL, "Start one or more stopped VMs", cmd_start},
         {"stop", NULL, "Stop one or more running VMs", cmd_stop},
+        {"top", NULL, "Display the running processes of a VM", cmd_top},
         {"unpause", NULL, "Unpause all processes within one or more VMs", cmd_unpause},
         {"update", NULL, "Update configuration of one or more VMs", cmd_update},
         {"wait", NULL, "Block until one or more VMs stop, then print their exit codes", cmd_wait},

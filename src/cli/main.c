@@ -51,6 +51,7 @@ static const top_command commands[] = {
     {{"rmi", NULL, "Remove one or more images", cmd_rmi}, SEC_OTHER},
     {{"start", NULL, "Start one or more stopped VMs", cmd_start}, SEC_OTHER},
     {{"stop", NULL, "Stop one or more running VMs", cmd_stop}, SEC_OTHER},
+    {{"top", NULL, "Display the running processes of a VM", cmd_top}, SEC_OTHER},
     {{"unpause", NULL, "Unpause all processes within one or more VMs", cmd_unpause}, SEC_OTHER},
     {{"update", NULL, "Update configuration of one or more VMs", cmd_update}, SEC_OTHER},
     {{"wait", NULL, "Block until one or more VMs stop, then print their exit codes", cmd_wait},

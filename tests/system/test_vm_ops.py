@@ -482,3 +482,19 @@ def test_logs_console_shows_the_kernel_and_kestrel(vmd):
     p = vmd.hypr("logs", "--console", "-f", vm)
     assert p.returncode == 1 and "--console takes neither" in p.err, p.err
     vmd.ok("rm", vm)
+
+
+def test_top_lists_the_vms_processes(vmd):
+    vm = vmd.run_detached("--name", "t-top", IMAGE, "sh", "-c", "sleep 3600")
+    vmd.wait_status(vm, "running")
+    out = vmd.ok("top", "t-top").out
+    lines = out.splitlines()
+    assert "PID" in lines[0], out
+    assert any("sleep 3600" in l for l in lines[1:]), out
+    assert any(l.split()[:1] == ["1"] and l.endswith("/init") for l in lines), out  # kestrel
+    assert not any(l.endswith("[kthreadd]") for l in lines), out  # the VM kernel's threads
+    custom = vmd.ok("top", "t-top", "-o", "pid,comm").out
+    assert any(l.split()[-1:] == ["sleep"] for l in custom.splitlines()[1:]), custom
+    p = vmd.hypr("top", "no-such-vm")
+    assert p.returncode == 1 and "no-such-vm" in p.err, p.err
+    vmd.ok("rm", "-f", vm)
