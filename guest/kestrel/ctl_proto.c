@@ -317,7 +317,7 @@ int ctl_encode_exec_start(ctl_buf *b, uint32_t session, const ctl_exec_start *e)
     int r = frame_begin(b, CTL_EXEC_START, session, &start);
     if (r < 0)
         return r;
-    r = add_u32(b, e->tty ? CTL_EXEC_TTY : 0);
+    r = add_u32(b, (e->tty ? CTL_EXEC_TTY : 0) | (e->main ? CTL_EXEC_MAIN : 0));
     if (r == 0)
         r = add_u16(b, e->rows);
     if (r == 0)
@@ -547,6 +547,7 @@ int ctl_parse_exec_start(const uint8_t *p, size_t len, ctl_exec_start *out)
         (e = rd_u16(&r, &out->cols)) < 0)
         return e;
     out->tty = flags & CTL_EXEC_TTY;
+    out->main = flags & CTL_EXEC_MAIN;
     if ((e = rd_str(&r, &out->workdir)) < 0 || (e = rd_str(&r, &out->user)) < 0 ||
         (e = rd_strv(&r, &out->argv, &out->argc)) < 0 ||
         (e = rd_strv(&r, &out->env, &out->envc)) < 0)

@@ -21,6 +21,7 @@
 struct exec_session {
     exec_session *next;
     uint32_t id;
+    bool main; /* the workload itself (manifest attach) */
     pid_t pid;
     bool exited;
     int code;
@@ -177,6 +178,11 @@ static void session_maybe_done(kestrel *k, exec_session *s)
         return;
     if (channel_up(&k->ch) && ctl_encode_exit(&k->ch.out, s->id, s->code) == 0)
         channel_flush(&k->ch);
+    if (s->main) { /* the workload ended: so does the VM */
+        k->wl.main_pid = 0;
+        k->wl.last_code = s->code;
+        k->wl.done = true;
+    }
     session_free(k, s);
 }
 
@@ -268,6 +274,13 @@ static void exec_start(kestrel *k, const ctl_frame *f)
         send_error(k, f->session, r, "malformed EXEC_START");
         return;
     }
+    if (e.main && (!k->m.attach || k->wl.main_session || k->wl.done || !k->wl.ids_ok)) {
+        send_error(k, f->session, -EBUSY,
+                   k->wl.main_session ? "the workload has started already"
+                                      : "this VM's workload does not wait for the host");
+        ctl_exec_start_free(&e);
+        return;
+    }
     const char *user = e.user[0] ? e.user : (k->m.user ? k->m.user : "");
     const char *workdir = e.workdir[0] ? e.workdir : (k->m.workdir ? k->m.workdir : "/");
     kestrel_ids ids;
@@ -278,7 +291,12 @@ static void exec_start(kestrel *k, const ctl_frame *f)
         ctl_exec_start_free(&e);
         return;
     }
-    _cleanup_strv_ char **env = session_env(k, &e, &ids);
+    /* The workload's own environment, or the session's on top of the VM's. */
+    _cleanup_strv_ char **env = e.main ? NULL : session_env(k, &e, &ids);
+    if (e.main && !(env = env_merge(k->wl.env, NULL)))
+        r = -ENOMEM;
+    if (e.main && e.tty && env && env_default(&env, "TERM", "xterm") < 0)
+        r = -ENOMEM;
     exec_session *s = calloc(1, sizeof(*s));
     int child[3] = {-1, -1, -1};
     char slave[128] = "";
@@ -288,6 +306,7 @@ static void exec_start(kestrel *k, const ctl_frame *f)
     }
     s->id = f->session;
     s->tty = e.tty;
+    s->main = e.main;
     s->in_fd = s->out_fd = s->err_fd = -1;
     if (e.tty) {
         int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -328,10 +347,10 @@ static void exec_start(kestrel *k, const ctl_frame *f)
         set_nonblock(s->err_fd);
 
     spawn_opts o = {
-        .argv = e.argv,
+        .argv = e.main ? k->wl.argv : e.argv,
         .env = env,
-        .workdir = workdir,
-        .ids = &ids,
+        .workdir = e.main ? (k->m.workdir && k->m.workdir[0] ? k->m.workdir : "/") : workdir,
+        .ids = e.main ? &k->wl.ids : &ids,
         .stdin_fd = child[0],
         .stdout_fd = child[1],
         .stderr_fd = child[2],
@@ -348,6 +367,10 @@ static void exec_start(kestrel *k, const ctl_frame *f)
     s->pid = pid;
     s->next = k->sessions;
     k->sessions = s;
+    if (s->main) {
+        k->wl.main_session = s->id;
+        k->wl.main_pid = pid;
+    }
     kestrel_ids_free(&ids);
     ctl_exec_start_free(&e);
     return;
@@ -502,6 +525,11 @@ void exec_poll_handle(kestrel *k, struct pollfd *pfd, size_t n)
 
 void exec_close_all(kestrel *k)
 {
-    while (k->sessions)
-        session_free(k, k->sessions);
+    /* The workload's own session (manifest attach) outlives the channel: it is the
+     * workload, and hyprd may come back to it. */
+    for (exec_session *s = k->sessions, *next; s; s = next) {
+        next = s->next;
+        if (!s->main)
+            session_free(k, s);
+    }
 }

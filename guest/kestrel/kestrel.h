@@ -183,6 +183,9 @@ typedef struct workload {
     int64_t kill_at_ms;    /* >0: SIGKILL the workload at this time */
     int last_code;
     bool done;
+    /* manifest attach: the workload runs as exec session main_session (0: not yet) */
+    uint32_t main_session;
+    pid_t main_pid; /* 0 when it is not running */
 } workload;
 
 typedef struct kestrel {

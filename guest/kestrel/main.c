@@ -296,8 +296,8 @@ static void handle_frame(kestrel *k, const ctl_frame *f)
             uint32_t sig;
             if (ctl_parse_signal(f->payload, f->len, &sig) < 0 || sig == 0 || sig > 64)
                 send_error(k, 0, -EBADMSG, "malformed SIGNAL");
-            else if (k->wl.pid > 0)
-                kill(k->wl.pid, (int)sig);
+            else if (k->wl.pid > 0 || k->wl.main_pid > 0)
+                kill(k->wl.pid > 0 ? k->wl.pid : k->wl.main_pid, (int)sig);
             return;
         }
         exec_handle_frame(k, f);
@@ -579,6 +579,8 @@ static int pid1(void)
         if ((r = workload_prepare(k)) < 0) {
             k->wl.done = true;
             k->wl.last_code = r == -ENOENT ? 126 : KESTREL_SETUP_FAILED;
+        } else if (k->m.attach) {
+            phase_mark(k, CTL_PHASE_WORKLOAD_START); /* ready: the host starts it */
         } else {
             workload_start(k);
         }

@@ -449,6 +449,7 @@ static const struct key_def keys[] = {
     {"module", K_LIST, 0, F(modules)},
     {"stop_timeout", K_U32, 0, F(stop_timeout_s)},
     {"stop_signal", K_U32, 0, F(stop_signal)},
+    {"attach", K_U32, 0, F(attach)},
     {"metrics_interval_ms", K_U32, 0, F(metrics_interval_ms)},
     {"restart", K_RESTART, 0, 0},
     {"mode", K_MODE, 0, 0},
@@ -721,6 +722,8 @@ int manifest_encode(const kestrel_manifest *m, char **out, size_t *out_len)
     sb_u32(&b, "stop_timeout", m->stop_timeout_s);
     if (m->stop_signal)
         sb_u32(&b, "stop_signal", m->stop_signal);
+    if (m->attach)
+        sb_u32(&b, "attach", m->attach);
     sb_u32(&b, "metrics_interval_ms", m->metrics_interval_ms);
     sb_kv(&b, "interface", m->interface);
     sb_kv(&b, "mac", m->mac);

@@ -223,9 +223,14 @@ void workload_stop(kestrel *k, int sig)
         w->done = true;
         return;
     }
-    if (w->pid <= 0)
+    if (k->m.attach && w->main_pid <= 0) {
+        w->done = true; /* never started by the host (or over): nothing to stop */
         return;
-    kill(w->pid, sig);
+    }
+    pid_t pid = w->pid > 0 ? w->pid : w->main_pid;
+    if (pid <= 0)
+        return;
+    kill(pid, sig);
     if (w->kill_at_ms == 0)
         w->kill_at_ms = mono_ms() + (int64_t)k->m.stop_timeout_s * 1000;
 }
@@ -242,10 +247,11 @@ void workload_timers(kestrel *k, int64_t now)
     }
     if (w->kill_at_ms && now >= w->kill_at_ms) {
         w->kill_at_ms = 0;
-        if (w->pid > 0) {
+        pid_t pid = w->pid > 0 ? w->pid : w->main_pid;
+        if (pid > 0) {
             klog("workload did not stop in %u s, killing it", (unsigned)k->m.stop_timeout_s);
-            kill(-w->pid, SIGKILL);
-            kill(w->pid, SIGKILL);
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
         }
     }
 }

@@ -283,6 +283,9 @@ int cmd_exec(cli_ctx *ctx, int argc, char **argv);
 int cli_exec_pipe(cli_ctx *ctx, const char *vm, char **argv, size_t argc, int in_fd, int out_fd,
                   int *exit_code, hypr_error *err);
 int cmd_cp(cli_ctx *ctx, int argc, char **argv);
+/* run -it: starts the VM's workload as this terminal's session (config tty/open_stdin)
+ * and relays it; its exit code, or 0 after Ctrl-P Ctrl-Q (the workload goes on). */
+int cli_exec_main(cli_ctx *ctx, const char *vm, bool interactive, bool tty);
 /* Writes a LogEntry to stdout/stderr by its stream ("console" entries only when
  * console is set, to stderr). prefix (may be NULL) and the timestamp start each
  * line; line_start[0] / [1] track stdout / stderr between calls (init true).

@@ -78,7 +78,40 @@ typedef struct exec_session {
     int exit_code;
     bool got_exit;
     int in_fd, out_fd; /* the command's stdin source and stdout sink here */
+    bool detachable;   /* run -it: Ctrl-P Ctrl-Q leaves the workload running */
+    bool held_ctrl_p;  /* the last input byte was a Ctrl-P, not sent yet */
+    bool detached;
 } exec_session;
+
+#define CTRL_P 0x10
+#define CTRL_Q 0x11
+
+/* Docker's detach keys in input: the bytes to send (*len), true once Ctrl-P Ctrl-Q was
+ * typed. A Ctrl-P ending a read waits for the next one; not followed by Ctrl-Q, it goes
+ * through. */
+static bool detach_keys(exec_session *x, uint8_t *buf, size_t *len)
+{
+    size_t n = *len, out = 0;
+    _cleanup_free_ uint8_t *copy = xmalloc(n + 1);
+    for (size_t i = 0; i < n; i++) {
+        if (x->held_ctrl_p) {
+            x->held_ctrl_p = false;
+            if (buf[i] == CTRL_Q) {
+                memcpy(buf, copy, out);
+                *len = out;
+                return true;
+            }
+            copy[out++] = CTRL_P;
+        }
+        if (buf[i] == CTRL_P)
+            x->held_ctrl_p = true;
+        else
+            copy[out++] = buf[i];
+    }
+    memcpy(buf, copy, out);
+    *len = out;
+    return false;
+}
 
 /* Drains every message already received; returns 1 at the end of the call,
  * 0 when more may come, <0 on error (printed by the caller). */
@@ -189,6 +222,10 @@ static int exec_loop(exec_session *x, rpc_client *c, bool interactive, bool tty)
             if (k < 0 && (errno == EINTR || errno == EAGAIN))
                 continue;
             Hypr__V1__ExecRequest req = HYPR__V1__EXEC_REQUEST__INIT;
+            size_t len = k > 0 ? (size_t)k : 0;
+            bool detach = k > 0 && x->detachable && detach_keys(x, buf, &len);
+            if (k > 0 && len == 0 && !detach)
+                continue; /* a held Ctrl-P */
             if (k <= 0) {
                 stdin_open = false;
                 req.msg_case = HYPR__V1__EXEC_REQUEST__MSG_STDIN_EOF;
@@ -196,7 +233,13 @@ static int exec_loop(exec_session *x, rpc_client *c, bool interactive, bool tty)
             } else {
                 req.msg_case = HYPR__V1__EXEC_REQUEST__MSG_STDIN;
                 req.stdin.data = buf;
-                req.stdin.len = (size_t)k;
+                req.stdin.len = len;
+            }
+            if (detach) {
+                if (len > 0 && send_or_end(x, &req) != 0)
+                    return 0;
+                x->detached = true;
+                return 0;
             }
             r = send_or_end(x, &req);
             /* Without a terminal there is nothing left to send after EOF. */
@@ -206,6 +249,67 @@ static int exec_loop(exec_session *x, rpc_client *c, bool interactive, bool tty)
                 return r < 0 ? r : 0;
         }
     }
+}
+
+/* Runs one session to its end: the terminal raw when tty && interactive, signals and
+ * resizes forwarded; the command's exit code (0 after a detach). */
+static int run_session(cli_ctx *ctx, Hypr__V1__ExecStart *start, bool interactive, bool tty,
+                       bool detachable)
+{
+    Hypr__V1__ExecRequest req = HYPR__V1__EXEC_REQUEST__INIT;
+    req.msg_case = HYPR__V1__EXEC_REQUEST__MSG_START;
+    req.start = start;
+
+    exec_session x = {.err = HYPR_ERROR_INIT,
+                      .in_fd = STDIN_FILENO,
+                      .out_fd = STDOUT_FILENO,
+                      .detachable = detachable};
+    int r = rpc_client_open(ctx->client, RPC_METHOD("Exec"), 0, &x.s, &x.err);
+    if (r >= 0)
+        r = send_msg(&x, &req);
+    /* Without stdin or a terminal to resize there is nothing more to send. */
+    if (r >= 0 && !interactive && !tty)
+        r = rpc_stream_close_send(x.s, &x.err);
+    if (r >= 0) {
+        if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+            r = hypr_err(&x.err, HYPR_INTERNAL, errno, "pipe: %s", strerror(errno));
+        } else {
+            struct sigaction old_winch, old_int, old_term, old_hup, old_quit;
+            install(SIGWINCH, on_signal_pipe, &old_winch);
+            install(SIGINT, on_signal_pipe, &old_int);
+            install(SIGTERM, on_fatal_signal, &old_term);
+            install(SIGHUP, on_fatal_signal, &old_hup);
+            install(SIGQUIT, on_fatal_signal, &old_quit);
+            if (tty && interactive && tty_make_raw() < 0)
+                log_debug("cannot put the terminal in raw mode: %s", strerror(errno));
+            r = exec_loop(&x, ctx->client, interactive, tty);
+            tty_restore();
+            sigaction(SIGWINCH, &old_winch, NULL);
+            sigaction(SIGINT, &old_int, NULL);
+            sigaction(SIGTERM, &old_term, NULL);
+            sigaction(SIGHUP, &old_hup, NULL);
+            sigaction(SIGQUIT, &old_quit, NULL);
+            close(sig_pipe[0]);
+            close(sig_pipe[1]);
+            sig_pipe[0] = sig_pipe[1] = -1;
+        }
+    }
+    if (x.s)
+        rpc_stream_free(x.s);
+    if (r == 130 || r == 143) {
+        hypr_error_clear(&x.err);
+        return r;
+    }
+    if (r < 0)
+        return cli_fail_with(ctx, 1, &x.err);
+    hypr_error_clear(&x.err);
+    if (x.detached) {
+        fprintf(stderr, "\r\nread escape sequence\r\n"); /* Docker's words */
+        return 0;
+    }
+    if (!x.got_exit)
+        return cli_fail(ctx, 1, "the exec session ended without an exit code");
+    return x.exit_code;
 }
 
 int cmd_exec(cli_ctx *ctx, int argc, char **argv)
@@ -271,53 +375,7 @@ int cmd_exec(cli_ctx *ctx, int argc, char **argv)
         get_size(&size);
         start.size = &size;
     }
-    Hypr__V1__ExecRequest req = HYPR__V1__EXEC_REQUEST__INIT;
-    req.msg_case = HYPR__V1__EXEC_REQUEST__MSG_START;
-    req.start = &start;
-
-    exec_session x = {.err = HYPR_ERROR_INIT, .in_fd = STDIN_FILENO, .out_fd = STDOUT_FILENO};
-    int r = rpc_client_open(ctx->client, RPC_METHOD("Exec"), 0, &x.s, &x.err);
-    if (r >= 0)
-        r = send_msg(&x, &req);
-    /* Without stdin or a terminal to resize there is nothing more to send. */
-    if (r >= 0 && !interactive && !tty)
-        r = rpc_stream_close_send(x.s, &x.err);
-    if (r >= 0) {
-        if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-            r = hypr_err(&x.err, HYPR_INTERNAL, errno, "pipe: %s", strerror(errno));
-        } else {
-            struct sigaction old_winch, old_int, old_term, old_hup, old_quit;
-            install(SIGWINCH, on_signal_pipe, &old_winch);
-            install(SIGINT, on_signal_pipe, &old_int);
-            install(SIGTERM, on_fatal_signal, &old_term);
-            install(SIGHUP, on_fatal_signal, &old_hup);
-            install(SIGQUIT, on_fatal_signal, &old_quit);
-            if (tty && interactive && tty_make_raw() < 0)
-                log_debug("cannot put the terminal in raw mode: %s", strerror(errno));
-            r = exec_loop(&x, ctx->client, interactive, tty);
-            tty_restore();
-            sigaction(SIGWINCH, &old_winch, NULL);
-            sigaction(SIGINT, &old_int, NULL);
-            sigaction(SIGTERM, &old_term, NULL);
-            sigaction(SIGHUP, &old_hup, NULL);
-            sigaction(SIGQUIT, &old_quit, NULL);
-            close(sig_pipe[0]);
-            close(sig_pipe[1]);
-            sig_pipe[0] = sig_pipe[1] = -1;
-        }
-    }
-    if (x.s)
-        rpc_stream_free(x.s);
-    if (r == 130 || r == 143) {
-        hypr_error_clear(&x.err);
-        return r;
-    }
-    if (r < 0)
-        return cli_fail_with(ctx, 1, &x.err);
-    hypr_error_clear(&x.err);
-    if (!x.got_exit)
-        return cli_fail(ctx, 1, "the exec session ended without an exit code");
-    return x.exit_code;
+    return run_session(ctx, &start, interactive, tty, false);
 }
 
 int cli_exec_pipe(cli_ctx *ctx, const char *vm, char **argv, size_t argc, int in_fd, int out_fd,
@@ -355,4 +413,22 @@ int cli_exec_pipe(cli_ctx *ctx, const char *vm, char **argv, size_t argc, int in
     hypr_error_clear(&x.err);
     *exit_code = x.exit_code;
     return 0;
+}
+
+int cli_exec_main(cli_ctx *ctx, const char *vm, bool interactive, bool tty)
+{
+    Hypr__V1__TerminalSize size = HYPR__V1__TERMINAL_SIZE__INIT;
+    Hypr__V1__ExecStart start = HYPR__V1__EXEC_START__INIT;
+    static char *placeholder[] = {(char *)"main"}; /* kestrel runs the workload's own */
+    start.id = (char *)vm;
+    start.command = placeholder;
+    start.n_command = 1;
+    start.main = true;
+    start.tty = tty;
+    start.interactive = interactive;
+    if (tty) {
+        get_size(&size);
+        start.size = &size;
+    }
+    return run_session(ctx, &start, interactive, tty, tty && interactive);
 }

@@ -217,6 +217,8 @@ static int build_config(const cli_command *cmd, run_opts *o, cli_parsed *p, run_
         c->gpu = &rc->gpu;
     }
     c->auto_remove = o->rm;
+    c->tty = o->tty;
+    c->open_stdin = o->interactive;
     c->dns = (char **)o->dns.items;
     c->n_dns = o->dns.n;
     c->extra_hosts = (char **)o->add_host.items;
@@ -363,15 +365,21 @@ static int cidfile_write(cli_ctx *ctx, const char *path, const char *id)
 
 /* run and create: flags into rc. 0 = go on; -1 = help was shown; otherwise the exit
  * code of a usage error. */
-static int parse_run_config(const cli_command *cmd, int argc, char **argv, run_opts *o,
-                            cli_parsed *p, run_config *rc)
+static int parse_run_config(const cli_command *cmd, int argc, char **argv, bool attaches,
+                            run_opts *o, cli_parsed *p, run_config *rc)
 {
     int ec;
     if (!cli_parse_or_exit(cmd, argc, argv, p, &ec))
         return ec ? ec : -1;
-    if (o->interactive || o->tty)
-        return cli_usage_error(cmd, "interactive VMs (-i/-t) are not supported yet: start the VM "
-                                    "detached (run -d), then 'hypr exec -it VM sh'");
+    /* The workload of a -i/-t VM starts when a terminal attaches, and only run attaches. */
+    if ((o->interactive || o->tty) && (o->detach || !attaches))
+        return cli_usage_error(cmd, "-i/-t need run without -d for now (hypr attach is not "
+                                    "there yet): use 'hypr run -it ...', or -d without -i/-t "
+                                    "and then 'hypr exec -it VM sh'");
+    if (o->interactive && o->tty && !isatty(STDIN_FILENO)) {
+        fprintf(stderr, "the input device is not a TTY\n"); /* Docker's words and code */
+        return 1;
+    }
     int r = build_config(cmd, o, p, rc);
     return r ? r : cidfile_check(cmd, o->cidfile);
 }
@@ -398,7 +406,7 @@ static int parse_run_config(const cli_command *cmd, int argc, char **argv, run_o
              "Allow --gpu to take the boot VGA device (the host's display)"),                      \
     CLI_STRING('h', "hostname", "string", &(o)->hostname, "VM host name"),                         \
     CLI_BOOL(0, "init", &(o)->init, "Accepted for Docker's sake: kestrel is always the init"),     \
-    CLI_BOOL('i', "interactive", &(o)->interactive, "Not supported: use run -d, then exec -it"),   \
+    CLI_BOOL('i', "interactive", &(o)->interactive, "Keep STDIN open and send it to the workload"),\
     CLI_LIST('l', "label", "list", &(o)->label, "Set metadata on a VM (K=V)"),                     \
     CLI_LIST(0, "label-file", "list", &(o)->label_file, "Read in a line delimited file of labels"),\
     CLI_STRING('m', "memory", "bytes", &(o)->memory, "Memory limit: 512m, 2g, 512 (MiB)"),         \
@@ -418,7 +426,7 @@ static int parse_run_config(const cli_command *cmd, int argc, char **argv, run_o
                "Signal to stop the VM's workload (default: the image's, else SIGTERM)"),           \
     CLI_INT(0, "stop-timeout", "int", &(o)->stop_timeout, 0, 86400,                                \
             "Seconds to wait for the VM to stop before killing it"),                               \
-    CLI_BOOL('t', "tty", &(o)->tty, "Not supported: use run -d, then exec -it"),                   \
+    CLI_BOOL('t', "tty", &(o)->tty, "Allocate a pseudo-TTY for the workload"),                     \
     CLI_STRING('u', "user", "string", &(o)->user,                                                  \
                "Username or UID (format: <name|uid>[:<group|gid>])"),                              \
     CLI_LIST('v', "volume", "list", &(o)->volume, "Mount a volume: SOURCE:TARGET[:ro]"),           \
@@ -444,14 +452,16 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         .error_exit = 125,
         .notes = "-p GUEST_PORT and -P publish on a free host port (see 'hypr port'). Without -d,\n"
                  "the VM's output is shown until it exits and hypr exits with its exit code;\n"
-                 "Ctrl-C stops the VM. Exit code 125 means hypr itself failed to run the VM.\n"
+                 "Ctrl-C stops the VM. With -it the workload runs on this terminal (Ctrl-P\n"
+                 "Ctrl-Q detaches, leaving it running); -i alone pipes stdin to it. Exit code\n"
+                 "125 means hypr itself failed to run the VM.\n"
                  "--gpu 0000:01:00.0 (see 'hypr gpu list') hands that GPU and every device of\n"
                  "its IOMMU group to vfio-pci while the VM runs; all takes every GPU but the\n"
                  "boot VGA device.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
     _cleanup_(run_config_free) run_config rc = {0};
-    int r = parse_run_config(&cmd, argc, argv, &o, &p, &rc);
+    int r = parse_run_config(&cmd, argc, argv, true, &o, &p, &rc);
     if (r)
         return r == -1 ? 0 : r;
     if (!cli_connect(ctx))
@@ -533,6 +543,8 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         return 0;
     }
     fflush(stdout);
+    if (o.interactive || o.tty) /* the workload starts as this terminal's session */
+        return cli_exec_main(ctx, id, o.interactive, o.tty);
     return attach_and_wait(ctx, id, events);
 }
 
@@ -554,7 +566,7 @@ int cmd_create(cli_ctx *ctx, int argc, char **argv)
     };
     _cleanup_parsed_ cli_parsed p = {0};
     _cleanup_(run_config_free) run_config rc = {0};
-    int r = parse_run_config(&cmd, argc, argv, &o, &p, &rc);
+    int r = parse_run_config(&cmd, argc, argv, false, &o, &p, &rc);
     if (r)
         return r == -1 ? 0 : r;
     Hypr__V1__CreateVMRequest req = HYPR__V1__CREATE_VMREQUEST__INIT;

@@ -199,6 +199,7 @@ int vm_build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg, const 
     m.stop_timeout_s = cfg->stop_timeout;
     int sig = signal_parse(cfg->stop_signal);
     m.stop_signal = sig > 0 ? (uint32_t)sig : 0;
+    m.attach = cfg->tty || cfg->open_stdin; /* started by the client's attach (run -it) */
     if (m.entrypoint.n == 0 && m.cmd.n == 0)
         r = hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
                      "no command to run: the image has no entrypoint or cmd; give one after "

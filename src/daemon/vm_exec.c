@@ -11,6 +11,7 @@ struct exec_session {
     rpc_call *call;
     vm_runtime *vm; /* NULL once the VM is gone */
     uint32_t session;
+    bool main; /* the workload itself (run -it): the call's end detaches, not kills */
     bool started;
     bool eof_sent;
     Hypr__V1__ExecRequest *parked; /* its start, waiting for the VM's channel to come back */
@@ -66,6 +67,7 @@ static void exec_send_start(exec_session *s, vm_runtime *vm, const Hypr__V1__Exe
     e.workdir = st->workdir ? st->workdir : "";
     e.user = st->user ? st->user : "";
     e.tty = st->tty;
+    e.main = st->main;
     if (st->size) {
         e.rows = (uint16_t)st->size->rows;
         e.cols = (uint16_t)st->size->cols;
@@ -86,6 +88,8 @@ static void exec_send_start(exec_session *s, vm_runtime *vm, const Hypr__V1__Exe
         return;
     }
     s->started = true;
+    if (st->main)
+        vm->main_session = s->session; /* its output goes on to the logs after a detach */
     if (!st->interactive) {
         /* Nothing will come on stdin. */
         ctl_buf eof = {0};
@@ -112,6 +116,7 @@ static void exec_start(rpc_call *call, exec_session *s, Hypr__V1__ExecRequest *r
         return;
     }
     s->vm = vm;
+    s->main = req->start->main;
     s->session = ++vm->next_session;
     s->next = vm->execs;
     vm->execs = s;
@@ -198,7 +203,7 @@ void api_exec_close(rpc_call *call, bool cancelled)
     exec_session *s = rpc_call_get_data(call);
     if (!s)
         return;
-    if (!s->done && s->vm && s->started) {
+    if (!s->done && s->vm && s->started && !s->main) {
         /* The client went away: the command must not outlive it. */
         ctl_buf b = {0};
         send_frame(s, ctl_encode_signal(&b, s->session, SIGKILL), &b);
@@ -216,6 +221,10 @@ void vm_exec_frame(vm_runtime *vm, const ctl_frame *f)
     exec_session *s = vm->execs;
     while (s && s->session != f->session)
         s = s->next;
+    bool main = f->session == vm->main_session;
+    if (main && (f->type == CTL_STDOUT || f->type == CTL_STDERR)) /* the workload's output */
+        vm_log_append(vm, f->type == CTL_STDOUT ? CTL_LOG_STDOUT : CTL_LOG_STDERR, f->payload,
+                      f->len);
     if (!s)
         return;
     Hypr__V1__ExecResponse resp = HYPR__V1__EXEC_RESPONSE__INIT;

@@ -44,9 +44,10 @@ struct vm_runtime {
     /* Re-adopted from an earlier hyprd: the hypervisor is not our child, so its
      * end is watched through a pidfd (and signals go through it too). */
     bool adopted;
-    bool paused;     /* hypr pause: the hypervisor holds the vCPUs */
-    bool pause_busy; /* a pause/unpause request is with the hypervisor */
-    int pidfd;       /* -1 */
+    bool paused;           /* hypr pause: the hypervisor holds the vCPUs */
+    uint32_t main_session; /* run -it: the exec session that is the workload (0: none) */
+    bool pause_busy;       /* a pause/unpause request is with the hypervisor */
+    int pidfd;             /* -1 */
     uv_poll_t pid_poll;
     bool pid_polling;
 

@@ -498,3 +498,55 @@ def test_top_lists_the_vms_processes(vmd):
     p = vmd.hypr("top", "no-such-vm")
     assert p.returncode == 1 and "no-such-vm" in p.err, p.err
     vmd.ok("rm", "-f", vm)
+
+
+def test_run_it_is_an_interactive_shell_and_its_exit_code_is_run_s(vmd):
+    from test_vms import Pty
+    term = Pty(vmd.argv("run", "-it", "--rm", "--name", "it-sh", IMAGE, "sh"), 30, 100,
+               env=vmd.env())
+    try:
+        term.expect(r"[#$] ", 60)  # the workload's own prompt: it runs on our terminal
+        start = len(term.out)
+        term.send("echo $$ hel''lo\r")
+        term.expect(r"\r?\n(\d+) hello\r?\n", 15, start)
+        assert term.stty_size(15) == (30, 100)  # the size came with the start
+        start = len(term.out)
+        term.send("tty\r")
+        term.expect(r"/dev/pts/\d+", 15, start)
+        assert any(v["Names"] == "it-sh" and v["State"] == "running" for v in vmd.ps_json())
+        term.send("exit 7\r")
+        assert term.proc.wait(30) == 7
+    finally:
+        term.close()
+    wait_for(lambda: not [v for v in vmd.ps_json() if v["Names"] == "it-sh"], 30,
+             "the --rm VM to be removed")
+
+
+def test_run_i_pipes_stdin_and_ctrl_p_ctrl_q_detaches(vmd):
+    import subprocess
+    p = subprocess.run(vmd.argv("run", "-i", "--rm", IMAGE, "sh", "-c", "cat; exit 4"),
+                       input=b"piped line\n", capture_output=True, timeout=90, env=vmd.env())
+    assert p.returncode == 4 and p.stdout == b"piped line\n", (p.returncode, p.stdout, p.stderr)
+    p = subprocess.run(vmd.argv("run", "-it", IMAGE, "sh"), stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=30, env=vmd.env())
+    assert p.returncode == 1 and b"the input device is not a TTY" in p.stderr, p.stderr
+    p = vmd.hypr("run", "-d", "-it", IMAGE, "sh")
+    assert p.returncode == 125 and "-i/-t need run without -d" in p.err, p.err
+    from test_vms import Pty
+    term = Pty(vmd.argv("run", "-it", "--name", "it-detach", IMAGE, "sh"), 24, 80,
+               env=vmd.env())
+    try:
+        term.expect(r"[#$] ", 60)
+        term.send("echo before-detach\r")
+        term.expect(r"\r?\nbefore-detach\r?\n", 15)
+        term.send("\x10\x11")  # Ctrl-P Ctrl-Q
+        term.expect(r"read escape sequence", 15)
+        assert term.proc.wait(20) == 0
+    finally:
+        term.close()
+    assert vmd.status("it-detach") == "running"  # the workload goes on without us
+    assert "before-detach" in vmd.logs("it-detach")  # its terminal output is in the logs
+    vmd.ok("stop", "-t", "2", "it-detach", timeout=60)
+    st = vmd.wait_status("it-detach", ("exited", "stopped"))
+    vmd.ok("rm", "it-detach")
+    assert st["State"]["ExitCode"] in (129, 137, 143), st["State"]  # stopped by a signal

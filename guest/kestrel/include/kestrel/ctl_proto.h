@@ -34,7 +34,7 @@
  *                (kestrel sends it when the channel opens, whenever it reaches a
  *                new boot phase, and in answer to the host's HELLO; the last one
  *                is complete. ns = CLOCK_BOOTTIME of the guest.)
- *   EXEC_START   u32 flags (bit0 tty), u16 rows, u16 cols, str workdir, str user,
+ *   EXEC_START   u32 flags (bit0 tty, bit1 main), u16 rows, u16 cols, str workdir, str user,
  *                strv argv, strv env                                   host->guest
  *   STDIN        raw bytes                                             host->guest
  *   STDIN_EOF    empty                                                 host->guest
@@ -127,6 +127,9 @@ enum ctl_metric {
 };
 
 #define CTL_EXEC_TTY 0x1u
+/* The session is the workload itself (manifest attach): argv, env, user and workdir are
+ * the workload's, and its end is the workload's. */
+#define CTL_EXEC_MAIN 0x2u
 
 typedef struct ctl_frame {
     uint8_t type;
@@ -182,6 +185,7 @@ int ctl_encode_hello(ctl_buf *b, const ctl_phase_ts *ts, size_t n);
 
 typedef struct ctl_exec_start {
     bool tty;
+    bool main; /* CTL_EXEC_MAIN */
     uint16_t rows, cols;
     char *workdir; /* "" = the workload's */
     char *user;    /* "" = the workload's */

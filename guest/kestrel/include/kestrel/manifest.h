@@ -20,6 +20,8 @@
  *   stop_signal N         signal number a stop request sends the workload (default 15)
  *   host S (list)         "IP NAME": a line of /etc/hosts after the VM's own (--add-host)
  *   mode S                "run" (default) | "build" (no workload; exec sessions only)
+ *   attach N              1: the workload waits for the host to start it as an exec
+ *                         session with the MAIN flag (run -it: its terminal and stdin)
  *   ip S ("10.88.0.5/16") gateway S           dns S (list)    interface S (default eth0)
  *   mac S                 MAC ("02:ab:cd:ef:01:23", any case) of the primary
  *                         interface (the one ip/gateway configure): it is found by
@@ -94,7 +96,8 @@ typedef struct kestrel_manifest {
     uint32_t restart_max; /* on-failure:max; 0 = unlimited */
     uint32_t stop_timeout_s;
     uint32_t stop_signal; /* what a stop sends the workload; 0 = SIGTERM */
-    char *ip; /* CIDR */
+    uint32_t attach;      /* 1: the host starts the workload (CTL_EXEC_MAIN) */
+    char *ip;             /* CIDR */
     char *gateway;
     char *interface;
     char *mac; /* primary interface by MAC; NULL = by interface name */
