@@ -276,6 +276,7 @@ int cmd_pause(cli_ctx *ctx, int argc, char **argv);
 int cmd_unpause(cli_ctx *ctx, int argc, char **argv);
 int cmd_update(cli_ctx *ctx, int argc, char **argv);
 int cmd_top(cli_ctx *ctx, int argc, char **argv);
+int cmd_attach(cli_ctx *ctx, int argc, char **argv);
 extern const cli_resource cli_vm_resource;
 int cmd_exec(cli_ctx *ctx, int argc, char **argv);
 /* Runs argv in the VM without a terminal: stdin from in_fd (-1: none), stdout to out_fd,
@@ -285,7 +286,7 @@ int cli_exec_pipe(cli_ctx *ctx, const char *vm, char **argv, size_t argc, int in
 int cmd_cp(cli_ctx *ctx, int argc, char **argv);
 /* run -it: starts the VM's workload as this terminal's session (config tty/open_stdin)
  * and relays it; its exit code, or 0 after Ctrl-P Ctrl-Q (the workload goes on). */
-int cli_exec_main(cli_ctx *ctx, const char *vm, bool interactive, bool tty);
+int cli_exec_main(cli_ctx *ctx, const char *vm, bool interactive, bool tty, bool attach);
 /* Writes a LogEntry to stdout/stderr by its stream ("console" entries only when
  * console is set, to stderr). prefix (may be NULL) and the timestamp start each
  * line; line_start[0] / [1] track stdout / stderr between calls (init true).

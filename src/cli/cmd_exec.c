@@ -415,7 +415,7 @@ int cli_exec_pipe(cli_ctx *ctx, const char *vm, char **argv, size_t argc, int in
     return 0;
 }
 
-int cli_exec_main(cli_ctx *ctx, const char *vm, bool interactive, bool tty)
+int cli_exec_main(cli_ctx *ctx, const char *vm, bool interactive, bool tty, bool attach)
 {
     Hypr__V1__TerminalSize size = HYPR__V1__TERMINAL_SIZE__INIT;
     Hypr__V1__ExecStart start = HYPR__V1__EXEC_START__INIT;
@@ -423,7 +423,8 @@ int cli_exec_main(cli_ctx *ctx, const char *vm, bool interactive, bool tty)
     start.id = (char *)vm;
     start.command = placeholder;
     start.n_command = 1;
-    start.main = true;
+    start.main = !attach;
+    start.attach = attach;
     start.tty = tty;
     start.interactive = interactive;
     if (tty) {

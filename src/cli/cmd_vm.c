@@ -544,7 +544,7 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     }
     fflush(stdout);
     if (o.interactive || o.tty) /* the workload starts as this terminal's session */
-        return cli_exec_main(ctx, id, o.interactive, o.tty);
+        return cli_exec_main(ctx, id, o.interactive, o.tty, false);
     return attach_and_wait(ctx, id, events);
 }
 

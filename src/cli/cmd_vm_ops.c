@@ -241,6 +241,42 @@ int cmd_update(cli_ctx *ctx, int argc, char **argv)
     return cli_for_each_arg(ctx, &p, update_one, &req);
 }
 
+/* ---- attach ------------------------------------------------------------------- */
+
+int cmd_attach(cli_ctx *ctx, int argc, char **argv)
+{
+    bool no_stdin = false;
+    const cli_option opts[] = {
+        CLI_BOOL(0, "no-stdin", &no_stdin, "Do not attach STDIN"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS] VM",
+        .description = "Attach local standard input, output, and error streams to a running VM",
+        .options = opts,
+        .min_args = 1,
+        .max_args = 1,
+        .notes = "Joins the workload of a VM started with run -it or -i: its output from now "
+                 "on, your\ninput, your window size; Ctrl-P Ctrl-Q detaches again. hypr exits "
+                 "with the workload's\nexit code when it ends.",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    _cleanup_pb_ Hypr__V1__GetVMResponse *resp = NULL;
+    if (!cli_connect(ctx) || cli_call_ref(ctx, "GetVM", "id", p.args[0], false, &resp) < 0)
+        return 1;
+    const Hypr__V1__VMConfig *c = resp->vm ? resp->vm->config : NULL;
+    bool tty = c && c->tty, interactive = c && c->open_stdin && !no_stdin;
+    if (tty && interactive && !isatty(STDIN_FILENO)) {
+        fprintf(stderr, "the input device is not a TTY\n");
+        return 1;
+    }
+    return cli_exec_main(ctx, p.args[0], interactive, tty, true);
+}
+
 /* ---- top ---------------------------------------------------------------------- */
 
 int cmd_top(cli_ctx *ctx, int argc, char **argv)
@@ -294,6 +330,7 @@ int cmd_top(cli_ctx *ctx, int argc, char **argv)
 int cmd_container(cli_ctx *ctx, int argc, char **argv)
 {
     static const cli_subcommand subs[] = {
+        {"attach", NULL, "Attach to a running VM's workload", cmd_attach},
         {"cp", NULL, "Copy files/folders between a VM and the local filesystem", cmd_cp},
         {"create", NULL, "Create a new VM", cmd_create},
         {"exec", NULL, "Execute a command in a running VM", cmd_exec},

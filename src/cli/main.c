@@ -38,6 +38,7 @@ static const top_command commands[] = {
     {{"network", NULL, "Manage networks", cmd_network}, SEC_MANAGEMENT},
     {{"system", NULL, "Manage hypr", cmd_system}, SEC_MANAGEMENT},
     {{"volume", NULL, "Manage volumes", cmd_volume}, SEC_MANAGEMENT},
+    {{"attach", NULL, "Attach to a running VM's workload", cmd_attach}, SEC_OTHER},
     {{"cp", NULL, "Copy files/folders between a VM and the local filesystem", cmd_cp}, SEC_OTHER},
     {{"create", NULL, "Create a new VM", cmd_create}, SEC_OTHER},
     {{"inspect", NULL, "Return low-level information on VMs", cmd_inspect}, SEC_OTHER},

@@ -11,7 +11,8 @@ struct exec_session {
     rpc_call *call;
     vm_runtime *vm; /* NULL once the VM is gone */
     uint32_t session;
-    bool main; /* the workload itself (run -it): the call's end detaches, not kills */
+    bool main;   /* the workload itself (run -it): the call's end detaches, not kills */
+    bool joined; /* hypr attach: its stdin is not this call's to close */
     bool started;
     bool eof_sent;
     Hypr__V1__ExecRequest *parked; /* its start, waiting for the VM's channel to come back */
@@ -115,11 +116,41 @@ static void exec_start(rpc_call *call, exec_session *s, Hypr__V1__ExecRequest *r
         api_fail(call, &err);
         return;
     }
+    if (req->start->attach) {
+        exec_session *other = vm->execs;
+        while (other && !(other->main && other->session == vm->main_session))
+            other = other->next;
+        if (!vm->main_session)
+            r = hypr_err(&err, HYPR_FAILED_PRECONDITION, ENOTTY,
+                         "VM %s has no attachable workload: only a VM started by run -it or "
+                         "-i can be attached to",
+                         vm->name);
+        else if (other)
+            r = hypr_err(&err, HYPR_FAILED_PRECONDITION, EBUSY, "VM %s is attached to already",
+                         vm->name);
+        if (r < 0) {
+            s->done = true;
+            api_fail(call, &err);
+            return;
+        }
+    }
     s->vm = vm;
-    s->main = req->start->main;
-    s->session = ++vm->next_session;
+    s->main = req->start->main || req->start->attach;
+    s->session = req->start->attach ? vm->main_session : ++vm->next_session;
     s->next = vm->execs;
     vm->execs = s;
+    if (req->start->attach) { /* joins the session that runs: nothing to start */
+        s->started = true;
+        s->joined = true;
+        if (req->start->size && req->start->tty) {
+            ctl_buf b = {0};
+            send_frame(s,
+                       ctl_encode_resize(&b, s->session, (uint16_t)req->start->size->rows,
+                                         (uint16_t)req->start->size->cols),
+                       &b);
+        }
+        return;
+    }
     if (!vm->ctl_connected) {
         s->parked = TAKE_PTR(owned); /* hyprd restarted: kestrel is about to reconnect */
         return;
@@ -191,7 +222,7 @@ void api_exec(rpc_call *call, ProtobufCMessage *msg)
 void api_exec_half_close(rpc_call *call)
 {
     exec_session *s = rpc_call_get_data(call);
-    if (!s || s->done || !s->vm || s->eof_sent)
+    if (!s || s->done || !s->vm || s->eof_sent || s->joined)
         return;
     s->eof_sent = true;
     ctl_buf b = {0};

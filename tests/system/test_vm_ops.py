@@ -546,7 +546,21 @@ def test_run_i_pipes_stdin_and_ctrl_p_ctrl_q_detaches(vmd):
         term.close()
     assert vmd.status("it-detach") == "running"  # the workload goes on without us
     assert "before-detach" in vmd.logs("it-detach")  # its terminal output is in the logs
-    vmd.ok("stop", "-t", "2", "it-detach", timeout=60)
+    # hypr attach joins it again: input, output from now on, and its exit code
+    term = Pty(vmd.argv("attach", "it-detach"), 24, 80, env=vmd.env())
+    try:
+        term.send("echo again-$((20+1))\r")
+        term.expect(r"again-21", 30)
+        assert b"before-detach" not in term.out  # output from now on only
+        term.send("exit 6\r")
+        assert term.proc.wait(30) == 6
+    finally:
+        term.close()
     st = vmd.wait_status("it-detach", ("exited", "stopped"))
+    assert st["State"]["ExitCode"] == 6, st["State"]
     vmd.ok("rm", "it-detach")
-    assert st["State"]["ExitCode"] in (129, 137, 143), st["State"]  # stopped by a signal
+    plain = vmd.run_detached("--name", "it-plain", IMAGE, "sleep", "3600")
+    vmd.wait_status(plain, "running")
+    p = vmd.hypr("attach", "it-plain")
+    assert p.returncode == 1 and "no attachable workload" in p.err, p.err
+    vmd.ok("rm", "-f", plain)
