@@ -277,6 +277,7 @@ int cmd_unpause(cli_ctx *ctx, int argc, char **argv);
 int cmd_update(cli_ctx *ctx, int argc, char **argv);
 int cmd_top(cli_ctx *ctx, int argc, char **argv);
 int cmd_attach(cli_ctx *ctx, int argc, char **argv);
+int cmd_diff(cli_ctx *ctx, int argc, char **argv);
 extern const cli_resource cli_vm_resource;
 int cmd_exec(cli_ctx *ctx, int argc, char **argv);
 /* Runs argv in the VM without a terminal: stdin from in_fd (-1: none), stdout to out_fd,

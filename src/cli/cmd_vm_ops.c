@@ -51,11 +51,8 @@ int cmd_kill(cli_ctx *ctx, int argc, char **argv)
 
 static int pause_one(cli_ctx *ctx, const char *id, void *userdata)
 {
-    const char *rpc = userdata;
-    Hypr__V1__PauseVMRequest req = HYPR__V1__PAUSE_VMREQUEST__INIT; /* = UnpauseVMRequest */
-    req.id = (char *)id;
-    _cleanup_pb_ Hypr__V1__PauseVMResponse *resp = NULL;
-    if (cli_call(ctx, rpc, &req, &resp) < 0)
+    _cleanup_pb_ ProtobufCMessage *resp = NULL;
+    if (cli_call_ref(ctx, userdata, "id", id, false, &resp) < 0)
         return -1;
     printf("%s\n", id);
     fflush(stdout);
@@ -277,6 +274,28 @@ int cmd_attach(cli_ctx *ctx, int argc, char **argv)
     return cli_exec_main(ctx, p.args[0], interactive, tty, true);
 }
 
+/* ---- diff ---------------------------------------------------------------------- */
+
+int cmd_diff(cli_ctx *ctx, int argc, char **argv)
+{
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "VM",
+        .description = "Inspect changes to files or directories on a VM's filesystem",
+        .min_args = 1,
+        .max_args = 1,
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    return cli_fail(ctx, 1,
+                    "hypr diff is not supported yet: a VM's writable layer lives in the guest's "
+                    "memory and is gone when it stops (it persists once volumes land); use "
+                    "'hypr exec %s find / -newer /etc/hostname -xdev' meanwhile",
+                    p.args[0]);
+}
+
 /* ---- top ---------------------------------------------------------------------- */
 
 int cmd_top(cli_ctx *ctx, int argc, char **argv)
@@ -333,6 +352,7 @@ int cmd_container(cli_ctx *ctx, int argc, char **argv)
         {"attach", NULL, "Attach to a running VM's workload", cmd_attach},
         {"cp", NULL, "Copy files/folders between a VM and the local filesystem", cmd_cp},
         {"create", NULL, "Create a new VM", cmd_create},
+        {"diff", NULL, "Inspect changes to files or directories on a VM's filesystem", cmd_diff},
         {"exec", NULL, "Execute a command in a running VM", cmd_exec},
         {"inspect", NULL, "Display detailed information on one or more VMs", cmd_inspect},
         {"kill", NULL, "Kill one or more running VMs", cmd_kill},

@@ -41,6 +41,8 @@ static const top_command commands[] = {
     {{"attach", NULL, "Attach to a running VM's workload", cmd_attach}, SEC_OTHER},
     {{"cp", NULL, "Copy files/folders between a VM and the local filesystem", cmd_cp}, SEC_OTHER},
     {{"create", NULL, "Create a new VM", cmd_create}, SEC_OTHER},
+    {{"diff", NULL, "Inspect changes to files or directories on a VM's filesystem", cmd_diff},
+     SEC_OTHER},
     {{"inspect", NULL, "Return low-level information on VMs", cmd_inspect}, SEC_OTHER},
     {{"kill", NULL, "Kill one or more running VMs", cmd_kill}, SEC_OTHER},
     {{"logs", NULL, "Fetch the logs of a VM", cmd_logs}, SEC_OTHER},

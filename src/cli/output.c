@@ -312,6 +312,45 @@ json_t *vm_summary_json(const void *item, const cli_view_opts *vo)
     return o;
 }
 
+/* Docker's inspect shows the config the container runs with: the image's Env, Cmd,
+ * Entrypoint, WorkingDir and User where the run did not set them. */
+static void merge_image_config(json_t *config, const Hypr__V1__VMConfig *c, cli_ctx *ctx,
+                               const char *image_id)
+{
+    Hypr__V1__GetImageRequest req = HYPR__V1__GET_IMAGE_REQUEST__INIT;
+    req.id = (char *)image_id;
+    _cleanup_pb_ Hypr__V1__GetImageResponse *resp = NULL;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    if (str_empty(image_id) ||
+        cli_unary_err(ctx, RPC_METHOD("GetImage"), &req, &hypr__v1__get_image_response__descriptor,
+                      &resp, &err) < 0 ||
+        !resp->image)
+        return; /* the image is gone: the run's own settings only */
+    const Hypr__V1__Image *img = resp->image;
+    json_t *env = json_array(); /* the image's, each replaced by the run's of the same key */
+    for (size_t i = 0; i < img->n_env; i++) {
+        size_t klen = strcspn(img->env[i], "=");
+        bool overridden = false;
+        for (size_t j = 0; j < c->n_env && !overridden; j++)
+            overridden =
+                strlen(c->env[j]->key) == klen && strncmp(c->env[j]->key, img->env[i], klen) == 0;
+        if (!overridden)
+            json_array_append_new(env, json_string(img->env[i]));
+    }
+    json_array_extend(env, json_object_get(config, "Env"));
+    json_object_set_new(config, "Env", env);
+    bool own_entrypoint = c->entrypoint_set || c->n_entrypoint;
+    if (!own_entrypoint && img->n_entrypoint)
+        json_object_set_new(config, "Entrypoint",
+                            json_from_strv(img->entrypoint, img->n_entrypoint));
+    if (!c->n_cmd && !own_entrypoint) /* --entrypoint drops the image's cmd */
+        json_object_set_new(config, "Cmd", json_from_strv(img->cmd, img->n_cmd));
+    if (str_empty(c->workdir))
+        json_object_set_new(config, "WorkingDir", json_string(img->workdir));
+    if (str_empty(c->user))
+        json_object_set_new(config, "User", json_string(img->user));
+}
+
 json_t *vm_inspect_json(const void *item, const cli_view_opts *vo)
 {
     const Hypr__V1__VM *vm = item;
@@ -357,6 +396,8 @@ json_t *vm_inspect_json(const void *item, const cli_view_opts *vo)
     json_object_set_new(config, "StopTimeout", json_integer(c->stop_timeout));
     if (!str_empty(c->stop_signal)) /* Docker leaves it out when unset */
         json_object_set_new(config, "StopSignal", json_string(c->stop_signal));
+    if (vo->ctx)
+        merge_image_config(config, c, vo->ctx, vm->image_id);
 
     json_t *host = json_object();
     json_object_set_new(host, "Cpus", json_integer(c->cpus));

@@ -564,3 +564,23 @@ def test_run_i_pipes_stdin_and_ctrl_p_ctrl_q_detaches(vmd):
     p = vmd.hypr("attach", "it-plain")
     assert p.returncode == 1 and "no attachable workload" in p.err, p.err
     vmd.ok("rm", "-f", plain)
+
+
+def test_inspect_shows_the_config_the_vm_runs_with(vmd, busybox_rootfs):
+    vmd.daemon.call("ImportImage", source=busybox_rootfs, reference="bb-env:1",
+                    cmd=["sh", "-c", "echo from-image"], env=["PATH=/bin", "A=img", "B=img"],
+                    workdir="/tmp", timeout=120)
+    vm = vmd.ok("create", "-e", "A=run", "bb-env:1").out.strip()
+    cfg = vmd.inspect(vm)["Config"]
+    assert cfg["Env"] == ["PATH=/bin", "B=img", "A=run"], cfg["Env"]  # the run's A wins
+    assert cfg["Cmd"] == ["sh", "-c", "echo from-image"] and cfg["WorkingDir"] == "/tmp", cfg
+    own = vmd.ok("create", "-w", "/", "bb-env:1", "echo", "mine").out.strip()
+    cfg = vmd.inspect(own)["Config"]
+    assert cfg["Cmd"] == ["echo", "mine"] and cfg["WorkingDir"] == "/", cfg
+    ep = vmd.ok("create", "--entrypoint", "/bin/true", "bb-env:1").out.strip()
+    cfg = vmd.inspect(ep)["Config"]
+    assert cfg["Entrypoint"] == ["/bin/true"] and cfg["Cmd"] == [], cfg  # Docker drops it
+    p = vmd.hypr("diff", own)
+    assert p.returncode == 1 and "not supported yet" in p.err, p.err
+    vmd.ok("rm", vm, own, ep)
+    vmd.ok("rmi", "bb-env:1")
