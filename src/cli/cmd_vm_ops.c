@@ -318,7 +318,8 @@ int cmd_top(cli_ctx *ctx, int argc, char **argv)
     /* ps with the options given, else a /proc listing a shell can make alone. */
     static const char script[] =
         "if command -v ps >/dev/null 2>&1; then ps \"$@\" | while IFS= read -r l; do "
-        "case \"$l\" in *' ['*']') ;; *) printf '%s\\n' \"$l\" ;; esac; done; exit 0; fi; "
+        "case \"$l\" in *' ['*']' | *'command -v ps'* | *' ps '*) ;; "
+        "*) printf '%s\\n' \"$l\" ;; esac; done; exit 0; fi; "
         "echo 'PID CMD'; "
         "for d in /proc/[0-9]*; do read -r c < \"$d/comm\" 2>/dev/null || continue; "
         "echo \"${d#/proc/} $c\"; done";
