@@ -121,19 +121,6 @@ int cmd_wait(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- port ------------------------------------------------------------------- */
 
-/* "80", "80/tcp", "53/udp" into port and protocol; false when it is none of those. */
-static bool parse_private_port(const char *s, uint32_t *port, const char **proto)
-{
-    const char *slash = strchr(s, '/');
-    _cleanup_free_ char *num = slash ? xstrndup(s, (size_t)(slash - s)) : xstrdup(s);
-    int64_t n;
-    if (parse_int64(num, 1, 65535, &n) < 0)
-        return false;
-    *port = (uint32_t)n;
-    *proto = slash ? slash + 1 : "tcp";
-    return strcmp(*proto, "tcp") == 0 || strcmp(*proto, "udp") == 0 || strcmp(*proto, "sctp") == 0;
-}
-
 int cmd_port(cli_ctx *ctx, int argc, char **argv)
 {
     const cli_command cmd = {
@@ -147,10 +134,15 @@ int cmd_port(cli_ctx *ctx, int argc, char **argv)
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
-    uint32_t want = 0;
-    const char *want_proto = NULL;
-    if (p.nargs == 2 && !parse_private_port(p.args[1], &want, &want_proto))
-        return cli_fail(ctx, 1, "invalid port \"%s\": use PORT or PORT/tcp|udp|sctp", p.args[1]);
+    /* PRIVATE_PORT[/PROTO]: -p's parser, which takes a guest port alone */
+    _cleanup_error_ hypr_error perr = HYPR_ERROR_INIT;
+    cli_port want = {0};
+    if (p.nargs == 2 &&
+        (cli_parse_port(p.args[1], &want, &perr) < 0 || want.host_port || want.host_ip)) {
+        cli_port_free(&want);
+        return cli_fail(ctx, 1, "invalid port \"%s\": use PORT or PORT/tcp|udp", p.args[1]);
+    }
+    const char *want_proto = want.protocol;
     _cleanup_pb_ Hypr__V1__GetVMResponse *resp = NULL;
     if (cli_call_ref(ctx, "GetVM", "id", p.args[0], false, &resp) < 0)
         return 1;
@@ -165,17 +157,18 @@ int cmd_port(cli_ctx *ctx, int argc, char **argv)
         bool v6 = strchr(ip, ':') != NULL; /* shown [::1]:8080, as Docker does */
         _cleanup_free_ char *host =
             xasprintf("%s%s%s:%u", v6 ? "[" : "", ip, v6 ? "]" : "", m->host_port);
-        if (!want)
+        if (!want.guest_port)
             printf("%u/%s -> %s\n", m->guest_port, proto, host);
-        else if (m->guest_port == want && strcmp(proto, want_proto) == 0)
+        else if (m->guest_port == want.guest_port && strcmp(proto, want_proto) == 0)
             printf("%s\n", host);
         else
             continue;
         shown++;
     }
-    if (want && shown == 0)
-        return cli_fail(ctx, 1, "No public port '%u/%s' published for %s", want, want_proto,
-                        p.args[0]);
+    cli_port_free(&want);
+    if (p.nargs == 2 && shown == 0)
+        return cli_fail(ctx, 1, "No public port '%u/%s' published for %s", want.guest_port,
+                        want_proto, p.args[0]);
     return 0;
 }
 
