@@ -179,12 +179,16 @@ static int mount_field(const char *spec, const char *field, mount_fields *f, hyp
     const char *val = eq ? eq + 1 : NULL;
     if (!strcmp(key, "readonly") || !strcmp(key, "ro")) {
         f->read_only = true;
-        return val ? parse_bool(key, val, &f->read_only, err) : 0;
+        if (val && parse_bool(key, val, &f->read_only, err) < 0)
+            return hypr_err_prefix(err, "mount specification \"%s\"", spec);
+        return 0;
     }
     if (!strcmp(key, "volume-nocopy")) {
         f->nocopy = true;
         f->nocopy_key = "volume-nocopy";
-        return val ? parse_bool(key, val, &f->nocopy, err) : 0;
+        if (val && parse_bool(key, val, &f->nocopy, err) < 0)
+            return hypr_err_prefix(err, "mount specification \"%s\"", spec);
+        return 0;
     }
     for (size_t i = 0; unsupported_keys[i]; i++)
         if (!strcmp(key, unsupported_keys[i]))
@@ -219,10 +223,11 @@ static int mount_field(const char *spec, const char *field, mount_fields *f, hyp
         f->size_key = "tmpfs-size";
         int r = volume_parse_size(val, &f->size, err);
         if (r < 0)
-            return hypr_err_prefix(err, "mount specification \"%s\": tmpfs-size", spec);
+            return hypr_err_prefix(err, "mount specification \"%s\"", spec);
     } else if (!strcmp(key, "tmpfs-mode")) {
         f->mode_key = "tmpfs-mode";
-        return parse_mode("tmpfs-mode", val, &f->mode, err);
+        if (parse_mode("tmpfs-mode", val, &f->mode, err) < 0)
+            return hypr_err_prefix(err, "mount specification \"%s\"", spec);
     }
     /* consistency: accepted and ignored, as Docker on Linux. */
     return 0;
@@ -339,7 +344,7 @@ static int tmpfs_option(const char *spec, const char *opt, volume_mount_spec *m,
     }
     if (val && klen == 4 && !strncmp(opt, "size", 4)) {
         int r = volume_parse_size(val, &m->tmpfs_size, err);
-        return r < 0 ? hypr_err_prefix(err, "tmpfs specification \"%s\": size", spec) : 0;
+        return r < 0 ? hypr_err_prefix(err, "tmpfs specification \"%s\"", spec) : 0;
     }
     if (val && klen == 4 && !strncmp(opt, "mode", 4)) {
         int r = parse_mode("mode", val, &m->tmpfs_mode, err);
