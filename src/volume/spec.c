@@ -209,8 +209,7 @@ int volume_mounts_check(const volume_mount_spec *mounts, size_t n, size_t max, h
     if (n > max)
         return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
                         "too many mounts: %zu given, at most %zu are allowed per VM", n, max);
-    char **targets = xcalloc(n + 1, sizeof(*targets));
-    _cleanup_strv_ char **owned = targets;
+    _cleanup_strv_ char **targets = xcalloc(n + 1, sizeof(*targets));
     for (size_t i = 0; i < n; i++) {
         int r = mount_check_one(&mounts[i], &targets[i], err);
         if (r < 0)
