@@ -330,10 +330,27 @@ int volume_dir_is_empty(const char *path)
     int fd = open(path, DIR_OPEN_FLAGS);
     if (fd < 0)
         return -errno;
-    _cleanup_strv_ char **names = NULL;
-    int r = list_names(fd, &names);
-    close(fd);
-    if (r < 0)
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int r = -errno;
+        close(fd);
         return r;
-    return names ? 0 : 1;
+    }
+    /* The first name other than "." and ".." settles it: no need to read them all. */
+    int r = 1;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (!de) {
+            if (errno)
+                r = -errno;
+            break;
+        }
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            r = 0;
+            break;
+        }
+    }
+    closedir(d);
+    return r;
 }

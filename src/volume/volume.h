@@ -123,7 +123,8 @@ int volume_mounts_check(const volume_mount_spec *mounts, size_t n, size_t max, h
 /* ---- filesystem helpers of the volume store ---------------------------------------- */
 
 /* These walk a tree with openat/fstatat, holding a few descriptors whatever its depth,
- * and never follow a symbolic link: a link is looked at (or unlinked) itself.
+ * and never follow a symbolic link inside it: a link is looked at (or unlinked) itself.
+ * The directories leading to path are the caller's (the store's own) and are trusted.
  * Blocking: the daemon runs them on its thread pool. */
 
 /* Removes path and everything under it. A symlink anywhere, the top included, is
