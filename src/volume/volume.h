@@ -77,7 +77,8 @@ int volume_parse_volume_flag(const char *spec, volume_mount_spec *out, hypr_erro
  *   consistency=...                   accepted and ignored, as Docker on Linux
  *   bind-propagation=...              refused (cannot be honoured in a VM)
  * The other keys Docker knows (volume-driver, volume-label, volume-opt,
- * volume-subpath, bind-recursive, bind-nonrecursive) are refused as unsupported,
+ * volume-subpath, bind-recursive, bind-nonrecursive, bind-create-src) are refused as
+ * unsupported,
  * anything else as an unknown key; each message names the key. A bind mount from
  * --mount does not create its source (create_host_path = false, as Docker). */
 int volume_parse_mount_flag(const char *spec, volume_mount_spec *out, hypr_error *err);
@@ -94,8 +95,8 @@ int volume_parse_tmpfs_flag(const char *spec, volume_mount_spec *out, hypr_error
 /* A size as Docker's units.RAMInBytes takes it: a decimal number, optionally with a
  * fraction, optionally a space, then an optional binary unit k, m, g, t or p (any
  * case, 1024-based), optionally followed by "i" and/or "b" ("64m", "1.5g", "64MiB",
- * "65536k", "100"). Fractions of a byte are truncated. -EINVAL for anything else,
- * including negatives and values beyond INT64_MAX bytes. */
+ * "65536k", "100"). Fractions of a byte are truncated. -EINVAL for anything else
+ * (negatives included), -ERANGE beyond INT64_MAX bytes; INVALID_ARGUMENT either way. */
 int volume_parse_size(const char *s, uint64_t *out, hypr_error *err);
 
 /* ---- paths, names, sets ------------------------------------------------------------- */
