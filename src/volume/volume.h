@@ -78,9 +78,8 @@ int volume_parse_volume_flag(const char *spec, volume_mount_spec *out, hypr_erro
  *   bind-propagation=...              refused (cannot be honoured in a VM)
  * The other keys Docker knows (volume-driver, volume-label, volume-opt,
  * volume-subpath, bind-recursive, bind-nonrecursive, bind-create-src) are refused as
- * unsupported,
- * anything else as an unknown key; each message names the key. A bind mount from
- * --mount does not create its source (create_host_path = false, as Docker). */
+ * unsupported, anything else as an unknown key; each message names the key. A bind
+ * mount from --mount does not create its source (create_host_path = false, as Docker). */
 int volume_parse_mount_flag(const char *spec, volume_mount_spec *out, hypr_error *err);
 
 /* --tmpfs TARGET[:OPTS]: OPTS comma-separated. size=SIZE (volume_parse_size) and
