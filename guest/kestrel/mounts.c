@@ -156,7 +156,7 @@ int mounts_wait_device(const char *spec, char *dev, size_t len, int ms)
 static int make_target(const char *target, kerr *e)
 {
     struct stat st;
-    if (lstat(target, &st) == 0) {
+    if (stat(target, &st) == 0) { /* a symlink to a directory is fine, as in Docker */
         if (!S_ISDIR(st.st_mode))
             return kerr_add(e, -ENOTDIR, "volume target %s exists and is not a directory", target);
         return 0;
