@@ -79,8 +79,17 @@ uint64_t boottime_ns(void);
 int mounts_early(kerr *e);
 /* After the root switch: /run, /tmp (and /dev/pts, /dev/shm if missing). */
 int mounts_late(kerr *e);
-/* Mounts manifest volumes in the current root. */
+/* Mounts manifest volumes in the current root (targets made, x-populate done);
+ * stops at the first failure, named in e ("mount volume on /data (virtiofs
+ * hyprfs0): No such device"). */
 int mounts_volumes(const kestrel_manifest *m, kerr *e);
+/* Remounts the root read-only (manifest readonly_root): after every write
+ * setup makes to it; the mounts under it keep their own flags. */
+int mounts_readonly_root(kerr *e);
+/* "serial:NAME": the /dev/vdX whose /sys/block/vdX/serial is NAME (-ENODEV). */
+int mounts_find_serial(const char *serial, char *dev, size_t len);
+/* Waits up to ms for spec (a /dev path or "serial:NAME"); the path in dev. */
+int mounts_wait_device(const char *spec, char *dev, size_t len, int ms);
 
 /* ---- modules.c ---- */
 

@@ -571,7 +571,13 @@ static int pid1(void)
     phase_mark(k, CTL_PHASE_ROOTFS_READY);
     setup_warn(net_setup(&k->m, &e), "network", &e);
     phase_mark(k, CTL_PHASE_NETWORK_READY);
-    setup_warn(mounts_volumes(&k->m, &e), "volumes", &e);
+    /* A volume that does not mount fails the start (never a half-started
+     * workload), reported like any setup failure: CTL_ERROR with the message,
+     * then the exit code 125. */
+    if ((r = mounts_volumes(&k->m, &e)) < 0)
+        setup_failed(k, r, "volumes", &e);
+    if (k->m.readonly_root && (r = mounts_readonly_root(&e)) < 0)
+        setup_failed(k, r, "read-only root", &e);
 
     k->metrics_at_ms = mono_ms();
     if (k->m.mode == MANIFEST_MODE_RUN) {

@@ -104,6 +104,15 @@ int manifest_mac_parse(const char *s, uint8_t out[6])
     return 0;
 }
 
+bool manifest_volume_fstype_ok(const char *fstype)
+{
+    static const char *const ok[] = {"virtiofs", "9p", "tmpfs", "bind", "ext4"};
+    for (size_t i = 0; fstype && i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (strcmp(fstype, ok[i]) == 0)
+            return true;
+    return false;
+}
+
 int manifest_add_netif(kestrel_manifest *m, const char *mac, const char *ip)
 {
     if (!ip || manifest_mac_parse(mac, NULL) < 0)
@@ -451,6 +460,7 @@ static const struct key_def keys[] = {
     {"stop_signal", K_U32, 0, F(stop_signal)},
     {"attach", K_U32, 0, F(attach)},
     {"metrics_interval_ms", K_U32, 0, F(metrics_interval_ms)},
+    {"readonly_root", K_U32, 0, F(readonly_root)},
     {"restart", K_RESTART, 0, 0},
     {"mode", K_MODE, 0, 0},
     {"volume", K_VOLUME, 4, 0},
@@ -511,6 +521,10 @@ static int apply_line(kestrel_manifest *m, tokens *tk, const char **why)
         r = manifest_add_volume(m, val, tk->t[2], tk->t[3], tk->t[4]);
         if (r == 0 && tk->t[2][0] != '/') {
             *why = "volume target must be absolute";
+            return -EINVAL;
+        }
+        if (r == 0 && !manifest_volume_fstype_ok(tk->t[3])) {
+            *why = "volume fstype must be one of virtiofs, 9p, tmpfs, bind, ext4";
             return -EINVAL;
         }
         break;
@@ -725,6 +739,8 @@ int manifest_encode(const kestrel_manifest *m, char **out, size_t *out_len)
     if (m->attach)
         sb_u32(&b, "attach", m->attach);
     sb_u32(&b, "metrics_interval_ms", m->metrics_interval_ms);
+    if (m->readonly_root)
+        sb_u32(&b, "readonly_root", m->readonly_root);
     sb_kv(&b, "interface", m->interface);
     sb_kv(&b, "mac", m->mac);
     sb_kv(&b, "ip", m->ip);

@@ -6,7 +6,8 @@
  * parameters ("virtio_blk.ko", "kernel/fs/overlayfs/overlay.ko", "foo.ko a=1").
  * A line may start with a condition and a space: "@pci" (the machine has a PCI
  * device) or "@virtio=N" (a virtio device of type N is on the bus, e.g. 1 net,
- * 3 console, 19 vsock); the module is skipped when the condition is false.
+ * 3 console, 19 vsock), or "@virtio=N*M" (at least M such devices: "@virtio=2*2"
+ * is a second disk, for ext4); the module is skipped when the condition is false.
  * Conditional lines load after all the others, in their own order.
  * Blank lines and '#' lines are ignored. A module that fails to load is logged
  * and skipped; EEXIST (already loaded or built in) is success. */
@@ -81,11 +82,14 @@ static unsigned long parse_num(const char *s, unsigned base)
 static bool condition_holds(const char *cond)
 {
     bool pci = strcmp(cond, "@pci") == 0;
-    unsigned long want = 0;
+    unsigned long want = 0, count = 1, seen = 0;
     if (!pci) {
         if (strncmp(cond, "@virtio=", 8) != 0)
             return true; /* unknown: load, as before conditions existed */
         want = parse_num(cond + 8, 10);
+        const char *star = strchr(cond + 8, '*');
+        if (star)
+            count = parse_num(star + 1, 10);
     }
     const char *dir = pci ? "/sys/bus/pci/devices" : "/sys/bus/virtio/devices";
     DIR *d = opendir(dir);
@@ -103,8 +107,8 @@ static bool condition_holds(const char *cond)
             continue;
         strcat(strcat(strcat(strcpy(path, dir), "/"), de->d_name), "/device");
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && read(fd, id, sizeof(id) - 1) > 0)
-            found = parse_num(id, 16) == want;
+        if (fd >= 0 && read(fd, id, sizeof(id) - 1) > 0 && parse_num(id, 16) == want)
+            found = ++seen >= count;
     }
     if (d)
         closedir(d);

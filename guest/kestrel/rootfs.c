@@ -50,9 +50,10 @@ int rootfs_setup(const kestrel_manifest *m, kerr *e)
     if ((r = mount_at(dev, LOWER, type, MS_RDONLY, NULL, e)) < 0)
         return r;
     if (m->upper) {
-        if ((r = wait_device(m->upper, 5000)) < 0)
+        char upper[280];
+        if ((r = mounts_wait_device(m->upper, upper, sizeof(upper), 5000)) < 0)
             return kerr_add(e, r, "upper device %s did not appear", m->upper);
-        r = mount_at(m->upper, RW, "ext4", MS_NOATIME, NULL, e);
+        r = mount_at(upper, RW, "ext4", MS_NOATIME, NULL, e);
     } else {
         r = mount_at("rootfs-rw", RW, "tmpfs", 0, "mode=0755", e);
     }

@@ -7,7 +7,7 @@
 
 #include "vmm/vmm-private.h"
 
-#define STAMP_FORMAT     "hypr-initramfs 4"
+#define STAMP_FORMAT     "hypr-initramfs 5"
 #define MAX_MODULE_SIZE  ((size_t)64 << 20)
 #define MAX_KESTREL_SIZE ((size_t)64 << 20)
 #define MAX_BASE_SIZE    ((size_t)512 << 20)
@@ -27,6 +27,22 @@ const char *const vmm_guest_modules[] = {
     "vmw_vsock_virtio_transport",
     "squashfs",
     "overlay",
+    /* volumes: virtiofs, 9p, and ext4 (the persistent upper disk, disk volumes);
+     * ext4 asks the crypto API for "crc32c" at mount time and a guest has no
+     * modprobe, so the generic driver goes in with it (crc32c-intel needs
+     * SSE4.2, which TCG's default CPU lacks). */
+    "fuse",
+    "virtiofs",
+    "netfs",
+    "fscache",
+    "9pnet",
+    "9pnet_virtio",
+    "9p",
+    "crc16",
+    "mbcache",
+    "jbd2",
+    "crc32c_generic",
+    "ext4",
     NULL,
 };
 
@@ -318,6 +334,19 @@ static const struct {
     {"vsock", "@virtio=19"},
     {"vmw_vsock_virtio_transport_common", "@virtio=19"},
     {"vmw_vsock_virtio_transport", "@virtio=19"},
+    {"fuse", "@virtio=26"},
+    {"virtiofs", "@virtio=26"},
+    {"netfs", "@virtio=9"},
+    {"fscache", "@virtio=9"},
+    {"9pnet", "@virtio=9"},
+    {"9pnet_virtio", "@virtio=9"},
+    {"9p", "@virtio=9"},
+    /* ext4 only with a second virtio-blk disk (the rootfs is /dev/vda, squashfs) */
+    {"crc16", "@virtio=2*2"},
+    {"mbcache", "@virtio=2*2"},
+    {"jbd2", "@virtio=2*2"},
+    {"crc32c_generic", "@virtio=2*2"},
+    {"ext4", "@virtio=2*2"},
 };
 
 static const char *module_condition(const char *name)

@@ -55,6 +55,13 @@ static void test_round_trip_full(void **state)
     assert_int_equal(manifest_strv_push(&m.modules, "extra/gpu.ko debug=1"), 0);
     assert_int_equal(manifest_add_volume(&m, "/dev/vdc", "/var/lib/data", "ext4", "rw,noatime"), 0);
     assert_int_equal(manifest_add_volume(&m, "hyprfs0", "/mnt/my share", "virtiofs", ""), 0);
+    assert_int_equal(manifest_add_volume(&m, "hyprfs1", "/srv", "9p",
+                                         "trans=virtio,version=9p2000.L,x-populate,ro"),
+                     0);
+    assert_int_equal(
+        manifest_add_volume(&m, "tmpfs", "/scratch", "tmpfs", "size=67108864,mode=1777,rw,noexec"),
+        0);
+    m.readonly_root = 1;
 
     char *text;
     size_t len;
@@ -89,10 +96,16 @@ static void test_round_trip_full(void **state)
     assert_string_equal(d.env.v[1], "EMPTY=");
     assert_int_equal(d.dns.n, 2);
     assert_string_equal(d.modules.v[0], "extra/gpu.ko debug=1");
-    assert_int_equal(d.n_volumes, 2);
+    assert_int_equal(d.n_volumes, 4);
     assert_string_equal(d.volumes[1].target, "/mnt/my share");
     assert_string_equal(d.volumes[1].options, "");
     assert_string_equal(d.volumes[0].options, "rw,noatime");
+    assert_string_equal(d.volumes[2].source, "hyprfs1");
+    assert_string_equal(d.volumes[2].fstype, "9p");
+    assert_string_equal(d.volumes[2].options, "trans=virtio,version=9p2000.L,x-populate,ro");
+    assert_string_equal(d.volumes[3].fstype, "tmpfs");
+    assert_int_equal(d.readonly_root, 1);
+    assert_non_null(strstr(text, "\nreadonly_root 1\n"));
 
     /* encode(decode(encode(m))) == encode(m) */
     char *text2;
@@ -129,6 +142,32 @@ static void test_defaults_and_forward_compat(void **state)
     assert_int_equal(m.metrics_interval_ms, 5000);
     assert_null(m.ip);
     assert_int_equal(m.mode, MANIFEST_MODE_RUN);
+    assert_int_equal(m.readonly_root, 0);
+    manifest_free(&m);
+
+    /* the host's volume lines, verbatim */
+    assert_int_equal(parse("hypr-manifest 1\ncmd sh\nreadonly_root 1\n"
+                           "volume hyprfs0 /data virtiofs rw,x-populate\n"
+                           "volume hyprfs1 /d9 9p "
+                           "trans=virtio,version=9p2000.L,msize=262144,cache=mmap,ro\n"
+                           "volume tmpfs /scratch tmpfs size=67108864,mode=1777,rw\n"
+                           "volume /srv /mnt/srv bind ro\n"
+                           "volume serial:vol1 /var/lib/db ext4 rw\n"
+                           "upper serial:upper\n",
+                           &m, err, sizeof(err)),
+                     0);
+    assert_int_equal(m.readonly_root, 1);
+    assert_int_equal(m.n_volumes, 5);
+    assert_string_equal(m.volumes[0].options, "rw,x-populate");
+    assert_string_equal(m.volumes[1].fstype, "9p");
+    assert_string_equal(m.upper, "serial:upper");
+    /* absent readonly_root is not written */
+    m.readonly_root = 0;
+    char *t;
+    size_t tl;
+    assert_int_equal(manifest_encode(&m, &t, &tl), 0);
+    assert_null(strstr(t, "readonly_root"));
+    free(t);
     manifest_free(&m);
 
     assert_int_equal(parse("hypr-manifest 1\nmode build\n", &m, err, sizeof(err)), 0);
@@ -176,6 +215,10 @@ static void test_malformed(void **state)
         {"hypr-manifest 1\ncmd sh\nmode debug\n", -EINVAL, "line 3"},
         {"hypr-manifest 1\ncmd sh\nvolume a /b ext4\n", -EINVAL, "line 3"},
         {"hypr-manifest 1\ncmd sh\nvolume a b ext4 \"\"\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nvolume a /b nfs rw\n", -EINVAL, "fstype must be one of"},
+        {"hypr-manifest 1\ncmd sh\nvolume a /b \"\" rw\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nvolume a /b VIRTIOFS rw\n", -EINVAL, "line 3"},
+        {"hypr-manifest 1\ncmd sh\nreadonly_root yes\n", -EINVAL, "line 3"},
         {"hypr-manifest 1\ncmd sh\nmac 02:ab:cd:ef:01\n", -EINVAL, "line 3"},
         {"hypr-manifest 1\ncmd sh\nmac 02:ab:cd:ef:01:234\n", -EINVAL, "line 3"},
         {"hypr-manifest 1\ncmd sh\nmac 02-ab-cd-ef-01-23\n", -EINVAL, "line 3"},

@@ -277,7 +277,17 @@ static const char fixture_modules_dep[] =
     "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko: kernel/net/vmw_vsock/vsock.ko\n"
     "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko: "
     "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko kernel/net/vmw_vsock/vsock.ko "
-    "kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n";
+    "kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n"
+    "kernel/fs/fuse/fuse.ko:\n"
+    "kernel/fs/fuse/virtiofs.ko: kernel/drivers/virtio/virtio.ko "
+    "kernel/drivers/virtio/virtio_ring.ko kernel/fs/fuse/fuse.ko\n"
+    "kernel/fs/netfs/netfs.ko:\n"
+    "kernel/fs/fscache/fscache.ko: kernel/fs/netfs/netfs.ko\n"
+    "kernel/net/9p/9pnet.ko:\n"
+    "kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio.ko "
+    "kernel/drivers/virtio/virtio_ring.ko\n"
+    "kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko "
+    "kernel/fs/netfs/netfs.ko\n";
 
 static char *make_modules_dir(const char *dep)
 {
@@ -320,7 +330,12 @@ static void test_modules_resolve(void **state)
     _cleanup_strv_ char **paths = NULL;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     assert_int_equal(vmm_modules_resolve(dir, vmm_guest_modules, &paths, &err), 0);
-    assert_int_equal(strv_length(paths), 13);
+    assert_int_equal(strv_length(paths), 20);
+    assert_true(index_of(paths, "/fuse.ko") < index_of(paths, "/virtiofs.ko"));
+    assert_true(index_of(paths, "/netfs.ko") < index_of(paths, "/fscache.ko"));
+    assert_true(index_of(paths, "/fscache.ko") < index_of(paths, "/9p.ko"));
+    assert_true(index_of(paths, "/9pnet.ko") < index_of(paths, "/9pnet_virtio.ko"));
+    assert_int_equal(index_of(paths, "/ext4.ko"), -1); /* built in */
     /* Each module after its dependencies, none twice, nothing unrelated. */
     assert_true(index_of(paths, "/virtio_ring.ko") < index_of(paths, "/virtio.ko"));
     assert_true(index_of(paths, "/virtio.ko") < index_of(paths, "/virtio_mmio.ko"));
@@ -386,6 +401,12 @@ static void test_initramfs(void **state)
     assert_non_null(strstr(otext, "\n@virtio=1 /lib/modules/failover.ko\n"));
     assert_non_null(strstr(otext, "\n@virtio=19 /lib/modules/vsock.ko\n"));
     assert_non_null(strstr(otext, "\n/lib/modules/virtio_console.ko\n"));
+    /* volume filesystems only with their device: virtio-fs (26), 9p (9) */
+    assert_non_null(strstr(otext, "\n@virtio=26 /lib/modules/fuse.ko\n"));
+    assert_non_null(strstr(otext, "\n@virtio=26 /lib/modules/virtiofs.ko\n"));
+    assert_non_null(strstr(otext, "\n@virtio=9 /lib/modules/netfs.ko\n"));
+    assert_non_null(strstr(otext, "\n@virtio=9 /lib/modules/9pnet_virtio.ko\n"));
+    assert_non_null(strstr(otext, "\n@virtio=9 /lib/modules/9p.ko\n"));
     assert_non_null(cpio_get(e, n, "dev"));
 
     /* Unchanged: no rebuild. Changed kestrel: rebuild. */

@@ -30,11 +30,23 @@
  *   netif MAC CIDR        (list) a further interface, found by MAC, given the
  *                         address/netmask and brought up; no gateway (only the
  *                         subnet's on-link route)
- *   volume SRC DST FSTYPE OPTS   (list; OPTS: comma list of ro,rw,nosuid,nodev,noexec
- *                                 plus fs data passed through, "" for none)
+ *   volume SRC DST FSTYPE OPTS   (list; FSTYPE: virtiofs, 9p, tmpfs, bind or ext4,
+ *                                 anything else is a parse error. OPTS: comma list of
+ *                                 ro,rw,nosuid,nodev,noexec,noatime,relatime,bind,rbind
+ *                                 plus fs data passed through, "" for none; options
+ *                                 starting "x-" are kestrel's and never reach mount(2):
+ *                                 x-populate = copy the image's content of DST into
+ *                                 the volume when the volume is empty (Docker's rule).
+ *                                 SRC: virtiofs = the tag, 9p = the mount tag, tmpfs =
+ *                                 any name, bind = a path in the root, ext4 = a block
+ *                                 device path or "serial:NAME")
+ *   readonly_root N       1: the root filesystem is remounted read-only once the
+ *                         guest is set up (--read-only); volumes, /tmp, /run and
+ *                         /dev/shm stay writable. Default 0
  *   rootfs S (default /dev/vda)  rootfs_type S (default squashfs)
- *   upper S               block device for a persistent overlay upper (ext4);
- *                         none = tmpfs
+ *   upper S               block device for a persistent overlay upper (ext4), a
+ *                         path ("/dev/vdb") or "serial:NAME" (the virtio-blk disk
+ *                         whose /sys/block/X/serial is NAME); none = tmpfs
  *   module S (list)       extra per-VM .ko files, loaded after /hypr/modules.order
  *   metrics_interval_ms N (default 5000, 0 = off)
  * Unknown keys are ignored (forward compatibility). Scalar keys given twice: the
@@ -112,6 +124,7 @@ typedef struct kestrel_manifest {
     char *upper;
     manifest_strv modules;
     uint32_t metrics_interval_ms;
+    uint32_t readonly_root; /* 1: the root is remounted read-only after setup */
 } kestrel_manifest;
 
 /* Sets the defaults (what an empty manifest body means). */
@@ -130,6 +143,8 @@ int manifest_encode(const kestrel_manifest *m, char **out, size_t *out_len);
 int manifest_strv_push(manifest_strv *v, const char *s);
 int manifest_add_volume(kestrel_manifest *m, const char *source, const char *target,
                         const char *fstype, const char *options);
+/* Whether a volume line may carry this fstype (virtiofs, 9p, tmpfs, bind, ext4). */
+bool manifest_volume_fstype_ok(const char *fstype);
 /* 0, or -EINVAL for a bad MAC; -ENOMEM. */
 int manifest_add_netif(kestrel_manifest *m, const char *mac, const char *ip);
 /* "xx:xx:xx:xx:xx:xx" (hex, any case) -> 6 bytes (out may be NULL). 0 or -EINVAL. */
