@@ -284,6 +284,29 @@ char *vmm_console_path(const vmm_adapter *a, const vmm_config *cfg)
     return cfg->console_log ? xstrdup(cfg->console_log) : vmm_vm_path(cfg, ".log");
 }
 
+int vmm_shares_check(const vmm_adapter_ops *ops, const vmm_config *cfg, hypr_error *err)
+{
+    if (cfg->n_shares > VMM_MAX_SHARES)
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, E2BIG,
+                        "%zu shared directories (volumes and bind mounts): at most %d per VM",
+                        cfg->n_shares, VMM_MAX_SHARES);
+    for (size_t i = 0; i < cfg->n_shares; i++) {
+        const vmm_share *s = &cfg->shares[i];
+        if (ops->share_transports & s->transport)
+            continue;
+        if (!ops->share_transports)
+            return hypr_err(err, HYPR_FAILED_PRECONDITION, EOPNOTSUPP,
+                            "%s has no shared filesystem: volumes and bind mounts need qemu or "
+                            "cloud-hypervisor (tmpfs mounts work everywhere)",
+                            ops->name);
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, EOPNOTSUPP,
+                        "%s cannot share %s over %s: set volume_transport to %s", ops->name,
+                        s->path, s->transport == VMM_SHARE_9P ? "9p" : "virtiofs",
+                        s->transport == VMM_SHARE_9P ? "virtiofs" : "9p");
+    }
+    return 0;
+}
+
 size_t vmm_disk_count(const vmm_config *cfg)
 {
     return (cfg->rootfs ? 1 : 0) + cfg->n_disks;

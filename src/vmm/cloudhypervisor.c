@@ -28,7 +28,7 @@ static int ch_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_com
                             hypr_error *err)
 {
     int r = vmm_config_check(cfg, err);
-    if (r < 0)
+    if (r < 0 || (r = vmm_shares_check(&vmm_cloud_hypervisor_ops, cfg, err)) < 0)
         return r;
     _cleanup_vmm_command_ vmm_command cmd = {0};
     vmm_command_init(a, cfg, &cmd);
@@ -48,7 +48,14 @@ static int ch_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_com
         argv_add(v, "--cpus");
         argv_addf(v, "boot=%u", cfg->vcpus);
         argv_add(v, "--memory");
-        argv_addf(v, "size=%uM", cfg->memory_mb);
+        /* virtiofsd maps the guest's memory: it must be shared. */
+        argv_addf(v, "size=%uM%s", cfg->memory_mb, cfg->n_shares ? ",shared=on" : "");
+        if (cfg->n_shares > 0) {
+            argv_add(v, "--fs");
+            for (size_t i = 0; i < cfg->n_shares; i++)
+                argv_addf(v, "tag=%s,socket=%s,num_queues=1,queue_size=512", cfg->shares[i].tag,
+                          cfg->shares[i].socket);
+        }
         if (vmm_disk_count(cfg) > 0) {
             argv_add(v, "--disk");
             for (size_t i = 0; i < vmm_disk_count(cfg); i++) {
@@ -89,7 +96,7 @@ static int ch_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_com
 int ch_request_create(const vmm_config *cfg, vmm_api_request *out, hypr_error *err)
 {
     int r = vmm_config_check(cfg, err);
-    if (r < 0)
+    if (r < 0 || (r = vmm_shares_check(&vmm_cloud_hypervisor_ops, cfg, err)) < 0)
         return r;
     _cleanup_free_ char *cmdline = vmm_kernel_cmdline(cfg, CH_CMDLINE_BASE, true);
     _cleanup_free_ char *vsock = vmm_vm_path(cfg, ".vsock");
@@ -124,6 +131,15 @@ int ch_request_create(const vmm_config *cfg, vmm_api_request *out, hypr_error *e
             json_array_append_new(devs, json_pack("{s:s}", "path", path));
         }
         json_object_set_new(body, "devices", devs);
+    }
+    if (cfg->n_shares > 0) {
+        json_t *fs = json_array();
+        for (size_t i = 0; i < cfg->n_shares; i++)
+            json_array_append_new(fs, json_pack("{s:s,s:s,s:i,s:i}", "tag", cfg->shares[i].tag,
+                                                "socket", cfg->shares[i].socket, "num_queues", 1,
+                                                "queue_size", 512));
+        json_object_set_new(body, "fs", fs);
+        json_object_set_new(json_object_get(body, "memory"), "shared", json_true());
     }
     vmm_api_request_set(out, "PUT", CH_API_PREFIX "vm.create", body);
     return 0;
@@ -190,6 +206,7 @@ const vmm_adapter_ops vmm_cloud_hypervisor_ops = {
     .name = "cloud-hypervisor",
     .binary = "cloud-hypervisor",
     .pci_passthrough = true,
+    .share_transports = VMM_SHARE_VIRTIOFS,
     .build_command = ch_build_command,
     .create = ch_create,
     .start = ch_start,

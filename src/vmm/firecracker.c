@@ -31,7 +31,7 @@ static int fc_config_check(const vmm_config *cfg, hypr_error *err)
                         "firecracker cannot pass PCI devices (GPUs) through: it has no PCI bus; "
                         "set the hypervisor to qemu or cloud-hypervisor ('hypr system settings "
                         "set hypervisor=qemu')");
-    return 0;
+    return vmm_shares_check(&vmm_firecracker_ops, cfg, err);
 }
 
 static int fc_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_command *out,

@@ -39,11 +39,37 @@ static void add_disk(char ***argv, const char *id, const char *path, bool readon
     argv_addf(argv, "virtio-blk-device,drive=%s,serial=%s", id, id);
 }
 
+/* virtiofs: a vhost-user-fs device per virtiofsd socket; 9p: qemu serves the
+ * directory itself (passthrough: the guest's owners and modes are the host's). */
+static void add_share(char ***argv, size_t i, const vmm_share *s)
+{
+    if (s->transport == VMM_SHARE_VIRTIOFS) {
+        argv_add(argv, "-chardev");
+        argv_addf(argv, "socket,id=fs%zu,path=%s", i, s->socket);
+        argv_add(argv, "-device");
+        argv_addf(argv, "vhost-user-fs-device,chardev=fs%zu,tag=%s", i, s->tag);
+        return;
+    }
+    argv_add(argv, "-fsdev");
+    argv_addf(argv, "local,id=fs%zu,path=%s,security_model=passthrough%s", i, s->path,
+              s->readonly ? ",readonly=on" : "");
+    argv_add(argv, "-device");
+    argv_addf(argv, "virtio-9p-device,fsdev=fs%zu,mount_tag=%s", i, s->tag);
+}
+
+static bool has_virtiofs(const vmm_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_shares; i++)
+        if (cfg->shares[i].transport == VMM_SHARE_VIRTIOFS)
+            return true;
+    return false;
+}
+
 static int qemu_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_command *out,
                               hypr_error *err)
 {
     int r = vmm_config_check(cfg, err);
-    if (r < 0)
+    if (r < 0 || (r = vmm_shares_check(a->ops, cfg, err)) < 0)
         return r;
     if (str_empty(cfg->rootfs))
         return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL, "vm config: no rootfs disk");
@@ -59,8 +85,17 @@ static int qemu_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_c
     /* Passed-through devices need a PCI bus: microvm has PCIe (a GPEX host bridge)
      * since QEMU 5.2, and their DMA needs all of the guest's memory pinned. */
     bool vfio = cfg->n_pci_devices > 0;
-    argv_add(v, vfio ? "microvm,x-option-roms=off,isa-serial=on,rtc=on,pcie=on"
-                     : "microvm,x-option-roms=off,isa-serial=on,rtc=on");
+    /* vhost-user (virtiofsd) maps the guest's memory: it must be a shared memfd. */
+    bool shared_mem = has_virtiofs(cfg);
+    argv_addf(v, "microvm,x-option-roms=off,isa-serial=on,rtc=on%s%s", vfio ? ",pcie=on" : "",
+              shared_mem ? ",memory-backend=mem" : "");
+    if (shared_mem) {
+        argv_add(v, "-object");
+        argv_addf(v, "memory-backend-memfd,id=mem,size=%uM,share=on", cfg->memory_mb);
+        /* microvm's virtio-mmio is legacy by default; vhost-user-fs needs virtio 1.x. */
+        argv_add(v, "-global");
+        argv_add(v, "virtio-mmio.force-legacy=false");
+    }
     if (a->kvm) {
         argv_add(v, "-accel");
         argv_add(v, "kvm");
@@ -111,6 +146,9 @@ static int qemu_build_command(const vmm_adapter *a, const vmm_config *cfg, vmm_c
         vmm_disk_at(cfg, i, &d);
         add_disk(v, d.id, d.path, d.readonly);
     }
+
+    for (size_t i = 0; i < cfg->n_shares; i++)
+        add_share(v, i, &cfg->shares[i]);
 
     for (size_t i = 0; i < cfg->n_nics; i++) {
         const vmm_nic *nic = &cfg->nics[i];
@@ -189,6 +227,7 @@ const vmm_adapter_ops vmm_qemu_ops = {
     .name = "qemu",
     .binary = "qemu-system-x86_64",
     .pci_passthrough = true,
+    .share_transports = VMM_SHARE_VIRTIOFS | VMM_SHARE_9P,
     .build_command = qemu_build_command,
     .create = qemu_create,
     .start = qemu_start,

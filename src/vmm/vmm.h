@@ -58,6 +58,16 @@ typedef struct vmm_disk {
 } vmm_disk;
 
 /* One virtio-net interface: a host TAP device and the guest's MAC. */
+/* A host directory shared with the guest, which mounts it by tag. */
+typedef enum { VMM_SHARE_VIRTIOFS = 1, VMM_SHARE_9P = 2 } vmm_share_transport;
+typedef struct vmm_share {
+    const char *tag;    /* the guest's mount source, e.g. "hyprfs0" (at most 31 bytes) */
+    const char *path;   /* host directory (9p: the hypervisor serves it) */
+    const char *socket; /* virtiofs: the vhost-user socket of the virtiofsd serving path */
+    bool readonly;      /* 9p: refused by the host too; virtiofs: the guest mounts it ro */
+    vmm_share_transport transport;
+} vmm_share;
+
 typedef struct vmm_nic {
     const char *tap; /* TAP device name (required) */
     const char *mac; /* guest MAC "02:xx:..", NULL = hypervisor default */
@@ -88,6 +98,10 @@ typedef struct vmm_config {
      * the others refuse the config. The guest's memory is then locked (VFIO pins it). */
     const char *const *pci_devices;
     size_t n_pci_devices;
+    /* Shared directories (volumes, bind mounts); only over the transports in the
+     * adapter's ops->share_transports (vmm_shares_check). */
+    const vmm_share *shares;
+    size_t n_shares;
 } vmm_config;
 
 /* What the daemon spawns. argv[0] is the absolute binary path. env NULL =
@@ -111,9 +125,10 @@ static inline void vmm_command_freep(vmm_command *c)
 typedef struct vmm_adapter vmm_adapter;
 
 typedef struct vmm_adapter_ops {
-    const char *name;     /* "qemu", "cloud-hypervisor", "firecracker" */
-    const char *binary;   /* executable looked up in PATH */
-    bool pci_passthrough; /* takes vmm_config.pci_devices (VFIO) */
+    const char *name;          /* "qemu", "cloud-hypervisor", "firecracker" */
+    const char *binary;        /* executable looked up in PATH */
+    bool pci_passthrough;      /* takes vmm_config.pci_devices (VFIO) */
+    unsigned share_transports; /* VMM_SHARE_* bits it can attach (0: no shared directories) */
     int (*build_command)(const vmm_adapter *a, const vmm_config *cfg, vmm_command *out,
                          hypr_error *err);
     /* After spawn: waits up to timeout_ms for the hypervisor's API/QMP socket and
@@ -181,6 +196,10 @@ int vmm_adapter_verify_kvm(vmm_adapter *a, const char *kernel, int timeout_ms, h
 
 /* "<run-dir>/<id><suffix>": the naming rule for every per-VM file. Caller frees. */
 char *vmm_vm_path(const vmm_config *cfg, const char *suffix);
+/* FAILED_PRECONDITION when the adapter cannot attach one of cfg's shares. */
+int vmm_shares_check(const struct vmm_adapter_ops *ops, const vmm_config *cfg, hypr_error *err);
+/* The most shared directories a VM may have (virtio-mmio slots are few). */
+#define VMM_MAX_SHARES 16
 
 /* ---- guest kernel ------------------------------------------------------- */
 

@@ -496,6 +496,83 @@ static void test_qemu_vfio_devices_pcie_and_locked_memory(void **state)
     assert_false(argv_contains_substr(cmd0.argv, "vfio-pci"));
 }
 
+/* ---- shared directories (volumes, bind mounts) --------------------------- */
+
+static const vmm_share shares[] = {
+    {.tag = "hyprfs0",
+     .path = "/v/a",
+     .socket = "/run/hypr/x.fs0.sock",
+     .transport = VMM_SHARE_VIRTIOFS},
+    {.tag = "hyprfs1", .path = "/srv/b", .readonly = true, .transport = VMM_SHARE_9P},
+};
+
+static void test_shares_per_adapter(void **state)
+{
+    vmm_adapter q = {.ops = &vmm_qemu_ops, .binary_path = "/q"};
+    vmm_config cfg = base_config();
+    cfg.shares = shares;
+    cfg.n_shares = 2;
+    _cleanup_vmm_command_ vmm_command cmd = {0};
+    assert_int_equal(q.ops->build_command(&q, &cfg, &cmd, NULL), 0);
+    char **v = cmd.argv;
+    /* virtiofs: guest memory in a shared memfd, virtio 1.x mmio, a vhost-user device */
+    assert_non_null(strstr(argv_value(v, "-M", ""), ",memory-backend=mem"));
+    assert_string_equal(argv_value(v, "-object", "memory-backend-memfd"),
+                        "memory-backend-memfd,id=mem,size=512M,share=on");
+    assert_string_equal(argv_value(v, "-global", ""), "virtio-mmio.force-legacy=false");
+    assert_string_equal(argv_value(v, "-chardev", "socket,id=fs0"),
+                        "socket,id=fs0,path=/run/hypr/x.fs0.sock");
+    assert_non_null(argv_value(v, "-device", "vhost-user-fs-device,chardev=fs0,tag=hyprfs0"));
+    /* 9p: qemu serves the directory, read-only when asked */
+    assert_string_equal(argv_value(v, "-fsdev", ""),
+                        "local,id=fs1,path=/srv/b,security_model=passthrough,readonly=on");
+    assert_non_null(argv_value(v, "-device", "virtio-9p-device,fsdev=fs1,mount_tag=hyprfs1"));
+
+    /* 9p only: no shared memory, no vhost-user */
+    cfg.shares = shares + 1;
+    cfg.n_shares = 1;
+    _cleanup_vmm_command_ vmm_command nine = {0};
+    assert_int_equal(q.ops->build_command(&q, &cfg, &nine, NULL), 0);
+    assert_null(strstr(argv_value(nine.argv, "-M", ""), "memory-backend"));
+    assert_int_equal(argv_find(nine.argv, "-global"), -1);
+
+    /* cloud-hypervisor: --fs with shared memory; it has no 9p */
+    vmm_adapter ch = {.ops = &vmm_cloud_hypervisor_ops, .binary_path = "/ch"};
+    cfg.shares = shares;
+    cfg.n_shares = 1;
+    _cleanup_vmm_command_ vmm_command chc = {0};
+    assert_int_equal(ch.ops->build_command(&ch, &cfg, &chc, NULL), 0);
+    assert_string_equal(argv_value(chc.argv, "--memory", ""), "size=512M,shared=on");
+    assert_string_equal(argv_value(chc.argv, "--fs", ""),
+                        "tag=hyprfs0,socket=/run/hypr/x.fs0.sock,num_queues=1,queue_size=512");
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    cfg.shares = shares + 1;
+    _cleanup_vmm_command_ vmm_command ch9 = {0};
+    assert_true(ch.ops->build_command(&ch, &cfg, &ch9, &err) < 0);
+    assert_int_equal(err.status, HYPR_FAILED_PRECONDITION);
+    assert_non_null(strstr(err.message, "volume_transport"));
+
+    /* firecracker: no shared filesystem at all */
+    vmm_adapter fc = {.ops = &vmm_firecracker_ops, .binary_path = "/fc"};
+    cfg.shares = shares;
+    _cleanup_error_ hypr_error ferr = HYPR_ERROR_INIT;
+    _cleanup_vmm_command_ vmm_command fcc = {0};
+    assert_true(fc.ops->build_command(&fc, &cfg, &fcc, &ferr) < 0);
+    assert_int_equal(ferr.status, HYPR_FAILED_PRECONDITION);
+    assert_non_null(strstr(ferr.message, "firecracker has no shared filesystem"));
+
+    /* more than the limit, said */
+    vmm_share many[VMM_MAX_SHARES + 1];
+    for (size_t i = 0; i < ARRAY_SIZE(many); i++)
+        many[i] = shares[1];
+    cfg.shares = many;
+    cfg.n_shares = ARRAY_SIZE(many);
+    _cleanup_error_ hypr_error merr = HYPR_ERROR_INIT;
+    _cleanup_vmm_command_ vmm_command mc = {0};
+    assert_true(q.ops->build_command(&q, &cfg, &mc, &merr) < 0);
+    assert_non_null(strstr(merr.message, "at most 16"));
+}
+
 static void test_ch_vfio_devices(void **state)
 {
     vmm_adapter a = {.ops = &vmm_cloud_hypervisor_ops, .binary_path = "/ch"};
@@ -800,6 +877,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_adapter_choice_by_name_path_and_kvm, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test(test_http_parse),
+        cmocka_unit_test(test_shares_per_adapter),
         cmocka_unit_test_setup_teardown(test_qmp_fake, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_http_fake, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_delete_removes_vm_files_and_is_idempotent, setup_tmp,
