@@ -96,6 +96,9 @@ static const char *const migrations[] = {
      * unless-stopped VM stopped by hand stays stopped when hyprd starts again, one
      * stopped by hyprd's own shutdown comes back. */
     "ALTER TABLE vms ADD COLUMN manual_stop INTEGER NOT NULL DEFAULT 0;",
+    /* v4: a volume made for one VM (-v /path, an image's VOLUME): `rm -v` and
+     * `volume prune` without -a remove only these, as Docker's anonymous volumes. */
+    "ALTER TABLE volumes ADD COLUMN anonymous INTEGER NOT NULL DEFAULT 0;",
 };
 
 int store_latest_version(void)

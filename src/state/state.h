@@ -144,9 +144,11 @@ typedef struct store_volume {
     char *labels; /* JSON object text, may be NULL */
     char *stack;  /* may be NULL */
     int64_t created_at;
+    bool anonymous; /* made for one VM: rm -v and prune without -a remove it */
 } store_volume;
 
 void store_volume_clear(store_volume *v);
+#define _cleanup_store_volume_ _cleanup_(store_volume_clear)
 void store_volumes_free(store_volume *vols, size_t n);
 int store_volume_insert(store *s, const store_volume *v, hypr_error *err);
 int store_volume_delete(store *s, const char *name, hypr_error *err);

@@ -121,6 +121,7 @@ static void volume_read_row(store_row *r, void *obj)
     v->labels = row_text(r);
     v->stack = row_text(r);
     v->created_at = row_int64(r);
+    v->anonymous = row_int64(r) != 0;
 }
 
 static void volume_bind_row(store_binder *b, const void *obj)
@@ -132,11 +133,12 @@ static void volume_bind_row(store_binder *b, const void *obj)
     bind_text(b, v->labels);
     bind_text(b, v->stack);
     bind_int64(b, v->created_at);
+    bind_int64(b, v->anonymous);
 }
 
 static const store_entity volume_entity = {
     .table = "volumes",
-    .columns = "name, driver, mountpoint, labels, stack, created_at",
+    .columns = "name, driver, mountpoint, labels, stack, created_at, anonymous",
     .key_col = "name",
     .order = "name",
     .noun = "volume",
