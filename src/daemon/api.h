@@ -158,6 +158,16 @@ int api_select_vms(daemon_ctx *d, const ProtobufCMessage *req, const void *recs,
 int api_select_images(daemon_ctx *d, const ProtobufCMessage *req, const void *recs, size_t n,
                       bool *keep, hypr_error *err);
 
+/* Volumes (api_volume.c): the message of a record (labels and the VMs using it;
+ * free with api_volume_message_free), ListVolumes' filters, and the RPCs. */
+int api_volume_message(daemon_ctx *d, const void *rec, ProtobufCMessage **out, hypr_error *err);
+void api_volume_message_free(ProtobufCMessage *msg);
+int api_select_volumes(daemon_ctx *d, const ProtobufCMessage *req, const void *recs, size_t n,
+                       bool *keep, hypr_error *err);
+void api_create_volume(rpc_call *call, ProtobufCMessage *msg);
+void api_delete_volume(rpc_call *call, ProtobufCMessage *msg);
+void api_prune_volumes(rpc_call *call, ProtobufCMessage *msg);
+
 /* The Image message of a row (fields from its manifest.json); free with api_image_message_free. */
 ProtobufCMessage *api_image_message(const store_image *img);
 void api_image_message_free(ProtobufCMessage *msg);

@@ -426,6 +426,7 @@ void api_import_image(rpc_call *call, ProtobufCMessage *msg)
     c->user = str_empty(req->user) ? NULL : xstrdup(req->user);
     c->stop_signal = str_empty(req->stop_signal) ? NULL : xstrdup(req->stop_signal);
     c->exposed_ports = strv_from(req->exposed_ports, req->n_exposed_ports);
+    c->volumes = strv_from(req->volumes, req->n_volumes);
     for (size_t i = 0; i < req->n_labels; i++) {
         c->labels = strv_append(c->labels, req->labels[i]->key);
         c->labels = strv_append(c->labels, req->labels[i]->value);

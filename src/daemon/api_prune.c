@@ -228,7 +228,8 @@ static void delete_vms(prune_work *w)
         const store_vm *vm = &w->vms[i];
         _cleanup_error_ hypr_error e = HYPR_ERROR_INIT;
         /* vm_delete refuses a VM that is running by now. */
-        if (vm_running_status(w->job.d, vm->id) || vm_delete(w->job.d, vm->id, false, &e) != 0) {
+        if (vm_running_status(w->job.d, vm->id) ||
+            vm_delete(w->job.d, vm->id, false, false, &e) != 0) {
             log_debug("prune: VM %s stays: %s", vm->name, e.message ? e.message : "running");
             continue;
         }

@@ -197,20 +197,6 @@ static void network_message_free(ProtobufCMessage *msg)
     api_network_message_free((Hypr__V1__Network *)msg);
 }
 
-static int volume_message(daemon_ctx *d, const void *rec, ProtobufCMessage **out, hypr_error *err)
-{
-    const store_volume *v = rec;
-    Hypr__V1__Volume *m = xmalloc(sizeof(*m));
-    hypr__v1__volume__init(m);
-    m->name = v->name;
-    m->driver = v->driver ? v->driver : "local";
-    m->mountpoint = v->mountpoint ? v->mountpoint : "";
-    m->stack = v->stack ? v->stack : "";
-    m->created_at = v->created_at;
-    *out = &m->base;
-    return 0;
-}
-
 static int stack_message(daemon_ctx *d, const void *rec, ProtobufCMessage **out, hypr_error *err)
 {
     const store_stack *st = rec;
@@ -292,7 +278,17 @@ KIND(vm, store_vm, "VM", "vms", "vm", "id", vm_message_release, api_select_vms);
 KIND(image, store_image, "image", "images", "image", "id", api_image_message_free,
      api_select_images);
 KIND(network, store_network, "network", "networks", "network", "id", network_message_free, NULL);
-KIND(volume, store_volume, "volume", "volumes", "volume", "name", free_plain, NULL);
+static const resource_kind volume_kind = {"volume",
+                                          "volumes",
+                                          "volume",
+                                          "name",
+                                          sizeof(store_volume),
+                                          volume_list,
+                                          volume_find,
+                                          volume_clear,
+                                          api_volume_message,
+                                          api_volume_message_free,
+                                          api_select_volumes};
 KIND(stack, store_stack, "stack", "stacks", "stack", "name", free_plain, NULL);
 
 static const ProtobufCMessageDescriptor *response_descriptor(rpc_call *call)
@@ -408,5 +404,9 @@ static void get_reply(rpc_call *call, ProtobufCMessage *msg, const resource_kind
 RESOURCE_HANDLERS(vm, vms)
 RESOURCE_HANDLERS(image, images)
 RESOURCE_HANDLERS(network, networks)
-RESOURCE_HANDLERS(volume, volumes)
+/* GetVolume measures the volume on the pool: api_volume.c. */
+void api_list_volumes(rpc_call *call, ProtobufCMessage *msg)
+{
+    list_reply(call, msg, &volume_kind);
+}
 RESOURCE_HANDLERS(stack, stacks)

@@ -398,7 +398,7 @@ void api_delete_vm(rpc_call *call, ProtobufCMessage *msg)
     char id[HYPR_ID_LEN + 1];
     int r = resolve_id(d, req->id, id, &err);
     if (r >= 0)
-        r = vm_delete(d, id, req->force, &err);
+        r = vm_delete(d, id, req->force, req->remove_volumes, &err);
     if (r < 0) {
         api_fail(call, &err);
     } else if (r == 0) {
@@ -449,7 +449,7 @@ static void run_vm(rpc_call *call, const Hypr__V1__VMConfig *cfg)
     if (vm_start(d, vm.id, &err) < 0) {
         /* A VM that could not even start is not left behind (nor its addresses). */
         waiters_drop_call(d, call);
-        vm_remove_record(d, vm.id, vm.name);
+        vm_remove_record(d, vm.id, vm.name, true);
         api_fail(call, &err);
     }
 }

@@ -110,6 +110,7 @@ static const char *const booleans[] = {"true", "false", NULL};
 static const char *const forwarders[] = {"userspace", "nftables", NULL};
 static const char *const levels[] = {"error", "warn", "info", "debug", "trace", NULL};
 static const char *const shutdown_policies[] = {"keep", "stop", NULL};
+static const char *const transports[] = {"auto", "virtiofs", "9p", NULL};
 
 /* Sorted by key: GetSettings returns them in this order. */
 static const setting_def defs[] = {
@@ -145,6 +146,14 @@ static const setting_def defs[] = {
      validate_choice, 0, 0, shutdown_policies},
     {"stop_timeout", "10", "seconds a stopping workload gets before it is killed", validate_int, 0,
      3600},
+    {"vm_writable_layer_size", "10240",
+     "MiB of each VM's writable layer (a sparse disk made at its first start; a full one gives "
+     "the guest ENOSPC); applies to VMs started for the first time",
+     validate_int, 64, 16777216},
+    {"volume_transport", "auto",
+     "how volumes and bind mounts reach VMs: virtiofs (one virtiofsd per directory), 9p (virtio-9p "
+     "in the hypervisor), or auto (virtiofs when virtiofsd is installed)",
+     validate_choice, 0, 0, transports},
 };
 
 const setting_def *settings_all(size_t *n)

@@ -2,6 +2,7 @@
  * running side is in vm_start.c. */
 #define LOG_MODULE "vm"
 #include "vm_internal.h"
+#include "volstore.h"
 
 #include "image/image.h"
 
@@ -415,13 +416,18 @@ int vm_create(daemon_ctx *d, const Hypr__V1__VMConfig *in, store_vm *out, hypr_e
     vm.image_id = xstrdup(img.id);
     vm.status = xstrdup(vm_phase_status(VM_PHASE_CREATED));
     vm.created_at = time_now_ms() / 1000;
+    r = volstore_prepare_mounts(d, cfg, &img, err);
+    if (r < 0)
+        return r;
     vm.config_len = hypr__v1__vmconfig__get_packed_size(cfg);
     vm.config = xmalloc(vm.config_len + 1);
     hypr__v1__vmconfig__pack(cfg, (uint8_t *)vm.config);
     fill_links(&vm, cfg);
     r = store_vm_insert(d->db, &vm, err);
-    if (r < 0)
+    if (r < 0) {
+        volstore_vm_removed(d, cfg, true); /* the anonymous volumes made for it */
         return r;
+    }
     log_info("created VM %s (%.12s) from %s", vm.name, vm.id, vm.image);
     vm_notice n = {.kind = VM_NOTICE_PHASE,
                    .id = vm.id,
@@ -434,7 +440,7 @@ int vm_create(daemon_ctx *d, const Hypr__V1__VMConfig *in, store_vm *out, hypr_e
     return 0;
 }
 
-int vm_delete(daemon_ctx *d, const char *ref, bool force, hypr_error *err)
+int vm_delete(daemon_ctx *d, const char *ref, bool force, bool remove_volumes, hypr_error *err)
 {
     _cleanup_store_vm_ store_vm vm = {0};
     int r = store_vm_find(d->db, ref, &vm, err);
@@ -442,13 +448,14 @@ int vm_delete(daemon_ctx *d, const char *ref, bool force, hypr_error *err)
         return r;
     vm_runtime *rt = vm_runtime_find(d, vm.id);
     if (!rt)
-        return vm_remove_record_err(d, vm.id, vm.name, err);
+        return vm_remove_record_err(d, vm.id, vm.name, remove_volumes, err);
     if (!force)
         return hypr_err(err, HYPR_FAILED_PRECONDITION, EBUSY,
                         "VM %s is %s: stop it first, or remove it with force (hypr rm -f)", vm.name,
                         vm_phase_status(rt->phase));
     /* Killed now; the record goes once the hypervisor is gone (REMOVED follows EXIT). */
     rt->remove_after = true;
+    rt->remove_volumes = remove_volumes;
     r = vm_stop(d, vm.id, 0, 0, err);
     return r < 0 ? r : 1;
 }

@@ -79,9 +79,10 @@ int vm_create(daemon_ctx *d, const Hypr__V1__VMConfig *cfg, store_vm *out, hypr_
 int vm_rename(daemon_ctx *d, const char *ref, const char *name, store_vm *out, hypr_error *err);
 /* 0 = deleted (REMOVED was reported); 1 = a running VM is being killed (force) and
  * goes once it is down (REMOVED follows EXIT); <0 error. */
-int vm_delete(daemon_ctx *d, const char *ref, bool force, hypr_error *err);
-/* Removes a record that never ran (a RunVM whose start failed). */
-void vm_remove_record(daemon_ctx *d, const char *id, const char *name);
+int vm_delete(daemon_ctx *d, const char *ref, bool force, bool remove_volumes, hypr_error *err);
+/* Removes a record that never ran (a RunVM whose start failed); with
+ * remove_volumes (or when the VM is --rm) its anonymous volumes go too. */
+void vm_remove_record(daemon_ctx *d, const char *id, const char *name, bool remove_volumes);
 
 /* ---- running ------------------------------------------------------------------ */
 

@@ -249,9 +249,12 @@ static void kill_orphans(daemon_ctx *d)
             if (!id_is_valid(vm_id))
                 continue;
             vm_runtime *vm = vm_runtime_find(d, vm_id);
-            if (vm && vm->proc_pid == pid)
+            /* A running VM's virtiofsd ("<id>.fsN.sock") serves it on. */
+            bool share_helper = strncmp(id + HYPR_ID_LEN, ".fs", 3) == 0;
+            if (vm && (vm->proc_pid == pid || share_helper))
                 break;
-            log_warn("killing hypervisor pid %d of VM %.12s: no VM record holds it", pid, vm_id);
+            log_warn("killing %s pid %d of VM %.12s: no VM record holds it",
+                     share_helper ? "virtiofsd" : "hypervisor", pid, vm_id);
             kill(pid, SIGKILL);
             break;
         }
@@ -272,7 +275,7 @@ static void start_with_daemon(daemon_ctx *d, const store_vm *v)
     }
     if (cfg->auto_remove) {
         /* --rm: a VM that ended goes, whoever saw it end. */
-        vm_remove_record(d, v->id, v->name);
+        vm_remove_record(d, v->id, v->name, false);
         return;
     }
     if (!v->started_at || !cfg->restart ||

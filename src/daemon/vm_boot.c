@@ -128,7 +128,8 @@ static void strv_reset(manifest_strv *v)
 /* Docker's rules: --entrypoint replaces the image's entrypoint and drops its
  * cmd; a cmd given replaces the image's cmd. */
 int vm_build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg, const store_image *img,
-                      const vm_net_boot *net, char **out, size_t *out_len, hypr_error *err)
+                      const vm_net_boot *net, const vm_mounts *mounts, char **out, size_t *out_len,
+                      hypr_error *err)
 {
     kestrel_manifest m;
     manifest_init(&m);
@@ -200,6 +201,8 @@ int vm_build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg, const 
     int sig = signal_parse(cfg->stop_signal);
     m.stop_signal = sig > 0 ? (uint32_t)sig : 0;
     m.attach = cfg->tty || cfg->open_stdin; /* started by the client's attach (run -it) */
+    if (mounts)
+        vm_mounts_manifest(mounts, cfg, &m);
     if (m.entrypoint.n == 0 && m.cmd.n == 0)
         r = hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
                      "no command to run: the image has no entrypoint or cmd; give one after "

@@ -66,7 +66,8 @@ struct vm_runtime {
     bool shutdown_pending;
     int handles_open; /* closing handles and queued work still outstanding */
 
-    char **gpus; /* PCI devices passed through (cfg.pci_devices); NULL: none */
+    char **gpus;              /* PCI devices passed through (cfg.pci_devices); NULL: none */
+    struct vm_mounts *mounts; /* shares, virtiofsd, the writable layer (vm_mounts.c) */
 
     bool workload_started;
     bool workload_exited; /* for good: no restart coming from kestrel */
@@ -75,6 +76,7 @@ struct vm_runtime {
     bool manual_stop;     /* by the user: an unless-stopped VM stays down across hyprd restarts */
     bool keep_started_at; /* re-adopted while running: its start time stays */
     bool remove_after;    /* --rm, or DeleteVM(force) of a running VM */
+    bool remove_volumes;  /* ... and its anonymous volumes (rm -fv) */
     int exit_code;
     uint32_t restarts;
     int64_t boot_started_ms;
@@ -150,7 +152,8 @@ int vm_adopt_all(daemon_ctx *d, hypr_error *err);
 
 /* The record, its addresses and files go; REMOVED is reported. A store failure
  * leaves everything in place. */
-int vm_remove_record_err(daemon_ctx *d, const char *id, const char *name, hypr_error *err);
+int vm_remove_record_err(daemon_ctx *d, const char *id, const char *name, bool remove_volumes,
+                         hypr_error *err);
 
 /* ---- what a boot needs (vm_boot.c) ------------------------------------------- */
 
@@ -178,7 +181,32 @@ char *image_stop_signal(const store_image *img);
 /* The ports the image exposes ("80/tcp"), NULL-terminated; NULL for none. */
 char **image_exposed_ports(const store_image *img);
 int vm_build_manifest(const store_vm *rec, const Hypr__V1__VMConfig *cfg, const store_image *img,
-                      const vm_net_boot *net, char **out, size_t *out_len, hypr_error *err);
+                      const vm_net_boot *net, const struct vm_mounts *mounts, char **out,
+                      size_t *out_len, hypr_error *err);
+
+/* ---- filesystems of a start (vm_mounts.c) ------------------------------------- */
+
+typedef struct vm_mounts vm_mounts;
+/* <data>/layers/<id>.ext4, the VM's writable layer (removed with the record). */
+char *vm_layer_path(daemon_ctx *d, const char *id);
+/* The shares and the layer a start of rec attaches: FAILED_PRECONDITION / NOT_FOUND
+ * naming a mount whose volume or directory is gone or that the adapter cannot take. */
+int vm_mounts_plan(daemon_ctx *d, const store_vm *rec, const Hypr__V1__VMConfig *cfg,
+                   const vmm_adapter *adapter, vm_mounts **out, hypr_error *err);
+void vm_mounts_free(vm_mounts *p);
+/* Points cfg's shares and disks at the plan's (which must outlive cfg). */
+void vm_mounts_attach(vm_mounts *p, vmm_config *cfg);
+/* The manifest's volume lines, upper disk and read-only root. */
+struct kestrel_manifest;
+void vm_mounts_manifest(const vm_mounts *p, const Hypr__V1__VMConfig *cfg,
+                        struct kestrel_manifest *m);
+/* Loop: spawns a virtiofsd per virtiofs share (output to log_fd). */
+int vm_mounts_spawn(vm_runtime *vm, int log_fd, hypr_error *err);
+/* Pool: makes the writable layer at the first start, waits for virtiofsd's sockets. */
+int vm_mounts_prepare(vm_mounts *p, hypr_error *err);
+/* Loop: the run is over (kill_helpers: virtiofsd that are left get SIGTERM) or
+ * hyprd lets the VM go (they run on). */
+void vm_mounts_end(vm_runtime *vm, bool kill_helpers);
 
 /* ---- GPU passthrough (vm_gpu.c) ---------------------------------------------- */
 

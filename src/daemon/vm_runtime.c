@@ -140,6 +140,7 @@ static void runtime_free(vm_runtime *vm)
     free(vm->console_log);
     free(vm->ctl_path);
     strv_free(vm->gpus);
+    vm_mounts_free(vm->mounts);
     hypr_error_clear(&vm->failure);
     for (size_t i = 0; i < ARRAY_SIZE(vm->partial); i++)
         buf_free(&vm->partial[i]);

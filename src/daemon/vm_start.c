@@ -5,6 +5,7 @@
  * listeners (vm_runtime.c) and knows nothing of RPCs. */
 #define LOG_MODULE "vm"
 #include "vm_internal.h"
+#include "volstore.h"
 
 #include "image/image.h"
 
@@ -45,8 +46,10 @@ static void vm_remove_files(daemon_ctx *d, const char *id)
 {
     _cleanup_free_ char *log = vm_log_path(d, id);
     _cleanup_free_ char *records = xasprintf("%s.stdio", log);
+    _cleanup_free_ char *layer = vm_layer_path(d, id);
     unlink(log);
     unlink(records);
+    unlink(layer);
     /* Every per-VM file in the run dir is "<id><suffix>" (vmm_vm_path), whatever
      * the hypervisor: sockets and initrd left by a daemon that died go too. A GPU
      * claim stays: it goes once its devices are back on their drivers. */
@@ -62,8 +65,14 @@ static void vm_remove_files(daemon_ctx *d, const char *id)
         closedir(dir);
 }
 
-int vm_remove_record_err(daemon_ctx *d, const char *id, const char *name, hypr_error *err)
+int vm_remove_record_err(daemon_ctx *d, const char *id, const char *name, bool remove_volumes,
+                         hypr_error *err)
 {
+    /* Its config first: which anonymous volumes it had. */
+    _cleanup_store_vm_ store_vm rec = {0};
+    _cleanup_vm_config_ Hypr__V1__VMConfig *cfg = NULL;
+    if (store_vm_find(d->db, id, &rec, NULL) == 0)
+        (void)vm_config_decode(&rec, &cfg, NULL);
     /* Addresses first: deleting the record drops its address rows too, and the
      * pools free only the addresses they find in those rows. A record whose
      * delete then fails gets new addresses at its next start. */
@@ -72,16 +81,17 @@ int vm_remove_record_err(daemon_ctx *d, const char *id, const char *name, hypr_e
     if (r < 0 && r != -ENOENT)
         return hypr_err_prefix(err, "remove VM %s", name);
     vm_remove_files(d, id);
+    volstore_vm_removed(d, cfg, remove_volumes || (cfg && cfg->auto_remove));
     log_info("deleted VM %s (%.12s)", name, id);
     vm_notice n = {.kind = VM_NOTICE_REMOVED, .id = id, .name = name};
     vm_notify(d, &n);
     return 0;
 }
 
-void vm_remove_record(daemon_ctx *d, const char *id, const char *name)
+void vm_remove_record(daemon_ctx *d, const char *id, const char *name, bool remove_volumes)
 {
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    if (vm_remove_record_err(d, id, name, &err) == 0)
+    if (vm_remove_record_err(d, id, name, remove_volumes, &err) == 0)
         return;
     /* Nobody called for this removal (--rm, a forced delete's end): this is the top.
      * Waiters hear that it failed. */
@@ -182,6 +192,7 @@ static void settle(vm_runtime *vm, bool failed)
 {
     daemon_ctx *d = vm->d;
     close_channel_and_timers(vm);
+    vm_mounts_end(vm, true);
     if (vm->adapter)
         vm->adapter->ops->delete (vm->adapter, &vm->cfg, NULL);
     _cleanup_free_ char *proc_file = vm_proc_file(d, vm->id);
@@ -206,7 +217,7 @@ static void settle_finish(vm_runtime *vm, bool failed)
     vm_runtime_unlink(vm);
     vm_set_phase(vm, failed ? VM_PHASE_FAILED : VM_PHASE_STOPPED);
     if (vm->remove_after)
-        vm_remove_record(d, vm->id, vm->name);
+        vm_remove_record(d, vm->id, vm->name, vm->remove_volumes);
     else if (restart)
         schedule_restart(d, vm->id, vm->restarts + 1);
     if (vm->proc_spawned)
@@ -389,6 +400,8 @@ static void start_work_run(uv_work_t *req)
     }
     w->r = vm_host_prepare(vm->d->vm_host, vm->d->data_dir, w->kernel_setting, w->manifest,
                            w->manifest_len, vm->initrd_path, &w->kernel_path, &w->err);
+    if (w->r >= 0 && vm->mounts)
+        w->r = vm_mounts_prepare(vm->mounts, &w->err);
     /* Last: devices leave their drivers only when nothing else can fail first. */
     if (w->r >= 0 && vm->gpus)
         w->r = vm_gpu_take(vm, &w->err);
@@ -532,19 +545,42 @@ int vm_start(daemon_ctx *d, const char *ref, hypr_error *err)
     r = netmgr_vm_attach(d, rec.id, cfg, &net, &boot, err);
     if (r < 0)
         return r;
-    start_work *w = xcalloc(1, sizeof(*w));
-    r = vm_build_manifest(&rec, cfg, &img, &boot, &w->manifest, &w->manifest_len, err);
+    vm_mounts *mounts = NULL;
+    r = vm_mounts_plan(d, &rec, cfg, adapter, &mounts, err);
     if (r < 0) {
         netmgr_vm_detach(d, net);
+        return r;
+    }
+    start_work *w = xcalloc(1, sizeof(*w));
+    r = vm_build_manifest(&rec, cfg, &img, &boot, mounts, &w->manifest, &w->manifest_len, err);
+    if (r < 0) {
+        netmgr_vm_detach(d, net);
+        vm_mounts_free(mounts);
         start_work_free(w);
         return r;
     }
     vm_runtime *vm = vm_runtime_for(d, &rec, cfg, &img, TAKE_PTR(adapter), net, &boot);
+    vm->mounts = mounts;
+    vm_mounts_attach(mounts, &vm->cfg);
     vm->gpus = TAKE_PTR(gpus);
     vm->cfg.pci_devices = (const char *const *)vm->gpus;
     vm->cfg.n_pci_devices = strv_length(vm->gpus);
     log_info("starting VM %s (%.12s) with %s", vm->name, vm->id, vm->adapter->ops->name);
     vm_set_phase(vm, VM_PHASE_BOOTING);
+    {
+        /* virtiofsd first: they listen by the time the pool has made the layer. */
+        _cleanup_close_ int log_fd =
+            open(vm->console_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        _cleanup_error_ hypr_error ferr = HYPR_ERROR_INIT;
+        if (log_fd < 0 || vm_mounts_spawn(vm, log_fd, &ferr) < 0) {
+            if (ferr.status == HYPR_OK)
+                hypr_err(&ferr, HYPR_INTERNAL, errno, "open console log %s: %s", vm->console_log,
+                         strerror(errno));
+            start_work_free(w);
+            boot_failed(vm, &ferr);
+            return 0;
+        }
+    }
     w->vm = vm;
     w->kernel_setting = settings_get(d, "kernel");
     w->req.data = w;
@@ -706,6 +742,7 @@ static void release(vm_runtime *vm)
 {
     log_info("VM %s keeps running without hyprd (pid %d)", vm->name, vm->proc_pid);
     close_channel_and_timers(vm);
+    vm_mounts_end(vm, false);
     netmgr_vm_release(vm->d, TAKE_PTR(vm->net));
     vm_exec_end_all(vm, "hyprd is shutting down");
     vm_metrics_end_all(vm);

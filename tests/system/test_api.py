@@ -35,12 +35,13 @@ DEFAULT_SETTINGS = {
     "rest_addr": "127.0.0.1:41001",
     "shutdown_policy": "keep",
     "stop_timeout": "10",
+    "vm_writable_layer_size": "10240",
+    "volume_transport": "auto",
 }
 
 NOT_IMPLEMENTED = [
     "BuildImage", "DeployStack",
     "DestroyStack", "StreamStackServiceLogs",
-    "CreateVolume", "DeleteVolume", "PruneVolumes",
 ]
 
 LIST_RPCS = [
@@ -300,6 +301,42 @@ def test_fresh_daemon_has_only_the_default_network(hyprd):
         ("bridge", "vbr0", "10.88.0.0/16", "10.88.0.1", "bridge")]
 
 
+def test_volume_rpcs_over_grpcio(hyprd):
+    """CreateVolume / GetVolume / ListVolumes / DeleteVolume / PruneVolumes from a
+    plain grpcio client: labels kept, a taken name answers with the volume (as
+    Docker), bad names and unknown ones refused with the value named."""
+    v = hyprd.call("CreateVolume", name="apivol", labels={"team": "a"}).volume
+    assert (v.name, v.driver, v.scope, dict(v.labels)) == ("apivol", "local", "local",
+                                                           {"team": "a"})
+    assert v.mountpoint.endswith("/volumes/local/apivol")
+    assert hyprd.call("CreateVolume", name="apivol").volume.created_at == v.created_at
+    anon = hyprd.call("CreateVolume").volume.name
+    assert re.fullmatch(r"[0-9a-f]{64}", anon), anon
+    with open(os.path.join(v.mountpoint, "f"), "wb") as f:
+        f.write(b"x" * 10000)
+    got = hyprd.call("GetVolume", name="apivol").volume
+    assert got.size_bytes >= 10000 and list(got.vm_ids) == []
+    names = [x.name for x in hyprd.call("ListVolumes", filters=["label=team=a"]).volumes]
+    assert names == ["apivol"]
+    for bad in ("..", "a/b", "x", "-x"):
+        with pytest.raises(grpc.RpcError) as ei:
+            hyprd.call("CreateVolume", name=bad)
+        assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT and bad in ei.value.details()
+    with pytest.raises(grpc.RpcError) as ei:
+        hyprd.call("ListVolumes", filters=["colour=red"])
+    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "colour" in ei.value.details()
+    with pytest.raises(grpc.RpcError) as ei:
+        hyprd.call("DeleteVolume", name="nope-vol")
+    assert ei.value.code() == grpc.StatusCode.NOT_FOUND and "nope-vol" in ei.value.details()
+    # prune without all keeps named volumes (Docker 23+); with all it takes them
+    assert list(hyprd.call("PruneVolumes").deleted) == []
+    r = hyprd.call("PruneVolumes", all=True, filters=["label=team=a"])
+    assert list(r.deleted) == ["apivol"] and r.reclaimed_bytes >= 10000
+    assert not os.path.exists(v.mountpoint)
+    hyprd.call("DeleteVolume", name=anon)
+    assert list(hyprd.call("ListVolumes").volumes) == []
+
+
 @pytest.mark.parametrize("name,fields,ident", GET_RPCS, ids=["%s-%s" % (n, i) for n, _, i in GET_RPCS])
 def test_get_unknown_is_not_found(hyprd, name, fields, ident):
     """Every Get RPC with an unknown ID/name answers NOT_FOUND naming what was asked for."""
@@ -418,6 +455,7 @@ def test_unimplemented_list_covers_the_rest_of_the_service():
                    "ListGpus"}
     implemented |= {"GetDiskUsage", "PruneSystem"}  # system df / prune
     implemented |= {"KillVM", "WaitVM", "PauseVM", "UnpauseVM", "UpdateVM"}  # issue 9
+    implemented |= {"CreateVolume", "DeleteVolume", "PruneVolumes"}  # issue 11
     assert set(NOT_IMPLEMENTED) == {m.name for m in SERVICE.methods} - implemented
 
 

@@ -314,7 +314,7 @@ static void test_listener_sees_create_start_failed_exit_and_delete(void **state)
     assert_int_equal(vm_stop(&e->d, vm.id, -1, 0, &err), 0);
     assert_int_equal(e->fake.n, 3);
 
-    assert_int_equal(vm_delete(&e->d, "web", false, &err), 0);
+    assert_int_equal(vm_delete(&e->d, "web", false, false, &err), 0);
     assert_int_equal(e->fake.n, 4);
     assert_seen(&e->fake, 3, VM_NOTICE_REMOVED, 0, vm.id);
     assert_null(e->fake.errors[3]);
@@ -332,10 +332,10 @@ static void test_forced_delete_of_booting_vm_reports_exit_then_removal(void **st
     assert_int_equal(e->fake.n, 2);
 
     /* without force a booting VM stays */
-    assert_int_equal(vm_delete(&e->d, vm.id, false, &err), -EBUSY);
+    assert_int_equal(vm_delete(&e->d, vm.id, false, false, &err), -EBUSY);
     assert_non_null(strstr(err.message, "is booting"));
     /* with force it goes once its run has ended: 1 = the removal comes later */
-    assert_int_equal(vm_delete(&e->d, vm.id, true, &err), 1);
+    assert_int_equal(vm_delete(&e->d, vm.id, true, false, &err), 1);
     run_until_seen(e, 4);
     assert_seen(&e->fake, 2, VM_NOTICE_EXIT, VM_PHASE_FAILED, vm.id);
     assert_seen(&e->fake, 3, VM_NOTICE_REMOVED, 0, vm.id);
