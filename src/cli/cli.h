@@ -9,6 +9,7 @@
 #define HYPR_CLI_H
 
 #include "common/common.h"
+#include "volume/volume.h"
 
 #include <jansson.h>
 
@@ -139,14 +140,10 @@ int cli_parse_label(const char *spec, char **key, char **value, hypr_error *err)
 /* An --env-file's lines as env specs ("K=V" or "K"); blank and # lines skipped. */
 int cli_read_env_file(const char *path, char ***out, hypr_error *err);
 
-typedef struct cli_volume {
-    char *source; /* absolute host path or volume name */
-    char *target; /* absolute guest path */
-    bool read_only;
-} cli_volume;
-void cli_volume_free(cli_volume *v);
-/* SRC:DST[:ro|rw]; a relative SRC starting with "." is made absolute against the cwd. */
-int cli_parse_volume(const char *spec, cli_volume *out, hypr_error *err);
+/* -v SRC:DST[:OPTS] (a SRC starting with "./" or "../" is made absolute against
+ * the cwd, as Docker does), --mount K=V,... or --tmpfs DST[:OPTS]: src/volume's parsers. */
+typedef enum { CLI_MOUNT_VOLUME, CLI_MOUNT_MOUNT, CLI_MOUNT_TMPFS } cli_mount_flag;
+int cli_parse_mount(cli_mount_flag flag, const char *spec, volume_mount_spec *out, hypr_error *err);
 
 /* "512m", "2g", "512" (MiB), "1024k" -> MiB (at least 1). */
 int cli_parse_memory(const char *s, uint64_t *out_mib, hypr_error *err);

@@ -189,6 +189,7 @@ typedef struct cli_resource {
     cli_json_fn inspect_json;
     const char *inspect_help, *inspect_notes; /* "inspect" --help */
     const char *rm_help, *force_help;         /* "rm" --help */
+    const char *volumes_help; /* rm -v (the Delete request's remove_volumes); NULL: none */
     /* What rm prints for a removed one; NULL prints the argument. */
     void (*removed)(const char *ref, const ProtobufCMessage *delete_resp);
 } cli_resource;
@@ -221,6 +222,7 @@ typedef struct cli_ls_spec {
     const cli_resource *resource;
     const char *description, *notes;
     const char *format_help, *no_trunc_help, *quiet_help;
+    const char *filter_help; /* --filter K=V into the List request's filters; NULL: none */
     cli_view view;
 } cli_ls_spec;
 int cli_ls_command(cli_ctx *ctx, int argc, char **argv, const cli_ls_spec *s);
@@ -309,7 +311,7 @@ int cmd_network(cli_ctx *ctx, int argc, char **argv);
 /* Removes networks with no VMs except the default "bridge"; prints "Deleted Networks:". */
 int cli_prune_networks(cli_ctx *ctx);
 /* The daemon's PruneVolumes; prints "Deleted Volumes:" and adds the reclaimed bytes. */
-int cli_prune_volumes(cli_ctx *ctx, uint64_t *reclaimed);
+int cli_prune_volumes(cli_ctx *ctx, bool all, const cli_list *filters, uint64_t *reclaimed);
 int cmd_compose(cli_ctx *ctx, int argc, char **argv);
 int cmd_system(cli_ctx *ctx, int argc, char **argv);
 int cmd_health(cli_ctx *ctx, int argc, char **argv);

@@ -14,8 +14,9 @@
 typedef struct run_opts {
     const char *name, *cpus, *memory, *entrypoint, *workdir, *user, *restart, *hostname, *gpu;
     const char *stop_signal, *pull, *cidfile;
-    cli_list env, env_file, publish, volume, network, label, label_file, dns, add_host, expose;
-    bool rm, detach, interactive, tty, gpu_force, init, publish_all;
+    cli_list env, env_file, publish, volume, mount, tmpfs, network, label, label_file, dns,
+        add_host, expose;
+    bool rm, detach, interactive, tty, gpu_force, init, publish_all, read_only;
     int64_t stop_timeout;
 } run_opts;
 
@@ -25,6 +26,8 @@ static void run_opts_free(run_opts *o)
     cli_list_free(&o->env_file);
     cli_list_free(&o->publish);
     cli_list_free(&o->volume);
+    cli_list_free(&o->mount);
+    cli_list_free(&o->tmpfs);
     cli_list_free(&o->network);
     cli_list_free(&o->label);
     cli_list_free(&o->label_file);
@@ -47,7 +50,7 @@ typedef struct run_config {
     cli_port *cports;
     Hypr__V1__VolumeMount *vols;
     Hypr__V1__VolumeMount **vol_ptrs;
-    cli_volume *cvols;
+    volume_mount_spec *specs;
     char *entrypoint[1];
 } run_config;
 
@@ -59,14 +62,12 @@ static void run_config_free(run_config *rc)
     strv_free(rc->label_lines);
     for (size_t i = 0; i < rc->cfg.n_ports; i++)
         cli_port_free(&rc->cports[i]);
-    for (size_t i = 0; i < rc->cfg.n_volumes; i++)
-        cli_volume_free(&rc->cvols[i]);
+    volume_mount_specs_free(rc->specs, rc->cfg.n_volumes);
     free(rc->ports);
     free(rc->port_ptrs);
     free(rc->cports);
     free(rc->vols);
     free(rc->vol_ptrs);
-    free(rc->cvols);
 }
 
 static int add_env(const cli_command *cmd, const char *flag, const char *spec, run_config *rc)
@@ -153,21 +154,41 @@ static int build_config(const cli_command *cmd, run_opts *o, cli_parsed *p, run_
     }
     c->ports = rc->port_ptrs;
 
-    rc->cvols = xcalloc(o->volume.n + 1, sizeof(*rc->cvols));
-    rc->vols = xcalloc(o->volume.n + 1, sizeof(*rc->vols));
-    rc->vol_ptrs = xcalloc(o->volume.n + 1, sizeof(*rc->vol_ptrs));
-    for (size_t i = 0; i < o->volume.n; i++) {
-        if (cli_parse_volume(o->volume.items[i], &rc->cvols[i], &err) < 0)
-            return cli_invalid_value(cmd, "volume", o->volume.items[i], err.message);
-        c->n_volumes = i + 1;
-        Hypr__V1__VolumeMount *vm = &rc->vols[i];
-        *vm = (Hypr__V1__VolumeMount)HYPR__V1__VOLUME_MOUNT__INIT;
-        vm->source = rc->cvols[i].source;
-        vm->target = rc->cvols[i].target;
-        vm->read_only = rc->cvols[i].read_only;
-        rc->vol_ptrs[i] = vm;
+    /* -v, then --mount, then --tmpfs, each in its order: the daemon checks the set. */
+    const struct {
+        const cli_list *list;
+        cli_mount_flag flag;
+        const char *name;
+    } mount_flags[] = {{&o->volume, CLI_MOUNT_VOLUME, "volume"},
+                       {&o->mount, CLI_MOUNT_MOUNT, "mount"},
+                       {&o->tmpfs, CLI_MOUNT_TMPFS, "tmpfs"}};
+    size_t n_mounts = o->volume.n + o->mount.n + o->tmpfs.n;
+    rc->specs = xcalloc(n_mounts + 1, sizeof(*rc->specs));
+    rc->vols = xcalloc(n_mounts + 1, sizeof(*rc->vols));
+    rc->vol_ptrs = xcalloc(n_mounts + 1, sizeof(*rc->vol_ptrs));
+    static const char *const mount_types[] = {"volume", "bind", "tmpfs"};
+    for (size_t f = 0; f < ARRAY_SIZE(mount_flags); f++) {
+        for (size_t i = 0; i < mount_flags[f].list->n; i++) {
+            const char *spec = mount_flags[f].list->items[i];
+            volume_mount_spec *s = &rc->specs[c->n_volumes];
+            if (cli_parse_mount(mount_flags[f].flag, spec, s, &err) < 0)
+                return cli_invalid_value(cmd, mount_flags[f].name, spec, err.message);
+            Hypr__V1__VolumeMount *vm = &rc->vols[c->n_volumes];
+            *vm = (Hypr__V1__VolumeMount)HYPR__V1__VOLUME_MOUNT__INIT;
+            vm->type = (char *)mount_types[s->type];
+            vm->source = s->source ? s->source : "";
+            vm->target = s->target;
+            vm->read_only = s->read_only;
+            vm->nocopy = s->nocopy;
+            vm->create_host_path = s->create_host_path;
+            vm->tmpfs_size = s->tmpfs_size;
+            vm->tmpfs_mode = s->tmpfs_mode;
+            vm->tmpfs_options = s->options ? s->options : "";
+            rc->vol_ptrs[c->n_volumes++] = vm;
+        }
     }
     c->volumes = rc->vol_ptrs;
+    c->read_only = o->read_only;
 
     for (size_t i = 0; i < o->network.n; i++)
         if (!name_is_valid(o->network.items[i]))
@@ -410,6 +431,8 @@ static int parse_run_config(const cli_command *cmd, int argc, char **argv, bool 
     CLI_LIST('l', "label", "list", &(o)->label, "Set metadata on a VM (K=V)"),                     \
     CLI_LIST(0, "label-file", "list", &(o)->label_file, "Read in a line delimited file of labels"),\
     CLI_STRING('m', "memory", "bytes", &(o)->memory, "Memory limit: 512m, 2g, 512 (MiB)"),         \
+    CLI_LIST(0, "mount", "mount", &(o)->mount,                                                     \
+             "Attach a filesystem mount: type=volume|bind|tmpfs,source=,target=[,readonly]"),      \
     CLI_STRING('n', "name", "string", &(o)->name, "Assign a name to the VM"),                      \
     CLI_LIST(0, "network", "list", &(o)->network,                                                  \
              "Connect a VM to a network (repeatable; none: no network at all)"),                   \
@@ -419,6 +442,7 @@ static int parse_run_config(const cli_command *cmd, int argc, char **argv, bool 
              "Publish every port the image exposes on a free host port"),                          \
     CLI_STRING(0, "pull", "string", &(o)->pull,                                                    \
                "Pull image before running: always, missing, never (default \"missing\")"),         \
+    CLI_BOOL(0, "read-only", &(o)->read_only, "Mount the VM's root filesystem as read only"),      \
     CLI_STRING(0, "restart", "string", &(o)->restart,                                              \
                "Restart policy: no, always, unless-stopped, on-failure[:N] (default \"no\")"),     \
     CLI_BOOL(0, "rm", &(o)->rm, "Automatically remove the VM when it exits"),                      \
@@ -426,10 +450,13 @@ static int parse_run_config(const cli_command *cmd, int argc, char **argv, bool 
                "Signal to stop the VM's workload (default: the image's, else SIGTERM)"),           \
     CLI_INT(0, "stop-timeout", "int", &(o)->stop_timeout, 0, 86400,                                \
             "Seconds to wait for the VM to stop before killing it"),                               \
+    CLI_LIST(0, "tmpfs", "list", &(o)->tmpfs, "Mount a tmpfs directory: TARGET[:size=64m,mode=1777]"),\
     CLI_BOOL('t', "tty", &(o)->tty, "Allocate a pseudo-TTY for the workload"),                     \
     CLI_STRING('u', "user", "string", &(o)->user,                                                  \
                "Username or UID (format: <name|uid>[:<group|gid>])"),                              \
-    CLI_LIST('v', "volume", "list", &(o)->volume, "Mount a volume: SOURCE:TARGET[:ro]"),           \
+    CLI_LIST('v', "volume", "list", &(o)->volume,                                                  \
+             "Bind mount a volume: NAME:TARGET, /HOST/DIR:TARGET or TARGET (anonymous), "          \
+             "options :ro, :nocopy"),                                                              \
     CLI_STRING('w', "workdir", "string", &(o)->workdir, "Working directory inside the VM")
 
 // clang-format on
@@ -665,7 +692,7 @@ typedef struct vm_action_args {
     vm_action act;
     uint32_t timeout;
     const char *signal; /* stop / restart -s */
-    bool force;
+    bool force, volumes;
 } vm_action_args;
 
 /* Prints the name as soon as it succeeded (flushed, so it shows before a later error). */
@@ -679,7 +706,12 @@ static int do_action(cli_ctx *ctx, const char *id, void *userdata)
     if ((a->act == ACT_START || a->act == ACT_RESTART) &&
         cli_call_ref(ctx, "StartVM", "id", id, false, &started) < 0)
         return -1;
-    if (a->act == ACT_RM && cli_delete(ctx, &cli_vm_resource, id, a->force) < 0)
+    Hypr__V1__DeleteVMRequest del = HYPR__V1__DELETE_VMREQUEST__INIT;
+    del.id = (char *)id;
+    del.force = a->force;
+    del.remove_volumes = a->volumes;
+    _cleanup_pb_ Hypr__V1__DeleteVMResponse *deleted = NULL;
+    if (a->act == ACT_RM && cli_call(ctx, "DeleteVM", &del, &deleted) < 0)
         return -1;
     printf("%s\n", id);
     fflush(stdout);
@@ -689,7 +721,7 @@ static int do_action(cli_ctx *ctx, const char *id, void *userdata)
 static int simple_vm_cmd(cli_ctx *ctx, int argc, char **argv, vm_action act)
 {
     int64_t timeout = -1;
-    bool force = false;
+    bool force = false, volumes = false;
     const char *sig = NULL;
     const cli_option stop_opts[] = {
         CLI_STRING('s', "signal", "string", &sig,
@@ -700,6 +732,7 @@ static int simple_vm_cmd(cli_ctx *ctx, int argc, char **argv, vm_action act)
     };
     const cli_option rm_opts[] = {
         CLI_BOOL('f', "force", &force, "Force the removal of a running VM"),
+        CLI_BOOL('v', "volumes", &volumes, "Remove anonymous volumes associated with the VM"),
         CLI_OPTIONS_END,
     };
     static const char *const desc[] = {"Start one or more stopped VMs",
@@ -722,7 +755,7 @@ static int simple_vm_cmd(cli_ctx *ctx, int argc, char **argv, vm_action act)
         return ec;
     if (sig && signal_parse(sig) < 0)
         return cli_invalid_value(&cmd, "signal", sig, "not a signal name or number");
-    vm_action_args a = {act, timeout < 0 ? 0 : (uint32_t)timeout, sig, force};
+    vm_action_args a = {act, timeout < 0 ? 0 : (uint32_t)timeout, sig, force, volumes};
     return cli_for_each_arg(ctx, &p, do_action, &a);
 }
 

@@ -14,16 +14,23 @@ static json_t *volume_json(const void *item, const cli_view_opts *vo)
     json_object_set_new(o, "Mountpoint", json_string(v->mountpoint));
     json_object_set_new(o, "CreatedAt", json_time(v->created_at));
     json_object_set_new(o, "Labels", JSON_MAP(v, labels));
-    json_object_set_new(o, "Scope", json_string("local"));
-    json_object_set_new(o, "Size", json_integer((json_int_t)v->size_bytes));
+    json_object_set_new(o, "Scope", json_string(str_empty(v->scope) ? "local" : v->scope));
+    json_object_set_new(o, "Options", json_null());
+    json_object_set_new(o, "Anonymous", json_boolean(v->anonymous));
+    /* Docker's UsageData: the size is measured by inspect only (-1 in lists). */
+    json_object_set_new(o, "UsageData",
+                        json_pack("{s:I,s:I}", "Size",
+                                  (json_int_t)(vo && vo->ctx ? (json_int_t)v->size_bytes : -1),
+                                  "RefCount", (json_int_t)v->n_vm_ids));
     json_object_set_new(o, "Stack", json_string(v->stack));
     json_object_set_new(o, "VMs", vms);
     return o;
 }
 
 static const char json_keys[] =
-    "JSON keys: Name, Driver, Mountpoint, CreatedAt, Labels, Scope, Size (bytes),\n"
-    "Stack, VMs (IDs of the VMs using it).";
+    "JSON keys: Name, Driver, Mountpoint, CreatedAt, Labels, Scope, Options, Anonymous,\n"
+    "UsageData {Size (bytes, measured by inspect; -1 in lists), RefCount}, Stack,\n"
+    "VMs (names of the VMs whose config mounts it).";
 
 static const cli_resource volume_resource = {
     .get_rpc = "GetVolume",
@@ -61,6 +68,7 @@ static int volume_ls(cli_ctx *ctx, int argc, char **argv)
         .notes = json_keys,
         .format_help = "Format output: table (default), a Go template, or json (a JSON array)",
         .quiet_help = "Only display volume names",
+        .filter_help = "Filter output: dangling=true|false, label=K[=V], name=SUBSTRING",
         .view = {volume_json, volume_ls_quiet, ARRAY_SIZE(header), header, volume_ls_row,
                  template_headers},
     };
@@ -95,11 +103,9 @@ static int volume_create(cli_ctx *ctx, int argc, char **argv)
                                      "positional arg, not both");
     if (p.nargs)
         name = p.args[0];
-    if (name && !name_is_valid(name))
-        return cli_usage_error(&cmd,
-                               "invalid volume name \"%s\": only [a-zA-Z0-9][a-zA-Z0-9_.-]* "
-                               "is allowed",
-                               name);
+    _cleanup_error_ hypr_error nerr = HYPR_ERROR_INIT;
+    if (name && volume_name_check(name, &nerr) < 0)
+        return cli_usage_error(&cmd, "%s", nerr.message);
     Hypr__V1__CreateVolumeRequest req = HYPR__V1__CREATE_VOLUME_REQUEST__INIT;
     _cleanup_map_ cli_map lm = {0};
     int r = cli_labels_to_map(&cmd, "label", &labels,
@@ -130,10 +136,14 @@ static int volume_inspect(cli_ctx *ctx, int argc, char **argv)
     return cli_inspect_command(ctx, argc, argv, &volume_resource);
 }
 
-int cli_prune_volumes(cli_ctx *ctx, uint64_t *reclaimed)
+int cli_prune_volumes(cli_ctx *ctx, bool all, const cli_list *filters, uint64_t *reclaimed)
 {
     _cleanup_pb_ Hypr__V1__PruneVolumesResponse *resp = NULL;
-    if (cli_call(ctx, "PruneVolumes", NULL, &resp) < 0)
+    Hypr__V1__PruneVolumesRequest req = HYPR__V1__PRUNE_VOLUMES_REQUEST__INIT;
+    req.all = all;
+    req.n_filters = filters ? filters->n : 0;
+    req.filters = filters ? (char **)filters->items : NULL;
+    if (cli_call(ctx, "PruneVolumes", &req, &resp) < 0)
         return 1;
     if (resp->n_deleted) {
         printf("Deleted Volumes:\n");
@@ -147,28 +157,35 @@ int cli_prune_volumes(cli_ctx *ctx, uint64_t *reclaimed)
 
 static int volume_prune(cli_ctx *ctx, int argc, char **argv)
 {
-    bool force = false;
+    bool force = false, all = false;
+    _cleanup_list_ cli_list filters = {0};
     const cli_option opts[] = {
+        CLI_BOOL('a', "all", &all, "Remove all unused volumes, not just anonymous ones"),
+        CLI_LIST(0, "filter", "filter", &filters, "Provide filter values (e.g. \"label=<label>\")"),
         CLI_BOOL('f', "force", &force, "Do not prompt for confirmation"),
         CLI_OPTIONS_END,
     };
     const cli_command cmd = {
         .name = ctx->cmdpath,
         .usage = "[OPTIONS]",
-        .description = "Remove all unused local volumes",
+        .description = "Remove unused local volumes",
         .options = opts,
         .max_args = 0,
+        .notes = "As Docker 23+: without -a only anonymous volumes (made for one VM by -v\n"
+                 "/path or an image's VOLUME) that no VM uses are removed.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
     if (!cli_prune_confirmed(ctx, force,
-                             "WARNING! This will remove all local volumes not used by at least "
-                             "one VM."))
+                             all ? "WARNING! This will remove all local volumes not used by at "
+                                   "least one VM."
+                                 : "WARNING! This will remove anonymous local volumes not used by "
+                                   "at least one VM."))
         return 1;
     uint64_t reclaimed = 0;
-    if (cli_prune_volumes(ctx, &reclaimed))
+    if (cli_prune_volumes(ctx, all, &filters, &reclaimed))
         return 1;
     cli_print_reclaimed(reclaimed);
     return 0;

@@ -361,12 +361,16 @@ json_t *vm_inspect_json(const void *item, const cli_view_opts *vo)
         json_array_append_new(env, json_string(kv));
     }
     json_t *mounts = json_array();
-    for (size_t i = 0; i < c->n_volumes; i++)
-        json_array_append_new(mounts,
-                              json_pack("{s:s, s:s, s:s, s:b}", "Type",
-                                        c->volumes[i]->source[0] == '/' ? "bind" : "volume",
-                                        "Source", c->volumes[i]->source, "Destination",
-                                        c->volumes[i]->target, "RW", !c->volumes[i]->read_only));
+    for (size_t i = 0; i < c->n_volumes; i++) {
+        const Hypr__V1__VolumeMount *m = c->volumes[i];
+        const char *type = !str_empty(m->type) ? m->type : m->source[0] == '/' ? "bind" : "volume";
+        json_t *j =
+            json_pack("{s:s, s:s, s:s, s:s, s:b}", "Type", type, "Source", m->source, "Destination",
+                      m->target, "Mode", m->read_only ? "ro" : "", "RW", !m->read_only);
+        if (strcmp(type, "volume") == 0)
+            json_object_set_new(j, "Name", json_string(m->source));
+        json_array_append_new(mounts, j);
+    }
     bool paused = vm->status == HYPR__V1__VMSTATUS__VM_STATUS_PAUSED;
     bool running = vm->status == HYPR__V1__VMSTATUS__VM_STATUS_RUNNING || paused; /* as Docker */
     json_t *state = json_object();
@@ -403,6 +407,7 @@ json_t *vm_inspect_json(const void *item, const cli_view_opts *vo)
     json_object_set_new(host, "Cpus", json_integer(c->cpus));
     json_object_set_new(host, "MemoryMB", json_integer((json_int_t)c->memory_mb));
     json_object_set_new(host, "AutoRemove", json_boolean(c->auto_remove));
+    json_object_set_new(host, "ReadonlyRootfs", json_boolean(c->read_only));
     json_object_set_new(
         host, "RestartPolicy",
         json_pack("{s:s, s:I}", "Name",

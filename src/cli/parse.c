@@ -177,69 +177,30 @@ int cli_read_env_file(const char *path, char ***out, hypr_error *err)
     return 0;
 }
 
-void cli_volume_free(cli_volume *v)
+int cli_parse_mount(cli_mount_flag flag, const char *spec, volume_mount_spec *out, hypr_error *err)
 {
-    free(v->source);
-    free(v->target);
-    v->source = v->target = NULL;
-}
-
-int cli_parse_volume(const char *spec, cli_volume *out, hypr_error *err)
-{
-    memset(out, 0, sizeof(*out));
-    _cleanup_strv_ char **parts = NULL;
-    _cleanup_free_ char *s = xstrdup(spec);
-    /* Split on every colon, keeping empty fields so "::/x" is an error, not "/x". */
-    for (char *p = s;;) {
-        char *c = strchr(p, ':');
-        if (c)
-            *c = '\0';
-        parts = strv_append(parts, p);
-        if (!c)
-            break;
-        p = c + 1;
-    }
-    size_t n = strv_length(parts);
-    if (n == 1)
-        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                        "anonymous volumes are not supported: give a source, "
-                        "e.g. -v myvol:%s or -v /host/dir:%s",
-                        spec, spec);
-    if (n != 2 && n != 3)
-        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                        "invalid volume spec: expected SOURCE:TARGET[:ro|rw]");
-    if (n == 3) {
-        if (!strcmp(parts[2], "ro"))
-            out->read_only = true;
-        else if (strcmp(parts[2], "rw"))
-            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                            "invalid volume mode \"%s\": use ro or rw", parts[2]);
-    }
-    const char *src = parts[0], *dst = parts[1];
-    if (!*src)
-        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                        "invalid volume spec: empty source, expected SOURCE:TARGET[:ro|rw]");
-    if (dst[0] != '/')
-        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                        "invalid mount target \"%s\": must be an absolute path in the VM", dst);
-    if (src[0] == '/') {
-        out->source = xstrdup(src);
-    } else if (src[0] == '.') {
-        /* Docker resolves "./dir" against the cwd; the daemon needs an absolute path. */
+    if (flag == CLI_MOUNT_MOUNT)
+        return volume_parse_mount_flag(spec, out, err);
+    if (flag == CLI_MOUNT_TMPFS)
+        return volume_parse_tmpfs_flag(spec, out, err);
+    /* "./dir:/x" and "../dir:/x" name host paths relative to where hypr runs. */
+    if (str_startswith(spec, "./") || str_startswith(spec, "../") ||
+        (spec[0] == '.' && (spec[1] == ':' || (spec[1] == '.' && spec[2] == ':')))) {
         _cleanup_free_ char *cwd = getcwd(NULL, 0);
         if (!cwd)
             return hypr_err(err, HYPR_INTERNAL, errno, "getcwd: %s", strerror(errno));
-        out->source = path_join(cwd, str_startswith(src, "./") ? src + 2 : src);
-    } else if (name_is_valid(src)) {
-        out->source = xstrdup(src);
-    } else {
-        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                        "invalid volume source \"%s\": use an absolute host path, ./relative "
-                        "path, or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)",
-                        src);
+        _cleanup_free_ char *abs = xasprintf("%s/%s", cwd, spec);
+        /* The parser normalises the target; the source's dots are resolved here. */
+        const char *colon = strchr(abs + strlen(cwd), ':');
+        _cleanup_free_ char *src = xstrndup(abs, (size_t)(colon - abs));
+        _cleanup_free_ char *real = realpath(src, NULL);
+        _cleanup_free_ char *fixed = NULL;
+        if (!real) /* -v creates a missing source: resolve its parent only */
+            real = xstrdup(src);
+        fixed = xasprintf("%s%s", real, colon);
+        return volume_parse_volume_flag(fixed, out, err);
     }
-    out->target = xstrdup(dst);
-    return 0;
+    return volume_parse_volume_flag(spec, out, err);
 }
 
 int cli_parse_memory(const char *s, uint64_t *out_mib, hypr_error *err)

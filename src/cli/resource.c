@@ -131,14 +131,19 @@ int cli_inspect_command(cli_ctx *ctx, int argc, char **argv, const cli_resource 
 
 typedef struct remove_ctx {
     const cli_resource *r;
-    bool force;
+    bool force, volumes;
 } remove_ctx;
 
 static int remove_one(cli_ctx *ctx, const char *ref, void *userdata)
 {
     const remove_ctx *rm = userdata;
     _cleanup_pb_ ProtobufCMessage *resp = NULL;
-    if (cli_call_ref(ctx, rm->r->delete_rpc, rm->r->ref_field, ref, rm->force, &resp) < 0)
+    _cleanup_free_ ProtobufCMessage *req = new_request(rm->r->delete_rpc);
+    *(const char **)field_at(req, rm->r->ref_field, false) = ref;
+    *(protobuf_c_boolean *)field_at(req, "force", false) = rm->force;
+    if (rm->volumes)
+        *(protobuf_c_boolean *)field_at(req, "remove_volumes", false) = true;
+    if (cli_call(ctx, rm->r->delete_rpc, req, &resp) < 0)
         return -1;
     if (rm->r->removed)
         rm->r->removed(ref, resp);
@@ -150,10 +155,10 @@ static int remove_one(cli_ctx *ctx, const char *ref, void *userdata)
 int cli_rm_command(cli_ctx *ctx, int argc, char **argv, const cli_resource *r)
 {
     remove_ctx rm = {.r = r};
-    const cli_option opts[] = {
-        CLI_BOOL('f', "force", &rm.force, r->force_help),
-        CLI_OPTIONS_END,
-    };
+    cli_option opts[3] = {CLI_BOOL('f', "force", &rm.force, r->force_help)};
+    opts[1] = r->volumes_help ? (cli_option)CLI_BOOL('v', "volumes", &rm.volumes, r->volumes_help)
+                              : (cli_option)CLI_OPTIONS_END;
+    opts[2] = (cli_option)CLI_OPTIONS_END;
     _cleanup_free_ char *usage = xasprintf("[OPTIONS] %s [%s...]", r->noun, r->noun);
     const cli_command cmd = {
         .name = ctx->cmdpath,
@@ -213,8 +218,11 @@ int cli_ls_command(cli_ctx *ctx, int argc, char **argv, const cli_ls_spec *s)
     const char *format = NULL;
     bool quiet = false;
     cli_view_opts o = {.now = time(NULL)};
-    cli_option opts[4] = {CLI_STRING(0, "format", "string", &format, s->format_help)};
+    _cleanup_list_ cli_list filters = {0};
+    cli_option opts[5] = {CLI_STRING(0, "format", "string", &format, s->format_help)};
     size_t nopts = 1;
+    if (s->filter_help)
+        opts[nopts++] = (cli_option)CLI_LIST('f', "filter", "filter", &filters, s->filter_help);
     if (s->no_trunc_help)
         opts[nopts++] = (cli_option)CLI_BOOL(0, "no-trunc", &o.no_trunc, s->no_trunc_help);
     if (s->quiet_help)
@@ -236,7 +244,13 @@ int cli_ls_command(cli_ctx *ctx, int argc, char **argv, const cli_ls_spec *s)
     _cleanup_pb_ ProtobufCMessage *resp = NULL;
     void **items;
     size_t n;
-    if (cli_list_resources(ctx, s->resource, NULL, &resp, &items, &n) < 0)
+    _cleanup_free_ ProtobufCMessage *req = NULL;
+    if (filters.n) {
+        req = new_request(s->resource->list_rpc);
+        *(size_t *)field_at(req, "filters", true) = filters.n;
+        *(const char ***)field_at(req, "filters", false) = filters.items;
+    }
+    if (cli_list_resources(ctx, s->resource, req, &resp, &items, &n) < 0)
         return 1;
     o.format = format;
     return cli_print_items(ctx, items, n, &s->view, json, quiet, &o);

@@ -350,27 +350,43 @@ static void test_volumes(void **state)
 {
     (void)state;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    cli_volume v;
-    assert_int_equal(cli_parse_volume("data:/var/lib/data", &v, &err), 0);
+    _cleanup_mount_spec_ volume_mount_spec v = {0};
+    assert_int_equal(cli_parse_mount(CLI_MOUNT_VOLUME, "data:/var/lib/data", &v, &err), 0);
+    assert_int_equal(v.type, VOLUME_MOUNT_VOLUME);
     assert_string_equal(v.source, "data");
     assert_string_equal(v.target, "/var/lib/data");
     assert_false(v.read_only);
-    cli_volume_free(&v);
-    assert_int_equal(cli_parse_volume("/srv/www:/usr/share/nginx/html:ro", &v, &err), 0);
+    volume_mount_spec_clear(&v);
+    assert_int_equal(
+        cli_parse_mount(CLI_MOUNT_VOLUME, "/srv/www:/usr/share/nginx/html:ro", &v, &err), 0);
+    assert_int_equal(v.type, VOLUME_MOUNT_BIND);
     assert_string_equal(v.source, "/srv/www");
     assert_true(v.read_only);
-    cli_volume_free(&v);
-    assert_int_equal(cli_parse_volume("/a:/b:rw", &v, &err), 0);
-    assert_false(v.read_only);
-    cli_volume_free(&v);
-    assert_int_equal(cli_parse_volume("./site:/www", &v, &err), 0);
-    assert_true(v.source[0] == '/');
+    volume_mount_spec_clear(&v);
+    assert_int_equal(cli_parse_mount(CLI_MOUNT_VOLUME, "/data", &v, &err), 0);
+    assert_null(v.source); /* anonymous */
+    volume_mount_spec_clear(&v);
+    /* ./ and ../ are the caller's directory, as Docker resolves them */
+    _cleanup_free_ char *cwd = getcwd(NULL, 0);
+    assert_int_equal(cli_parse_mount(CLI_MOUNT_VOLUME, "./site:/www", &v, &err), 0);
+    assert_int_equal(v.type, VOLUME_MOUNT_BIND);
+    assert_true(str_startswith(v.source, cwd));
     assert_true(str_endswith(v.source, "/site"));
-    cli_volume_free(&v);
-    static const char *const bad[] = {"/data", "a:b",         "a:/b:rx", "a:/b:ro:x",
-                                      ":/b",   "bad name:/b", "/a::ro"};
-    for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
-        assert_true(cli_parse_volume(bad[i], &v, &err) < 0);
+    volume_mount_spec_clear(&v);
+    assert_int_equal(cli_parse_mount(CLI_MOUNT_MOUNT, "type=tmpfs,dst=/t,tmpfs-size=1m", &v, &err),
+                     0);
+    assert_int_equal(v.type, VOLUME_MOUNT_TMPFS);
+    assert_int_equal(v.tmpfs_size, 1 << 20);
+    volume_mount_spec_clear(&v);
+    assert_int_equal(cli_parse_mount(CLI_MOUNT_TMPFS, "/run/x:size=64m,mode=700", &v, &err), 0);
+    assert_int_equal(v.tmpfs_mode, 0700);
+    volume_mount_spec_clear(&v);
+    static const char *const bad[] = {"foo/bar:/x", "a:b",         "a:/b:rx", "a:/b:ro:x",
+                                      ":/b",        "bad name:/b", "/a::ro",  "v:/"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        assert_true(cli_parse_mount(CLI_MOUNT_VOLUME, bad[i], &v, &err) < 0);
+        volume_mount_spec_clear(&v);
+    }
 }
 
 static void test_sizes_cpus_restart(void **state)
