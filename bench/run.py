@@ -306,10 +306,18 @@ def run_p13():
         die("bench/records.py failed (%d)" % p.returncode)
 
 
+def run_p11():
+    """P11 (volume I/O over virtiofs, 9p and the writable layer) lives in bench/volumes.py."""
+    p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "volumes.py")])
+    if p.returncode != 0:
+        die("bench/volumes.py failed (%d)" % p.returncode)
+
+
 if __name__ == "__main__":
     main()
     run_p1()
     run_p1b()
     run_p3()
     run_p7()
+    run_p11()
     run_p13()
