@@ -283,8 +283,8 @@ int cmd_diff(cli_ctx *ctx, int argc, char **argv)
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
     return cli_fail(ctx, 1,
-                    "hypr diff is not supported yet: a VM's writable layer lives in the guest's "
-                    "memory and is gone when it stops (it persists once volumes land); use "
+                    "hypr diff is not supported yet: the VM's writable layer is an ext4 disk "
+                    "that hypr cannot list from the host yet; use "
                     "'hypr exec %s find / -newer /etc/hostname -xdev' meanwhile",
                     p.args[0]);
 }

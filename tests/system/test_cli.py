@@ -94,8 +94,7 @@ def test_no_daemon_message(short_tmp, kind):
 
 
 @pytest.mark.parametrize("args,rpc", [
-    (["volume", "create", "x"], "CreateVolume"),
-    (["volume", "prune", "-f"], "PruneVolumes"),
+    (["compose", "-p", "nostack", "down"], "DestroyStack"),
 ])
 def test_unimplemented_command_reports_server_message(hyprd, args, rpc):
     """A command whose RPC is not implemented prints the server's message (naming the
