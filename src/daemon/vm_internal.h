@@ -111,6 +111,11 @@ void vm_runtime_unlink(vm_runtime *vm);
 /* Closes a handle that lives in the runtime; the runtime is freed only once
  * every such close has completed. */
 void vm_close_handle(vm_runtime *vm, uv_handle_t *h);
+/* Spawns argv in its own session (it outlives hyprd, to be re-adopted), stdin
+ * /dev/null, stdout and stderr appended to log_path; h->data = vm. On failure h
+ * is closed and err says why (FAILED_PRECONDITION). */
+int vm_spawn_detached(vm_runtime *vm, uv_process_t *h, char **argv, char **env,
+                      const char *log_path, uv_exit_cb exit_cb, hypr_error *err);
 /* Frees the runtime if it is unlinked and nothing is outstanding. */
 void vm_runtime_maybe_free(vm_runtime *vm);
 /* Persists the runtime's phase (status, timestamps, exit code, error, address). */
@@ -200,8 +205,8 @@ void vm_mounts_attach(vm_mounts *p, vmm_config *cfg);
 struct kestrel_manifest;
 void vm_mounts_manifest(const vm_mounts *p, const Hypr__V1__VMConfig *cfg,
                         struct kestrel_manifest *m);
-/* Loop: spawns a virtiofsd per virtiofs share (output to log_fd). */
-int vm_mounts_spawn(vm_runtime *vm, int log_fd, hypr_error *err);
+/* Loop: spawns a virtiofsd per virtiofs share (output to the console log). */
+int vm_mounts_spawn(vm_runtime *vm, hypr_error *err);
 /* Pool: makes the writable layer at the first start, waits for virtiofsd's sockets. */
 int vm_mounts_prepare(vm_mounts *p, hypr_error *err);
 /* Loop: the run is over (kill_helpers: virtiofsd that are left get SIGTERM) or

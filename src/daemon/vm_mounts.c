@@ -266,7 +266,7 @@ static void on_fsd_exit(uv_process_t *h, int64_t status, int sig)
                  sig ? "signal" : "status", sig ? sig : (int)status);
 }
 
-int vm_mounts_spawn(vm_runtime *vm, int log_fd, hypr_error *err)
+int vm_mounts_spawn(vm_runtime *vm, hypr_error *err)
 {
     vm_mounts *p = vm->mounts;
     for (size_t i = 0; i < p->n_shares; i++) {
@@ -277,27 +277,11 @@ int vm_mounts_spawn(vm_runtime *vm, int log_fd, hypr_error *err)
         _cleanup_free_ char *src = xasprintf("source=%s", p->paths[i]);
         char *argv[] = {p->virtiofsd,     sock, "-o", src, "-o", "cache=auto", "-o",
                         "log_level=warn", NULL};
-        uv_stdio_container_t stdio[3] = {
-            {.flags = UV_IGNORE},
-            {.flags = UV_INHERIT_FD, .data.fd = log_fd},
-            {.flags = UV_INHERIT_FD, .data.fd = log_fd},
-        };
-        /* Its own session: like the hypervisor it outlives a hyprd restart. */
-        uv_process_options_t opts = {
-            .flags = UV_PROCESS_DETACHED,
-            .exit_cb = on_fsd_exit,
-            .file = argv[0],
-            .args = argv,
-            .stdio_count = 3,
-            .stdio = stdio,
-        };
-        p->fsd[i].data = vm;
-        p->fsd_spawned[i] = true;
-        int r = uv_spawn(vm->d->loop, &p->fsd[i], &opts);
+        /* Like the hypervisor it outlives a hyprd restart; its errors go to the console log. */
+        int r = vm_spawn_detached(vm, &p->fsd[i], argv, NULL, vm->console_log, on_fsd_exit, err);
         if (r < 0)
-            return hypr_err(err, HYPR_FAILED_PRECONDITION, -r, "start %s: %s", argv[0],
-                            uv_strerror(r));
-        p->fsd_running[i] = true;
+            return r;
+        p->fsd_spawned[i] = p->fsd_running[i] = true;
     }
     return 0;
 }

@@ -178,6 +178,37 @@ void vm_close_handle(vm_runtime *vm, uv_handle_t *h)
     uv_close(h, on_handle_closed);
 }
 
+int vm_spawn_detached(vm_runtime *vm, uv_process_t *h, char **argv, char **env,
+                      const char *log_path, uv_exit_cb exit_cb, hypr_error *err)
+{
+    _cleanup_close_ int log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (log_fd < 0)
+        return hypr_err(err, HYPR_INTERNAL, errno, "open console log %s: %s", log_path,
+                        strerror(errno));
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_INHERIT_FD, .data.fd = log_fd},
+        {.flags = UV_INHERIT_FD, .data.fd = log_fd},
+    };
+    uv_process_options_t opts = {
+        .flags = UV_PROCESS_DETACHED,
+        .exit_cb = exit_cb,
+        .file = argv[0],
+        .args = argv,
+        .env = env,
+        .stdio_count = 3,
+        .stdio = stdio,
+    };
+    h->data = vm;
+    int r = uv_spawn(vm->d->loop, h, &opts);
+    if (r < 0) {
+        /* uv_spawn leaves an initialised handle behind on failure. */
+        vm_close_handle(vm, (uv_handle_t *)h);
+        return hypr_err(err, HYPR_FAILED_PRECONDITION, -r, "start %s: %s", argv[0], uv_strerror(r));
+    }
+    return 0;
+}
+
 /* ---- persistence ---------------------------------------------------------------- */
 
 void vm_persist(vm_runtime *vm, vm_phase phase)

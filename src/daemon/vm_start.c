@@ -416,36 +416,12 @@ static int spawn_hypervisor(vm_runtime *vm, hypr_error *err)
     r = vm_ctl_listen(vm, &vm_lifecycle_handlers, err);
     if (r < 0)
         return r;
-    _cleanup_close_ int log_fd =
-        open(cmd.stdout_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (log_fd < 0)
-        return hypr_err(err, HYPR_INTERNAL, errno, "open console log %s: %s", cmd.stdout_path,
-                        strerror(errno));
-    uv_stdio_container_t stdio[3] = {
-        {.flags = UV_IGNORE},
-        {.flags = UV_INHERIT_FD, .data.fd = log_fd},
-        {.flags = UV_INHERIT_FD, .data.fd = log_fd},
-    };
     /* Its own session: the hypervisor outlives hyprd (an upgrade, a crash, a
      * shutdown that keeps VMs) and is re-adopted by the next one. */
-    uv_process_options_t opts = {
-        .flags = UV_PROCESS_DETACHED,
-        .exit_cb = on_proc_exit,
-        .file = cmd.argv[0],
-        .args = cmd.argv,
-        .env = cmd.env,
-        .stdio_count = 3,
-        .stdio = stdio,
-    };
-    vm->proc.data = vm;
     vm->proc_spawned = true;
-    r = uv_spawn(vm->d->loop, &vm->proc, &opts);
-    if (r < 0) {
-        /* uv_spawn leaves an initialised handle behind on failure. */
-        vm_close_handle(vm, (uv_handle_t *)&vm->proc);
-        return hypr_err(err, HYPR_FAILED_PRECONDITION, -r, "start %s: %s", cmd.argv[0],
-                        uv_strerror(r));
-    }
+    r = vm_spawn_detached(vm, &vm->proc, cmd.argv, cmd.env, cmd.stdout_path, on_proc_exit, err);
+    if (r < 0)
+        return r;
     vm->proc_running = true;
     vm->proc_pid = vm->proc.pid;
     write_proc_file(vm);
@@ -567,19 +543,12 @@ int vm_start(daemon_ctx *d, const char *ref, hypr_error *err)
     vm->cfg.n_pci_devices = strv_length(vm->gpus);
     log_info("starting VM %s (%.12s) with %s", vm->name, vm->id, vm->adapter->ops->name);
     vm_set_phase(vm, VM_PHASE_BOOTING);
-    {
-        /* virtiofsd first: they listen by the time the pool has made the layer. */
-        _cleanup_close_ int log_fd =
-            open(vm->console_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        _cleanup_error_ hypr_error ferr = HYPR_ERROR_INIT;
-        if (log_fd < 0 || vm_mounts_spawn(vm, log_fd, &ferr) < 0) {
-            if (ferr.status == HYPR_OK)
-                hypr_err(&ferr, HYPR_INTERNAL, errno, "open console log %s: %s", vm->console_log,
-                         strerror(errno));
-            start_work_free(w);
-            boot_failed(vm, &ferr);
-            return 0;
-        }
+    /* virtiofsd first: they listen by the time the pool has made the layer. */
+    _cleanup_error_ hypr_error ferr = HYPR_ERROR_INIT;
+    if (vm_mounts_spawn(vm, &ferr) < 0) {
+        start_work_free(w);
+        boot_failed(vm, &ferr);
+        return 0;
     }
     w->vm = vm;
     w->kernel_setting = settings_get(d, "kernel");

@@ -142,6 +142,15 @@ static const char *type_name(volume_mount_type t)
     return "unknown";
 }
 
+/* The first tmpfs-only field set on a mount that is not a tmpfs, or NULL. */
+static const char *tmpfs_field(const volume_mount_spec *m)
+{
+    return m->tmpfs_size   ? "tmpfs-size"
+           : m->tmpfs_mode ? "tmpfs-mode"
+           : m->options    ? "tmpfs options"
+                           : NULL;
+}
+
 static int mount_check_one(const volume_mount_spec *m, char **target, hypr_error *err)
 {
     int r = volume_target_normalize(m->target, target, err);
@@ -152,14 +161,7 @@ static int mount_check_one(const volume_mount_spec *m, char **target, hypr_error
     case VOLUME_MOUNT_VOLUME:
         if (m->source && (r = volume_name_check(m->source, err)) < 0)
             return r;
-        if (m->create_host_path)
-            bad = "create_host_path";
-        else if (m->tmpfs_size)
-            bad = "tmpfs-size";
-        else if (m->tmpfs_mode)
-            bad = "tmpfs-mode";
-        else if (m->options)
-            bad = "tmpfs options";
+        bad = m->create_host_path ? "create_host_path" : tmpfs_field(m);
         break;
     case VOLUME_MOUNT_BIND: {
         if (!m->source)
@@ -169,14 +171,7 @@ static int mount_check_one(const volume_mount_spec *m, char **target, hypr_error
         _cleanup_free_ char *src = NULL;
         if ((r = volume_source_normalize(m->source, &src, err)) < 0)
             return r;
-        if (m->nocopy)
-            bad = "nocopy";
-        else if (m->tmpfs_size)
-            bad = "tmpfs-size";
-        else if (m->tmpfs_mode)
-            bad = "tmpfs-mode";
-        else if (m->options)
-            bad = "tmpfs options";
+        bad = m->nocopy ? "nocopy" : tmpfs_field(m);
         break;
     }
     case VOLUME_MOUNT_TMPFS:
