@@ -23,6 +23,8 @@
 #include "netmgr.h"
 #include "prune_filter.h"
 #include "vm.h"
+#include "volstore.h"
+#include "volume/volume.h"
 
 #include <string.h>
 
@@ -266,20 +268,20 @@ static void delete_networks(prune_work *w)
 static void delete_volumes(prune_work *w, const store_vm *vms, size_t n_vms)
 {
     daemon_ctx *d = w->job.d;
-    _cleanup_free_ char *own = path_join(w->data_dir, "volumes/");
     for (size_t i = 0; i < w->n_vols; i++) {
         const store_volume *v = &w->vols[i];
-        if (disk_volume_users(vms, n_vms, v->name) || store_volume_delete(d->db, v->name, NULL) < 0)
+        char *trash = NULL;
+        /* volstore_delete checks again that no VM uses it (one may have taken it). */
+        if (disk_volume_users(vms, n_vms, v->name) ||
+            volstore_delete(d, v->name, false, &trash, NULL) < 0)
             continue;
         w->volumes_deleted = strv_append(w->volumes_deleted, v->name);
-        /* Only a directory of hypr's own volume store is removed. */
-        if (v->mountpoint && str_startswith(v->mountpoint, own) && !strstr(v->mountpoint, "/..")) {
-            w->volume_dirs = strv_append(w->volume_dirs, v->mountpoint);
+        /* Only a directory of hypr's own volume store is removed (trash is NULL else). */
+        if (trash) {
+            w->volume_dirs = strv_append(w->volume_dirs, trash);
             w->reclaimed += w->vol_sizes[i];
         }
-        char *attrs[] = {"name", v->name, NULL};
-        event_publish(d->events, "volume.deleted", v->name, NULL, attrs);
-        log_info("prune: deleted volume %s", v->name);
+        free(trash);
     }
 }
 
@@ -366,7 +368,7 @@ static void remove_run(uv_work_t *req)
     for (char **p = w->image_dirs; p && *p; p++)
         image_store_remove_dir(*p);
     for (char **p = w->volume_dirs; p && *p; p++)
-        rm_rf(*p);
+        (void)volume_dir_remove(*p, NULL); /* never follows a link out of it */
     for (size_t i = 0; i < w->n_files; i++) {
         if (unlink(w->files[i].path) < 0)
             continue;

@@ -102,10 +102,10 @@ int vm_mounts_plan(daemon_ctx *d, const store_vm *rec, const Hypr__V1__VMConfig 
         }
         const char *path = bind ? m->source : v.mountpoint;
         struct stat st;
-        if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
-            r = hypr_err(err, HYPR_FAILED_PRECONDITION, errno ? errno : ENOTDIR,
-                         "%s %s for %s: %s is not a directory", bind ? "bind source" : "volume",
-                         m->source, m->target, path);
+        int e = stat(path, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+        if (e) {
+            r = hypr_err(err, HYPR_FAILED_PRECONDITION, e, "%s %s for %s: %s: %s",
+                         bind ? "bind source" : "volume", m->source, m->target, path, strerror(e));
             break;
         }
         size_t k = p->n_shares++;

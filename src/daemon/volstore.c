@@ -136,7 +136,7 @@ int volstore_delete(daemon_ctx *d, const char *name, bool force, char **trash, h
         return hypr_err_prefix(err, "remove volume %s", v.name);
     *trash = move_to_trash(d, &v);
     char *attrs[] = {"name", v.name, NULL};
-    event_publish(d->events, "volume.destroy", v.name, NULL, attrs);
+    event_publish(d->events, "volume.deleted", v.name, NULL, attrs);
     log_info("deleted volume %s", v.name);
     return 0;
 }
