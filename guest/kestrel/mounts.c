@@ -196,8 +196,10 @@ static int mount_volume(const manifest_volume *v, kerr *e)
         under = open(v->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     /* A virtiofs tag / 9p channel registers a moment after its driver loads:
      * retry "no such tag"/"no such fs" for up to 2 s, on the mount itself. */
+    /* Read-only binds, and volumes to fill first, are made read-only afterwards. */
+    bool ro_later = (flags & MS_RDONLY) && (bind || under >= 0);
     for (int waited = 0;; waited += 10) {
-        r = mount(src, v->target, type, flags & ~(unsigned long)(bind ? MS_RDONLY : 0),
+        r = mount(src, v->target, type, flags & ~(unsigned long)(ro_later ? MS_RDONLY : 0),
                   data[0] ? data : NULL) < 0
                 ? -errno
                 : 0;
@@ -207,12 +209,6 @@ static int mount_volume(const manifest_volume *v, kerr *e)
     }
     if (r < 0)
         return kerr_add(e, r, "mount volume on %s (%s %s)", v->target, v->fstype, v->source);
-    /* A bind mount ignores MS_RDONLY until remounted. */
-    if (bind && (flags & MS_RDONLY) &&
-        mount(NULL, v->target, NULL,
-              MS_REMOUNT | MS_BIND | MS_RDONLY | (flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)),
-              NULL) < 0)
-        return kerr_add(e, -errno, "remount volume on %s read-only", v->target);
     if (under >= 0) {
         _cleanup_close_ int top = open(v->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (top < 0)
@@ -224,6 +220,12 @@ static int mount_volume(const manifest_volume *v, kerr *e)
         if (empty && (r = populate_copy_tree(under, top, why, sizeof(why))) < 0)
             return kerr_add(e, r, "populate volume %s: %s", v->target, why);
     }
+    /* A bind mount ignores MS_RDONLY until remounted (MS_BIND: only this mount's flags). */
+    if (ro_later &&
+        mount(NULL, v->target, NULL,
+              MS_REMOUNT | MS_BIND | MS_RDONLY | (flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)),
+              NULL) < 0)
+        return kerr_add(e, -errno, "remount volume on %s read-only", v->target);
     return 0;
 }
 

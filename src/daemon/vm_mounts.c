@@ -115,7 +115,9 @@ int vm_mounts_plan(daemon_ctx *d, const store_vm *rec, const Hypr__V1__VMConfig 
         p->shares[k] = (vmm_share){.tag = p->tags[k],
                                    .path = p->paths[k],
                                    .socket = p->sockets[k],
-                                   .readonly = m->read_only,
+                                   /* a volume may be filled first: the guest
+                                    * makes it read-only after */
+                                   .readonly = m->read_only && bind,
                                    .transport = t};
     }
     vmm_config probe = {.shares = p->shares, .n_shares = p->n_shares};
@@ -158,9 +160,8 @@ void vm_mounts_manifest(const vm_mounts *p, const Hypr__V1__VMConfig *cfg, kestr
         }
         const vmm_share *s = &p->shares[k++];
         /* An empty volume takes the image's content at its target (Docker's copy-up);
-         * kestrel copies only into an empty one. A bind is never filled, nor (as yet)
-         * a volume mounted read-only. */
-        bool populate = strcmp(v->type, "volume") == 0 && !v->nocopy && !v->read_only;
+         * kestrel copies only into an empty one. A bind is never filled. */
+        bool populate = strcmp(v->type, "volume") == 0 && !v->nocopy;
         _cleanup_free_ char *opts =
             s->transport == VMM_SHARE_9P
                 ? xasprintf("trans=virtio,version=9p2000.L,msize=262144,cache=mmap,%s%s", rw,

@@ -134,7 +134,11 @@ def test_volume_is_prepopulated_from_the_image_keeping_owner_and_mode(vmd, seede
     assert os.listdir(hostdir) == []
     # nocopy: an empty volume stays empty
     assert run_out(vmd, "-v", "pop2:/srv/seed:nocopy", seeded, "ls", "/srv/seed") == ""
-    vmd.ok("volume", "rm", "pop1", "pop2")
+    # read-only: filled all the same (as Docker), and then refuses writes
+    p = vmd.hypr("run", "--rm", "-v", "pop3:/srv/seed:ro", seeded, "sh", "-c",
+                 "cat /srv/seed/conf; echo x > /srv/seed/new")
+    assert p.out == "from-image\n" and "Read-only file system" in p.err, (p.out, p.err)
+    vmd.ok("volume", "rm", "pop1", "pop2", "pop3")
 
 
 def test_image_volume_gets_an_anonymous_volume_that_rm_v_removes(vmd, seeded):
