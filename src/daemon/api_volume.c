@@ -94,7 +94,7 @@ int api_select_volumes(daemon_ctx *d, const ProtobufCMessage *msg, const void *r
 
 void api_create_volume(rpc_call *call, ProtobufCMessage *msg)
 {
-    _cleanup_pb_ ProtobufCMessage *m = msg;
+    _cleanup_pb_ ProtobufCMessage *m __attribute__((unused)) = msg;
     const Hypr__V1__CreateVolumeRequest *req = (const Hypr__V1__CreateVolumeRequest *)msg;
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
@@ -123,7 +123,7 @@ void api_create_volume(rpc_call *call, ProtobufCMessage *msg)
 
 void api_delete_volume(rpc_call *call, ProtobufCMessage *msg)
 {
-    _cleanup_pb_ ProtobufCMessage *m = msg;
+    _cleanup_pb_ ProtobufCMessage *m __attribute__((unused)) = msg;
     const Hypr__V1__DeleteVolumeRequest *req = (const Hypr__V1__DeleteVolumeRequest *)msg;
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
@@ -217,7 +217,7 @@ static void job_queue(rpc_call *call, volume_job *w, uv_work_cb run)
 
 void api_get_volume(rpc_call *call, ProtobufCMessage *msg)
 {
-    _cleanup_pb_ ProtobufCMessage *m = msg;
+    _cleanup_pb_ ProtobufCMessage *m __attribute__((unused)) = msg;
     const Hypr__V1__GetVolumeRequest *req = (const Hypr__V1__GetVolumeRequest *)msg;
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
@@ -239,7 +239,7 @@ void api_get_volume(rpc_call *call, ProtobufCMessage *msg)
 /* Without all only anonymous volumes go (Docker 23+); with it every unused one. */
 void api_prune_volumes(rpc_call *call, ProtobufCMessage *msg)
 {
-    _cleanup_pb_ ProtobufCMessage *m = msg;
+    _cleanup_pb_ ProtobufCMessage *m __attribute__((unused)) = msg;
     const Hypr__V1__PruneVolumesRequest *req = (const Hypr__V1__PruneVolumesRequest *)msg;
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
