@@ -4,8 +4,9 @@
  *   Images        image directories (squashfs + manifest.json) and the layer blob
  *                 cache; active = used by a VM record; reclaimable = unused images
  *                 and the blobs no used image references and no pull holds
- *   VMs           each VM's files in the run dir (initrd, sockets), and those of VMs
- *                 without a record (reclaimable); active = running
+ *   VMs           each VM's files in the run dir (initrd, sockets) and its writable
+ *                 layer (<data>/layers/<id>.ext4, the space it takes), and those of
+ *                 VMs without a record (reclaimable); active = running
  *   Local Volumes volume directories; active = named by a VM record
  *   Build Cache   <data>/cache/build; all of it reclaimable
  *   Logs          <data>/logs/<id>.log*; active = of a running VM
@@ -47,6 +48,18 @@ static void df_run(uv_work_t *req)
     _cleanup_free_ char *logs = path_join(w->data_dir, "logs");
     _cleanup_free_ char *build = path_join(w->data_dir, DISK_BUILD_CACHE_DIR);
     disk_list_dir(w->run_dir, true, &w->run);
+    /* The VMs' writable layers count with their other files. */
+    _cleanup_free_ char *layers = path_join(w->data_dir, "layers");
+    disk_files more = {0};
+    disk_list_dir(layers, true, &more);
+    for (size_t i = 0; i < more.n; i++) {
+        if (w->run.n == w->run.cap) {
+            w->run.cap = w->run.cap ? 2 * w->run.cap : 16;
+            w->run.v = xrealloc(w->run.v, w->run.cap * sizeof(*w->run.v));
+        }
+        w->run.v[w->run.n++] = more.v[i];
+    }
+    free(more.v);
     disk_list_dir(logs, true, &w->logs);
     disk_list_dir(build, false, &w->build);
 }

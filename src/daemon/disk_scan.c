@@ -45,6 +45,13 @@ static uint64_t dir_size_at(int dfd, unsigned depth)
     return total;
 }
 
+/* A file's size, or the space it takes when that is less (a sparse VM layer). */
+static uint64_t file_space(const struct stat *st)
+{
+    uint64_t used = (uint64_t)st->st_blocks * 512;
+    return used < (uint64_t)st->st_size ? used : (uint64_t)st->st_size;
+}
+
 uint64_t disk_path_size(const char *path)
 {
     struct stat st;
@@ -90,7 +97,7 @@ void disk_list_dir(const char *dir, bool vm_files, disk_files *out)
         disk_file *f = &out->v[out->n++];
         *f = (disk_file){.name = xstrdup(de->d_name),
                          .size = S_ISDIR(st.st_mode)   ? disk_path_size(path)
-                                 : S_ISREG(st.st_mode) ? (uint64_t)st.st_size
+                                 : S_ISREG(st.st_mode) ? file_space(&st)
                                                        : 0,
                          .mtime = (int64_t)st.st_mtim.tv_sec};
         memcpy(f->vm_id, id, sizeof(id));

@@ -191,6 +191,12 @@ def test_writable_layer_survives_stop_start_and_goes_with_rm(vmd):
     vmd.ok("exec", "layer1", "sh", "-c", "echo kept > /etc/mine")
     layer = os.path.join(vmd.data_dir, "layers", vm + ".ext4")
     assert os.path.exists(layer)
+    # sparse: it takes what was written, and system df counts that with the VM
+    used = os.stat(layer).st_blocks * 512
+    assert 0 < used < 256 << 20 and os.stat(layer).st_size == 10240 << 20
+    df = json.loads(vmd.ok("system", "df", "-v", "--format", "json", timeout=30).out)
+    size = {v["ID"]: v["SizeBytes"] for v in df["VMs"]}[vm]
+    assert size >= used, (size, used)
     vmd.ok("stop", "-t", "1", "layer1")
     vmd.ok("start", "layer1")
     vmd.wait_status(vm, "running")
