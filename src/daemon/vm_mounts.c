@@ -34,6 +34,7 @@ struct vm_mounts {
     char *virtiofsd;
     uv_process_t fsd[VMM_MAX_SHARES];
     bool fsd_spawned[VMM_MAX_SHARES], fsd_running[VMM_MAX_SHARES];
+    bool bind[VMM_MAX_SHARES]; /* the host edits it too: no attribute caching */
 };
 
 static const char *const virtiofsd_paths[] = {"/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd",
@@ -109,6 +110,7 @@ int vm_mounts_plan(daemon_ctx *d, const store_vm *rec, const Hypr__V1__VMConfig 
             break;
         }
         size_t k = p->n_shares++;
+        p->bind[k] = bind;
         p->tags[k] = xasprintf("hyprfs%zu", k);
         p->paths[k] = xstrdup(path);
         p->sockets[k] = xasprintf("%s/%s.fs%zu.sock", d->run_dir, rec->id, k);
@@ -276,8 +278,14 @@ int vm_mounts_spawn(vm_runtime *vm, hypr_error *err)
         unlink(p->sockets[i]);
         _cleanup_free_ char *sock = xasprintf("--socket-path=%s", p->sockets[i]);
         _cleanup_free_ char *src = xasprintf("source=%s", p->paths[i]);
-        char *argv[] = {p->virtiofsd,     sock, "-o", src, "-o", "cache=auto", "-o",
-                        "log_level=warn", NULL};
+        /* A bind is edited on the host while the guest reads it: sizes and times are
+         * looked up again each time (timeout=0), or a grown file reads short. */
+        char *argv[] = {p->virtiofsd, sock,
+                        "-o",         src,
+                        "-o",         "cache=auto",
+                        "-o",         p->bind[i] ? "timeout=0" : "timeout=1",
+                        "-o",         "log_level=warn",
+                        NULL};
         /* Like the hypervisor it outlives a hyprd restart; its errors go to the console log. */
         int r = vm_spawn_detached(vm, &p->fsd[i], argv, NULL, vm->console_log, on_fsd_exit, err);
         if (r < 0)

@@ -81,6 +81,10 @@ def test_bind_mount_is_live_both_ways_with_the_guests_owner(vmd, hostdir):
     with open(os.path.join(hostdir, "from-host"), "w") as f:
         f.write("edited on the host\n")
     assert vmd.ok("exec", "bind1", "cat", "/mnt/from-host").out == "edited on the host\n"
+    with open(os.path.join(hostdir, "from-host"), "w") as f:  # grown: read in full at once
+        f.write("edited again on the host, longer\n")
+    assert vmd.ok("exec", "bind1", "cat", "/mnt/from-host").out == \
+        "edited again on the host, longer\n"
     vmd.ok("exec", "-u", "1000:1000", "bind1", "sh", "-c", "echo guest > /mnt/from-guest")
     st = os.stat(os.path.join(hostdir, "from-guest"))
     assert (st.st_uid, st.st_gid) == (1000, 1000)
