@@ -281,3 +281,20 @@ def test_volumes_survive_a_hyprd_restart_with_a_vm_using_one(vmd):
     with open(os.path.join(volume_inspect(vmd, "kvol")["Mountpoint"], "f")) as f:
         assert f.read() == "before\nafter\n"
     vmd.ok("volume", "rm", "kvol")
+
+
+def test_a_full_writable_layer_is_enospc_in_the_guest(vmd):
+    """vm_writable_layer_size bounds the layer (applies to a VM's first start): the
+    guest gets ENOSPC, the host's disk is untouched beyond it, the VM runs on."""
+    vmd.ok("system", "settings", "set", "vm_writable_layer_size=64")
+    try:
+        vm = vmd.run_detached("--name", "full1", IMAGE, "sleep", "600")
+        vmd.wait_status(vm, "running")
+    finally:
+        vmd.ok("system", "settings", "set", "vm_writable_layer_size=10240")
+    p = vmd.hypr("exec", "full1", BB, "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=200")
+    assert p.returncode != 0 and "No space left on device" in p.err, (p.returncode, p.err)
+    layer = os.path.join(vmd.data_dir, "layers", vm + ".ext4")
+    assert os.stat(layer).st_size == 64 << 20
+    assert vmd.ok("exec", "full1", "echo", "still-up").out == "still-up\n"
+    vmd.ok("rm", "-f", vm)
