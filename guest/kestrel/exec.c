@@ -375,8 +375,12 @@ static void exec_start(kestrel *k, const ctl_frame *f)
     ctl_exec_start_free(&e);
     return;
 fail:
-    snprintf(msg, sizeof(msg), "exec %s: %s", e.argv[0], strerror(-r));
+    snprintf(msg, sizeof(msg), "exec %s: %s", e.main ? k->wl.argv[0] : e.argv[0], strerror(-r));
     send_error(k, f->session, r, msg);
+    if (e.main) { /* the workload could not run: the VM ends with Docker's code */
+        k->wl.last_code = r == -ENOENT ? 127 : 126;
+        k->wl.done = true;
+    }
     if (s) {
         close_fd(&s->in_fd);
         close_fd(&s->out_fd);

@@ -225,4 +225,16 @@ void cli_template_free(cli_template *t);
 DEFINE_CLEANUP_FUNC(cli_template, cli_template_free)
 #define _cleanup_template_ _cleanup_(cli_template_freep)
 
+/* --detach-keys, parsed: the byte sequence that detaches a terminal from its workload. */
+typedef struct cli_detach_keys {
+    uint8_t key[16];
+    size_t n;
+} cli_detach_keys;
+/* Docker's syntax ("ctrl-p,ctrl-q", "a,ctrl-@"); NULL or "" = Ctrl-P Ctrl-Q. */
+int cli_parse_detach_keys(const char *spec, cli_detach_keys *out, hypr_error *err);
+/* The detach keys in input: the bytes to send (*len), true once the whole sequence was
+ * typed. Bytes that begin it are held in *matched (across reads: start at 0); a byte
+ * that breaks it sends them on, so buf needs room for *len + sizeof(k->key) bytes. */
+bool cli_detach_match(const cli_detach_keys *k, size_t *matched, uint8_t *buf, size_t *len);
+
 #endif

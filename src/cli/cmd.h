@@ -288,8 +288,18 @@ int cli_exec_pipe(cli_ctx *ctx, const char *vm, char **argv, size_t argc, int in
                   int *exit_code, hypr_error *err);
 int cmd_cp(cli_ctx *ctx, int argc, char **argv);
 /* run -it: starts the VM's workload as this terminal's session (config tty/open_stdin)
- * and relays it; its exit code, or 0 after Ctrl-P Ctrl-Q (the workload goes on). */
-int cli_exec_main(cli_ctx *ctx, const char *vm, bool interactive, bool tty, bool attach);
+ * and relays it (attach: joins the one that runs); its exit code, or 0 after the detach
+ * keys (the workload goes on). */
+int cli_exec_main(cli_ctx *ctx, const char *vm, bool interactive, bool tty, bool attach,
+                  const cli_detach_keys *keys);
+/* Shows VM id's output from since_ms on (0: all) until it ends; its exit code.
+ * events (may be NULL): vm.stopped/vm.failed, subscribed before the start, for a
+ * --rm VM's code. Ctrl-C stops the VM. */
+rpc_stream *cli_subscribe_vm_ends(cli_ctx *ctx); /* vm.stopped, vm.failed; NULL: none */
+int cli_follow_until_exit(cli_ctx *ctx, const char *id, rpc_stream *events, int64_t since_ms);
+/* start -a / -ai: starts VM ref and relays its workload until it ends (or detaches). */
+int cli_start_attached(cli_ctx *ctx, const char *ref, bool interactive,
+                       const cli_detach_keys *keys);
 /* Writes a LogEntry to stdout/stderr by its stream ("console" entries only when
  * console is set, to stderr). prefix (may be NULL) and the timestamp start each
  * line; line_start[0] / [1] track stdout / stderr between calls (init true).

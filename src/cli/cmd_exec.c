@@ -77,41 +77,11 @@ typedef struct exec_session {
     hypr_error err;
     int exit_code;
     bool got_exit;
-    int in_fd, out_fd; /* the command's stdin source and stdout sink here */
-    bool detachable;   /* run -it: Ctrl-P Ctrl-Q leaves the workload running */
-    bool held_ctrl_p;  /* the last input byte was a Ctrl-P, not sent yet */
+    int in_fd, out_fd;           /* the command's stdin source and stdout sink here */
+    const cli_detach_keys *keys; /* run -it, attach: they leave the workload running */
+    size_t matched;              /* input bytes held: the first ones of the keys */
     bool detached;
 } exec_session;
-
-#define CTRL_P 0x10
-#define CTRL_Q 0x11
-
-/* Docker's detach keys in input: the bytes to send (*len), true once Ctrl-P Ctrl-Q was
- * typed. A Ctrl-P ending a read waits for the next one; not followed by Ctrl-Q, it goes
- * through. */
-static bool detach_keys(exec_session *x, uint8_t *buf, size_t *len)
-{
-    size_t n = *len, out = 0;
-    _cleanup_free_ uint8_t *copy = xmalloc(n + 1);
-    for (size_t i = 0; i < n; i++) {
-        if (x->held_ctrl_p) {
-            x->held_ctrl_p = false;
-            if (buf[i] == CTRL_Q) {
-                memcpy(buf, copy, out);
-                *len = out;
-                return true;
-            }
-            copy[out++] = CTRL_P;
-        }
-        if (buf[i] == CTRL_P)
-            x->held_ctrl_p = true;
-        else
-            copy[out++] = buf[i];
-    }
-    memcpy(buf, copy, out);
-    *len = out;
-    return false;
-}
 
 /* Drains every message already received; returns 1 at the end of the call,
  * 0 when more may come, <0 on error (printed by the caller). */
@@ -218,14 +188,15 @@ static int exec_loop(exec_session *x, rpc_client *c, bool interactive, bool tty)
             }
         }
         if (stdin_open && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) {
-            ssize_t k = read(x->in_fd, buf, CHUNK);
+            /* Room for held detach keys that turn out to be input. */
+            ssize_t k = read(x->in_fd, buf, CHUNK - sizeof(((cli_detach_keys *)0)->key));
             if (k < 0 && (errno == EINTR || errno == EAGAIN))
                 continue;
             Hypr__V1__ExecRequest req = HYPR__V1__EXEC_REQUEST__INIT;
             size_t len = k > 0 ? (size_t)k : 0;
-            bool detach = k > 0 && x->detachable && detach_keys(x, buf, &len);
+            bool detach = k > 0 && x->keys && cli_detach_match(x->keys, &x->matched, buf, &len);
             if (k > 0 && len == 0 && !detach)
-                continue; /* a held Ctrl-P */
+                continue; /* held: they may be the detach keys */
             if (k <= 0) {
                 stdin_open = false;
                 req.msg_case = HYPR__V1__EXEC_REQUEST__MSG_STDIN_EOF;
@@ -254,16 +225,14 @@ static int exec_loop(exec_session *x, rpc_client *c, bool interactive, bool tty)
 /* Runs one session to its end: the terminal raw when tty && interactive, signals and
  * resizes forwarded; the command's exit code (0 after a detach). */
 static int run_session(cli_ctx *ctx, Hypr__V1__ExecStart *start, bool interactive, bool tty,
-                       bool detachable)
+                       const cli_detach_keys *keys)
 {
     Hypr__V1__ExecRequest req = HYPR__V1__EXEC_REQUEST__INIT;
     req.msg_case = HYPR__V1__EXEC_REQUEST__MSG_START;
     req.start = start;
 
-    exec_session x = {.err = HYPR_ERROR_INIT,
-                      .in_fd = STDIN_FILENO,
-                      .out_fd = STDOUT_FILENO,
-                      .detachable = detachable};
+    exec_session x = {
+        .err = HYPR_ERROR_INIT, .in_fd = STDIN_FILENO, .out_fd = STDOUT_FILENO, .keys = keys};
     int r = rpc_client_open(ctx->client, RPC_METHOD("Exec"), 0, &x.s, &x.err);
     if (r >= 0)
         r = send_msg(&x, &req);
@@ -309,6 +278,18 @@ static int run_session(cli_ctx *ctx, Hypr__V1__ExecStart *start, bool interactiv
     }
     if (!x.got_exit)
         return cli_fail(ctx, 1, "the exec session ended without an exit code");
+    if (start->main || start->attach) {
+        /* The workload ended: so does the VM, soon. Return once it has, as docker does
+         * (a 'rm' right after must find it stopped); a --rm VM may be gone already. */
+        Hypr__V1__WaitVMRequest wreq = HYPR__V1__WAIT_VMREQUEST__INIT;
+        wreq.id = start->id;
+        _cleanup_pb_ Hypr__V1__WaitVMResponse *w = NULL;
+        _cleanup_error_ hypr_error werr = HYPR_ERROR_INIT;
+        if (rpc_client_unary(ctx->client, RPC_METHOD("WaitVM"), &wreq.base,
+                             &hypr__v1__wait_vmresponse__descriptor, (ProtobufCMessage **)&w, 30000,
+                             &werr) < 0)
+            log_debug("waiting for VM %s to stop: %s", start->id, werr.message);
+    }
     return x.exit_code;
 }
 
@@ -375,7 +356,7 @@ int cmd_exec(cli_ctx *ctx, int argc, char **argv)
         get_size(&size);
         start.size = &size;
     }
-    return run_session(ctx, &start, interactive, tty, false);
+    return run_session(ctx, &start, interactive, tty, NULL);
 }
 
 int cli_exec_pipe(cli_ctx *ctx, const char *vm, char **argv, size_t argc, int in_fd, int out_fd,
@@ -415,7 +396,8 @@ int cli_exec_pipe(cli_ctx *ctx, const char *vm, char **argv, size_t argc, int in
     return 0;
 }
 
-int cli_exec_main(cli_ctx *ctx, const char *vm, bool interactive, bool tty, bool attach)
+int cli_exec_main(cli_ctx *ctx, const char *vm, bool interactive, bool tty, bool attach,
+                  const cli_detach_keys *keys)
 {
     Hypr__V1__TerminalSize size = HYPR__V1__TERMINAL_SIZE__INIT;
     Hypr__V1__ExecStart start = HYPR__V1__EXEC_START__INIT;
@@ -431,5 +413,5 @@ int cli_exec_main(cli_ctx *ctx, const char *vm, bool interactive, bool tty, bool
         get_size(&size);
         start.size = &size;
     }
-    return run_session(ctx, &start, interactive, tty, tty && interactive);
+    return run_session(ctx, &start, interactive, tty, tty && interactive ? keys : NULL);
 }

@@ -13,7 +13,7 @@
 
 typedef struct run_opts {
     const char *name, *cpus, *memory, *entrypoint, *workdir, *user, *restart, *hostname, *gpu;
-    const char *stop_signal, *pull, *cidfile;
+    const char *stop_signal, *pull, *cidfile, *detach_keys;
     cli_list env, env_file, publish, volume, mount, tmpfs, network, label, label_file, dns,
         add_host, expose;
     bool rm, detach, interactive, tty, gpu_force, init, publish_all, read_only;
@@ -300,13 +300,27 @@ static int stop_vm(cli_ctx *ctx, const char *id, uint32_t timeout, const char *s
     return cli_call(ctx, "StopVM", &req, &resp);
 }
 
-static int attach_and_wait(cli_ctx *ctx, const char *id, rpc_stream *events)
+rpc_stream *cli_subscribe_vm_ends(cli_ctx *ctx)
+{
+    Hypr__V1__SubscribeEventsRequest req = HYPR__V1__SUBSCRIBE_EVENTS_REQUEST__INIT;
+    char *types[] = {"vm.stopped", "vm.failed"};
+    req.types = types;
+    req.n_types = ARRAY_SIZE(types);
+    rpc_stream *events = NULL;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    if (cli_open_stream(ctx, RPC_METHOD("SubscribeEvents"), &req, &events, &err) < 0)
+        return NULL; /* the exit code of a --rm VM is then unknown */
+    return events;
+}
+
+int cli_follow_until_exit(cli_ctx *ctx, const char *id, rpc_stream *events, int64_t since_ms)
 {
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     Hypr__V1__StreamLogsRequest lreq = HYPR__V1__STREAM_LOGS_REQUEST__INIT;
     lreq.id = (char *)id;
     lreq.follow = true;
     lreq.tail = -1;
+    lreq.since_ms = since_ms;
     rpc_stream *s = NULL;
     if (cli_open_stream(ctx, RPC_METHOD("StreamLogs"), &lreq, &s, &err) < 0)
         return cli_fail_with(ctx, 1, &err);
@@ -392,12 +406,8 @@ static int parse_run_config(const cli_command *cmd, int argc, char **argv, bool 
     int ec;
     if (!cli_parse_or_exit(cmd, argc, argv, p, &ec))
         return ec ? ec : -1;
-    /* The workload of a -i/-t VM starts when a terminal attaches, and only run attaches. */
-    if ((o->interactive || o->tty) && (o->detach || !attaches))
-        return cli_usage_error(cmd, "-i/-t need run without -d for now (hypr attach is not "
-                                    "there yet): use 'hypr run -it ...', or -d without -i/-t "
-                                    "and then 'hypr exec -it VM sh'");
-    if (o->interactive && o->tty && !isatty(STDIN_FILENO)) {
+    /* run -it uses this terminal; run -dit and create -it leave it to hypr attach. */
+    if (attaches && !o->detach && o->interactive && o->tty && !isatty(STDIN_FILENO)) {
         fprintf(stderr, "the input device is not a TTY\n"); /* Docker's words and code */
         return 1;
     }
@@ -465,7 +475,9 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     _cleanup_(run_opts_free) run_opts o = {.stop_timeout = -1};
     const cli_option opts[] = {
         RUN_CONFIG_OPTIONS(
-            &o, CLI_BOOL('d', "detach", &o.detach, "Run VM in background and print VM ID"), ),
+            &o, CLI_BOOL('d', "detach", &o.detach, "Run VM in background and print VM ID"),
+            CLI_STRING(0, "detach-keys", "string", &o.detach_keys,
+                       "Override the key sequence for detaching a VM (default: ctrl-p,ctrl-q)"), ),
         CLI_OPTIONS_END,
     };
     const cli_command cmd = {
@@ -480,8 +492,9 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         .notes = "-p GUEST_PORT and -P publish on a free host port (see 'hypr port'). Without -d,\n"
                  "the VM's output is shown until it exits and hypr exits with its exit code;\n"
                  "Ctrl-C stops the VM. With -it the workload runs on this terminal (Ctrl-P\n"
-                 "Ctrl-Q detaches, leaving it running); -i alone pipes stdin to it. Exit code\n"
-                 "125 means hypr itself failed to run the VM.\n"
+                 "Ctrl-Q, or --detach-keys, detaches and leaves it running; 'hypr attach'\n"
+                 "joins it again); -i alone pipes stdin to it; -dit starts it detached.\n"
+                 "Exit code 125 means hypr itself failed to run the VM.\n"
                  "--gpu 0000:01:00.0 (see 'hypr gpu list') hands that GPU and every device of\n"
                  "its IOMMU group to vfio-pci while the VM runs; all takes every GPU but the\n"
                  "boot VGA device.",
@@ -491,23 +504,22 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     int r = parse_run_config(&cmd, argc, argv, true, &o, &p, &rc);
     if (r)
         return r == -1 ? 0 : r;
+    cli_detach_keys keys;
+    _cleanup_error_ hypr_error kerr = HYPR_ERROR_INIT;
+    if (cli_parse_detach_keys(o.detach_keys, &keys, &kerr) < 0)
+        return cli_invalid_value(&cmd, "detach-keys", o.detach_keys, kerr.message);
     if (!cli_connect(ctx))
         return 1;
 
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     /* Subscribed before the VM exists, so its end cannot be missed. */
     _cleanup_stream_ rpc_stream *events = NULL;
-    if (!o.detach && o.rm) {
-        Hypr__V1__SubscribeEventsRequest ereq = HYPR__V1__SUBSCRIBE_EVENTS_REQUEST__INIT;
-        char *types[] = {"vm.stopped", "vm.failed"};
-        ereq.types = types;
-        ereq.n_types = ARRAY_SIZE(types);
-        if (cli_open_stream(ctx, RPC_METHOD("SubscribeEvents"), &ereq, &events, &err) < 0)
-            hypr_error_clear(&err);
-    }
+    if (!o.detach && o.rm)
+        events = cli_subscribe_vm_ends(ctx);
     Hypr__V1__RunVMRequest req = HYPR__V1__RUN_VMREQUEST__INIT;
     req.config = &rc.cfg;
     req.pull = (char *)(o.pull ? o.pull : "");
+    req.attach = !o.detach && (o.interactive || o.tty); /* we start its workload's session */
     _cleanup_stream_ rpc_stream *s = NULL;
     r = cli_open_stream(ctx, RPC_METHOD("RunVM"), &req, &s, &err);
     if (r < 0)
@@ -571,8 +583,8 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     }
     fflush(stdout);
     if (o.interactive || o.tty) /* the workload starts as this terminal's session */
-        return cli_exec_main(ctx, id, o.interactive, o.tty, false);
-    return attach_and_wait(ctx, id, events);
+        return cli_exec_main(ctx, id, o.interactive, o.tty, false, &keys);
+    return cli_follow_until_exit(ctx, id, events, 0);
 }
 
 int cmd_create(cli_ctx *ctx, int argc, char **argv)
@@ -721,8 +733,15 @@ static int do_action(cli_ctx *ctx, const char *id, void *userdata)
 static int simple_vm_cmd(cli_ctx *ctx, int argc, char **argv, vm_action act)
 {
     int64_t timeout = -1;
-    bool force = false, volumes = false;
-    const char *sig = NULL;
+    bool force = false, volumes = false, attach = false, interactive = false;
+    const char *sig = NULL, *keys_spec = NULL;
+    const cli_option start_opts[] = {
+        CLI_BOOL('a', "attach", &attach, "Attach STDOUT/STDERR and forward signals"),
+        CLI_STRING(0, "detach-keys", "string", &keys_spec,
+                   "Override the key sequence for detaching a VM (default: ctrl-p,ctrl-q)"),
+        CLI_BOOL('i', "interactive", &interactive, "Attach VM's STDIN"),
+        CLI_OPTIONS_END,
+    };
     const cli_option stop_opts[] = {
         CLI_STRING('s', "signal", "string", &sig,
                    "Signal to send the workload (default: the VM's stop signal)"),
@@ -744,10 +763,15 @@ static int simple_vm_cmd(cli_ctx *ctx, int argc, char **argv, vm_action act)
         .description = desc[act],
         .options = act == ACT_RM                           ? rm_opts
                    : act == ACT_STOP || act == ACT_RESTART ? stop_opts
-                                                           : NULL,
+                                                           : start_opts,
         .min_args = 1,
         .max_args = -1,
-        .notes = "A VM is named by its name, ID, or a unique ID prefix.",
+        .notes = act == ACT_START
+                     ? "A VM is named by its name, ID, or a unique ID prefix. -a shows the VM's "
+                       "output\nuntil it exits and exits with its code; with -i, a VM created "
+                       "with -i or -it also\ngets this terminal's input (Ctrl-P Ctrl-Q "
+                       "detaches)."
+                     : "A VM is named by its name, ID, or a unique ID prefix.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;
@@ -755,6 +779,15 @@ static int simple_vm_cmd(cli_ctx *ctx, int argc, char **argv, vm_action act)
         return ec;
     if (sig && signal_parse(sig) < 0)
         return cli_invalid_value(&cmd, "signal", sig, "not a signal name or number");
+    if (attach || interactive) {
+        cli_detach_keys keys;
+        _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+        if (cli_parse_detach_keys(keys_spec, &keys, &err) < 0)
+            return cli_invalid_value(&cmd, "detach-keys", keys_spec, err.message);
+        if (p.nargs > 1) /* Docker's words */
+            return cli_fail(ctx, 1, "you cannot start and attach multiple VMs at once");
+        return cli_connect(ctx) ? cli_start_attached(ctx, p.args[0], interactive, &keys) : 1;
+    }
     vm_action_args a = {act, timeout < 0 ? 0 : (uint32_t)timeout, sig, force, volumes};
     return cli_for_each_arg(ctx, &p, do_action, &a);
 }

@@ -233,10 +233,57 @@ int cmd_update(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- attach ------------------------------------------------------------------- */
 
+/* The VM ref names, with its config (NULL when it has none). */
+static Hypr__V1__GetVMResponse *get_vm(cli_ctx *ctx, const char *ref,
+                                       const Hypr__V1__VMConfig **cfg)
+{
+    Hypr__V1__GetVMResponse *resp = NULL;
+    if (cli_call_ref(ctx, "GetVM", "id", ref, false, &resp) < 0)
+        return NULL;
+    *cfg = resp->vm ? resp->vm->config : NULL;
+    return resp;
+}
+
+static bool terminal_ok(bool tty, bool interactive)
+{
+    if (tty && interactive && !isatty(STDIN_FILENO)) {
+        fprintf(stderr, "the input device is not a TTY\n"); /* Docker's words and code */
+        return false;
+    }
+    return true;
+}
+
+int cli_start_attached(cli_ctx *ctx, const char *ref, bool interactive, const cli_detach_keys *keys)
+{
+    const Hypr__V1__VMConfig *c = NULL;
+    _cleanup_pb_ Hypr__V1__GetVMResponse *vm = get_vm(ctx, ref, &c);
+    if (!vm || !vm->vm)
+        return 1;
+    /* A -i/-t VM's workload waits for our session; any other's output is its logs. */
+    bool waits = c && (c->tty || c->open_stdin), tty = c && c->tty;
+    interactive = interactive && c && c->open_stdin;
+    if (!terminal_ok(tty, interactive))
+        return 1;
+    _cleanup_stream_ rpc_stream *events = waits ? NULL : cli_subscribe_vm_ends(ctx);
+    int64_t since = time_now_ms();
+    Hypr__V1__StartVMRequest req = HYPR__V1__START_VMREQUEST__INIT;
+    req.id = vm->vm->id;
+    req.attach = waits;
+    _cleanup_pb_ Hypr__V1__StartVMResponse *started = NULL;
+    if (cli_call(ctx, "StartVM", &req, &started) < 0)
+        return 1;
+    if (waits)
+        return cli_exec_main(ctx, vm->vm->id, interactive, tty, false, keys);
+    return cli_follow_until_exit(ctx, vm->vm->id, events, since);
+}
+
 int cmd_attach(cli_ctx *ctx, int argc, char **argv)
 {
     bool no_stdin = false;
+    const char *keys_spec = NULL;
     const cli_option opts[] = {
+        CLI_STRING(0, "detach-keys", "string", &keys_spec,
+                   "Override the key sequence for detaching a VM (default: ctrl-p,ctrl-q)"),
         CLI_BOOL(0, "no-stdin", &no_stdin, "Do not attach STDIN"),
         CLI_OPTIONS_END,
     };
@@ -247,24 +294,28 @@ int cmd_attach(cli_ctx *ctx, int argc, char **argv)
         .options = opts,
         .min_args = 1,
         .max_args = 1,
-        .notes = "Joins the workload of a VM started with run -it or -i: its output from now "
-                 "on, your\ninput, your window size; Ctrl-P Ctrl-Q detaches again. hypr exits "
+        .notes = "Joins the workload of a VM started with -it or -i (run, run -d, start): its "
+                 "output from\nnow on, your input, your window size; Ctrl-P Ctrl-Q (or "
+                 "--detach-keys) detaches\nagain. hypr exits "
                  "with the workload's\nexit code when it ends.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
-    _cleanup_pb_ Hypr__V1__GetVMResponse *resp = NULL;
-    if (!cli_connect(ctx) || cli_call_ref(ctx, "GetVM", "id", p.args[0], false, &resp) < 0)
+    cli_detach_keys keys;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    if (cli_parse_detach_keys(keys_spec, &keys, &err) < 0)
+        return cli_invalid_value(&cmd, "detach-keys", keys_spec, err.message);
+    const Hypr__V1__VMConfig *c = NULL;
+    _cleanup_pb_ Hypr__V1__GetVMResponse *resp =
+        cli_connect(ctx) ? get_vm(ctx, p.args[0], &c) : NULL;
+    if (!resp)
         return 1;
-    const Hypr__V1__VMConfig *c = resp->vm ? resp->vm->config : NULL;
     bool tty = c && c->tty, interactive = c && c->open_stdin && !no_stdin;
-    if (tty && interactive && !isatty(STDIN_FILENO)) {
-        fprintf(stderr, "the input device is not a TTY\n");
+    if (!terminal_ok(tty, interactive))
         return 1;
-    }
-    return cli_exec_main(ctx, p.args[0], interactive, tty, true);
+    return cli_exec_main(ctx, p.args[0], interactive, tty, true, &keys);
 }
 
 /* ---- diff ---------------------------------------------------------------------- */

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 void cli_port_free(cli_port *p)
@@ -412,4 +413,58 @@ char *cli_project_name(const char *dir)
     if (!b.len)
         buf_puts(&b, "default");
     return buf_steal(&b);
+}
+
+int cli_parse_detach_keys(const char *spec, cli_detach_keys *out, hypr_error *err)
+{
+    static const char ctrl_punct[] = "@[\\]^_"; /* ctrl-@ is 0, ctrl-_ is 31 */
+    *out = (cli_detach_keys){0};
+    if (str_empty(spec)) {
+        out->key[out->n++] = 0x10; /* Docker's default: Ctrl-P Ctrl-Q */
+        out->key[out->n++] = 0x11;
+        return 0;
+    }
+    _cleanup_free_ char *copy = xstrdup(spec);
+    char *rest = copy;
+    for (char *k; (k = strsep(&rest, ","));) {
+        int byte = -1;
+        if (strlen(k) == 1)
+            byte = (unsigned char)k[0];
+        else if (strncasecmp(k, "ctrl-", 5) == 0 && strlen(k) == 6) {
+            char c = (char)tolower((unsigned char)k[5]);
+            const char *punct = strchr(ctrl_punct, c);
+            if (c >= 'a' && c <= 'z')
+                byte = c - 'a' + 1;
+            else if (punct && c)
+                byte = punct == ctrl_punct ? 0 : 26 + (int)(punct - ctrl_punct);
+        }
+        if (byte < 0 || out->n == sizeof(out->key))
+            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                            "invalid detach keys \"%s\": use a comma-separated list of single "
+                            "characters and ctrl-<a-z, @, [, \\, ], ^ or _> (at most %zu)",
+                            spec, sizeof(out->key));
+        out->key[out->n++] = (uint8_t)byte;
+    }
+    return 0;
+}
+
+bool cli_detach_match(const cli_detach_keys *k, size_t *matched, uint8_t *buf, size_t *len)
+{
+    size_t n = *len, out = 0;
+    bool detach = false;
+    _cleanup_free_ uint8_t *copy = xmalloc(n + k->n);
+    for (size_t i = 0; i < n && !detach; i++) {
+        if (buf[i] != k->key[*matched]) {
+            memcpy(copy + out, k->key, *matched); /* they were not the keys after all */
+            out += *matched;
+            *matched = 0;
+        }
+        if (buf[i] == k->key[*matched])
+            detach = ++*matched == k->n;
+        else
+            copy[out++] = buf[i];
+    }
+    memcpy(buf, copy, out);
+    *len = out;
+    return detach;
 }

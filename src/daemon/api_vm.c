@@ -226,7 +226,7 @@ void api_start_vm(rpc_call *call, ProtobufCMessage *msg)
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     char id[HYPR_ID_LEN + 1];
-    if (resolve_id(d, req->id, id, &err) < 0 || vm_start(d, id, &err) < 0) {
+    if (resolve_id(d, req->id, id, &err) < 0 || vm_start(d, id, req->attach, &err) < 0) {
         api_fail(call, &err);
         return;
     }
@@ -435,8 +435,9 @@ static void create_vm(rpc_call *call, const Hypr__V1__VMConfig *cfg)
 
 /* Created, then started: the call streams CREATED here, then BOOTING, RUNNING or
  * FAILED from the lifecycle's notices. */
-static void run_vm(rpc_call *call, const Hypr__V1__VMConfig *cfg)
+static void run_vm(rpc_call *call, ProtobufCMessage *msg, const Hypr__V1__VMConfig *cfg)
 {
+    bool attach = ((const Hypr__V1__RunVMRequest *)msg)->attach;
     daemon_ctx *d = api_daemon(call);
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     _cleanup_store_vm_ store_vm vm = {0};
@@ -446,7 +447,7 @@ static void run_vm(rpc_call *call, const Hypr__V1__VMConfig *cfg)
     }
     send_run_event(d, call, HYPR__V1__RUN_VMEVENT__PHASE__CREATED, vm.id, NULL);
     waiter_add(d, call, WAIT_RUN, vm.id);
-    if (vm_start(d, vm.id, &err) < 0) {
+    if (vm_start(d, vm.id, attach, &err) < 0) {
         /* A VM that could not even start is not left behind (nor its addresses). */
         waiters_drop_call(d, call);
         vm_remove_record(d, vm.id, vm.name, true);
@@ -500,7 +501,7 @@ static void pull_done(rpc_call *call, const store_image *img, hypr_error *err, v
     done.image_id = (char *)img->id;
     done.digest = img->digest ? img->digest : "";
     send_pulling(call, &done);
-    run_vm(call, vr->cfg);
+    run_vm(call, vr->msg, vr->cfg);
 }
 
 /* When the config's image is not in the store (or pull is "always") and names a
@@ -563,7 +564,7 @@ static void create_or_run(rpc_call *call, ProtobufCMessage *msg, Hypr__V1__VMCon
         return;
     }
     if (run)
-        run_vm(call, cfg);
+        run_vm(call, msg, cfg);
     else
         create_vm(call, cfg);
 }

@@ -87,8 +87,9 @@ void vm_remove_record(daemon_ctx *d, const char *id, const char *name, bool remo
 /* ---- running ------------------------------------------------------------------ */
 
 /* Starts a created or stopped VM: BOOTING is reported before it returns, then
- * RUNNING, or EXIT with FAILED. */
-int vm_start(daemon_ctx *d, const char *ref, hypr_error *err);
+ * RUNNING, or EXIT with FAILED. client_attaches: the caller opens the workload's
+ * session of a -i/-t VM itself (run -it, start -a); otherwise hyprd starts it. */
+int vm_start(daemon_ctx *d, const char *ref, bool client_attaches, hypr_error *err);
 /* Graceful stop: SHUTDOWN to kestrel, kill after timeout_s (-1: the VM's own stop
  * timeout; 0: kill now). 0 = it was not running (nothing to wait for); 1 = it is
  * stopping and EXIT follows. */

@@ -282,7 +282,7 @@ static void start_with_daemon(daemon_ctx *d, const store_vm *v)
         !vm_policy_restarts_with_daemon(cfg->restart->name, cfg->restart->max_retries,
                                         (uint32_t)v->restart_count, v->manual_stop, v->exit_code))
         return;
-    if (vm_start(d, v->id, &err) < 0)
+    if (vm_start(d, v->id, false, &err) < 0)
         log_warn("restart VM %s: %s", v->name, err.message);
 }
 

@@ -11,8 +11,9 @@ struct exec_session {
     rpc_call *call;
     vm_runtime *vm; /* NULL once the VM is gone */
     uint32_t session;
-    bool main;   /* the workload itself (run -it): the call's end detaches, not kills */
-    bool joined; /* hypr attach: its stdin is not this call's to close */
+    bool main;       /* the workload itself (run -it): the call's end detaches, not kills */
+    bool joined;     /* hypr attach: its stdin is not this call's to close */
+    bool stdin_kept; /* start -a of a -i VM: its stdin stays open for a later attach */
     bool started;
     bool eof_sent;
     Hypr__V1__ExecRequest *parked; /* its start, waiting for the VM's channel to come back */
@@ -53,14 +54,18 @@ static int send_frame(exec_session *s, int r, ctl_buf *b)
     return r;
 }
 
-/* Sends the start of a session to kestrel on vm's channel. */
-static void exec_send_start(exec_session *s, vm_runtime *vm, const Hypr__V1__ExecStart *st)
+/* The EXEC_START frame of a session. */
+static int encode_start(ctl_buf *b, uint32_t session, const Hypr__V1__ExecStart *st)
 {
     ctl_exec_start e = {0};
     static char *const default_cmd[] = {"/bin/sh", NULL};
-    e.argv = st->n_command ? st->command : (char **)default_cmd;
     e.argc = st->n_command ? st->n_command : 1;
-    char **env = xcalloc(st->n_env + 1, sizeof(char *));
+    /* argv is a NULL-terminated copy: protobuf-c's repeated field is not. */
+    _cleanup_free_ char **argv = xcalloc(e.argc + 1, sizeof(char *));
+    for (size_t i = 0; i < e.argc; i++)
+        argv[i] = st->n_command ? st->command[i] : default_cmd[i];
+    e.argv = argv;
+    _cleanup_strv_ char **env = xcalloc(st->n_env + 1, sizeof(char *));
     for (size_t i = 0; i < st->n_env; i++)
         env[i] = xasprintf("%s=%s", st->env[i]->key, st->env[i]->value);
     e.env = env;
@@ -73,16 +78,21 @@ static void exec_send_start(exec_session *s, vm_runtime *vm, const Hypr__V1__Exe
         e.rows = (uint16_t)st->size->rows;
         e.cols = (uint16_t)st->size->cols;
     }
-    /* argv is a NULL-terminated copy: protobuf-c's repeated field is not. */
-    char **argv = xcalloc(e.argc + 1, sizeof(char *));
-    for (size_t i = 0; i < e.argc; i++)
-        argv[i] = e.argv[i];
-    e.argv = argv;
+    return ctl_encode_exec_start(b, session, &e);
+}
 
+/* A main session without a client on stdin: EOF, unless the VM keeps its stdin open
+ * (-i) for whoever attaches later. */
+static bool eof_at_start(const vm_runtime *vm, const Hypr__V1__ExecStart *st)
+{
+    return !st->interactive && !(st->main && vm->keeps_stdin);
+}
+
+/* Sends the start of a session to kestrel on vm's channel. */
+static void exec_send_start(exec_session *s, vm_runtime *vm, const Hypr__V1__ExecStart *st)
+{
     ctl_buf b = {0};
-    int r = send_frame(s, ctl_encode_exec_start(&b, s->session, &e), &b);
-    free(argv);
-    strv_free(env);
+    int r = send_frame(s, encode_start(&b, s->session, st), &b);
     if (r < 0) {
         _cleanup_free_ char *m = xasprintf("exec: cannot reach the VM's agent: %s", strerror(-r));
         session_end(s, r == -EMSGSIZE ? HYPR_INVALID_ARGUMENT : HYPR_UNAVAILABLE, m);
@@ -91,12 +101,44 @@ static void exec_send_start(exec_session *s, vm_runtime *vm, const Hypr__V1__Exe
     s->started = true;
     if (st->main)
         vm->main_session = s->session; /* its output goes on to the logs after a detach */
-    if (!st->interactive) {
+    s->stdin_kept = !st->interactive && !eof_at_start(vm, st);
+    if (eof_at_start(vm, st)) {
         /* Nothing will come on stdin. */
         ctl_buf eof = {0};
         send_frame(s, ctl_encode_raw(&eof, CTL_STDIN_EOF, s->session, NULL, 0), &eof);
         s->eof_sent = true;
     }
+}
+
+void vm_exec_start_detached_main(vm_runtime *vm)
+{
+    static char *placeholder[] = {(char *)"main"}; /* kestrel runs the workload's own */
+    Hypr__V1__TerminalSize size = HYPR__V1__TERMINAL_SIZE__INIT;
+    size.rows = 24; /* Docker's size for a terminal nobody has attached to yet */
+    size.cols = 80;
+    Hypr__V1__ExecStart st = HYPR__V1__EXEC_START__INIT;
+    st.command = placeholder;
+    st.n_command = 1;
+    st.main = true;
+    st.tty = vm->cfg_tty;
+    st.size = vm->cfg_tty ? &size : NULL;
+    uint32_t session = ++vm->next_session;
+    ctl_buf b = {0};
+    int r = encode_start(&b, session, &st);
+    if (r == 0)
+        r = vm_ctl_send(vm, &b);
+    ctl_buf_free(&b);
+    if (r == 0 && eof_at_start(vm, &st)) {
+        r = ctl_encode_raw(&b, CTL_STDIN_EOF, session, NULL, 0);
+        if (r == 0)
+            r = vm_ctl_send(vm, &b);
+        ctl_buf_free(&b);
+    }
+    if (r < 0) {
+        log_warn("VM %s: cannot start its workload: %s", vm->name, strerror(-r));
+        return;
+    }
+    vm->main_session = session;
 }
 
 /* req is taken (kept while the session waits for the VM's channel). */
@@ -222,7 +264,7 @@ void api_exec(rpc_call *call, ProtobufCMessage *msg)
 void api_exec_half_close(rpc_call *call)
 {
     exec_session *s = rpc_call_get_data(call);
-    if (!s || s->done || !s->vm || s->eof_sent || s->joined)
+    if (!s || s->done || !s->vm || s->eof_sent || s->joined || s->stdin_kept)
         return;
     s->eof_sent = true;
     ctl_buf b = {0};
@@ -247,6 +289,22 @@ void api_exec_close(rpc_call *call, bool cancelled)
     free(s);
 }
 
+/* The workload's session could not start (exec nosuchcmd: ...): the VM's error, and a
+ * line in its logs, as Docker shows; kestrel ends the VM with 127/126. */
+static void main_failed(vm_runtime *vm, const ctl_frame *f)
+{
+    uint32_t errnum = 0;
+    char *msg = NULL;
+    if (ctl_parse_error(f->payload, f->len, &errnum, &msg) < 0)
+        return;
+    log_warn("VM %s: its workload did not start: %s", vm->name, msg);
+    if (vm->failure.status == HYPR_OK)
+        hypr_err(&vm->failure, HYPR_FAILED_PRECONDITION, (int)errnum, "%s", msg);
+    _cleanup_free_ char *line = xasprintf("%s\n", msg);
+    vm_log_append(vm, CTL_LOG_STDERR, (const uint8_t *)line, strlen(line));
+    free(msg);
+}
+
 void vm_exec_frame(vm_runtime *vm, const ctl_frame *f)
 {
     exec_session *s = vm->execs;
@@ -256,6 +314,8 @@ void vm_exec_frame(vm_runtime *vm, const ctl_frame *f)
     if (main && (f->type == CTL_STDOUT || f->type == CTL_STDERR)) /* the workload's output */
         vm_log_append(vm, f->type == CTL_STDOUT ? CTL_LOG_STDOUT : CTL_LOG_STDERR, f->payload,
                       f->len);
+    if (main && f->type == CTL_ERROR)
+        main_failed(vm, f);
     if (!s)
         return;
     Hypr__V1__ExecResponse resp = HYPR__V1__EXEC_RESPONSE__INIT;

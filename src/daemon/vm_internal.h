@@ -46,6 +46,10 @@ struct vm_runtime {
     bool adopted;
     bool paused;           /* hypr pause: the hypervisor holds the vCPUs */
     uint32_t main_session; /* run -it: the exec session that is the workload (0: none) */
+    bool waits_for_main;   /* -i/-t: kestrel starts the workload as a main exec session */
+    bool client_attaches;  /* ... which the client opens (run -it); else hyprd does */
+    bool keeps_stdin;      /* -i: its stdin stays open while no client is attached */
+    bool cfg_tty;          /* -t: the workload runs on a terminal */
     bool pause_busy;       /* a pause/unpause request is with the hypervisor */
     int pidfd;             /* -1 */
     uv_poll_t pid_poll;
@@ -268,6 +272,9 @@ void vm_log_end_followers(vm_runtime *vm);
 bool vm_channel_pending(const vm_runtime *vm);
 /* The channel is back: the exec sessions that waited for it start. */
 void vm_exec_channel_up(vm_runtime *vm);
+/* Starts the workload of a -i/-t VM as a main session nobody is attached to yet
+ * (its output goes to the logs; hypr attach joins it). */
+void vm_exec_start_detached_main(vm_runtime *vm);
 /* A frame for an exec session arrived from kestrel. */
 void vm_exec_frame(vm_runtime *vm, const ctl_frame *f);
 /* The VM went away: every session ends with an error. */

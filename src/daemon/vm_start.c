@@ -142,7 +142,7 @@ static void on_restart_timer(uv_timer_t *t)
 {
     restart_timer *rt = t->data;
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    if (!rt->d->shutting_down && vm_start(rt->d, rt->id, &err) < 0)
+    if (!rt->d->shutting_down && vm_start(rt->d, rt->id, false, &err) < 0)
         log_warn("restart VM %.12s: %s", rt->id, err.message);
     uv_close((uv_handle_t *)&rt->timer, on_restart_closed);
 }
@@ -338,6 +338,9 @@ static void on_workload_started(vm_runtime *vm)
     log_info("VM %s is running (booted in %" PRId64 " ms)", vm->name,
              time_monotonic_ms() - vm->boot_started_ms);
     netmgr_vm_running(vm->d, vm->net, vm->name);
+    /* run -dit, create -it + start, a restart: nobody is there to start it. */
+    if (vm->waits_for_main && !vm->client_attaches && !vm->main_session)
+        vm_exec_start_detached_main(vm);
     vm_set_phase(vm, VM_PHASE_RUNNING);
 }
 
@@ -469,6 +472,9 @@ vm_runtime *vm_runtime_for(daemon_ctx *d, const store_vm *rec, const Hypr__V1__V
     vm->adapter = adapter;
     vm->restarts = (uint32_t)rec->restart_count;
     vm->remove_after = cfg->auto_remove;
+    vm->waits_for_main = cfg->tty || cfg->open_stdin;
+    vm->keeps_stdin = cfg->open_stdin;
+    vm->cfg_tty = cfg->tty;
     vm->initrd_path = xasprintf("%s/%s.initrd", d->run_dir, rec->id);
     vm->rootfs_path = path_join(img->path, "rootfs.squashfs");
     vm->console_log = vm_log_path(d, rec->id);
@@ -491,7 +497,7 @@ vm_runtime *vm_runtime_for(daemon_ctx *d, const store_vm *rec, const Hypr__V1__V
     return vm;
 }
 
-int vm_start(daemon_ctx *d, const char *ref, hypr_error *err)
+int vm_start(daemon_ctx *d, const char *ref, bool client_attaches, hypr_error *err)
 {
     _cleanup_store_vm_ store_vm rec = {0};
     int r = store_vm_find(d->db, ref, &rec, err);
@@ -536,6 +542,7 @@ int vm_start(daemon_ctx *d, const char *ref, hypr_error *err)
         return r;
     }
     vm_runtime *vm = vm_runtime_for(d, &rec, cfg, &img, TAKE_PTR(adapter), net, &boot);
+    vm->client_attaches = client_attaches;
     vm->mounts = mounts;
     vm_mounts_attach(mounts, &vm->cfg);
     vm->gpus = TAKE_PTR(gpus);

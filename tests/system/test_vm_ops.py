@@ -530,8 +530,6 @@ def test_run_i_pipes_stdin_and_ctrl_p_ctrl_q_detaches(vmd):
     p = subprocess.run(vmd.argv("run", "-it", IMAGE, "sh"), stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=30, env=vmd.env())
     assert p.returncode == 1 and b"the input device is not a TTY" in p.stderr, p.stderr
-    p = vmd.hypr("run", "-d", "-it", IMAGE, "sh")
-    assert p.returncode == 125 and "-i/-t need run without -d" in p.err, p.err
     from test_vms import Pty
     term = Pty(vmd.argv("run", "-it", "--name", "it-detach", IMAGE, "sh"), 24, 80,
                env=vmd.env())
@@ -564,6 +562,66 @@ def test_run_i_pipes_stdin_and_ctrl_p_ctrl_q_detaches(vmd):
     p = vmd.hypr("attach", "it-plain")
     assert p.returncode == 1 and "no attachable workload" in p.err, p.err
     vmd.ok("rm", "-f", plain)
+
+
+def test_run_dit_runs_on_its_own_and_attach_with_detach_keys_joins_it(vmd):
+    from test_vms import Pty
+    vm = vmd.ok("run", "-dit", "--name", "dit", IMAGE, "sh").out.strip()
+    vmd.wait_status(vm, "running")
+    p = vmd.hypr("attach", "--detach-keys", "ctrl-q,q,", vm)
+    assert p.returncode == 1 and "invalid detach keys" in p.err, p.err
+    term = Pty(vmd.argv("attach", "--detach-keys", "ctrl-x,x", "dit"), 24, 80, env=vmd.env())
+    try:
+        term.send("echo attached-$((40+2))\r")
+        term.expect(r"attached-42", 30)
+        term.send("\x18x")
+        term.expect(r"read escape sequence", 15)
+        assert term.proc.wait(20) == 0
+    finally:
+        term.close()
+    assert vmd.status(vm) == "running"
+    assert "attached-42" in vmd.logs(vm)
+    # a restart starts the workload again, detached, and it can be joined again
+    vmd.ok("restart", "-t", "1", vm)
+    vmd.wait_status(vm, "running")
+    term = Pty(vmd.argv("attach", vm), 24, 80, env=vmd.env())
+    try:
+        term.send("exit 9\r")
+        assert term.proc.wait(30) == 9
+    finally:
+        term.close()
+    assert vmd.wait_status(vm, ("exited", "stopped"))["State"]["ExitCode"] == 9
+    vmd.ok("rm", vm)
+    # -dit of a command that cannot run: the VM ends with Docker's 127 and says why
+    bad = vmd.ok("run", "-dit", IMAGE, "nosuchcmd").out.strip()
+    st = vmd.wait_status(bad, ("exited", "stopped", "failed"))
+    assert st["State"]["ExitCode"] == 127, st["State"]
+    assert "nosuchcmd" in vmd.logs(bad)
+    vmd.ok("rm", bad)
+
+
+def test_create_it_then_start_ai_and_start_a_show_the_run(vmd):
+    from test_vms import Pty
+    vm = vmd.ok("create", "-it", "--name", "cit", IMAGE, "sh").out.strip()
+    term = Pty(vmd.argv("start", "-ai", "cit"), 30, 90, env=vmd.env())
+    try:
+        term.expect(r"[#$] ", 60)
+        start = len(term.out)
+        term.send("stty size\r")
+        term.expect(r"\r?\n30 90\r?\n", 15, start)
+        term.send("exit 5\r")
+        assert term.proc.wait(30) == 5
+    finally:
+        term.close()
+    vmd.ok("rm", vm)
+    plain = vmd.ok("create", "--name", "sa", IMAGE, "sh", "-c", "echo out-line; echo err-line >&2; exit 3").out.strip()
+    p = vmd.hypr("start", "-a", "sa", timeout=BOOT_TIMEOUT + 30)
+    assert p.returncode == 3 and p.out == "out-line\n" and "err-line" in p.err, (p.out, p.err)
+    p = vmd.hypr("start", "-a", "sa", timeout=BOOT_TIMEOUT + 30)  # this run's output only
+    assert p.returncode == 3 and p.out == "out-line\n", p.out
+    p = vmd.hypr("start", "-a", "sa", "cit")
+    assert p.returncode == 1 and "cannot start and attach multiple" in p.err, p.err
+    vmd.ok("rm", plain)
 
 
 def test_inspect_shows_the_config_the_vm_runs_with(vmd, busybox_rootfs):

@@ -514,6 +514,67 @@ static void test_hosts_and_helpers(void **state)
     assert_string_equal(p2, "default");
 }
 
+/* Feeds text through the matcher; what it would send lands in sent. */
+static bool feed(const cli_detach_keys *k, size_t *matched, const char *text, char *sent)
+{
+    uint8_t buf[64];
+    size_t len = strlen(text);
+    memcpy(buf, text, len);
+    bool d = cli_detach_match(k, matched, buf, &len);
+    memcpy(sent, buf, len);
+    sent[len] = '\0';
+    return d;
+}
+
+static void test_detach_keys(void **state)
+{
+    (void)state;
+    cli_detach_keys k;
+    hypr_error err = HYPR_ERROR_INIT;
+    assert_int_equal(cli_parse_detach_keys(NULL, &k, &err), 0);
+    assert_int_equal(k.n, 2);
+    assert_int_equal(k.key[0], 0x10);
+    assert_int_equal(k.key[1], 0x11);
+    assert_int_equal(
+        cli_parse_detach_keys("ctrl-a,X,ctrl-@,ctrl-[,ctrl-\\,ctrl-_,CTRL-Z", &k, &err), 0);
+    const uint8_t want[] = {1, 'X', 0, 27, 28, 31, 26};
+    assert_int_equal(k.n, sizeof(want));
+    assert_memory_equal(k.key, want, sizeof(want));
+    const char *bad[] = {"ctrl-", "ctrl-1", "ab", "a,,b", "a,", "ctrl-aa", "shift-a"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(cli_parse_detach_keys(bad[i], &k, &err), -EINVAL);
+        assert_non_null(strstr(err.message, "invalid detach keys"));
+        hypr_error_clear(&err);
+    }
+
+    char sent[80];
+    size_t m = 0;
+    assert_int_equal(cli_parse_detach_keys("x,y,z", &k, &err), 0);
+    assert_false(feed(&k, &m, "abc", sent));
+    assert_string_equal(sent, "abc");
+    assert_false(feed(&k, &m, "axy", sent)); /* x y held: they may be the keys */
+    assert_string_equal(sent, "a");
+    assert_int_equal(m, 2);
+    assert_false(feed(&k, &m, "q", sent)); /* not: they go out before q */
+    assert_string_equal(sent, "xyq");
+    assert_false(feed(&k, &m, "xx", sent)); /* the second x starts again */
+    assert_string_equal(sent, "x");
+    assert_true(feed(&k, &m, "yz-after", sent)); /* across reads; what follows is dropped */
+    assert_string_equal(sent, "");
+    m = 0;
+    assert_true(feed(&k, &m, "12xyz", sent));
+    assert_string_equal(sent, "12");
+    assert_int_equal(cli_parse_detach_keys("", &k, &err), 0); /* Docker's default */
+    m = 0;
+    assert_false(feed(&k, &m,
+                      "\x10"
+                      "a\x10",
+                      sent));
+    assert_string_equal(sent, "\x10"
+                              "a");
+    assert_true(feed(&k, &m, "\x11", sent));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -527,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_volumes),
         cmocka_unit_test(test_sizes_cpus_restart),
         cmocka_unit_test(test_hosts_and_helpers),
+        cmocka_unit_test(test_detach_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -287,13 +287,13 @@ static void test_listener_sees_create_start_failed_exit_and_delete(void **state)
     assert_seen(&e->fake, 0, VM_NOTICE_PHASE, VM_PHASE_CREATED, vm.id);
     assert_string_equal(e->fake.names[0], "web");
 
-    assert_int_equal(vm_start(&e->d, "web", &err), 0);
+    assert_int_equal(vm_start(&e->d, "web", false, &err), 0);
     /* BOOTING before vm_start returns: a RunVM call hears it at once */
     assert_int_equal(e->fake.n, 2);
     assert_seen(&e->fake, 1, VM_NOTICE_PHASE, VM_PHASE_BOOTING, vm.id);
     assert_string_equal(vm_running_status(&e->d, vm.id), "booting");
     /* a second start while it boots is refused */
-    assert_int_equal(vm_start(&e->d, vm.id, &err), -EBUSY);
+    assert_int_equal(vm_start(&e->d, vm.id, false, &err), -EBUSY);
     assert_int_equal(err.status, HYPR_FAILED_PRECONDITION);
     assert_int_equal(e->fake.n, 2);
 
@@ -328,7 +328,7 @@ static void test_forced_delete_of_booting_vm_reports_exit_then_removal(void **st
     _cleanup_store_vm_ store_vm vm = {0};
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     create_vm(e, "db", &vm);
-    assert_int_equal(vm_start(&e->d, vm.id, &err), 0);
+    assert_int_equal(vm_start(&e->d, vm.id, false, &err), 0);
     assert_int_equal(e->fake.n, 2);
 
     /* without force a booting VM stays */
