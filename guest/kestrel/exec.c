@@ -4,6 +4,7 @@
  * ran; 126/127 when it could not be executed) or one ERROR (it never started,
  * or the host sent a malformed frame for it: the process is then killed).
  * Frames for unknown sessions are dropped: they race with a session's end. */
+#include "diff.h"
 #include "kestrel.h"
 
 #include <fcntl.h>
@@ -116,6 +117,8 @@ pid_t kestrel_spawn(const spawn_opts *o)
     move_fd(out >= 0 ? out : devnull, STDOUT_FILENO);
     move_fd(err >= 0 ? err : devnull, STDERR_FILENO);
 
+    if (o->builtin)
+        _exit(o->builtin(o->builtin_arg) < 0 ? 1 : 0);
     if (o->workdir && o->workdir[0] && chdir(o->workdir) < 0)
         child_fail("chdir", o->workdir, errno, 126);
     if (o->ids) {
@@ -129,6 +132,33 @@ pid_t kestrel_spawn(const spawn_opts *o)
     int e = exec_search(o->argv[0], o->argv, o->env, env_get(o->env, "PATH"));
     child_fail("exec", o->argv[0], e, exec_failure_code(e));
     return -1; /* not reached */
+}
+
+/* ---- built-in commands ---- */
+
+/* hypr diff: in the session's child, stdout is the session's. */
+static int builtin_diff(void *arg)
+{
+    const kestrel *k = arg;
+    if (k->upper_fd < 0 || k->lower_fd < 0) {
+        fprintf(stderr, "kestrel: diff: this VM's root filesystem has no overlay to compare\n");
+        return -ENOENT;
+    }
+    /* The init layer: what kestrel writes and the mount points it makes. */
+    size_t n = 3 + k->m.n_volumes;
+    const char **hidden = calloc(n + 1, sizeof(*hidden));
+    if (!hidden)
+        return -ENOMEM;
+    hidden[0] = "/etc/hosts";
+    hidden[1] = "/etc/hostname";
+    hidden[2] = "/etc/resolv.conf";
+    for (size_t i = 0; i < k->m.n_volumes; i++)
+        hidden[3 + i] = k->m.volumes[i].target;
+    int r = kestrel_diff(k->upper_fd, k->lower_fd, hidden, STDOUT_FILENO);
+    if (r < 0)
+        fprintf(stderr, "kestrel: diff: %s\n", strerror(-r));
+    free(hidden);
+    return r;
 }
 
 /* ---- sessions ---- */
@@ -355,6 +385,8 @@ static void exec_start(kestrel *k, const ctl_frame *f)
         .stdout_fd = child[1],
         .stderr_fd = child[2],
         .tty_slave = e.tty ? slave : NULL,
+        .builtin = !e.main && strcmp(e.argv[0], KESTREL_DIFF_COMMAND) == 0 ? builtin_diff : NULL,
+        .builtin_arg = k,
     };
     pid_t pid = kestrel_spawn(&o);
     for (int i = 0; i < 3; i++)

@@ -101,7 +101,7 @@ int modules_load(char *const *extra);
 
 /* Mounts the rootfs (read-only) + overlay (tmpfs or m->upper), moves /dev /proc
  * /sys into it and makes it the root. Stops at the first failure (in e). */
-int rootfs_setup(const kestrel_manifest *m, kerr *e);
+int rootfs_setup(const kestrel_manifest *m, int *upper_fd, int *lower_fd, kerr *e);
 /* hostname, /etc/hostname, /etc/hosts, /etc/resolv.conf in the new root;
  * failures in e, -errno of the first. */
 int rootfs_identity(const kestrel_manifest *m, kerr *e);
@@ -166,6 +166,10 @@ typedef struct spawn_opts {
      * directory"), "" when it did; kestrel_spawn returns once the exec happened. */
     char *why;
     size_t why_size;
+    /* When set: the child runs this instead of an exec (kestrel's built-in commands);
+     * it exits 0 when it returns 0, 1 otherwise. */
+    int (*builtin)(void *arg);
+    void *builtin_arg;
 } spawn_opts;
 /* fork + exec with shell-style 126/127 on failure. Returns the pid or -errno. */
 pid_t kestrel_spawn(const spawn_opts *o);
@@ -208,6 +212,7 @@ typedef struct kestrel {
     bool finishing;
     int sig_fd;
     int64_t metrics_at_ms;
+    int upper_fd, lower_fd; /* the overlay's layers (hypr diff); -1 */
 } kestrel;
 
 extern kestrel *K; /* the one agent (kestrel is PID 1: one instance) */

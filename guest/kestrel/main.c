@@ -524,6 +524,7 @@ static int pid1(void)
     manifest_init(&k->m);
     channel_init(&k->ch);
     k->wl.out_fd = k->wl.err_fd = -1;
+    k->upper_fd = k->lower_fd = -1;
     phase_mark(k, CTL_PHASE_AGENT_START);
 
     sigset_t set;
@@ -564,7 +565,7 @@ static int pid1(void)
 
     if (mr < 0)
         setup_failed(k, mr, "runtime manifest", &manifest_err);
-    if ((r = rootfs_setup(&k->m, &e)) < 0)
+    if ((r = rootfs_setup(&k->m, &k->upper_fd, &k->lower_fd, &e)) < 0)
         setup_failed(k, r, "root filesystem", &e);
     setup_warn(mounts_late(&e), "late mounts", &e);
     setup_warn(rootfs_identity(&k->m, &e), "guest identity", &e);

@@ -7,6 +7,7 @@
  *                   pivot_root'ed). */
 #include "kestrel.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -40,7 +41,7 @@ static int mount_at(const char *src, const char *target, const char *type, unsig
     return 0;
 }
 
-int rootfs_setup(const kestrel_manifest *m, kerr *e)
+int rootfs_setup(const kestrel_manifest *m, int *upper_fd, int *lower_fd, kerr *e)
 {
     const char *dev = m->rootfs ? m->rootfs : "/dev/vda";
     const char *type = m->rootfs_type ? m->rootfs_type : "squashfs";
@@ -67,6 +68,9 @@ int rootfs_setup(const kestrel_manifest *m, kerr *e)
                  "lowerdir=" LOWER ",upperdir=" RW "/upper,workdir=" RW "/work", e);
     if (r < 0)
         return r;
+    /* Out of sight once the root moves: hypr diff reads them through these. */
+    *upper_fd = open(RW "/upper", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    *lower_fd = open(LOWER, O_PATH | O_DIRECTORY | O_CLOEXEC);
 
     static const char *const moves[] = {"/dev", "/proc", "/sys"};
     for (size_t i = 0; i < sizeof(moves) / sizeof(moves[0]); i++) {

@@ -328,16 +328,27 @@ int cmd_diff(cli_ctx *ctx, int argc, char **argv)
         .description = "Inspect changes to files or directories on a VM's filesystem",
         .min_args = 1,
         .max_args = 1,
+        .notes = "A added, C changed, D deleted, against the VM's image. The files hypr itself "
+                 "writes\n(/etc/hosts, /etc/hostname, /etc/resolv.conf) and mount points are "
+                 "not listed.\nThe VM must be running: its agent reads the writable layer.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
-    return cli_fail(ctx, 1,
-                    "hypr diff is not supported yet: the VM's writable layer is an ext4 disk "
-                    "that hypr cannot list from the host yet; use "
-                    "'hypr exec %s find / -newer /etc/hostname -xdev' meanwhile",
-                    p.args[0]);
+    if (!cli_connect(ctx))
+        return 1;
+    static char *diff_argv[] = {(char *)"kestrel:diff"}; /* kestrel's built-in */
+    int code = 0;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    if (cli_exec_pipe(ctx, p.args[0], diff_argv, 1, -1, STDOUT_FILENO, &code, &err) < 0) {
+        if (err.status == HYPR_FAILED_PRECONDITION && strstr(err.message, "not running"))
+            return cli_fail(ctx, 1,
+                            "%s; hypr diff reads a running VM's writable layer: start it first",
+                            err.message);
+        return cli_fail_with(ctx, 1, &err);
+    }
+    return code ? 1 : 0;
 }
 
 /* ---- top ---------------------------------------------------------------------- */

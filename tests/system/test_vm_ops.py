@@ -624,6 +624,20 @@ def test_create_it_then_start_ai_and_start_a_show_the_run(vmd):
     vmd.ok("rm", plain)
 
 
+def test_diff_lists_what_the_workload_changed_like_docker_diff(vmd):
+    quiet = vmd.run_detached("--name", "d-quiet", "-v", "/data", IMAGE, "sleep", "3600")
+    script = ("mkdir /app && echo hi > /app/f && echo x >> /etc/passwd && rm /etc/group && "
+              "echo ready && sleep 3600")
+    busy = run_trapper(vmd, "d-busy", "-v", "/data", script=script)
+    vmd.wait_status(quiet, "running")
+    assert vmd.ok("diff", quiet).out == ""  # what hypr itself wrote is not the VM's change
+    assert vmd.ok("diff", busy).out.splitlines() == [
+        "A /app", "A /app/f", "C /etc", "D /etc/group", "C /etc/passwd"]
+    p = vmd.hypr("diff", "no-such-vm")
+    assert p.returncode == 1 and "no-such-vm" in p.err, p.err
+    vmd.ok("rm", "-f", quiet, busy)
+
+
 def test_inspect_shows_the_config_the_vm_runs_with(vmd, busybox_rootfs):
     vmd.daemon.call("ImportImage", source=busybox_rootfs, reference="bb-env:1",
                     cmd=["sh", "-c", "echo from-image"], env=["PATH=/bin", "A=img", "B=img"],
@@ -639,6 +653,6 @@ def test_inspect_shows_the_config_the_vm_runs_with(vmd, busybox_rootfs):
     cfg = vmd.inspect(ep)["Config"]
     assert cfg["Entrypoint"] == ["/bin/true"] and cfg["Cmd"] == [], cfg  # Docker drops it
     p = vmd.hypr("diff", own)
-    assert p.returncode == 1 and "not supported yet" in p.err, p.err
+    assert p.returncode == 1 and "start it first" in p.err, p.err
     vmd.ok("rm", vm, own, ep)
     vmd.ok("rmi", "bb-env:1")
