@@ -70,13 +70,25 @@ static void send_run_event(daemon_ctx *d, rpc_call *call, Hypr__V1__RunVMEvent__
     api_vm_message_free(ev.vm);
 }
 
-static void reply_stop(daemon_ctx *d, rpc_call *call, const char *id)
+/* Replies with a response that is { VM vm = 1; } (StartVM, StopVM, KillVM, PauseVM,
+ * UpdateVM, RenameVM, CreateVM): desc's message with its field "vm" set; vm is freed. */
+static void reply_vm(rpc_call *call, const ProtobufCMessageDescriptor *desc, Hypr__V1__VM *vm)
 {
-    Hypr__V1__StopVMResponse resp = HYPR__V1__STOP_VMRESPONSE__INIT;
-    _cleanup_store_vm_ store_vm rec = {0};
-    resp.vm = vm_message_by_id(d, id, &rec);
-    rpc_call_reply(call, &resp.base);
-    api_vm_message_free(resp.vm);
+    _cleanup_free_ ProtobufCMessage *m = xcalloc(1, desc->sizeof_message);
+    desc->message_init(m);
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(desc, "vm");
+    if (f)
+        *(Hypr__V1__VM **)((char *)m + f->offset) = vm;
+    rpc_call_reply(call, m);
+    api_vm_message_free(vm);
+}
+
+/* The same, with VM id as it is now. */
+static void reply_vm_by_id(daemon_ctx *d, rpc_call *call, const ProtobufCMessageDescriptor *desc,
+                           const char *id)
+{
+    _cleanup_store_vm_ store_vm rec = {0}; /* the message borrows from it */
+    reply_vm(call, desc, vm_message_by_id(d, id, &rec));
 }
 
 static void reply_wait(daemon_ctx *d, rpc_call *call, const char *id)
@@ -109,16 +121,12 @@ static bool notice_ends(const vm_waiter *w, const vm_notice *n)
 static void answer(daemon_ctx *d, vm_waiter *w, const vm_notice *n)
 {
     if (w->kind == WAIT_STOP) {
-        reply_stop(d, w->call, n->id);
+        reply_vm_by_id(d, w->call, &hypr__v1__stop_vmresponse__descriptor, n->id);
         return;
     }
     if (w->kind == WAIT_START) {
         if (n->kind == VM_NOTICE_PHASE) { /* RUNNING: the workload was started */
-            Hypr__V1__StartVMResponse resp = HYPR__V1__START_VMRESPONSE__INIT;
-            _cleanup_store_vm_ store_vm rec = {0};
-            resp.vm = vm_message_by_id(d, n->id, &rec);
-            rpc_call_reply(w->call, &resp.base);
-            api_vm_message_free(resp.vm);
+            reply_vm_by_id(d, w->call, &hypr__v1__start_vmresponse__descriptor, n->id);
         } else if (n->err && n->err->status != HYPR_OK) {
             rpc_call_finish(w->call, n->err->status, n->err->message);
         } else {
@@ -253,7 +261,7 @@ void api_stop_vm(rpc_call *call, ProtobufCMessage *msg)
     if (r < 0)
         api_fail(call, &err);
     else if (r == 0)
-        reply_stop(d, call, id); /* it was not running */
+        reply_vm_by_id(d, call, &hypr__v1__stop_vmresponse__descriptor, id); /* not running */
     else
         waiter_add(d, call, WAIT_STOP, id);
 }
@@ -274,11 +282,7 @@ void api_kill_vm(rpc_call *call, ProtobufCMessage *msg)
         api_fail(call, &err);
         return;
     }
-    Hypr__V1__KillVMResponse resp = HYPR__V1__KILL_VMRESPONSE__INIT;
-    _cleanup_store_vm_ store_vm rec = {0};
-    resp.vm = vm_message_by_id(d, id, &rec);
-    rpc_call_reply(call, &resp.base);
-    api_vm_message_free(resp.vm);
+    reply_vm_by_id(d, call, &hypr__v1__kill_vmresponse__descriptor, id);
 }
 
 /* A PauseVM/UnpauseVM call while the hypervisor answers (call NULL: it went away). */
@@ -297,11 +301,7 @@ static void pause_done(int r, hypr_error *err, void *ud)
             api_fail(p->call, err);
         } else {
             /* PauseVMResponse and UnpauseVMResponse are the same message: { VM vm = 1; } */
-            Hypr__V1__PauseVMResponse resp = HYPR__V1__PAUSE_VMRESPONSE__INIT;
-            _cleanup_store_vm_ store_vm rec = {0};
-            resp.vm = vm_message_by_id(p->d, p->id, &rec);
-            rpc_call_reply(p->call, &resp.base);
-            api_vm_message_free(resp.vm);
+            reply_vm_by_id(p->d, p->call, &hypr__v1__pause_vmresponse__descriptor, p->id);
         }
     }
     free(p);
@@ -368,10 +368,7 @@ void api_update_vm(rpc_call *call, ProtobufCMessage *msg)
         api_fail(call, &err);
         return;
     }
-    Hypr__V1__UpdateVMResponse resp = HYPR__V1__UPDATE_VMRESPONSE__INIT;
-    resp.vm = api_vm_message(d, &rec);
-    rpc_call_reply(call, &resp.base);
-    api_vm_message_free(resp.vm);
+    reply_vm(call, &hypr__v1__update_vmresponse__descriptor, api_vm_message(d, &rec));
 }
 
 void api_rename_vm(rpc_call *call, ProtobufCMessage *msg)
@@ -384,10 +381,7 @@ void api_rename_vm(rpc_call *call, ProtobufCMessage *msg)
         api_fail(call, &err);
         return;
     }
-    Hypr__V1__RenameVMResponse resp = HYPR__V1__RENAME_VMRESPONSE__INIT;
-    resp.vm = api_vm_message(d, &rec);
-    rpc_call_reply(call, &resp.base);
-    api_vm_message_free(resp.vm);
+    reply_vm(call, &hypr__v1__rename_vmresponse__descriptor, api_vm_message(d, &rec));
 }
 
 void api_delete_vm(rpc_call *call, ProtobufCMessage *msg)
@@ -427,10 +421,7 @@ static void create_vm(rpc_call *call, const Hypr__V1__VMConfig *cfg)
         api_fail(call, &err);
         return;
     }
-    Hypr__V1__CreateVMResponse resp = HYPR__V1__CREATE_VMRESPONSE__INIT;
-    resp.vm = api_vm_message(d, &vm);
-    rpc_call_reply(call, &resp.base);
-    api_vm_message_free(resp.vm);
+    reply_vm(call, &hypr__v1__create_vmresponse__descriptor, api_vm_message(d, &vm));
 }
 
 /* Created, then started: the call streams CREATED here, then BOOTING, RUNNING or
