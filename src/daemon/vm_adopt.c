@@ -18,6 +18,7 @@ typedef struct proc_record {
     int pid;
     uint64_t start;
     char adapter[32];
+    int paused; /* its vCPUs were stopped by hypr pause (absent in older records: 0) */
 } proc_record;
 
 static bool read_proc_record(daemon_ctx *d, const char *id, proc_record *out)
@@ -26,7 +27,9 @@ static bool read_proc_record(daemon_ctx *d, const char *id, proc_record *out)
     _cleanup_free_ char *text = NULL;
     if (read_file(path, 256, &text, NULL) < 0)
         return false;
-    return sscanf(text, "%d %" SCNu64 " %31s", &out->pid, &out->start, out->adapter) == 3 &&
+    out->paused = 0;
+    return sscanf(text, "%d %" SCNu64 " %31s %d", &out->pid, &out->start, out->adapter,
+                  &out->paused) >= 3 &&
            out->pid > 0;
 }
 
@@ -152,6 +155,7 @@ static int adopt(daemon_ctx *d, const store_vm *rec, const proc_record *p, int p
     vm->adopted = true;
     vm->pidfd = TAKE_FD(fd);
     vm->proc_pid = p->pid;
+    vm->paused = p->paused == 1; /* still stopped: unpause is what resumes it */
     vm->proc_running = true;
     vm->phase = stored_phase(rec->status);
     vm->manual_stop = rec->manual_stop;

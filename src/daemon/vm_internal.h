@@ -150,6 +150,10 @@ void vm_proc_kill(vm_runtime *vm, int sig);
 /* "<run-dir>/<id>.proc": the hypervisor's pid, start time and adapter, for the
  * next hyprd to re-adopt it. */
 char *vm_proc_file(daemon_ctx *d, const char *id);
+/* What the next hyprd needs to find this hypervisor again (pid, start time, adapter,
+ * paused); a VM without the file cannot be re-adopted, which costs its workload but
+ * nothing else. Written at the spawn and at each pause/unpause. */
+void vm_write_proc_file(vm_runtime *vm);
 
 /* ---- re-adoption at start-up (vm_adopt.c) ------------------------------------ */
 

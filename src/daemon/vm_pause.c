@@ -32,6 +32,7 @@ static void pause_after(uv_work_t *req, int status)
         w->r = hypr_err(&w->err, HYPR_CANCELLED, -status, "the pause request was cancelled");
     if (w->r >= 0 && vm->proc_running) {
         vm->paused = w->pause;
+        vm_write_proc_file(vm); /* a hyprd restart must know it is still paused */
         log_info("VM %s %s", vm->name, w->pause ? "paused" : "unpaused");
         char *attrs[] = {"name", vm->name, NULL};
         event_publish(vm->d->events, w->pause ? "vm.paused" : "vm.unpaused", vm->id, vm->name,

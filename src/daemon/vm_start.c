@@ -276,15 +276,13 @@ char *vm_proc_file(daemon_ctx *d, const char *id)
     return xasprintf("%s/%s.proc", d->run_dir, id);
 }
 
-/* What the next hyprd needs to find this hypervisor again; a VM without the file
- * cannot be re-adopted, which costs its workload but nothing else. */
-static void write_proc_file(vm_runtime *vm)
+void vm_write_proc_file(vm_runtime *vm)
 {
     uint64_t start = 0;
     int r = proc_start_time(vm->proc_pid, &start);
     _cleanup_free_ char *path = vm_proc_file(vm->d, vm->id);
-    _cleanup_free_ char *text =
-        xasprintf("%d %" PRIu64 " %s\n", vm->proc_pid, start, vm->adapter->ops->name);
+    _cleanup_free_ char *text = xasprintf("%d %" PRIu64 " %s %d\n", vm->proc_pid, start,
+                                          vm->adapter->ops->name, vm->paused ? 1 : 0);
     if (r >= 0)
         r = write_file_atomic(path, text, strlen(text), 0600);
     if (r < 0)
@@ -427,7 +425,7 @@ static int spawn_hypervisor(vm_runtime *vm, hypr_error *err)
         return r;
     vm->proc_running = true;
     vm->proc_pid = vm->proc.pid;
-    write_proc_file(vm);
+    vm_write_proc_file(vm);
     log_debug("VM %s: spawned %s (pid %d)", vm->name, cmd.argv[0], vm->proc.pid);
     return 0;
 }

@@ -139,6 +139,23 @@ def test_sigterm_keeps_vms_and_stop_right_after_restart_is_graceful(host):
     assert qemu_pids(vm) == []
 
 
+def test_a_paused_vm_is_still_paused_after_a_restart_and_unpauses(host):
+    h = host
+    vm = h.boot("-n", "held", IMAGE, "sh", "-c", "i=0; while true; do i=$((i+1)); echo n $i; sleep 0.2; done")
+    wait_for(lambda: "n 2" in h.logs(vm), 60, "the workload's output", interval=0.2)
+    h.ok("pause", vm)
+    assert h.inspect(vm)["State"]["Status"] == "paused"
+    crash_and_restart(h)
+    assert h.inspect(vm)["State"]["Status"] == "paused"  # its vCPUs are still stopped
+    p = h.hypr("exec", vm, "true")
+    assert p.returncode != 0 and "paused" in p.err, p.err
+    last = int(h.logs(vm).split("n ")[-1].split()[0])
+    h.ok("unpause", vm)
+    wait_for(lambda: int(h.logs(vm).split("n ")[-1].split()[0]) > last + 2, 30,
+             "output again after the unpause", interval=0.2)
+    h.ok("rm", "-f", vm)
+
+
 def test_vm_that_ended_while_hyprd_was_away(host):
     """A workload that exits while no hyprd runs gets its real exit code; a hypervisor
     killed meanwhile is a failure with a reason, and `--restart always` brings it back."""
