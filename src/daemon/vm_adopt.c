@@ -108,6 +108,7 @@ static void on_reconnect_timeout(uv_timer_t *t)
     log_warn("VM %s: its control channel did not come back within %d s of the re-adoption",
              vm->name, RECONNECT_TIMEOUT_MS / 1000);
     vm_exec_end_all(vm, "the VM's control channel did not come back after hyprd restarted");
+    vm_pause_resume_parked(vm);
 }
 
 static void on_pidfd(uv_poll_t *h, int status, int events)

@@ -51,7 +51,8 @@ struct vm_runtime {
     bool keeps_stdin;      /* -i: its stdin stays open while no client is attached */
     bool cfg_tty;          /* -t: the workload runs on a terminal */
     bool pause_busy;       /* a pause/unpause request is with the hypervisor */
-    int pidfd;             /* -1 */
+    struct pause_work *parked_unpause; /* ... or waits for the channel (re-adopted) */
+    int pidfd;                         /* -1 */
     uv_poll_t pid_poll;
     bool pid_polling;
 
@@ -154,6 +155,9 @@ char *vm_proc_file(daemon_ctx *d, const char *id);
  * paused); a VM without the file cannot be re-adopted, which costs its workload but
  * nothing else. Written at the spawn and at each pause/unpause. */
 void vm_write_proc_file(vm_runtime *vm);
+/* An unpause that waited for the channel of a re-adopted VM goes on (the channel is
+ * back, or will not come, or the VM ended). */
+void vm_pause_resume_parked(vm_runtime *vm);
 
 /* ---- re-adoption at start-up (vm_adopt.c) ------------------------------------ */
 

@@ -73,14 +73,30 @@ int vm_pause(daemon_ctx *d, const char *ref, bool pause, vm_pause_done done, voi
     w->done = done;
     w->ud = ud;
     w->err = (hypr_error)HYPR_ERROR_INIT;
-    r = uv_queue_work(d->loop, &w->req, pause_run, pause_after);
-    if (r < 0) {
+    /* Re-adopted while paused: resumed before qemu has reconnected its channel, the
+     * guest's port stays dead. The cont waits for the channel (a second at most). */
+    if (!pause && vm_channel_pending(vm)) {
+        vm->parked_unpause = w;
+    } else if ((r = uv_queue_work(d->loop, &w->req, pause_run, pause_after)) < 0) {
         free(w);
         return hypr_err(err, HYPR_INTERNAL, -r, "queue the pause: %s", uv_strerror(r));
     }
     vm->pause_busy = true;
     vm->handles_open++; /* the runtime outlives the request */
     return 0;
+}
+
+void vm_pause_resume_parked(vm_runtime *vm)
+{
+    pause_work *w = TAKE_PTR(vm->parked_unpause);
+    if (!w)
+        return;
+    int r = uv_queue_work(vm->d->loop, &w->req, pause_run, pause_after);
+    if (r < 0) {
+        hypr_err(&w->err, HYPR_INTERNAL, -r, "queue the unpause: %s", uv_strerror(r));
+        w->r = r;
+        pause_after(&w->req, 0);
+    }
 }
 
 bool vm_is_paused(daemon_ctx *d, const char *id)

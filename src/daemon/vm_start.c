@@ -201,6 +201,7 @@ static void settle(vm_runtime *vm, bool failed)
     vm->ip[0] = '\0';
     vm->proc_pid = 0;
     vm_exec_end_all(vm, "the VM stopped");
+    vm_pause_resume_parked(vm);
     vm_metrics_end_all(vm);
     vm_log_end_followers(vm);
     /* GPUs go back to their drivers before the VM counts as stopped: whoever
@@ -378,6 +379,7 @@ static void on_channel_up(vm_runtime *vm)
     if (vm->shutdown_pending && send_shutdown(vm))
         vm->shutdown_pending = false;
     vm_exec_channel_up(vm);
+    vm_pause_resume_parked(vm);
 }
 
 const vm_ctl_handlers vm_lifecycle_handlers = {
