@@ -70,18 +70,18 @@ static const char *flag_value(const builder_strv *flags, const char *name)
     return found;
 }
 
-static int check_instr(const builder_dockerfile *df, const builder_instr *in, bool trigger,
-                       hypr_error *err)
+static int check_instr(const builder_dockerfile *df, const builder_instr *in, int line,
+                       bool trigger, hypr_error *err)
 {
     if (!is_known(in->cmd)) {
         _cleanup_free_ char *u = upper_dup(in->cmd);
-        return fail_at(df, in->line, err, "unknown instruction: %s", u);
+        return fail_at(df, line, err, "unknown instruction: %s", u);
     }
     if (trigger && (!strcmp(in->cmd, "from") || !strcmp(in->cmd, "maintainer")))
-        return fail_at(df, in->line, err, "%s isn't allowed as an ONBUILD trigger",
+        return fail_at(df, line, err, "%s isn't allowed as an ONBUILD trigger",
                        !strcmp(in->cmd, "from") ? "FROM" : "MAINTAINER");
     if (in->inner)
-        return check_instr(df, in->inner, true, err);
+        return check_instr(df, in->inner, line, true, err);
     return 0;
 }
 
@@ -174,7 +174,7 @@ int builder_stages_build(const builder_dockerfile *df, builder_stages *out, hypr
     int r = 0;
     for (size_t i = 0; i < df->n_instrs && r == 0; i++) {
         const builder_instr *in = &df->instrs[i];
-        r = check_instr(df, in, false, err);
+        r = check_instr(df, in, in->line, false, err);
         if (r < 0)
             break;
         if (strcmp(in->cmd, "from")) {
