@@ -5,8 +5,7 @@
 #include <ctype.h>
 #include <string.h>
 
-/* Decodes one UTF-8 character; 0 for an invalid sequence. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+size_t builder_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
     size_t len;
     uint32_t c;
@@ -56,7 +55,7 @@ static void go_quote(hypr_buf *b, const char *s, size_t n)
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
         uint32_t c;
-        size_t l = utf8_decode(u + i, n - i, &c);
+        size_t l = builder_utf8_decode(u + i, n - i, &c);
         if (l == 0) {
             buf_printf(b, "\\x%02x", u[i]);
             i++;
@@ -152,23 +151,27 @@ char *builder_dump(const builder_dockerfile *df)
 
 /* ---- JSON -------------------------------------------------------------------------- */
 
-/* A JSON string of s[0..n), each invalid UTF-8 byte replaced by U+FFFD as Go does,
- * so that the document can always be printed. */
-static json_t *jstr(const char *s, size_t n)
+void builder_utf8_sanitize(const char *s, size_t n, hypr_buf *out)
 {
-    _cleanup_buf_ hypr_buf b = {0};
-    buf_puts(&b, "");
+    buf_puts(out, "");
     for (size_t i = 0; i < n;) {
         uint32_t c;
-        size_t l = utf8_decode((const unsigned char *)s + i, n - i, &c);
+        size_t l = builder_utf8_decode((const unsigned char *)s + i, n - i, &c);
         if (l == 0) {
-            buf_puts(&b, "\xEF\xBF\xBD");
+            buf_puts(out, "\xEF\xBF\xBD");
             i++;
         } else {
-            buf_append(&b, s + i, l);
+            buf_append(out, s + i, l);
             i += l;
         }
     }
+}
+
+/* A JSON string of s[0..n) that can always be printed. */
+static json_t *jstr(const char *s, size_t n)
+{
+    _cleanup_buf_ hypr_buf b = {0};
+    builder_utf8_sanitize(s, n, &b);
     return json_stringn_nocheck(b.data, b.len);
 }
 

@@ -40,4 +40,9 @@ void builder_heredocs_free(builder_heredoc *h, size_t n);
 /* Whitespace-trimmed copy of s[0..len) (Go's strings.TrimSpace for ASCII). */
 char *builder_trim_dup(const char *s, size_t len);
 
+/* Decodes one UTF-8 character into *cp: its length, 0 for an invalid sequence. */
+size_t builder_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+/* s[0..n) with each invalid UTF-8 byte replaced by U+FFFD, as Go's decoders do. */
+void builder_utf8_sanitize(const char *s, size_t n, hypr_buf *out);
+
 #endif

@@ -49,8 +49,11 @@ static int parse_json(const char *rest, builder_strv *args)
         rest++;
     if (*rest != '[')
         return 0;
+    /* Go's decoder takes invalid UTF-8 (as U+FFFD); jansson refuses it. */
+    _cleanup_buf_ hypr_buf valid = {0};
+    builder_utf8_sanitize(rest, strlen(rest), &valid);
     json_error_t jerr;
-    _cleanup_json_ json_t *a = json_loads(rest, JSON_ALLOW_NUL, &jerr);
+    _cleanup_json_ json_t *a = json_loads(valid.data, JSON_ALLOW_NUL, &jerr);
     if (!a || !json_is_array(a))
         return 0;
     size_t i;

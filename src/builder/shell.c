@@ -148,39 +148,62 @@ static int pattern_compile(shell_lex *sw, const char *p, int **out, size_t *n)
     return 0;
 }
 
-static size_t utf8_char_len(const char *s, size_t len)
+/* The length of the UTF-8 character starting at s, or (reversed) ending at s: '?'
+ * takes a whole character. avail: the bytes there are in that direction. */
+static size_t char_len(const char *s, size_t avail, bool reversed)
 {
     size_t i = 1;
-    if ((unsigned char)s[0] >= 0xC0)
-        while (i < len && ((unsigned char)s[i] & 0xC0) == 0x80 && i < 4)
+    if (reversed) {
+        while (i < avail && i < 4 && ((unsigned char)*(s - (i - 1)) & 0xC0) == 0x80)
             i++;
+    } else if ((unsigned char)s[0] >= 0xC0) {
+        while (i < avail && i < 4 && ((unsigned char)s[i] & 0xC0) == 0x80)
+            i++;
+    }
     return i;
 }
 
-/* Whether the whole of s[0..len) matches the pattern. */
-static bool pattern_match(const int *t, size_t nt, const char *s, size_t len)
+/* Runs the pattern as an NFA over s[0..len) (a state per token, '*' staying put):
+ * the shortest and longest prefix it matches whole, -1 when none. O(len * nt). */
+static void pattern_prefixes(const int *t, size_t nt, const char *s, size_t len, bool reversed,
+                             ssize_t *shortest, ssize_t *longest)
 {
-    size_t ti = 0, si = 0, star_t = SIZE_MAX, star_s = 0;
-    while (si < len) {
-        if (ti < nt && t[ti] == PAT_STAR) {
-            star_t = ti++;
-            star_s = si;
-        } else if (ti < nt && t[ti] == PAT_ANY) {
-            ti++;
-            si += utf8_char_len(s + si, len - si);
-        } else if (ti < nt && t[ti] == (unsigned char)s[si]) {
-            ti++;
-            si++;
-        } else if (star_t != SIZE_MAX) {
-            ti = star_t + 1;
-            si = ++star_s;
-        } else {
-            return false;
+    enum { RING = 5 };
+    size_t w = nt + 1;
+    _cleanup_free_ bool *ring = xcalloc(RING * w, sizeof(bool));
+    *shortest = *longest = -1;
+    ring[0] = true;
+    size_t live = 1; /* states set in the ring */
+    for (size_t p = 0; p <= len && live; p++) {
+        bool *cur = ring + (p % RING) * w;
+        for (size_t k = 0; k < nt; k++) /* closure: '*' may match nothing */
+            if (cur[k] && t[k] == PAT_STAR)
+                cur[k + 1] = true;
+        if (cur[nt]) {
+            if (*shortest < 0)
+                *shortest = (ssize_t)p;
+            *longest = (ssize_t)p;
         }
+        if (p < len) {
+            const char *at = reversed ? s + len - 1 - p : s + p;
+            size_t cl = char_len(at, len - p, reversed);
+            bool *next1 = ring + ((p + 1) % RING) * w, *nextc = ring + ((p + cl) % RING) * w;
+            for (size_t k = 0; k < nt; k++) {
+                if (!cur[k])
+                    continue;
+                if (t[k] == PAT_STAR)
+                    nextc[k] = true;
+                else if (t[k] == PAT_ANY)
+                    nextc[k + 1] = true;
+                else if (t[k] == (unsigned char)*at)
+                    next1[k + 1] = true;
+            }
+        }
+        memset(cur, 0, w * sizeof(bool));
+        live = 0;
+        for (size_t i = 0; i < RING * w; i++)
+            live += ring[i];
     }
-    while (ti < nt && t[ti] == PAT_STAR)
-        ti++;
-    return ti == nt;
 }
 
 /* ${V#p} / ${V##p} (prefix) and ${V%s} / ${V%%s} (suffix). */
@@ -192,28 +215,30 @@ static int trim_affix(shell_lex *sw, const char *pat, const char *value, bool gr
     if (pattern_compile(sw, pat, &t, &nt) < 0)
         return -EINVAL;
     size_t len = strlen(value);
-    for (size_t k = 0; k <= len; k++) {
-        size_t l = greedy ? len - k : k;
-        const char *start = suffix ? value + len - l : value;
-        if (pattern_match(t, nt, start, l)) {
-            if (suffix)
-                buf_append(res, value, len - l);
-            else
-                buf_append(res, value + l, len - l);
-            return 0;
+    if (suffix) /* the pattern backwards over the value backwards */
+        for (size_t i = 0; i < nt / 2; i++) {
+            int tmp = t[i];
+            t[i] = t[nt - 1 - i];
+            t[nt - 1 - i] = tmp;
         }
-    }
-    buf_puts(res, value);
+    ssize_t shortest, longest;
+    pattern_prefixes(t, nt, value, len, suffix, &shortest, &longest);
+    ssize_t l = greedy ? longest : shortest;
+    if (l < 0)
+        buf_puts(res, value);
+    else if (suffix)
+        buf_append(res, value, len - (size_t)l);
+    else
+        buf_append(res, value + l, len - (size_t)l);
     return 0;
 }
 
 /* The longest match starting at value[i], or -1. */
 static ssize_t match_at(const int *t, size_t nt, const char *value, size_t len, size_t i)
 {
-    for (size_t l = len - i + 1; l-- > 0;)
-        if (pattern_match(t, nt, value + i, l))
-            return (ssize_t)l;
-    return -1;
+    ssize_t shortest, longest;
+    pattern_prefixes(t, nt, value + i, len - i, false, &shortest, &longest);
+    return longest;
 }
 
 static int replace_pattern(shell_lex *sw, const char *pat, const char *rep, const char *value,

@@ -174,6 +174,8 @@ static const parse_case parse_cases[] = {
     {"FROM a\nCOPY [\"a b\", \"/c\"]\n", "1-1 from \"a\"\n2-2J copy \"a b\" \"/c\"\n"},
     {"FROM a\nVOLUME /a /b\n", "1-1 from \"a\"\n2-2 volume \"/a\" \"/b\"\n"},
     {"FROM a\nSHELL [\"/bin/sh\", \"-c\"]\n", "1-1 from \"a\"\n2-2J shell \"/bin/sh\" \"-c\"\n"},
+    /* Go decodes invalid UTF-8 in JSON strings as U+FFFD: still the exec form */
+    {"FROM a\nCMD [\"a\xff\"]\n", "1-1 from \"a\"\n2-2J cmd \"a\xEF\xBF\xBD\"\n"},
     {"FROM a\nRUN [\"echo\"] x\n", "1-1 from \"a\"\n2-2 run \"[\\\"echo\\\"] x\"\n"},
     {"FROM a\nHEALTHCHECK NONE\n", "1-1 from \"a\"\n2-2 healthcheck \"NONE\"\n"},
     {"FROM a\nHEALTHCHECK --retries=2 CMD [\"x\"]\n",

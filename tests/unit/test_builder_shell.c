@@ -139,15 +139,8 @@ typedef struct word_case {
 
 static void test_own_word_cases(void **state)
 {
-    char *env[] = {"V=value",
-                   "E=",
-                   "P=/usr/local/bin/app",
-                   "F=archive.tar.gz",
-                   "S=a  b",
-                   "V2=override",
-                   "V2=last",
-                   "PATHS=a/b/a/b",
-                   NULL};
+    char *env[] = {"V=value",     "E=",      "P=/usr/local/bin/app", "F=archive.tar.gz", "S=a  b",
+                   "V2=override", "V2=last", "PATHS=a/b/a/b",        "K=한국어",         NULL};
     static const word_case cases[] = {
         {"$V", "value"},
         {"${V}x", "valuex"},
@@ -167,6 +160,14 @@ static void test_own_word_cases(void **state)
         {"${F%%.*}", "archive"},
         {"${F#nomatch}", "archive.tar.gz"},
         {"${F%.gz}", "archive.tar"},
+        {"${K%?}", "한국"},
+        {"${K#?}", "국어"},
+        {"${K%%?*}", ""},
+        {"${K/국/-}", "한-어"},
+        {"${F%a*}", "archive.t"},
+        {"${F%%a*}", ""},
+        {"${F#*a}", "rchive.tar.gz"},
+        {"${F##*a}", "r.gz"},
         {"${F#arch?ve.}", "tar.gz"},
         {"${PATHS/a/X}", "X/b/a/b"},
         {"${PATHS//a/X}", "X/b/X/b"},
