@@ -225,13 +225,19 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
     if (format && !check)
-        return cli_fail(ctx, 1, "--format is only valid with --check");
+        return cli_usage_error(&cmd, "--format is only valid with --check");
     if (format && strcmp(format, "json"))
         return cli_invalid_value(&cmd, "format", format, "the only format of --check is \"json\"");
     if (check)
         return build_check(ctx, p.nargs ? p.args[0] : ".", file, format);
-    if (p.nargs != 1)
-        return cli_fail(ctx, 1, "\"%s\" requires exactly 1 argument.", ctx->cmdpath);
+    if (p.nargs != 1) {
+        /* PATH is optional for --check only: the same argument-count error as ever. */
+        cli_command strict = cmd;
+        strict.min_args = 1;
+        _cleanup_parsed_ cli_parsed again = {0};
+        if (!cli_parse_or_exit(&strict, argc, argv, &again, &ec))
+            return ec;
+    }
     const char *context = p.args[0];
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     struct stat st;
