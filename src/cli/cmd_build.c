@@ -4,6 +4,9 @@
 #define LOG_MODULE "cli"
 #include "cli/cmd.h"
 
+#include "builder/builder.h"
+#include "common/json_cleanup.h"
+
 #include <fcntl.h>
 #include <limits.h>
 #include <spawn.h>
@@ -101,16 +104,103 @@ static int send_context(rpc_stream *s, const char *context, hypr_error *err)
     return 0;
 }
 
+/* The Dockerfile text for --check: FILE ("-" = stdin), else CONTEXT/Dockerfile. */
+static int read_dockerfile(const char *context, const char *file, char **name, char **data,
+                           size_t *len, hypr_error *err)
+{
+    if (file && !strcmp(file, "-")) {
+        _cleanup_buf_ hypr_buf b = {0};
+        char chunk[65536];
+        for (;;) {
+            ssize_t n = read(STDIN_FILENO, chunk, sizeof(chunk));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return hypr_err(err, HYPR_INVALID_ARGUMENT, errno,
+                                "reading the Dockerfile "
+                                "from stdin: %s",
+                                strerror(errno));
+            if (n == 0)
+                break;
+            if (b.len + (size_t)n > BUILDER_DOCKERFILE_MAX)
+                return hypr_err(err, HYPR_INVALID_ARGUMENT, EFBIG,
+                                "the Dockerfile on stdin is larger than %u bytes",
+                                BUILDER_DOCKERFILE_MAX);
+            buf_append(&b, chunk, (size_t)n);
+        }
+        *len = b.len;
+        *data = buf_steal(&b);
+        *name = xstrdup("Dockerfile");
+        return 0;
+    }
+    _cleanup_free_ char *path = file ? xstrdup(file) : path_join(context, "Dockerfile");
+    int r = read_file(path, BUILDER_DOCKERFILE_MAX, data, len);
+    if (r < 0)
+        return hypr_err(err, HYPR_INVALID_ARGUMENT, -r, "cannot read Dockerfile %s: %s", path,
+                        strerror(-r));
+    *name = TAKE_PTR(path);
+    return 0;
+}
+
+/* hypr build --check: parse and validate offline; print the JSON document or a
+ * summary with BuildKit-style warnings. A parse error is "FILE:LINE: message" on
+ * stderr and exit 1. */
+static int build_check(cli_ctx *ctx, const char *context, const char *file, const char *format)
+{
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    _cleanup_free_ char *name = NULL, *data = NULL;
+    size_t len = 0;
+    if (read_dockerfile(context, file, &name, &data, &len, &err) < 0)
+        return cli_fail_with(ctx, 1, &err);
+    _cleanup_dockerfile_ builder_dockerfile *df = NULL;
+    builder_stages st = {0};
+    if (builder_parse(data, len, name, &df, &err) < 0 || builder_stages_build(df, &st, &err) < 0) {
+        fprintf(stderr, "%s\n", err.message);
+        return 1;
+    }
+    size_t n_errors;
+    _cleanup_strv_ char **problems = builder_lint(df, &n_errors);
+    /* Flag and HEALTHCHECK-type problems fail a build, not the parse: reported,
+     * the document still printed (BuildKit's parser accepts them too). */
+    for (size_t i = 0; problems[i]; i++)
+        fprintf(stderr, "%s: %s\n", i < n_errors ? "build error" : "warning", problems[i]);
+    int ret = 0;
+    if (format) {
+        _cleanup_json_ json_t *doc = builder_check_json(df, &st);
+        _cleanup_free_ char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (!text)
+            ret = cli_fail(ctx, 1, "cannot print the JSON document");
+        else
+            printf("%s\n", text);
+    } else {
+        size_t n_instrs = df->n_instrs;
+        printf("%s: %zu stage%s, %zu instruction%s; ", name, st.n, st.n == 1 ? "" : "s", n_instrs,
+               n_instrs == 1 ? "" : "s");
+        size_t n_problems = strv_length(problems);
+        if (!n_problems)
+            printf("no problems found\n");
+        else
+            printf("%zu error%s, %zu warning%s (on stderr)\n", n_errors, n_errors == 1 ? "" : "s",
+                   n_problems - n_errors, n_problems - n_errors == 1 ? "" : "s");
+    }
+    builder_stages_clear(&st);
+    return ret;
+}
+
 int cmd_build(cli_ctx *ctx, int argc, char **argv)
 {
     _cleanup_list_ cli_list tags = {0};
     _cleanup_list_ cli_list build_args = {0};
-    const char *file = NULL, *target = NULL, *platform = NULL;
-    bool no_cache = false, quiet = false;
+    const char *file = NULL, *target = NULL, *platform = NULL, *format = NULL;
+    bool no_cache = false, quiet = false, check = false;
     const cli_option opts[] = {
         CLI_LIST(0, "build-arg", "list", &build_args, "Set build-time variables (K=V)"),
+        CLI_BOOL(0, "check", &check,
+                 "Parse and check the Dockerfile only (no daemon, nothing built)"),
         CLI_STRING('f', "file", "string", &file,
                    "Name of the Dockerfile (default: PATH/Dockerfile)"),
+        CLI_STRING(0, "format", "string", &format,
+                   "With --check: \"json\" prints the parsed Dockerfile as JSON"),
         CLI_BOOL(0, "no-cache", &no_cache, "Do not use cache when building the image"),
         CLI_STRING(0, "platform", "string", &platform, "Set platform for the build"),
         CLI_BOOL('q', "quiet", &quiet, "Suppress the build output and print image ID on success"),
@@ -123,15 +213,31 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
         .usage = "[OPTIONS] PATH",
         .description = "Build an image from a Dockerfile",
         .options = opts,
-        .min_args = 1,
+        .min_args = 0,
         .max_args = 1,
         .notes = "PATH is a local directory; it is sent to the daemon as a tar stream.\n"
-                 "RUN steps execute inside an isolated build VM.",
+                 "RUN steps execute inside an isolated build VM.\n"
+                 "With --check (PATH optional, default \".\"; -f - reads stdin) nothing is sent:\n"
+                 "the Dockerfile is parsed and checked locally, see docs/build.md.",
     };
     _cleanup_parsed_ cli_parsed p = {0};
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
+    if (format && !check)
+        return cli_usage_error(&cmd, "--format is only valid with --check");
+    if (format && strcmp(format, "json"))
+        return cli_invalid_value(&cmd, "format", format, "the only format of --check is \"json\"");
+    if (check)
+        return build_check(ctx, p.nargs ? p.args[0] : ".", file, format);
+    if (p.nargs != 1) {
+        /* PATH is optional for --check only: the same argument-count error as ever. */
+        cli_command strict = cmd;
+        strict.min_args = 1;
+        _cleanup_parsed_ cli_parsed again = {0};
+        if (!cli_parse_or_exit(&strict, argc, argv, &again, &ec))
+            return ec;
+    }
     const char *context = p.args[0];
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     struct stat st;
