@@ -158,6 +158,8 @@ const char *vm_state_name(Hypr__V1__VMStatus s); /* "running", "exited", ... */
 char *vm_status_text(const Hypr__V1__VM *vm, int64_t now);
 /* "127.0.0.1:8080->80/tcp, ..." Caller frees. */
 char *ports_text(Hypr__V1__PortMapping **ports, size_t n);
+/* ps's PORTS of a VM: its forwards while it runs (or is paused), "" otherwise. */
+char *vm_ports_text(const Hypr__V1__VM *vm);
 /* ps / inspect JSON of a VM (cli_json_fn: item is a Hypr__V1__VM). */
 json_t *vm_summary_json(const void *item, const cli_view_opts *o);
 json_t *vm_inspect_json(const void *item, const cli_view_opts *o);

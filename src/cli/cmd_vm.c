@@ -634,8 +634,7 @@ static void vm_row(cli_table *t, const void *item, const cli_view_opts *o)
     const Hypr__V1__VM *vm = item;
     _cleanup_free_ char *id = cli_item_short_id(vm, o);
     _cleanup_free_ char *status = vm_status_text(vm, o->now);
-    _cleanup_free_ char *ports =
-        vm->config ? ports_text(vm->config->ports, vm->config->n_ports) : xstrdup("");
+    _cleanup_free_ char *ports = vm_ports_text(vm);
     table_add(t, id, vm->name, vm->config ? vm->config->image : "", status, vm->ip_address, ports);
 }
 

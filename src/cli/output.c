@@ -239,6 +239,14 @@ char *ports_text(Hypr__V1__PortMapping **ports, size_t n)
     return buf_steal(&b);
 }
 
+char *vm_ports_text(const Hypr__V1__VM *vm)
+{
+    /* Docker lists a container's ports only while they are published: running. */
+    bool up = vm->status == HYPR__V1__VMSTATUS__VM_STATUS_RUNNING ||
+              vm->status == HYPR__V1__VMSTATUS__VM_STATUS_PAUSED;
+    return up && vm->config ? ports_text(vm->config->ports, vm->config->n_ports) : xstrdup("");
+}
+
 /* Docker's NetworkSettings.Networks: one entry per network the VM joins, with the
  * running VM's address, gateway and MAC there ("" while it is not running). */
 static json_t *networks_json(const Hypr__V1__VM *vm)
@@ -281,7 +289,7 @@ json_t *vm_summary_json(const void *item, const cli_view_opts *vo)
     const Hypr__V1__VM *vm = item;
     const Hypr__V1__VMConfig *c = vm->config ? vm->config : &empty_config;
     _cleanup_free_ char *status = vm_status_text(vm, vo->now);
-    _cleanup_free_ char *ports = ports_text(c->ports, c->n_ports);
+    _cleanup_free_ char *ports = vm_ports_text(vm);
     json_t *o = json_object();
     json_object_set_new(o, "ID", json_string(vm->id));
     json_object_set_new(o, "Names", json_string(vm->name));

@@ -146,8 +146,12 @@ def test_port_lists_mappings_like_docker(vmd):
     assert p.returncode == 1 and "No public port '81/tcp' published for p-web" in p.err, p.err
     p = vmd.hypr("port", "p-web", "80/bogus")
     assert p.returncode == 1 and "invalid port" in p.err, p.err
+    row = [v for v in vmd.ps_json() if v["Names"] == "p-web"][0]
+    assert "127.0.0.1:%d->80/tcp" % tcp in row["Ports"], row
     vmd.ok("stop", "-t", "1", "p-web")
     assert vmd.ok("port", "p-web").out == ""  # nothing is bound once it is down
+    row = [v for v in vmd.ps_json(all=True) if v["Names"] == "p-web"][0]
+    assert (row["Ports"], row["IPAddress"]) == ("", ""), row  # as docker ps -a shows it
     vmd.ok("rm", vm)
 
 
