@@ -440,9 +440,11 @@ void api_import_image(rpc_call *call, ProtobufCMessage *msg)
 /* ---- DeleteImage / GetImageHistory ----------------------------------------------------- */
 
 /* A VM whose image this is refuses the removal, like docker rmi: a running one even
- * with force, a stopped one without. */
-static int check_unused(daemon_ctx *d, const store_image *img, bool force, hypr_error *err)
+ * with force, a stopped one without (with force, *used says the image must stay). */
+static int check_unused(daemon_ctx *d, const store_image *img, bool force, bool *used,
+                        hypr_error *err)
 {
+    *used = false;
     store_vm *vms = NULL;
     size_t n = 0;
     int r = store_vm_list(d->db, &vms, &n, err);
@@ -454,7 +456,9 @@ static int check_unused(daemon_ctx *d, const store_image *img, bool force, hypr_
                          "conflict: unable to delete %.12s (cannot be forced) - image is being "
                          "used by running VM %s (%.12s)",
                          img->id, vms[i].name, vms[i].id);
-        else if (!force)
+        else if (force)
+            *used = true;
+        else
             r = hypr_err(err, HYPR_FAILED_PRECONDITION, EBUSY,
                          "image %s:%s is used by VM %s (%.12s): remove the VM first or use "
                          "--force",
@@ -473,15 +477,24 @@ void api_delete_image(rpc_call *call, ProtobufCMessage *msg)
     int r = str_empty(req->id) ? hypr_err(&err, HYPR_INVALID_ARGUMENT, EINVAL,
                                           "an image ID or reference is required")
                                : image_store_find(d->db, req->id, &img, &err);
+    bool used = false;
     if (r >= 0)
-        r = check_unused(d, &img, req->force, &err);
+        r = check_unused(d, &img, req->force, &used, &err);
     if (r >= 0)
-        r = image_store_remove(d->db, &img, &err);
+        r = used ? image_store_untag(d->db, &img, &err) : image_store_remove(d->db, &img, &err);
     if (r < 0) {
         api_fail(call, &err);
         return;
     }
     _cleanup_free_ char *ref = xasprintf("%s:%s", img.name, img.tag ? img.tag : "");
+    if (used) { /* a stopped VM keeps it: untagged only, as docker rmi -f */
+        char *attrs[] = {"name", ref, NULL};
+        event_publish(d->events, "image.untagged", img.id, ref, attrs);
+        log_info("untagged image %s (%s): a VM still uses it", ref, img.id);
+        Hypr__V1__DeleteImageResponse resp = HYPR__V1__DELETE_IMAGE_RESPONSE__INIT;
+        rpc_call_reply(call, &resp.base);
+        return;
+    }
     _cleanup_free_ char *deleted = xasprintf("sha256:%s", img.id);
     char *attrs[] = {"name", ref, NULL};
     event_publish(d->events, "image.deleted", img.id, ref, attrs);

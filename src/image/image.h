@@ -325,6 +325,9 @@ int image_store_cleanup(const char *data_dir);
 int image_store_find(store *db, const char *ref, store_image *out, hypr_error *err);
 /* Deletes the row then the directory. */
 int image_store_remove(store *db, const store_image *img, hypr_error *err);
+/* Takes img's name and tag away (docker rmi -f of an image a stopped VM uses): it
+ * stays, dangling, under images/untagged-<id>, for the VMs that name it by ID. */
+int image_store_untag(store *db, const store_image *img, hypr_error *err);
 /* Removes an image's directory (blocking: a worker thread's job once the row is
  * gone); a path outside an image store is left alone. 0 or -errno. */
 int image_store_remove_dir(const char *path);

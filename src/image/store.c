@@ -255,6 +255,48 @@ int image_store_remove(store *db, const store_image *img, hypr_error *err)
     return 0;
 }
 
+typedef struct untag_tx {
+    const char *id;
+    store_image *img;
+} untag_tx;
+
+static int untag_fn(store *s, void *ud)
+{
+    untag_tx *tx = ud;
+    hypr_error e = HYPR_ERROR_INIT;
+    int r = store_image_delete(s, tx->id, &e);
+    if (r >= 0)
+        r = store_image_insert(s, tx->img, &e);
+    hypr_error_clear(&e);
+    return r;
+}
+
+int image_store_untag(store *db, const store_image *img, hypr_error *err)
+{
+    if (!img->path || !strstr(img->path, "/images/"))
+        return hypr_err(err, HYPR_INTERNAL, EINVAL, "image %.12s is not in the image store",
+                        img->id);
+    /* Out of the name:tag directory a later pull of that name would replace. */
+    _cleanup_free_ char *images =
+        xstrndup(img->path, (size_t)(strrchr(img->path, '/') - img->path));
+    _cleanup_free_ char *name = xasprintf("untagged-%s", img->id);
+    _cleanup_free_ char *path = path_join(images, name);
+    if (rename(img->path, path) < 0)
+        return hypr_err(err, HYPR_INTERNAL, errno, "move %s to %s: %s", img->path, path,
+                        strerror(errno));
+    store_image dangling = *img;
+    dangling.name = (char *)"";
+    dangling.tag = NULL;
+    dangling.path = path;
+    untag_tx tx = {.id = img->id, .img = &dangling};
+    int r = store_transaction(db, untag_fn, &tx, err);
+    if (r < 0) {
+        rename(path, img->path);
+        return hypr_err_prefix(err, "untag image %.12s", img->id);
+    }
+    return 0;
+}
+
 int image_store_find(store *db, const char *ref, store_image *out, hypr_error *err)
 {
     int r = store_image_find(db, ref, out, err);

@@ -289,7 +289,7 @@ def test_network_none_dns_add_host_and_label_file(vmd, tmp_path):
     vmd.ok("rm", vm)
 
 
-def test_rmi_force_of_an_image_a_running_vm_uses_is_refused(vmd, busybox_rootfs):
+def test_rmi_force_refused_for_a_running_vms_image_and_untags_a_stopped_ones(vmd, busybox_rootfs):
     import_busybox(vmd.daemon, busybox_rootfs, reference="bb-busy:1")
     vm = vmd.run_detached("--name", "r-busy", "bb-busy:1", "sleep", "3600")
     vmd.wait_status(vm, "running")
@@ -299,8 +299,18 @@ def test_rmi_force_of_an_image_a_running_vm_uses_is_refused(vmd, busybox_rootfs)
     p = vmd.hypr("rmi", "bb-busy:1")
     assert p.returncode == 1 and "is being used by running VM" in p.err, p.err
     assert "bb-busy" in vmd.ok("images").out  # nothing was removed
+    vmd.ok("stop", "-t", "1", vm)
+    p = vmd.hypr("rmi", "bb-busy:1")  # a stopped VM's image: refused without -f
+    assert p.returncode == 1 and "remove the VM first or use --force" in p.err, p.err
+    assert vmd.ok("rmi", "-f", "bb-busy:1").out == "Untagged: bb-busy:1\n"
+    rows = json.loads(vmd.ok("images", "--format", "json").out)
+    assert not [r for r in rows if "bb-busy" in json.dumps(r)], rows
+    assert vmd.ok("images", "-q", "-f", "dangling=true").out.strip()  # it stays, dangling
+    vmd.ok("start", vm)  # the VM keeps its image
+    vmd.wait_status(vm, "running")
     vmd.ok("rm", "-f", vm)
-    vmd.ok("rmi", "bb-busy:1")
+    vmd.ok("image", "prune", "-f")
+    assert vmd.ok("images", "-q", "-f", "dangling=true").out == ""
 
 
 def test_version_and_info_take_format_like_docker(vmd):
