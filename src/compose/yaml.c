@@ -1,0 +1,441 @@
+/* YAML in and out: libfyaml parses (anchors, aliases and << merge keys resolved),
+ * the document becomes a jansson tree with interpolated scalars, and the model is
+ * written back as block YAML for `compose config`. */
+#include "compose/compose_internal.h"
+
+#include <ctype.h>
+#include <libfyaml.h>
+#include <math.h>
+#include <string.h>
+
+/* Aliases can multiply a small file into a huge tree ("billion laughs"). */
+#define CZ_MAX_NODES 1000000
+
+DEFINE_CLEANUP_FUNC(struct fy_document, fy_document_destroy)
+DEFINE_CLEANUP_FUNC(struct fy_diag, fy_diag_unref)
+
+static void record(cz_ctx *c, const json_t *node, const char *file, int line, const char *raw)
+{
+    if (c->nsrcs == c->capsrcs) {
+        c->capsrcs = c->capsrcs ? c->capsrcs * 2 : 256;
+        c->srcs = xrealloc(c->srcs, c->capsrcs * sizeof(*c->srcs));
+    }
+    c->srcs[c->nsrcs++] = (cz_src){node, file, line, raw ? xstrdup(raw) : NULL};
+}
+
+/* YAML 1.2 core schema for a plain scalar. */
+static json_t *plain_scalar(const char *s, size_t n, bool *numeric)
+{
+    *numeric = false;
+    _cleanup_free_ char *t = xstrndup(s, n);
+    if (!n || !strcmp(t, "~") || !strcmp(t, "null") || !strcmp(t, "Null") || !strcmp(t, "NULL"))
+        return json_null();
+    if (!strcmp(t, "true") || !strcmp(t, "True") || !strcmp(t, "TRUE"))
+        return json_true();
+    if (!strcmp(t, "false") || !strcmp(t, "False") || !strcmp(t, "FALSE"))
+        return json_false();
+    const char *d = t;
+    int base = 10;
+    if (!strncmp(t, "0o", 2) && n > 2)
+        base = 8, d = t + 2;
+    else if (!strncmp(t, "0x", 2) && n > 2)
+        base = 16, d = t + 2;
+    bool ok = *d != '\0';
+    for (const char *p = d; *p && ok; p++)
+        ok = base == 16  ? isxdigit((unsigned char)*p)
+             : base == 8 ? (*p >= '0' && *p <= '7')
+                         : (isdigit((unsigned char)*p) ||
+                            (p == d && (*p == '-' || *p == '+') && p[1] != '\0'));
+    if (ok) {
+        errno = 0;
+        char *end;
+        long long v = strtoll(d, &end, base);
+        if (!errno && !*end) {
+            *numeric = true;
+            return json_integer(v);
+        }
+        return json_stringn(s, n);
+    }
+    /* float: [-+]? ( . [0-9]+ | [0-9]+ ( . [0-9]* )? ) ( [eE] [-+]? [0-9]+ )? */
+    const char *p = t;
+    if (*p == '-' || *p == '+')
+        p++;
+    size_t digits = 0;
+    while (isdigit((unsigned char)*p))
+        p++, digits++;
+    if (*p == '.') {
+        p++;
+        while (isdigit((unsigned char)*p))
+            p++, digits++;
+    }
+    if (digits && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (*p == '-' || *p == '+')
+            p++;
+        size_t ed = 0;
+        while (isdigit((unsigned char)*p))
+            p++, ed++;
+        if (!ed)
+            digits = 0;
+    }
+    if (digits && !*p) {
+        double v = strtod(t, NULL);
+        if (isfinite(v)) {
+            *numeric = true;
+            return json_real(v);
+        }
+    }
+    return json_stringn(s, n);
+}
+
+static bool tagged_str(struct fy_node *n)
+{
+    size_t tl = 0;
+    const char *tag = fy_node_get_tag(n, &tl);
+    return tag && tl >= 3 && !memcmp(tag + tl - 3, "str", 3);
+}
+
+static int convert(cz_ctx *c, struct fy_node *n, const char *file, const char *path, json_t **out);
+
+/* libfyaml 0.7 has marks on tokens only: a collection's line is its first entry's. */
+static int node_line(struct fy_node *n, int depth)
+{
+    if (!n || depth > 64)
+        return 0;
+    void *it = NULL;
+    switch (fy_node_get_type(n)) {
+    case FYNT_SCALAR: {
+        struct fy_token *t = fy_node_get_scalar_token(n);
+        const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
+        return m ? m->line + 1 : 0;
+    }
+    case FYNT_SEQUENCE:
+        return node_line(fy_node_sequence_iterate(n, &it), depth + 1);
+    case FYNT_MAPPING: {
+        struct fy_node_pair *p = fy_node_mapping_iterate(n, &it);
+        return p ? node_line(fy_node_pair_key(p), depth + 1) : 0;
+    }
+    }
+    return 0;
+}
+
+static int convert_scalar(cz_ctx *c, struct fy_node *n, const char *file, const char *path,
+                          int line, json_t **out)
+{
+    size_t len = 0;
+    const char *s = fy_node_get_scalar(n, &len);
+    if (!s)
+        s = "", len = 0;
+    bool plain = fy_node_get_style(n) == FYNS_PLAIN && !tagged_str(n);
+    if (memchr(s, '\0', len))
+        return cz_errf(c, NULL, path, "%s:%d: NUL character in a value", file, line);
+    if (memchr(s, '$', len)) {
+        _cleanup_free_ char *text = xstrndup(s, len), *res = NULL, *msg = NULL;
+        if (cz_interpolate(text, c->env, &res, &msg) < 0) {
+            int r = hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL, "%s:%d: %s: %s", file, line,
+                             str_empty(path) ? "(root)" : path, msg);
+            return r;
+        }
+        *out = json_string(res);
+        if (!*out)
+            return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL,
+                            "%s:%d: %s: value is not valid UTF-8", file, line, path);
+        record(c, *out, file, line, NULL);
+        return 0;
+    }
+    bool numeric = false;
+    *out = plain ? plain_scalar(s, len, &numeric) : json_stringn(s, len);
+    if (!*out)
+        return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "%s:%d: %s: value is not valid UTF-8", file, line, path);
+    if (!json_is_null(*out) && !json_is_boolean(*out)) {
+        _cleanup_free_ char *raw = numeric ? xstrndup(s, len) : NULL;
+        record(c, *out, file, line, raw);
+    }
+    return 0;
+}
+
+static int convert(cz_ctx *c, struct fy_node *n, const char *file, const char *path, json_t **out)
+{
+    *out = NULL;
+    if (++c->nodes > CZ_MAX_NODES)
+        return hypr_err(c->err, HYPR_INVALID_ARGUMENT, E2BIG,
+                        "%s: document too large (more than %d nodes once aliases are expanded)",
+                        file, CZ_MAX_NODES);
+    if (!n) {
+        *out = json_null();
+        return 0;
+    }
+    int line = node_line(n, 0);
+    switch (fy_node_get_type(n)) {
+    case FYNT_SCALAR:
+        return convert_scalar(c, n, file, path, line, out);
+    case FYNT_SEQUENCE: {
+        _cleanup_json_ json_t *a = json_array();
+        void *it = NULL;
+        size_t i = 0;
+        for (struct fy_node *e; (e = fy_node_sequence_iterate(n, &it)); i++) {
+            _cleanup_free_ char *p = xasprintf("%s[%zu]", path, i);
+            json_t *v;
+            if (convert(c, e, file, p, &v) < 0)
+                return -EINVAL;
+            json_array_append_new(a, v);
+        }
+        record(c, a, file, line, NULL);
+        *out = TAKE_PTR(a);
+        return 0;
+    }
+    case FYNT_MAPPING: {
+        _cleanup_json_ json_t *o = json_object();
+        void *it = NULL;
+        for (struct fy_node_pair *pr; (pr = fy_node_mapping_iterate(n, &it));) {
+            struct fy_node *k = fy_node_pair_key(pr);
+            size_t kl = 0;
+            const char *ks =
+                k && fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar(k, &kl) : NULL;
+            if (!ks || memchr(ks, '\0', kl))
+                return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL,
+                                "%s:%d: %s: mapping keys must be strings", file, line,
+                                str_empty(path) ? "(root)" : path);
+            _cleanup_free_ char *key = xstrndup(ks, kl);
+            _cleanup_free_ char *p = str_empty(path) ? xstrdup(key) : xasprintf("%s.%s", path, key);
+            json_t *v;
+            if (convert(c, fy_node_pair_value(pr), file, p, &v) < 0)
+                return -EINVAL;
+            if (json_object_set_new(o, key, v) < 0)
+                return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL,
+                                "%s:%d: %s: key is not valid UTF-8", file, line, p);
+        }
+        record(c, o, file, line, NULL);
+        *out = TAKE_PTR(o);
+        return 0;
+    }
+    }
+    return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL, "%s:%d: unsupported YAML node", file,
+                    line);
+}
+
+static struct fy_document *parse(cz_ctx *c, const char *data, size_t len, const char *file,
+                                 bool report)
+{
+    struct fy_diag_cfg dcfg;
+    fy_diag_cfg_default(&dcfg);
+    dcfg.fp = NULL;
+    dcfg.output_fn = NULL;
+    dcfg.colorize = false;
+    _cleanup_(fy_diag_unrefp) struct fy_diag *diag = fy_diag_create(&dcfg);
+    if (diag)
+        fy_diag_set_collect_errors(diag, true);
+    struct fy_parse_cfg cfg = {
+        .flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_RESOLVE_DOCUMENT |
+                 FYPCF_DEFAULT_VERSION_1_2 | FYPCF_JSON_NONE,
+        .diag = diag,
+    };
+    struct fy_document *fyd = fy_document_build_from_string(&cfg, data, len);
+    if (fyd && !fy_document_get_diag(fyd))
+        return fyd;
+    if (fyd) {
+        struct fy_diag *dd = fy_document_get_diag(fyd);
+        bool bad = fy_diag_got_error(dd);
+        fy_diag_unref(dd);
+        if (!bad)
+            return fyd;
+        fy_document_destroy(fyd);
+    }
+    if (report) {
+        const char *msg = "invalid YAML";
+        int line = 0;
+        void *it = NULL;
+        struct fy_diag_error *e = diag ? fy_diag_errors_iterate(diag, &it) : NULL;
+        if (e) {
+            msg = e->msg;
+            line = e->line + 1;
+        }
+        hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL, "%s:%d: %s", file, line, msg);
+    }
+    return NULL;
+}
+
+int cz_yaml_load(cz_ctx *c, const char *data, size_t len, const char *file, json_t **out)
+{
+    *out = NULL;
+    if (len == 0 || !data)
+        return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL, "%s: empty compose file", file);
+    _cleanup_(fy_document_destroyp) struct fy_document *fyd = parse(c, data, len, file, true);
+    if (!fyd)
+        return -EINVAL;
+    struct fy_node *root = fy_document_root(fyd);
+    if (!root || fy_node_get_type(root) != FYNT_MAPPING)
+        return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL,
+                        "%s:1: the top level must be a mapping", file);
+    json_t *v;
+    if (convert(c, root, file, "", &v) < 0)
+        return -EINVAL;
+    json_array_append(c->keep, v);
+    *out = v;
+    return 0;
+}
+
+char *cz_yaml_peek_name(cz_ctx *c, const char *data, size_t len)
+{
+    if (!data || !len)
+        return NULL;
+    _cleanup_(fy_document_destroyp) struct fy_document *fyd = parse(c, data, len, "", false);
+    struct fy_node *root = fyd ? fy_document_root(fyd) : NULL;
+    if (!root || fy_node_get_type(root) != FYNT_MAPPING)
+        return NULL;
+    struct fy_node *n = fy_node_mapping_lookup_by_string(root, "name", 4);
+    size_t l = 0;
+    const char *s = n && fy_node_get_type(n) == FYNT_SCALAR ? fy_node_get_scalar(n, &l) : NULL;
+    if (!s || memchr(s, '\0', l))
+        return NULL;
+    _cleanup_free_ char *raw = xstrndup(s, l), *res = NULL, *msg = NULL;
+    if (cz_interpolate(raw, c->env, &res, &msg) < 0)
+        return NULL;
+    return TAKE_PTR(res);
+}
+
+/* ---- emitter ---------------------------------------------------------------------- */
+
+/* Plain when YAML reads it back as the same string. */
+static bool needs_quotes(const char *s)
+{
+    if (!*s)
+        return true;
+    bool numeric;
+    json_t *v = plain_scalar(s, strlen(s), &numeric);
+    bool str = json_is_string(v);
+    json_decref(v);
+    if (!str)
+        return true;
+    if (strchr("-?:,[]{}#&*!|>'\"%@`~ ", s[0]) || s[strlen(s) - 1] == ' ' ||
+        s[strlen(s) - 1] == ':')
+        return true;
+    for (const char *p = s; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return true;
+        if ((*p == ':' && (p[1] == ' ' || !p[1])) || (*p == ' ' && p[1] == '#'))
+            return true;
+        if (strchr("{}[],", *p))
+            return true;
+    }
+    return false;
+}
+
+static void emit_string(hypr_buf *b, const char *s)
+{
+    if (!needs_quotes(s)) {
+        buf_puts(b, s);
+        return;
+    }
+    buf_puts(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_printf(b, "\\%c", *p);
+        else if (*p == '\n')
+            buf_puts(b, "\\n");
+        else if (*p == '\t')
+            buf_puts(b, "\\t");
+        else if (*p < 0x20 || *p == 0x7f)
+            buf_printf(b, "\\x%02x", *p);
+        else
+            buf_append(b, p, 1);
+    }
+    buf_puts(b, "\"");
+}
+
+static void emit_scalar(hypr_buf *b, const json_t *v)
+{
+    if (json_is_string(v))
+        emit_string(b, json_string_value(v));
+    else if (json_is_integer(v))
+        buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v))
+        buf_printf(b, "%.17g", json_real_value(v));
+    else if (json_is_true(v))
+        buf_puts(b, "true");
+    else if (json_is_false(v))
+        buf_puts(b, "false");
+    else
+        buf_puts(b, "null");
+}
+
+static bool empty_container(const json_t *v)
+{
+    return (json_is_object(v) && !json_object_size(v)) || (json_is_array(v) && !json_array_size(v));
+}
+
+static void emit_node(hypr_buf *b, const json_t *v, int indent);
+
+static void emit_value_after_key(hypr_buf *b, const json_t *v, int indent)
+{
+    if (empty_container(v)) {
+        buf_puts(b, json_is_object(v) ? " {}\n" : " []\n");
+    } else if (json_is_object(v) || json_is_array(v)) {
+        buf_puts(b, "\n");
+        emit_node(b, v, indent + 2);
+    } else {
+        buf_puts(b, " ");
+        emit_scalar(b, v);
+        buf_puts(b, "\n");
+    }
+}
+
+static int cmp_keys(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void emit_node(hypr_buf *b, const json_t *v, int indent)
+{
+    if (json_is_object(v)) {
+        size_t n = json_object_size(v), i = 0;
+        const char **keys = xcalloc(n ? n : 1, sizeof(*keys));
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x) keys[i++] = k;
+        qsort(keys, n, sizeof(*keys), cmp_keys);
+        for (i = 0; i < n; i++) {
+            buf_printf(b, "%*s", indent, "");
+            emit_string(b, keys[i]);
+            buf_puts(b, ":");
+            emit_value_after_key(b, json_object_get(v, keys[i]), indent);
+        }
+        free(keys);
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x)
+        {
+            buf_printf(b, "%*s-", indent, "");
+            if (json_is_object(x) && json_object_size(x)) {
+                /* "- key: value" with the other keys aligned under the first */
+                _cleanup_buf_ hypr_buf inner = {0};
+                emit_node(&inner, x, indent + 2);
+                buf_puts(b, " ");
+                buf_puts(b, inner.data + indent + 2);
+            } else if (json_is_array(x) && json_array_size(x)) {
+                buf_puts(b, "\n");
+                emit_node(b, x, indent + 2);
+            } else if (empty_container(x)) {
+                buf_puts(b, json_is_object(x) ? " {}\n" : " []\n");
+            } else {
+                buf_puts(b, " ");
+                emit_scalar(b, x);
+                buf_puts(b, "\n");
+            }
+        }
+    } else {
+        buf_printf(b, "%*s", indent, "");
+        emit_scalar(b, v);
+        buf_puts(b, "\n");
+    }
+}
+
+char *cz_emit_yaml(const json_t *v)
+{
+    hypr_buf b = {0};
+    buf_puts(&b, "");
+    emit_node(&b, v, 0);
+    return buf_steal(&b);
+}
