@@ -183,7 +183,7 @@ static int load(const compose_options *o, sources *src, compose_project **out, h
         return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
                         "project name \"%s\" is empty once normalised: use -p", name);
     c.project = xstrdup(name);
-    if (!json_object_get(c.env, "COMPOSE_PROJECT_NAME"))
+    if (str_empty(envname))
         json_object_set_new(c.env, "COMPOSE_PROJECT_NAME", json_string(name));
     const char *profiles = json_string_value(json_object_get(c.env, "COMPOSE_PROFILES"));
     c.profiles = o->profiles ? strv_copy(o->profiles) : strv_split(profiles, ",");

@@ -146,6 +146,11 @@ static int string_list(svc_ctx *s, const json_t *v, const char *path, json_t **o
 }
 
 /* A map or a list of K=V as a map of strings (null stays null unless env). */
+static int string_map(svc_ctx *s, const json_t *v, const char *path, bool from_env, json_t **out);
+static int f_refs(svc_ctx *s, const char *key, const json_t *v, const char *path);
+
+/* A map or a list of K=V as a map of strings: null stays null (environment, args:
+ * taken from the environment when it has the name), or is "" (labels). */
 static int string_map(svc_ctx *s, const json_t *v, const char *path, bool from_env, json_t **out)
 {
     _cleanup_json_ json_t *m = cz_as_map(v);
@@ -163,7 +168,10 @@ static int string_map(svc_ctx *s, const json_t *v, const char *path, bool from_e
         }
         if (json_is_null(e)) {
             const json_t *ev = from_env ? json_object_get(s->c->env, k) : NULL;
-            json_object_set_new(o, k, ev ? json_incref((json_t *)ev) : json_null());
+            json_object_set_new(o, k,
+                                ev         ? json_incref((json_t *)ev)
+                                : from_env ? json_null()
+                                           : json_string(""));
             continue;
         }
         const char *raw = cz_raw(s->c, e);
@@ -337,6 +345,16 @@ static int f_build(svc_ctx *s, const char *key, const json_t *v, const char *pat
         if (string_map(s, labels, lp, false, &m) < 0)
             return -EINVAL;
         json_object_set_new(b, "labels", m);
+    }
+    const json_t *secrets = json_object_get(v, "secrets");
+    if (json_is_object(v) && secrets) {
+        _cleanup_free_ char *sp = xasprintf("%s.secrets", path);
+        svc_ctx sub = {s->c, s->name, v, json_object()};
+        int r = f_refs(&sub, "secrets", secrets, sp);
+        json_object_set(b, "secrets", json_object_get(sub.out, "secrets"));
+        json_decref(sub.out);
+        if (r < 0)
+            return r;
     }
     json_t *add = json_object_get(b, "additional_contexts");
     if (json_is_object(add)) {
