@@ -193,7 +193,7 @@ static int compose_up(cli_ctx *ctx, int argc, char **argv)
         return 1;
     const char *name = proj->name;
     /* One file goes as it is (the daemon interpolates it with our environment);
-     * several go merged, as the normalised model (JSON is YAML). */
+     * several go merged, as the normalised model. */
     _cleanup_free_ char *yaml = NULL;
     size_t len = 0;
     if (strv_length(proj->files) == 1) {
@@ -201,7 +201,7 @@ static int compose_up(cli_ctx *ctx, int argc, char **argv)
         if (r < 0)
             return cli_fail(ctx, 1, "read %s: %s", proj->files[0], strerror(-r));
     } else {
-        yaml = compose_to_json(proj);
+        yaml = compose_to_yaml(proj);
         len = strlen(yaml);
     }
     Hypr__V1__DeployStackRequest req = HYPR__V1__DEPLOY_STACK_REQUEST__INIT;

@@ -322,8 +322,16 @@ static bool needs_quotes(const char *s)
     return false;
 }
 
-static void emit_string(hypr_buf *b, const char *s)
+/* The output is a compose file again: a literal '$' is written "$$" so loading it
+ * does not interpolate twice. */
+static void emit_text(hypr_buf *b, const char *s, bool value)
 {
+    _cleanup_buf_ hypr_buf esc = {0};
+    if (value && strchr(s, '$')) {
+        for (const char *p = s; *p; p++)
+            buf_append(&esc, *p == '$' ? "$$" : p, *p == '$' ? 2 : 1);
+        s = esc.data;
+    }
     if (!needs_quotes(s)) {
         buf_puts(b, s);
         return;
@@ -347,7 +355,7 @@ static void emit_string(hypr_buf *b, const char *s)
 static void emit_scalar(hypr_buf *b, const json_t *v)
 {
     if (json_is_string(v))
-        emit_string(b, json_string_value(v));
+        emit_text(b, json_string_value(v), true);
     else if (json_is_integer(v))
         buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     else if (json_is_real(v))
@@ -397,7 +405,7 @@ static void emit_node(hypr_buf *b, const json_t *v, int indent)
         qsort(keys, n, sizeof(*keys), cmp_keys);
         for (i = 0; i < n; i++) {
             buf_printf(b, "%*s", indent, "");
-            emit_string(b, keys[i]);
+            emit_text(b, keys[i], false);
             buf_puts(b, ":");
             emit_value_after_key(b, json_object_get(v, keys[i]), indent);
         }
