@@ -285,7 +285,8 @@ static int cmp_str(const void *a, const void *b)
 
 static char *lines(char **v)
 {
-    qsort(v, strv_length(v), sizeof(*v), cmp_str);
+    if (v)
+        qsort(v, strv_length(v), sizeof(*v), cmp_str);
     hypr_buf b = {0};
     buf_puts(&b, "");
     for (char **s = v; s && *s; s++)

@@ -207,10 +207,24 @@ static int short_volume(cz_ctx *c, const json_t *node, const char *spec, const c
         resolved = xasprintf("%s%s", abs, colon);
         spec = resolved;
     }
+    /* A named volume's key may be one character: Docker's two-character rule applies
+     * to the real name, <project>_<key>. */
+    _cleanup_free_ char *key = NULL;
+    if (colon && !is_path(spec) && colon - spec == 1) {
+        key = xstrndup(spec, 1);
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", key[0]))
+            return cz_errf(c, node, path, "invalid volume name \"%s\"", key);
+        resolved = xasprintf("%s%s%s", key, key, colon);
+        spec = resolved;
+    }
     _cleanup_mount_spec_ volume_mount_spec m = {0};
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     if (volume_parse_volume_flag(spec, &m, &err) < 0)
         return cz_errf(c, node, path, "%s", err.message);
+    if (key) {
+        free(m.source);
+        m.source = TAKE_PTR(key);
+    }
     *out = mount_json(&m, true);
     return 0;
 }
@@ -237,7 +251,7 @@ static int long_volume(cz_ctx *c, const json_t *e, const char *path, json_t **ou
         if (volume_source_normalize(abs, &source, &err) < 0)
             return cz_errf(c, e, path, "%s", err.message);
     } else if (!strcmp(type, "volume")) {
-        if (src && volume_name_check(src, &err) < 0)
+        if (src && src[1] && volume_name_check(src, &err) < 0)
             return cz_errf(c, e, path, "%s", err.message);
         source = src ? xstrdup(src) : NULL;
     } else if (!strcmp(type, "tmpfs")) {

@@ -215,43 +215,64 @@ static int convert(cz_ctx *c, struct fy_node *n, const char *file, const char *p
                     line);
 }
 
+/* libfyaml's collected errors leak their tokens (0.7.12): its text output is
+ * captured instead, the first line of it kept ("3:5: error: ..."). */
+static void capture_diag(struct fy_diag *diag, void *user, const char *buf, size_t len)
+{
+    hypr_buf *b = user;
+    if (!b->len)
+        buf_append(b, buf, len);
+}
+
 static struct fy_document *parse(cz_ctx *c, const char *data, size_t len, const char *file,
                                  bool report)
 {
+    _cleanup_buf_ hypr_buf out = {0};
     struct fy_diag_cfg dcfg;
     fy_diag_cfg_default(&dcfg);
     dcfg.fp = NULL;
-    dcfg.output_fn = NULL;
+    dcfg.output_fn = capture_diag;
+    dcfg.user = &out;
     dcfg.colorize = false;
+    dcfg.show_source = false;
+    dcfg.show_position = true;
+    dcfg.show_type = false;
+    dcfg.show_module = false;
+    dcfg.position_width = 0;
     _cleanup_(fy_diag_unrefp) struct fy_diag *diag = fy_diag_create(&dcfg);
-    if (diag)
-        fy_diag_set_collect_errors(diag, true);
     struct fy_parse_cfg cfg = {
-        .flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_RESOLVE_DOCUMENT |
-                 FYPCF_DEFAULT_VERSION_1_2 | FYPCF_JSON_NONE,
+        .flags = FYPCF_RESOLVE_DOCUMENT | FYPCF_DEFAULT_VERSION_1_2 | FYPCF_JSON_NONE,
         .diag = diag,
     };
     struct fy_document *fyd = fy_document_build_from_string(&cfg, data, len);
-    if (fyd && !fy_document_get_diag(fyd))
-        return fyd;
     if (fyd) {
         struct fy_diag *dd = fy_document_get_diag(fyd);
-        bool bad = fy_diag_got_error(dd);
-        fy_diag_unref(dd);
+        bool bad = dd && fy_diag_got_error(dd);
+        if (dd)
+            fy_diag_unref(dd);
         if (!bad)
             return fyd;
         fy_document_destroy(fyd);
     }
     if (report) {
-        const char *msg = "invalid YAML";
+        /* "<memory-@...>:<line>:<column>: error: <message>" */
         int line = 0;
-        void *it = NULL;
-        struct fy_diag_error *e = diag ? fy_diag_errors_iterate(diag, &it) : NULL;
-        if (e) {
-            msg = e->msg;
-            line = e->line + 1;
+        const char *msg = out.len ? out.data : "invalid YAML";
+        const char *pos = msg[0] == '<' && strstr(msg, ">:") ? strstr(msg, ">:") + 2 : msg;
+        char *end;
+        long l = strtol(pos, &end, 10);
+        if (end != pos && *end == ':') {
+            line = (int)l;
+            strtol(end + 1, &end, 10);
+            msg = *end == ':' ? end + 1 : end;
+            while (*msg == ' ')
+                msg++;
+            if (str_startswith(msg, "error: "))
+                msg += 7;
         }
-        hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL, "%s:%d: %s", file, line, msg);
+        _cleanup_free_ char *m = xstrdup(msg);
+        m[strcspn(m, "\n")] = '\0';
+        hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL, "%s:%d: %s", file, line, m);
     }
     return NULL;
 }
@@ -271,7 +292,7 @@ int cz_yaml_load(cz_ctx *c, const char *data, size_t len, const char *file, json
     json_t *v;
     if (convert(c, root, file, "", &v) < 0)
         return -EINVAL;
-    json_array_append(c->keep, v);
+    json_array_append_new(c->keep, v); /* held by keep; *out is borrowed */
     *out = v;
     return 0;
 }

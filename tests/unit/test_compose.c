@@ -218,7 +218,7 @@ static const err_case err_cases[] = {
     {SVC "    hostname: ${FOO\n", "unterminated"},
     {SVC "    hostname: ${FOO:x}\n", "invalid interpolation format"},
     {SVC "    hostname: a$\n", "invalid interpolation format"},
-    {"services:\n  web:\n    image: [x\n", "compose.yaml:5: flow sequence without a closing"},
+    {"services:\n  web:\n    image: [x\n", "compose.yaml:4: flow sequence without a closing"},
     {"services:\n  web:\n    restart: always\n", "has neither an image nor a build"},
     {"- a\n- b\n", "the top level must be a mapping"},
     {SVC "    healthcheck:\n      interval: soon\n", "invalid duration \"soon\""},
@@ -229,7 +229,7 @@ static const err_case err_cases[] = {
     {SVC "    privileged: maybe\n", "services.web.privileged: must be a boolean"},
     {"services:\n  a:\n    extends: a\n    image: x\n", "extends itself"},
     {"services:\n  a:\n    extends: missing\n", "extends: service \"missing\" not found"},
-    {SVC "  web:\n    image: dup\n", "compose.yaml:5: duplicate key"},
+    {SVC "  web:\n    image: dup\n", "compose.yaml:4: duplicate key"},
     {SVC "secrets:\n  s: {labels: {a: b}}\n", "needs a file, environment, content or external"},
 };
 
