@@ -88,11 +88,11 @@ static json_t *plain_scalar(const char *s, size_t n, bool *numeric)
     return json_stringn(s, n);
 }
 
-static bool tagged_str(struct fy_node *n)
+/* A tagged plain scalar (!!str 80) is taken as a string. The tag's text is not
+ * read: libfyaml 0.7.12 reads past the buffer on some malformed tags. */
+static bool tagged(struct fy_node *n)
 {
-    size_t tl = 0;
-    const char *tag = fy_node_get_tag(n, &tl);
-    return tag && tl >= 3 && !memcmp(tag + tl - 3, "str", 3);
+    return fy_node_get_tag_token(n) != NULL;
 }
 
 static int convert(cz_ctx *c, struct fy_node *n, const char *file, const char *path, json_t **out);
@@ -126,7 +126,7 @@ static int convert_scalar(cz_ctx *c, struct fy_node *n, const char *file, const 
     const char *s = fy_node_get_scalar(n, &len);
     if (!s)
         s = "", len = 0;
-    bool plain = fy_node_get_style(n) == FYNS_PLAIN && !tagged_str(n);
+    bool plain = fy_node_get_style(n) == FYNS_PLAIN && !tagged(n);
     if (memchr(s, '\0', len))
         return cz_errf(c, NULL, path, "%s:%d: NUL character in a value", file, line);
     if (memchr(s, '$', len)) {
@@ -282,6 +282,16 @@ int cz_yaml_load(cz_ctx *c, const char *data, size_t len, const char *file, json
     *out = NULL;
     if (len == 0 || !data)
         return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL, "%s: empty compose file", file);
+    /* libfyaml 0.7.12 can loop forever scanning a malformed directive; compose files
+     * have no use for %YAML / %TAG, so a line starting with '%' is refused. */
+    for (size_t i = 0; i < len; i++)
+        if (data[i] == '%' && (i == 0 || data[i - 1] == '\n')) {
+            int line = 1;
+            for (size_t j = 0; j < i; j++)
+                line += data[j] == '\n';
+            return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL,
+                            "%s:%d: YAML directives (%%YAML, %%TAG) are not supported", file, line);
+        }
     _cleanup_(fy_document_destroyp) struct fy_document *fyd = parse(c, data, len, file, true);
     if (!fyd)
         return -EINVAL;
@@ -299,7 +309,7 @@ int cz_yaml_load(cz_ctx *c, const char *data, size_t len, const char *file, json
 
 char *cz_yaml_peek_name(cz_ctx *c, const char *data, size_t len)
 {
-    if (!data || !len)
+    if (!data || !len || data[0] == '%' || memmem(data, len, "\n%", 2))
         return NULL;
     _cleanup_(fy_document_destroyp) struct fy_document *fyd = parse(c, data, len, "", false);
     struct fy_node *root = fyd ? fy_document_root(fyd) : NULL;
