@@ -256,7 +256,10 @@ int compose_load_buffer(const char *data, size_t len, const char *filename,
     src.n = 1;
     src.datas = xcalloc(1, sizeof(char *));
     src.lens = xcalloc(1, sizeof(size_t));
-    src.datas[0] = xstrndup(data ? data : "", len);
+    src.datas[0] = xmalloc(len + 1); /* the input may hold NUL bytes: copy all of it */
+    if (len)
+        memcpy(src.datas[0], data, len);
+    src.datas[0][len] = '\0';
     src.lens[0] = len;
     int r = load(o, &src, out, err);
     sources_free(&src);
