@@ -363,7 +363,8 @@ int cz_normalize(cz_ctx *c, const json_t *raw, json_t **out)
         for (size_t i = 0; i < ARRAY_SIZE(top_keys) && !known; i++)
             known = !strcmp(top_keys[i], k);
         if (!known)
-            return cz_errf(c, raw, "(root)", "unknown top-level key \"%s\"%s", k,
+            return cz_errf(c, json_is_null(v) || json_is_boolean(v) ? raw : v, "(root)",
+                           "unknown top-level key \"%s\"%s", k,
                            !strcmp(k, "include") ? " (include is not supported yet)" : "");
     }
     const json_t *services = json_object_get(raw, "services");
@@ -438,6 +439,8 @@ int cz_normalize(cz_ctx *c, const json_t *raw, json_t **out)
                            dep);
         }
     }
+    json_object_foreach(svcs, k, v) if (json_object_size(json_object_get(v, "depends_on")) == 0)
+        json_object_del(v, "depends_on");
     _cleanup_json_ json_t *state = json_object(), *stack = json_array();
     json_object_foreach(svcs, k, v) if (visit(c, svcs, k, state, stack) < 0) return -EINVAL;
     *out = TAKE_PTR(model);

@@ -758,7 +758,9 @@ int cz_normalize_service(cz_ctx *c, const char *name, const json_t *svc, json_t 
         _cleanup_free_ char *fp = xasprintf("%s.%s", path, k);
         if (!known) {
             json_decref(s.out);
-            return cz_errf(c, svc, path, "unknown key \"%s\"", k);
+            /* the value's line is the key's; null and booleans have no record */
+            return cz_errf(c, json_is_null(v) || json_is_boolean(v) ? svc : v, path,
+                           "unknown key \"%s\"", k);
         }
         field_fn fn = f_copy;
         for (size_t i = 0; i < ARRAY_SIZE(fields); i++)

@@ -97,7 +97,7 @@ static const ok_case ok_cases[] = {
          "    image: postgres\n",
      "services/web/depends_on/db",
      "{\"condition\":\"service_healthy\",\"required\":true,\"restart\":true}"},
-    {SVC "    depends_on:\n      gone: {required: false}\n", "services/web/depends_on", "{}"},
+    {SVC "    depends_on:\n      gone: {required: false}\n", "services/web/depends_on", "null"},
     /* healthcheck */
     {SVC "    healthcheck:\n      test: curl -f http://localhost\n      interval: 90s\n"
          "      retries: 3\n      start_interval: 500ms\n",
