@@ -65,6 +65,10 @@ static int resolve_project(char **name, hypr_error *err)
         return 0;
     }
     if (!str_empty(copts.project) && copts.files.n == 0) {
+        if (!name_is_valid(copts.project))
+            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                            "invalid project name \"%s\": use [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+                            copts.project);
         *name = xstrdup(copts.project);
         return 0;
     }
