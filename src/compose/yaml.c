@@ -383,6 +383,18 @@ static void emit_text(hypr_buf *b, const char *s, bool value)
     buf_puts(b, "\"");
 }
 
+/* The shortest text that reads back as the same double, and as a float: "4.0". */
+static void emit_real(hypr_buf *b, double d)
+{
+    char t[40];
+    snprintf(t, sizeof(t), "%.15g", d);
+    if (strtod(t, NULL) != d)
+        snprintf(t, sizeof(t), "%.17g", d);
+    buf_puts(b, t);
+    if (!strpbrk(t, ".eEn"))
+        buf_puts(b, ".0");
+}
+
 static void emit_scalar(hypr_buf *b, const json_t *v)
 {
     if (json_is_string(v))
@@ -390,7 +402,7 @@ static void emit_scalar(hypr_buf *b, const json_t *v)
     else if (json_is_integer(v))
         buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     else if (json_is_real(v))
-        buf_printf(b, "%.17g", json_real_value(v));
+        emit_real(b, json_real_value(v));
     else if (json_is_true(v))
         buf_puts(b, "true");
     else if (json_is_false(v))

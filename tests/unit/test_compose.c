@@ -409,9 +409,11 @@ static void test_extends_file(void **state)
 
 static void test_outputs(void **state)
 {
-    const char *yaml = "name: out\nservices:\n  web:\n    image: nginx\n"
-                       "    volumes: [\"data:/d\"]\n    command: [\"a: b\", \"#c\", \"\"]\n"
-                       "  app:\n    build: .\nvolumes:\n  data:\n";
+    const char *yaml =
+        "name: out\nservices:\n  web:\n    image: nginx\n"
+        "    volumes: [\"data:/d\"]\n    command: [\"a: b\", \"#c\", \"\", \"$$x\"]\n"
+        "    deploy: {update_config: {max_failure_ratio: 1.0}}\n"
+        "  app:\n    build: .\nvolumes:\n  data:\n";
     _cleanup_compose_project_ compose_project *p = NULL;
     load_ok(yaml, &p);
     _cleanup_free_ char *vols = compose_list_volumes(p), *imgs = compose_list_images(p);
@@ -425,6 +427,9 @@ static void test_outputs(void **state)
     json_t *back = load_ok(y, &q);
     assert_true(json_equal(at(back, "services/web/command"), at(p->model, "services/web/command")));
     assert_true(json_equal(at(back, "services/web/volumes"), at(p->model, "services/web/volumes")));
+    /* a float stays a float (1.0, not 1) and a literal $ stays literal */
+    assert_true(json_is_real(at(back, "services/web/deploy/update_config/max_failure_ratio")));
+    assert_json_at(back, "services/web/command/3", "\"$x\"");
     _cleanup_free_ char *j = compose_to_json(p);
     json_error_t jerr;
     _cleanup_json_ json_t *parsed = json_loads(j, 0, &jerr);
