@@ -208,6 +208,75 @@ static int load_other(cz_ctx *c, const char *dir, const char *file, json_t **out
     return cz_yaml_load(c, data, len, c->names[strv_length(c->names) - 1], out);
 }
 
+/* A relative host path of another file's service is relative to that file. */
+static json_t *rebase_one(const json_t *v, const char *dir)
+{
+    const char *p = json_string_value(v);
+    if (!p || p[0] == '/' || p[0] == '~' || strstr(p, "://") || str_startswith(p, "git@"))
+        return json_incref((json_t *)v);
+    _cleanup_free_ char *j = path_join(dir, p);
+    return json_string(j);
+}
+
+static json_t *rebase_paths(const json_t *svc, const char *dir)
+{
+    json_t *out = json_copy((json_t *)svc);
+    if (!json_is_object(out))
+        return out;
+    const json_t *b = json_object_get(svc, "build");
+    if (json_is_string(b)) {
+        json_object_set_new(out, "build", rebase_one(b, dir));
+    } else if (json_is_object(b)) {
+        json_t *nb = json_copy((json_t *)b);
+        const json_t *ctx = json_object_get(b, "context");
+        json_object_set_new(nb, "context", ctx ? rebase_one(ctx, dir) : json_string(dir));
+        json_object_set_new(out, "build", nb);
+    }
+    const json_t *ef = json_object_get(svc, "env_file");
+    if (json_is_string(ef)) {
+        json_object_set_new(out, "env_file", rebase_one(ef, dir));
+    } else if (json_is_array(ef)) {
+        json_t *a = json_array();
+        size_t i;
+        json_t *e;
+        json_array_foreach(ef, i, e)
+        {
+            if (json_is_object(e)) {
+                json_t *ne = json_copy(e);
+                json_object_set_new(ne, "path", rebase_one(json_object_get(e, "path"), dir));
+                json_array_append_new(a, ne);
+            } else {
+                json_array_append_new(a, rebase_one(e, dir));
+            }
+        }
+        json_object_set_new(out, "env_file", a);
+    }
+    const json_t *vols = json_object_get(svc, "volumes");
+    if (json_is_array(vols)) {
+        json_t *a = json_array();
+        size_t i;
+        json_t *e;
+        json_array_foreach(vols, i, e)
+        {
+            const char *s = json_string_value(e);
+            if (s && s[0] == '.' && strchr(s, ':')) {
+                _cleanup_free_ char *abs = path_join(dir, s);
+                json_array_append_new(a, json_string(abs));
+            } else if (json_is_object(e) &&
+                       !strcmp(json_string_value(json_object_get(e, "type")) ?: "", "bind") &&
+                       json_is_string(json_object_get(e, "source"))) {
+                json_t *ne = json_copy(e);
+                json_object_set_new(ne, "source", rebase_one(json_object_get(e, "source"), dir));
+                json_array_append_new(a, ne);
+            } else {
+                json_array_append(a, e);
+            }
+        }
+        json_object_set_new(out, "volumes", a);
+    }
+    return out;
+}
+
 static int resolve_one(cz_ctx *c, const json_t *services, const char *name, const char *dir,
                        int depth, json_t **out)
 {
@@ -256,8 +325,12 @@ static int resolve_one(cz_ctx *c, const json_t *services, const char *name, cons
             return cz_errf(c, ext, epath, "extends: service \"%s\" not found in %s", base_name,
                            file);
         _cleanup_free_ char *copy = file[0] == '/' ? xstrdup(file) : path_join(dir, file);
-        if (resolve_one(c, osvcs, base_name, dirname(copy), depth + 1, &base) < 0)
+        const char *odir = dirname(copy);
+        if (resolve_one(c, osvcs, base_name, odir, depth + 1, &base) < 0)
             return -EINVAL;
+        json_t *rebased = rebase_paths(base, odir);
+        json_decref(base);
+        base = rebased;
     } else {
         if (!strcmp(base_name, name))
             return cz_errf(c, ext, epath, "service \"%s\" extends itself", name);

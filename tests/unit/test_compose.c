@@ -405,6 +405,20 @@ static void test_extends_file(void **state)
                 &err),
         0);
     assert_non_null(strstr(err.message, "not found in common.yml"));
+    /* relative paths of the other file's service are relative to that file */
+    _cleanup_free_ char *sub = path_join(test_dir, "sub");
+    assert_int_equal(mkdir_p(sub, 0755), 0);
+    write_text("sub/base.yml", "services:\n  b:\n    build: ./app\n"
+                               "    volumes: [\"./data:/data\", \"named:/n\"]\n");
+    _cleanup_compose_project_ compose_project *r = NULL;
+    json_t *rm = load_ok("services:\n  web:\n    extends: {file: sub/base.yml, service: b}\n"
+                         "volumes:\n  named:\n",
+                         &r);
+    _cleanup_free_ char *ctx = xasprintf("\"%s/sub/app\"", test_dir);
+    _cleanup_free_ char *src = xasprintf("\"%s/sub/data\"", test_dir);
+    assert_json_at(rm, "services/web/build/context", ctx);
+    assert_json_at(rm, "services/web/volumes/0/source", src);
+    assert_json_at(rm, "services/web/volumes/1/source", "\"named\"");
 }
 
 static void test_outputs(void **state)
