@@ -260,6 +260,8 @@ static int resource(cz_ctx *c, const char *kind, const char *key, const json_t *
             if (!json_is_string(e))
                 return cz_errf(c, v, p, "must be a path");
             _cleanup_free_ char *abs = cz_abs_path(c, json_string_value(e));
+            if (c->check_files && access(abs, R_OK) < 0)
+                return cz_errf(c, e, p, "%s %s: %s", kind, abs, strerror(errno));
             json_object_set_new(o, k, json_string(abs));
         } else if (!strcmp(k, "name")) {
             if (!json_is_string(e))

@@ -313,6 +313,11 @@ static int long_volume(cz_ctx *c, const json_t *e, const char *path, json_t **ou
             return cz_errf(c, e, path, "unknown key \"%s\" for a %s mount", k, type);
         }
     }
+    /* up: a long-syntax bind is not created unless bind.create_host_path says so */
+    if (c->check_files && source && !strcmp(type, "bind") &&
+        !json_is_true(json_object_get(json_object_get(o, "bind"), "create_host_path")) &&
+        access(source, F_OK) < 0)
+        return cz_errf(c, e, path, "bind source path %s does not exist", source);
     return 0;
 }
 

@@ -325,6 +325,17 @@ static void test_env_file(void **state)
     _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
     assert_int_not_equal(load_in(req, &o, &r, &err), 0);
     assert_non_null(strstr(err.message, "nothere.env not found"));
+    /* so are a missing secret file and a long-syntax bind source without
+     * create_host_path */
+    _cleanup_compose_project_ compose_project *s = NULL;
+    assert_int_not_equal(
+        load_in(SVC "    secrets: [s]\nsecrets:\n  s: {file: ./nosecret}\n", &o, &s, &err), 0);
+    assert_non_null(strstr(err.message, "secrets.s.file: secrets"));
+    const char *bind = SVC "    volumes:\n      - {type: bind, source: ./nodir, target: /d}\n";
+    _cleanup_compose_project_ compose_project *t = NULL, *u = NULL;
+    assert_int_not_equal(load_in(bind, &o, &t, &err), 0);
+    assert_non_null(strstr(err.message, "nodir does not exist"));
+    load_ok(bind, &u);
 }
 
 static void test_merge_files(void **state)
