@@ -67,6 +67,9 @@ json_t *cz_merge_project(const json_t *base, const json_t *over);
 json_t *cz_merge_service(const json_t *base, const json_t *over);
 /* Resolves `extends` in every service of the raw model (in place on a fresh copy). */
 int cz_resolve_extends(cz_ctx *c, json_t *model, const char *file_dir);
+/* doc with its `include` files merged under it (recursively, each one's extends
+ * resolved and its services' relative paths made relative to its directory). */
+int cz_resolve_includes(cz_ctx *c, const json_t *doc, const char *dir, int depth, json_t **out);
 /* A list of "K=V" / "K" (or a map) as a map; NULL on any other shape. */
 json_t *cz_as_map(const json_t *v);
 

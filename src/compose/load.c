@@ -190,8 +190,12 @@ static int load(const compose_options *o, sources *src, compose_project **out, h
 
     _cleanup_json_ json_t *merged = NULL;
     for (size_t i = 0; i < src->n; i++) {
-        json_t *doc;
-        if (cz_yaml_load(&c, src->datas[i], src->lens[i], c.names[i], &doc) < 0)
+        json_t *parsed;
+        if (cz_yaml_load(&c, src->datas[i], src->lens[i], c.names[i], &parsed) < 0)
+            return -EINVAL;
+        _cleanup_free_ char *dcopy = xstrdup(src->paths[i]);
+        _cleanup_json_ json_t *doc = NULL;
+        if (cz_resolve_includes(&c, parsed, dirname(dcopy), 0, &doc) < 0)
             return -EINVAL;
         json_t *m = merged ? cz_merge_project(merged, doc) : json_copy(doc);
         json_decref(merged);

@@ -363,3 +363,83 @@ int cz_resolve_extends(cz_ctx *c, json_t *model, const char *file_dir)
     json_object_set(model, "services", resolved);
     return 0;
 }
+
+/* ---- include ------------------------------------------------------------------------ */
+
+static int include_paths(cz_ctx *c, const json_t *e, const char *path, json_t **paths)
+{
+    *paths = json_array();
+    const json_t *p = json_is_object(e) ? json_object_get(e, "path") : e;
+    if (json_is_string(p)) {
+        json_array_append(*paths, (json_t *)p);
+        return 0;
+    }
+    size_t i;
+    json_t *x;
+    if (json_is_array(p) && json_array_size(p)) {
+        json_array_foreach(p, i, x)
+        {
+            if (!json_is_string(x))
+                return cz_errf(c, e, path, "include paths must be strings");
+            json_array_append(*paths, x);
+        }
+        return 0;
+    }
+    return cz_errf(c, e, path, "must be a path or a mapping with a path");
+}
+
+int cz_resolve_includes(cz_ctx *c, const json_t *doc, const char *dir, int depth, json_t **out)
+{
+    *out = NULL;
+    const json_t *inc = json_object_get(doc, "include");
+    if (!inc) {
+        *out = json_incref((json_t *)doc);
+        return 0;
+    }
+    if (depth > EXTENDS_MAX_DEPTH)
+        return cz_errf(c, inc, "include", "includes nested too deeply (or a cycle)");
+    if (!json_is_array(inc))
+        return cz_errf(c, inc, "include", "must be a list");
+    _cleanup_json_ json_t *acc = json_object();
+    size_t i, j;
+    json_t *e, *p;
+    json_array_foreach(inc, i, e)
+    {
+        _cleanup_free_ char *ipath = xasprintf("include[%zu]", i);
+        _cleanup_json_ json_t *paths = NULL;
+        if (include_paths(c, e, ipath, &paths) < 0)
+            return -EINVAL;
+        json_array_foreach(paths, j, p)
+        {
+            const char *file = json_string_value(p);
+            json_t *other;
+            if (load_other(c, dir, file, &other) < 0)
+                return -EINVAL;
+            _cleanup_free_ char *copy = file[0] == '/' ? xstrdup(file) : path_join(dir, file);
+            const char *odir = dirname(copy);
+            _cleanup_json_ json_t *resolved = NULL;
+            if (cz_resolve_includes(c, other, odir, depth + 1, &resolved) < 0)
+                return -EINVAL;
+            _cleanup_json_ json_t *model = json_copy(resolved);
+            if (cz_resolve_extends(c, model, odir) < 0)
+                return -EINVAL;
+            /* its services' relative paths are relative to its own directory */
+            json_t *svcs = json_object_get(model, "services");
+            if (json_is_object(svcs)) {
+                json_t *rebased = json_object();
+                const char *k;
+                json_t *s;
+                json_object_foreach(svcs, k, s)
+                    json_object_set_new(rebased, k, rebase_paths(s, odir));
+                json_object_set_new(model, "services", rebased);
+            }
+            json_t *m = cz_merge_project(acc, model);
+            json_decref(acc);
+            acc = m;
+        }
+    }
+    _cleanup_json_ json_t *own = json_copy((json_t *)doc);
+    json_object_del(own, "include");
+    *out = cz_merge_project(acc, own);
+    return 0;
+}

@@ -366,8 +366,7 @@ int cz_normalize(cz_ctx *c, const json_t *raw, json_t **out)
             known = !strcmp(top_keys[i], k);
         if (!known)
             return cz_errf(c, json_is_null(v) || json_is_boolean(v) ? raw : v, "(root)",
-                           "unknown top-level key \"%s\"%s", k,
-                           !strcmp(k, "include") ? " (include is not supported yet)" : "");
+                           "unknown top-level key \"%s\"", k);
     }
     const json_t *services = json_object_get(raw, "services");
     if (services && !json_is_object(services) && !json_is_null(services))

@@ -432,6 +432,36 @@ static void test_extends_file(void **state)
     assert_json_at(rm, "services/web/volumes/1/source", "\"named\"");
 }
 
+static void test_include(void **state)
+{
+    _cleanup_free_ char *inc = path_join(test_dir, "inc");
+    assert_int_equal(mkdir_p(inc, 0755), 0);
+    write_text("inc/db.yml", "services:\n  db:\n    image: postgres\n"
+                             "    volumes: [\"./init:/docker-entrypoint-initdb.d\", \"pg:/var\"]\n"
+                             "volumes:\n  pg:\n");
+    const char *yaml = "include:\n  - inc/db.yml\nservices:\n  web:\n    image: nginx\n"
+                       "    depends_on: [db]\n";
+    _cleanup_compose_project_ compose_project *p = NULL;
+    json_t *m = load_ok(yaml, &p);
+    assert_json_at(m, "services/db/image", "\"postgres\"");
+    _cleanup_free_ char *src = xasprintf("\"%s/inc/init\"", test_dir);
+    assert_json_at(m, "services/db/volumes/0/source", src);
+    assert_non_null(at(m, "volumes/pg"));
+    assert_json_at(m, "services/web/depends_on/db/condition", "\"service_started\"");
+    /* the long form, and errors */
+    _cleanup_compose_project_ compose_project *q = NULL;
+    load_ok("include:\n  - path: [inc/db.yml]\n", &q);
+    assert_non_null(at(q->model, "services/db"));
+    _cleanup_compose_project_ compose_project *r = NULL;
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    assert_int_not_equal(load_in("include: inc/db.yml\n", NULL, &r, &err), 0);
+    assert_non_null(strstr(err.message, "include: must be a list"));
+    write_text("inc/loop.yml", "include: [loop.yml]\n");
+    _cleanup_compose_project_ compose_project *t = NULL;
+    assert_int_not_equal(load_in("include: [inc/loop.yml]\n", NULL, &t, &err), 0);
+    assert_non_null(strstr(err.message, "nested too deeply"));
+}
+
 static void test_outputs(void **state)
 {
     const char *yaml =
@@ -481,7 +511,7 @@ int main(void)
         cmocka_unit_test(test_project_name), cmocka_unit_test(test_dotenv),
         cmocka_unit_test(test_env_file),     cmocka_unit_test(test_merge_files),
         cmocka_unit_test(test_profiles),     cmocka_unit_test(test_extends_file),
-        cmocka_unit_test(test_outputs),
+        cmocka_unit_test(test_include),      cmocka_unit_test(test_outputs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
