@@ -6,6 +6,7 @@
 #include "compose/compose_internal.h"
 
 #include <libgen.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #define EXTENDS_MAX_DEPTH 16
@@ -199,10 +200,14 @@ static int load_other(cz_ctx *c, const char *dir, const char *file, json_t **out
     _cleanup_free_ char *path = file[0] == '/' ? xstrdup(file) : path_join(dir, file);
     _cleanup_free_ char *data = NULL;
     size_t len = 0;
-    int r = read_file(path, COMPOSE_FILE_MAX, &data, &len);
+    /* Only regular files: a FIFO or /dev/stdin named by a file would block the load. */
+    struct stat st;
+    int r = stat(path, &st) < 0 ? -errno : !S_ISREG(st.st_mode) ? -EINVAL : 0;
+    if (r == 0)
+        r = read_file(path, COMPOSE_FILE_MAX, &data, &len);
     if (r < 0)
-        return hypr_err(c->err, HYPR_INVALID_ARGUMENT, -r, "extends: read %s: %s", path,
-                        strerror(-r));
+        return hypr_err(c->err, HYPR_INVALID_ARGUMENT, -r, "read %s: %s", path,
+                        r == -EINVAL ? "not a regular file" : strerror(-r));
     _cleanup_free_ char *copy = xstrdup(path);
     c->names = strv_append(c->names, basename(copy));
     return cz_yaml_load(c, data, len, c->names[strv_length(c->names) - 1], out);
