@@ -277,6 +277,37 @@ static struct fy_document *parse(cz_ctx *c, const char *data, size_t len, const 
     return NULL;
 }
 
+/* The offset of the first byte that is not well-formed UTF-8, or len. Checked before
+ * libfyaml sees the text: a compose file is UTF-8, and libfyaml 0.7.12 leaks on some
+ * malformed sequences. */
+static size_t utf8_invalid_at(const char *data, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)data;
+    for (size_t i = 0; i < len;) {
+        unsigned char b = s[i];
+        size_t n;
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        if ((b & 0xe0) == 0xc0 && b >= 0xc2)
+            n = 1;
+        else if ((b & 0xf0) == 0xe0)
+            n = 2;
+        else if ((b & 0xf8) == 0xf0 && b <= 0xf4)
+            n = 3;
+        else
+            return i;
+        if (i + n >= len)
+            return i;
+        for (size_t k = 1; k <= n; k++)
+            if ((s[i + k] & 0xc0) != 0x80)
+                return i;
+        i += n + 1;
+    }
+    return len;
+}
+
 int cz_yaml_load(cz_ctx *c, const char *data, size_t len, const char *file, json_t **out)
 {
     *out = NULL;
@@ -292,6 +323,14 @@ int cz_yaml_load(cz_ctx *c, const char *data, size_t len, const char *file, json
             return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL,
                             "%s:%d: YAML directives (%%YAML, %%TAG) are not supported", file, line);
         }
+    size_t bad = utf8_invalid_at(data, len);
+    if (bad < len) {
+        int line = 1;
+        for (size_t j = 0; j < bad; j++)
+            line += data[j] == '\n';
+        return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EILSEQ, "%s:%d: not valid UTF-8", file,
+                        line);
+    }
     _cleanup_(fy_document_destroyp) struct fy_document *fyd = parse(c, data, len, file, true);
     if (!fyd)
         return -EINVAL;

@@ -72,6 +72,8 @@ static const ok_case ok_cases[] = {
     {SVC "    environment:\n      FOO:\n", "services/web/environment/FOO", "\"foo\""},
     /* interpolation */
     {SVC "    hostname: ${FOO}-$FOO\n", "services/web/hostname", "\"foo-foo\""},
+    {SVC "    labels: {note: \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3\"}\n",
+     "services/web/labels/note", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3\""},
     {SVC "    hostname: ${NOPE:-dflt}\n", "services/web/hostname", "\"dflt\""},
     {SVC "    hostname: ${EMPTY:-dflt}\n", "services/web/hostname", "\"dflt\""},
     {SVC "    hostname: x${EMPTY-dflt}x\n", "services/web/hostname", "\"xx\""},
@@ -231,6 +233,8 @@ static const err_case err_cases[] = {
     {"services:\n  a:\n    extends: missing\n", "extends: service \"missing\" not found"},
     {SVC "  web:\n    image: dup\n", "compose.yaml:4: duplicate key"},
     {SVC "secrets:\n  s: {labels: {a: b}}\n", "needs a file, environment, content or external"},
+    {SVC "    hostname: \"caf\xc3\xa9\xff\"\n", "compose.yaml:4: not valid UTF-8"},
+    {"%YAML 1.2\n---\n" SVC, "compose.yaml:1: YAML directives"},
 };
 
 static void test_err_cases(void **state)
