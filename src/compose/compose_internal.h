@@ -24,7 +24,9 @@ typedef struct cz_ctx {
     char *project;   /* project name (normalised) */
     char **profiles; /* active profiles */
     bool check_files;
-    size_t nodes; /* converted so far (bounds alias expansion) */
+    size_t nodes;     /* converted so far (bounds alias expansion) */
+    const char *text; /* the document being converted (yaml.c) */
+    size_t text_len;
     hypr_error *err;
 } cz_ctx;
 

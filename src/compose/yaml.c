@@ -155,6 +155,27 @@ static int convert_scalar(cz_ctx *c, struct fy_node *n, const char *file, const 
     return 0;
 }
 
+/* libfyaml 0.7.12 leaks the text it builds for a key with escapes ('' or \\) or line
+ * folding; compose keys never need either, so such keys are refused, judged from
+ * their source text, before their text is asked for. */
+static bool key_needs_processing(const cz_ctx *c, struct fy_node *k)
+{
+    struct fy_token *t =
+        k && fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar_token(k) : NULL;
+    const struct fy_mark *a = t ? fy_token_start_mark(t) : NULL,
+                         *b = t ? fy_token_end_mark(t) : NULL;
+    if (!a || !b || b->input_pos > c->text_len || a->input_pos > b->input_pos)
+        return false;
+    const char *s = c->text + a->input_pos;
+    size_t n = b->input_pos - a->input_pos;
+    enum fy_node_style st = fy_node_get_style(k);
+    if (memchr(s, '\n', n) || memchr(s, '\r', n))
+        return true;
+    if (st == FYNS_DOUBLE_QUOTED && memchr(s, '\\', n))
+        return true;
+    return st == FYNS_SINGLE_QUOTED && n > 2 && memmem(s + 1, n - 2, "''", 2);
+}
+
 static int convert(cz_ctx *c, struct fy_node *n, const char *file, const char *path, json_t **out)
 {
     *out = NULL;
@@ -190,6 +211,11 @@ static int convert(cz_ctx *c, struct fy_node *n, const char *file, const char *p
         void *it = NULL;
         for (struct fy_node_pair *pr; (pr = fy_node_mapping_iterate(n, &it));) {
             struct fy_node *k = fy_node_pair_key(pr);
+            if (key_needs_processing(c, k))
+                return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL,
+                                "%s:%d: %s: mapping keys with escapes or line breaks are not "
+                                "supported",
+                                file, node_line(k, 0), str_empty(path) ? "(root)" : path);
             size_t kl = 0;
             const char *ks =
                 k && fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar(k, &kl) : NULL;
@@ -334,6 +360,8 @@ int cz_yaml_load(cz_ctx *c, const char *data, size_t len, const char *file, json
     _cleanup_(fy_document_destroyp) struct fy_document *fyd = parse(c, data, len, file, true);
     if (!fyd)
         return -EINVAL;
+    c->text = data;
+    c->text_len = len;
     struct fy_node *root = fy_document_root(fyd);
     if (!root || fy_node_get_type(root) != FYNT_MAPPING)
         return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL,

@@ -235,6 +235,8 @@ static const err_case err_cases[] = {
     {SVC "secrets:\n  s: {labels: {a: b}}\n", "needs a file, environment, content or external"},
     {SVC "    hostname: \"caf\xc3\xa9\xff\"\n", "compose.yaml:4: not valid UTF-8"},
     {"%YAML 1.2\n---\n" SVC, "compose.yaml:1: YAML directives"},
+    {SVC "    labels:\n      'it''s': 1\n",
+     "compose.yaml:5: services.web.labels: mapping keys with escapes"},
 };
 
 static void test_err_cases(void **state)
