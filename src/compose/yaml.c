@@ -223,6 +223,15 @@ static int convert(cz_ctx *c, struct fy_node *n, const char *file, const char *p
                 return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL,
                                 "%s:%d: %s: mapping keys must be strings", file, line,
                                 str_empty(path) ? "(root)" : path);
+            for (size_t i = 0; i < kl; i++)
+                if ((unsigned char)ks[i] < 0x20 || ks[i] == 0x7f)
+                    return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL,
+                                    "%s:%d: %s: control character in a mapping key", file,
+                                    node_line(k, 0), str_empty(path) ? "(root)" : path);
+            if (memchr(ks, '\'', kl) && (memchr(ks, '"', kl) || memchr(ks, '\\', kl)))
+                return hypr_err(c->err, HYPR_INVALID_ARGUMENT, EINVAL,
+                                "%s:%d: %s: a mapping key with both ' and \" or \\", file,
+                                node_line(k, 0), str_empty(path) ? "(root)" : path);
             _cleanup_free_ char *key = xstrndup(ks, kl);
             _cleanup_free_ char *p = str_empty(path) ? xstrdup(key) : xasprintf("%s.%s", path, key);
             json_t *v;
@@ -432,6 +441,12 @@ static void emit_text(hypr_buf *b, const char *s, bool value)
     }
     if (!needs_quotes(s)) {
         buf_puts(b, s);
+        return;
+    }
+    /* Keys are read back without escapes (see key_needs_processing): single quotes
+     * when double ones would need any. The loader refuses keys that fit neither. */
+    if (!value && strpbrk(s, "\"\\") && !strchr(s, '\'')) {
+        buf_printf(b, "'%s'", s);
         return;
     }
     buf_puts(b, "\"");
