@@ -46,6 +46,12 @@ json_t *cz_as_map(const json_t *v)
             return NULL;
         }
         char *eq = strchr(s, '=');
+        /* a key is a YAML key again in config's output: no control characters */
+        for (const char *p = s; *p && (!eq || p < eq); p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+                json_decref(o);
+                return NULL;
+            }
         if (eq) {
             *eq = '\0';
             json_object_set_new(o, s, json_string(eq + 1));
