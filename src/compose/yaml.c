@@ -119,11 +119,57 @@ static int node_line(struct fy_node *n, int depth)
     return 0;
 }
 
+/* A single-quoted scalar with '' escapes or line breaks, decoded here from its
+ * source: libfyaml 0.7.12 leaks the text it builds for some of them. NULL for any
+ * other scalar (libfyaml's text is used). */
+static char *single_quoted(const cz_ctx *c, struct fy_node *n, size_t *len)
+{
+    struct fy_token *t =
+        fy_node_get_style(n) == FYNS_SINGLE_QUOTED ? fy_node_get_scalar_token(n) : NULL;
+    const struct fy_mark *a = t ? fy_token_start_mark(t) : NULL,
+                         *b = t ? fy_token_end_mark(t) : NULL;
+    if (!a || !b || b->input_pos > c->text_len || a->input_pos + 2 > b->input_pos)
+        return NULL;
+    const char *r = c->text + a->input_pos + 1, *end = c->text + b->input_pos - 1;
+    if (r[-1] != '\'' || *end != '\'')
+        return NULL;
+    size_t n_ = (size_t)(end - r);
+    if (!memmem(r, n_, "''", 2) && !memchr(r, '\n', n_))
+        return NULL;
+    hypr_buf o = {0};
+    buf_puts(&o, "");
+    for (const char *p = r; p < end;) {
+        if (p[0] == '\'' && p + 1 < end && p[1] == '\'') {
+            buf_append(&o, "'", 1);
+            p += 2;
+        } else if (*p == '\n' || *p == '\r') {
+            /* line folding: trailing and leading blanks go, one break is a space,
+             * each further (empty) line a newline */
+            while (o.len && (o.data[o.len - 1] == ' ' || o.data[o.len - 1] == '\t'))
+                o.data[--o.len] = '\0';
+            size_t breaks = 0;
+            while (p < end && (*p == '\n' || *p == '\r' || *p == ' ' || *p == '\t')) {
+                breaks += *p == '\n';
+                p++;
+            }
+            if (breaks <= 1)
+                buf_append(&o, " ", 1);
+            for (size_t i = 1; i < breaks; i++)
+                buf_append(&o, "\n", 1);
+        } else {
+            buf_append(&o, p++, 1);
+        }
+    }
+    *len = o.len;
+    return buf_steal(&o);
+}
+
 static int convert_scalar(cz_ctx *c, struct fy_node *n, const char *file, const char *path,
                           int line, json_t **out)
 {
     size_t len = 0;
-    const char *s = fy_node_get_scalar(n, &len);
+    _cleanup_free_ char *decoded = single_quoted(c, n, &len);
+    const char *s = decoded ? decoded : fy_node_get_scalar(n, &len);
     if (!s)
         s = "", len = 0;
     bool plain = fy_node_get_style(n) == FYNS_PLAIN && !tagged(n);

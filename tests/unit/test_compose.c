@@ -72,6 +72,9 @@ static const ok_case ok_cases[] = {
     {SVC "    environment:\n      FOO:\n", "services/web/environment/FOO", "\"foo\""},
     /* interpolation */
     {SVC "    hostname: ${FOO}-$FOO\n", "services/web/hostname", "\"foo-foo\""},
+    {SVC "    hostname: 'it''s $$x'\n", "services/web/hostname", "\"it's $x\""},
+    {SVC "    labels:\n      a: 'x \n        y\n\n        z'\n", "services/web/labels/a",
+     "\"x y\\nz\""},
     {SVC "    labels: {note: \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3\"}\n",
      "services/web/labels/note", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3\""},
     {SVC "    hostname: ${NOPE:-dflt}\n", "services/web/hostname", "\"dflt\""},
