@@ -6,7 +6,7 @@ set -eu
 PACKAGES="
   meson ninja-build pkg-config gcc clang clang-format musl-tools
   libuv1-dev libnghttp2-dev libhttp-parser-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
-  libsqlite3-dev libjansson-dev libcmocka-dev
+  libsqlite3-dev libjansson-dev libcmocka-dev libfyaml-dev
   libfuzzer-14-dev libclang-rt-14-dev
   python3-grpcio python3-protobuf python3-pytest
   procps iproute2 util-linux

@@ -2,8 +2,8 @@
  * compose file; the daemon parses it and deploys the stack. */
 #define LOG_MODULE "cli"
 #include "cli/cmd.h"
+#include "compose/compose.h"
 
-#include <libgen.h>
 #include <string.h>
 #include <time.h>
 
@@ -13,74 +13,70 @@ extern char **environ;
 static struct {
     cli_list files;
     const char *project;
+    const char *project_dir;
+    cli_list env_files;
+    cli_list profiles;
 } copts;
 
-static const char *const default_files[] = {"compose.yaml", "compose.yml", "docker-compose.yaml",
-                                            "docker-compose.yml"};
-
-/* Finds the compose file; fills its absolute path. */
-static int find_compose_file(char **out, hypr_error *err)
+static char **list_strv(const cli_list *l)
 {
-    if (copts.files.n > 1)
-        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                        "several -f files are not supported yet; merge them into one");
-    const char *f = copts.files.n ? copts.files.items[0] : NULL;
-    if (!f) {
-        for (size_t i = 0; i < ARRAY_SIZE(default_files) && !f; i++)
-            if (access(default_files[i], R_OK) == 0)
-                f = default_files[i];
-        if (!f)
-            return hypr_err(err, HYPR_NOT_FOUND, ENOENT,
-                            "no configuration file provided: not found (looked for "
-                            "compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml "
-                            "in the current directory)");
-    }
-    char *real = realpath(f, NULL);
-    if (!real) {
-        int e = errno;
-        return hypr_err(err, hypr_status_from_errno(-e), e, "open %s: %s", f, strerror(e));
-    }
-    *out = real;
-    return 0;
+    char **v = NULL;
+    for (size_t i = 0; i < l->n; i++)
+        v = strv_append(v, l->items[i]);
+    return v;
 }
 
-/* -p, else COMPOSE_PROJECT_NAME, else the compose file's directory name. */
-static char *project_name(const char *compose_path)
+/* The loader's options from the global flags; free with compose_options_clear. */
+static void compose_options_from_flags(compose_options *o, bool check_files)
 {
-    if (!str_empty(copts.project))
-        return xstrdup(copts.project);
-    const char *env = getenv("COMPOSE_PROJECT_NAME");
-    if (!str_empty(env))
-        return xstrdup(env);
-    if (compose_path) {
-        _cleanup_free_ char *copy = xstrdup(compose_path);
-        return cli_project_name(dirname(copy));
-    }
-    _cleanup_free_ char *cwd = getcwd(NULL, 0);
-    return cli_project_name(cwd ? cwd : "default");
+    *o = (compose_options){
+        .files = list_strv(&copts.files),
+        .project_name = copts.project,
+        .project_dir = copts.project_dir,
+        .env_files = list_strv(&copts.env_files),
+        .profiles = list_strv(&copts.profiles),
+        .check_files = check_files,
+    };
 }
 
-/* project_name(), refused unless it is a valid name; *name is set either way. */
-static int valid_project_name(const char *compose_path, char **name, hypr_error *err)
+static void compose_options_clear(compose_options *o)
 {
-    *name = project_name(compose_path);
-    if (!name_is_valid(*name))
-        return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
-                        "invalid project name \"%s\": use [a-zA-Z0-9][a-zA-Z0-9_.-]*", *name);
-    return 0;
+    strv_free(o->files);
+    strv_free(o->env_files);
+    strv_free(o->profiles);
+}
+
+static int load_project(compose_project **p, bool check_files, hypr_error *err)
+{
+    compose_options o;
+    compose_options_from_flags(&o, check_files);
+    int r = compose_load(&o, p, err);
+    compose_options_clear(&o);
+    return r;
 }
 
 /* The project name for commands that do not need the file (down, ps, logs):
- * a missing file is fine when -p names the project. */
+ * a missing file is fine when -p or COMPOSE_PROJECT_NAME names the project. */
 static int resolve_project(char **name, hypr_error *err)
 {
-    _cleanup_free_ char *path = NULL;
-    if (str_empty(copts.project) && str_empty(getenv("COMPOSE_PROJECT_NAME"))) {
-        int r = find_compose_file(&path, err);
-        if (r < 0)
-            return r;
+    const char *env = getenv("COMPOSE_PROJECT_NAME");
+    if (str_empty(copts.project) && !str_empty(env)) {
+        *name = compose_normalize_project_name(env);
+        return 0;
     }
-    return valid_project_name(path, name, err);
+    if (!str_empty(copts.project) && copts.files.n == 0) {
+        if (!name_is_valid(copts.project))
+            return hypr_err(err, HYPR_INVALID_ARGUMENT, EINVAL,
+                            "invalid project name \"%s\": use [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+                            copts.project);
+        *name = xstrdup(copts.project);
+        return 0;
+    }
+    _cleanup_compose_project_ compose_project *p = NULL;
+    if (load_project(&p, false, err) < 0)
+        return -EINVAL;
+    *name = xstrdup(p->name);
+    return 0;
 }
 
 static int stream_stack_logs(cli_ctx *ctx, const char *stack, const char *service, bool follow,
@@ -196,20 +192,27 @@ static int compose_up(cli_ctx *ctx, int argc, char **argv)
     int ec;
     if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
         return ec;
-    _cleanup_free_ char *path = NULL, *name = NULL;
-    if (find_compose_file(&path, &ctx->err) < 0 || valid_project_name(path, &name, &ctx->err) < 0)
+    _cleanup_compose_project_ compose_project *proj = NULL;
+    if (load_project(&proj, true, &ctx->err) < 0)
         return 1;
+    const char *name = proj->name;
+    /* One file goes as it is (the daemon interpolates it with our environment);
+     * several go merged, as the normalised model. */
     _cleanup_free_ char *yaml = NULL;
     size_t len = 0;
-    int r = read_file(path, 16u * 1024 * 1024, &yaml, &len);
-    if (r < 0)
-        return cli_fail(ctx, 1, "read %s: %s", path, strerror(-r));
-    _cleanup_free_ char *dir_copy = xstrdup(path);
+    if (strv_length(proj->files) == 1) {
+        int r = read_file(proj->files[0], COMPOSE_FILE_MAX, &yaml, &len);
+        if (r < 0)
+            return cli_fail(ctx, 1, "read %s: %s", proj->files[0], strerror(-r));
+    } else {
+        yaml = compose_to_yaml(proj);
+        len = strlen(yaml);
+    }
     Hypr__V1__DeployStackRequest req = HYPR__V1__DEPLOY_STACK_REQUEST__INIT;
-    req.name = name;
+    req.name = (char *)name;
     req.compose_yaml.data = (uint8_t *)yaml;
     req.compose_yaml.len = len;
-    req.project_dir = dirname(dir_copy);
+    req.project_dir = proj->workdir;
     /* The daemon interpolates ${VAR} from the environment compose would see: ours. */
     _cleanup_map_ cli_map env = {0};
     for (char **e = environ; e && *e; e++) {
@@ -230,8 +233,8 @@ static int compose_up(cli_ctx *ctx, int argc, char **argv)
     bool failed = false;
     for (;;) {
         _cleanup_pb_ Hypr__V1__DeployStackEvent *ev = NULL;
-        r = rpc_stream_recv(s, &hypr__v1__deploy_stack_event__descriptor, (ProtobufCMessage **)&ev,
-                            -1, &err);
+        int r = rpc_stream_recv(s, &hypr__v1__deploy_stack_event__descriptor,
+                                (ProtobufCMessage **)&ev, -1, &err);
         if (r == 0)
             break;
         if (r < 0)
@@ -415,9 +418,52 @@ static int compose_ls(cli_ctx *ctx, int argc, char **argv)
     return cli_ls_command(ctx, argc, argv, &spec);
 }
 
+/* Runs locally: the loader's normalised model, or parts of it. */
+static int compose_config(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *format = "yaml";
+    bool services = false, volumes = false, images = false, quiet = false;
+    const cli_option opts[] = {
+        CLI_STRING(0, "format", "string", &format, "Format the output: yaml (default) or json"),
+        CLI_BOOL('q', "quiet", &quiet, "Only validate the configuration, print nothing"),
+        CLI_BOOL(0, "services", &services, "Print the service names, one per line"),
+        CLI_BOOL(0, "volumes", &volumes, "Print the volume names, one per line"),
+        CLI_BOOL(0, "images", &images, "Print the service images, one per line"),
+        CLI_OPTIONS_END,
+    };
+    const cli_command cmd = {
+        .name = ctx->cmdpath,
+        .usage = "[OPTIONS]",
+        .description = "Parse, resolve and render the compose file in canonical format",
+        .options = opts,
+        .max_args = 0,
+        .notes = "Runs without the daemon. Files the model refers to (env_file, bind sources)\n"
+                 "need not exist.",
+    };
+    _cleanup_parsed_ cli_parsed p = {0};
+    int ec;
+    if (!cli_parse_or_exit(&cmd, argc, argv, &p, &ec))
+        return ec;
+    if (strcmp(format, "yaml") && strcmp(format, "json"))
+        return cli_invalid_value(&cmd, "format", format, "use yaml or json");
+    _cleanup_compose_project_ compose_project *proj = NULL;
+    if (load_project(&proj, false, &ctx->err) < 0)
+        return 1;
+    if (quiet)
+        return 0;
+    _cleanup_free_ char *out = services                  ? compose_list_services(proj)
+                               : volumes                 ? compose_list_volumes(proj)
+                               : images                  ? compose_list_images(proj)
+                               : !strcmp(format, "json") ? compose_to_json(proj)
+                                                         : compose_to_yaml(proj);
+    fputs(out, stdout);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int cmd_compose(cli_ctx *ctx, int argc, char **argv)
 {
     static const cli_subcommand subs[] = {
+        {"config", NULL, "Parse, resolve and render the compose file", compose_config},
         {"down", NULL, "Stop and remove the stack", compose_down},
         {"logs", NULL, "View output from the services", compose_logs},
         {"ls", "list", "List running stacks", compose_ls},
@@ -426,10 +472,17 @@ int cmd_compose(cli_ctx *ctx, int argc, char **argv)
     };
     const cli_option opts[] = {
         CLI_LIST('f', "file", "stringArray", &copts.files,
-                 "Compose configuration file (default: compose.yaml, compose.yml, "
-                 "docker-compose.yaml or docker-compose.yml)"),
+                 "Compose configuration files, merged in order (default: hypr-compose.yml, "
+                 "Hyprfile, compose.yaml, docker-compose.yml, ... here or in a parent)"),
         CLI_STRING('p', "project-name", "string", &copts.project,
-                   "Project name (default: the compose file's directory name)"),
+                   "Project name (default: COMPOSE_PROJECT_NAME, the file's name:, or the "
+                   "project directory's name)"),
+        CLI_STRING(0, "project-directory", "string", &copts.project_dir,
+                   "Alternate working directory (default: the first file's directory)"),
+        CLI_LIST(0, "env-file", "stringArray", &copts.env_files,
+                 "Alternate environment files (default: .env in the project directory)"),
+        CLI_LIST(0, "profile", "stringArray", &copts.profiles,
+                 "Profiles to enable (default: COMPOSE_PROFILES)"),
         CLI_OPTIONS_END,
     };
     _cleanup_buf_ hypr_buf notes = {0};
@@ -467,5 +520,7 @@ int cmd_compose(cli_ctx *ctx, int argc, char **argv)
         }
     }
     cli_list_free(&copts.files);
+    cli_list_free(&copts.env_files);
+    cli_list_free(&copts.profiles);
     return ec;
 }
