@@ -271,53 +271,21 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_p1b():
-    """P1b (run --rm of a Debian image against busybox) lives in bench/run_rm.py."""
-    p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "run_rm.py")])
+# The other benchmarks live in their own scripts; `make bench` runs them all, in order:
+# P1/P2 VM boot, kestrel size, hypervisor memory; P1b run --rm of a Debian image
+# against busybox; P3 image pull + convert; P7 DNS (hyprd vs dnsmasq); P10 compose
+# config (hypr vs docker-compose); P11 volume I/O; P13 VM records and re-adoption.
+SCRIPTS = ["vm_boot.py", "run_rm.py", "pull.py", "dns.py", "compose_config.py", "volumes.py",
+           "records.py"]
+
+
+def run_script(name):
+    p = subprocess.run([sys.executable, os.path.join(REPO, "bench", name)])
     if p.returncode != 0:
-        die("bench/run_rm.py failed (%d)" % p.returncode)
-
-
-def run_p3():
-    """P3 (image pull + convert) lives in bench/pull.py; `make bench` runs both."""
-    p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "pull.py")])
-    if p.returncode != 0:
-        die("bench/pull.py failed (%d)" % p.returncode)
-
-
-def run_p1():
-    """P1/P2 (VM boot, kestrel size, hypervisor memory) live in bench/vm_boot.py."""
-    p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "vm_boot.py")])
-    if p.returncode != 0:
-        die("bench/vm_boot.py failed (%d)" % p.returncode)
-
-
-def run_p7():
-    """P7 (DNS queries per second, hyprd vs dnsmasq) lives in bench/dns.py."""
-    p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "dns.py")])
-    if p.returncode != 0:
-        die("bench/dns.py failed (%d)" % p.returncode)
-
-
-def run_p13():
-    """P13 (VM records, start-up with re-adoption) lives in bench/records.py."""
-    p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "records.py")])
-    if p.returncode != 0:
-        die("bench/records.py failed (%d)" % p.returncode)
-
-
-def run_p11():
-    """P11 (volume I/O over virtiofs, 9p and the writable layer) lives in bench/volumes.py."""
-    p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "volumes.py")])
-    if p.returncode != 0:
-        die("bench/volumes.py failed (%d)" % p.returncode)
+        die("bench/%s failed (%d)" % (name, p.returncode))
 
 
 if __name__ == "__main__":
     main()
-    run_p1()
-    run_p1b()
-    run_p3()
-    run_p7()
-    run_p11()
-    run_p13()
+    for script in SCRIPTS:
+        run_script(script)
