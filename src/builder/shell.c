@@ -12,7 +12,7 @@ typedef struct shell_words {
     hypr_buf buf;
     bool in_word;
     char **v;
-    size_t n;
+    size_t n, cap; /* cap: room in v, the NULL included */
 } shell_words;
 
 typedef struct shell_lex {
@@ -49,7 +49,10 @@ static int sw_fail(shell_lex *sw, const char *fmt, ...)
 
 static void words_push(shell_words *w)
 {
-    w->v = xrealloc(w->v, (w->n + 2) * sizeof(char *));
+    if (w->n + 2 > w->cap) { /* doubling: a large expansion has many words */
+        w->cap = w->cap ? w->cap * 2 : 8;
+        w->v = xrealloc(w->v, w->cap * sizeof(char *));
+    }
     w->v[w->n++] = xstrndup(w->buf.data ? w->buf.data : "", w->buf.len);
     w->v[w->n] = NULL;
     w->buf.len = 0;
@@ -100,7 +103,7 @@ static void words_free(shell_words *w)
         free(w->v[i]);
     free(w->v);
     w->v = NULL;
-    w->n = 0;
+    w->n = w->cap = 0;
 }
 
 static const char *sw_getenv(const shell_lex *sw, const char *name, bool *set)
@@ -241,6 +244,8 @@ static ssize_t match_at(const int *t, size_t nt, const char *value, size_t len, 
     return longest;
 }
 
+#define SHELL_MAX_EXPANSION (1 << 20)
+
 static int replace_pattern(shell_lex *sw, const char *pat, const char *rep, const char *value,
                            bool all, hypr_buf *res)
 {
@@ -255,6 +260,10 @@ static int replace_pattern(shell_lex *sw, const char *pat, const char *rep, cons
     while (i <= len) {
         ssize_t l = done ? -1 : match_at(t, nt, value, len, i);
         if (l >= 0 && !(l == 0 && (ssize_t)i == last_end)) {
+            /* Nested replacements multiply: ${V//} in the replacement of ${V//} ... */
+            if (res->len + strlen(rep) > SHELL_MAX_EXPANSION)
+                return sw_fail(sw, "variable expansion is larger than %d MiB",
+                               SHELL_MAX_EXPANSION >> 20);
             buf_puts(res, rep);
             last_end = (ssize_t)(i + (size_t)l);
             done = !all;
