@@ -107,14 +107,16 @@ void metrics_rpc_observe(void *d, const char *path, bool done, hypr_status statu
     metric_observe(M->rpc_duration, mc, seconds);
 }
 
-void metrics_vm_booted(double seconds, const uint64_t *phase_ms, const char *const *phase_names,
-                       size_t n_phases)
+void metrics_vm_booted(double seconds, const ctl_hello *h)
 {
     if (!M)
         return;
     metric_observe(M->boot_duration, NULL, seconds);
-    for (size_t i = 0; i < n_phases; i++)
-        metric_set(M->boot_phase, (const char *[]){phase_names[i]}, (double)phase_ms[i] / 1000.0);
+    for (size_t i = 0; h && i < h->n; i++) {
+        const char *name = vm_boot_phase_name(h->ts[i].phase);
+        if (name)
+            metric_set(M->boot_phase, (const char *[]){name}, (double)h->ts[i].ns / 1e9);
+    }
 }
 
 void metrics_image_pulled(bool ok, uint64_t bytes)

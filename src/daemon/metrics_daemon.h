@@ -16,8 +16,9 @@ void metrics_scrape(daemon_ctx *d, metrics_format fmt, hypr_buf *out);
 
 /* Hooks; each is a no-op before metrics_start. */
 void metrics_rpc_observe(void *d, const char *path, bool done, hypr_status status, double seconds);
-void metrics_vm_booted(double seconds, const uint64_t *phase_ms, const char *const *phase_names,
-                       size_t n_phases);
+/* A VM's workload started seconds after its start; h: kestrel's phases (guest uptime). */
+struct ctl_hello;
+void metrics_vm_booted(double seconds, const struct ctl_hello *h);
 void metrics_image_pulled(bool ok, uint64_t bytes);
 /* result: "answered", "forwarded" or "dropped". */
 void metrics_dns_query(const char *result);
