@@ -79,13 +79,14 @@ def test_promtool_accepts_the_exposition(metrics):
     promtool = shutil.which("promtool")
     if not promtool:
         pytest.skip("promtool not installed (Debian package prometheus; make deps)")
-    _, port = metrics
-    for accept in (None, "application/openmetrics-text; version=1.0.0"):
-        _, _, text = get(port, headers={"Accept": accept} if accept else None)
-        p = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
-                           capture_output=True, timeout=30)
-        # Lint findings go to stderr with rc 3; a parse error is rc 1.
-        assert p.returncode == 0, (accept, p.stdout, p.stderr)
+    d, port = metrics
+    d.health()
+    # promtool reads the 0.0.4 text only (OpenMetrics counters' family names look
+    # HELP-less to it); lint findings go to stderr with rc 3, a parse error is rc 1.
+    text = get(port)[2]
+    p = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
+                       capture_output=True, timeout=30)
+    assert p.returncode == 0, (p.stdout, p.stderr)
 
 
 def test_openmetrics_negotiation(metrics):
