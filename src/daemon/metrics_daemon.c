@@ -3,11 +3,13 @@
 #define LOG_MODULE "metrics"
 #include "metrics_daemon.h"
 
+#include "netmgr.h"
 #include "rest.h"
 #include "vm.h"
 #include "vm_internal.h"
 
 #include <dirent.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -49,9 +51,9 @@ static void register_families(daemon_metrics *m)
     FAM(boot_phase, "hypr_vm_boot_phase_seconds", METRIC_GAUGE, L_PHASE,
         "Guest boot phases reported by kestrel for the last VM that booted");
     FAM(net_rx, "hypr_vm_network_receive_bytes_total", METRIC_COUNTER, L_VM,
-        "Bytes received by the VM (the guest's own count over its interfaces but lo)");
+        "Bytes received by the VM: its TAPs' tx counters (a TAP's tx is the guest's rx)");
     FAM(net_tx, "hypr_vm_network_transmit_bytes_total", METRIC_COUNTER, L_VM,
-        "Bytes transmitted by the VM (the guest's own count over its interfaces but lo)");
+        "Bytes transmitted by the VM: its TAPs' rx counters (a TAP's rx is the guest's tx)");
     FAM(vm_cpu, "hypr_vm_cpu_seconds_total", METRIC_COUNTER, L_VM,
         "CPU time (user + system) spent inside the VM, from kestrel's guest metrics");
     FAM(vm_mem, "hypr_vm_memory_bytes", METRIC_GAUGE, L_VM,
@@ -136,6 +138,35 @@ void metrics_dns_query(const char *result)
 
 /* ---- what a scrape recomputes ------------------------------------------------------ */
 
+/* /sys/class/net/<tap>/statistics/<what>, 0 when unreadable. */
+static uint64_t tap_counter(const char *tap, const char *what)
+{
+    _cleanup_free_ char *path = xasprintf("/sys/class/net/%s/statistics/%s", tap, what);
+    _cleanup_free_ char *text = NULL;
+    size_t len = 0;
+    if (read_file(path, 64, &text, &len) < 0)
+        return 0;
+    return strtoull(text, NULL, 10);
+}
+
+/* The VM's network counters from its TAPs, named from the VM's side. */
+static void collect_taps(daemon_metrics *m, const vm_runtime *vm)
+{
+    size_t n = netmgr_vm_tap(vm->net, 0, NULL);
+    if (n == 0)
+        return;
+    uint64_t rx = 0, tx = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *tap = NULL;
+        netmgr_vm_tap(vm->net, i, &tap);
+        rx += tap_counter(tap, "tx_bytes");
+        tx += tap_counter(tap, "rx_bytes");
+    }
+    const char *name[] = {vm->name};
+    metric_set(m->net_rx, name, (double)rx);
+    metric_set(m->net_tx, name, (double)tx);
+}
+
 static void collect_vms(daemon_ctx *d, daemon_metrics *m)
 {
     metric_clear(m->vms);
@@ -157,12 +188,11 @@ static void collect_vms(daemon_ctx *d, daemon_metrics *m)
     metric_clear(m->vm_mem);
     long hz = sysconf(_SC_CLK_TCK);
     for (vm_runtime *vm = d->vms; vm; vm = vm->next) {
+        collect_taps(m, vm);
         const uint64_t *v = vm->last_metrics;
         if (!v[CTL_M_TIME_NS])
             continue; /* no sample from kestrel yet */
         const char *name[] = {vm->name};
-        metric_set(m->net_rx, name, (double)v[CTL_M_NET_RX_BYTES]);
-        metric_set(m->net_tx, name, (double)v[CTL_M_NET_TX_BYTES]);
         metric_set(m->vm_cpu, name,
                    (double)(v[CTL_M_CPU_USER] + v[CTL_M_CPU_SYSTEM]) / (double)(hz > 0 ? hz : 100));
         metric_set(m->vm_mem, name, (double)(v[CTL_M_MEM_TOTAL] - v[CTL_M_MEM_AVAILABLE]));
