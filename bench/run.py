@@ -274,9 +274,10 @@ def main():
 # The other benchmarks live in their own scripts; `make bench` runs them all, in order:
 # P1/P2 VM boot, kestrel size, hypervisor memory; P1b run --rm of a Debian image
 # against busybox; P3 image pull + convert; P7 DNS (hyprd vs dnsmasq); P10 compose
-# config (hypr vs docker-compose); P11 volume I/O; P13 VM records and re-adoption.
+# config (hypr vs docker-compose); P11 volume I/O; P13 VM records and re-adoption;
+# P12 /metrics scrape CPU (hyprd vs prometheus's own /metrics).
 SCRIPTS = ["vm_boot.py", "run_rm.py", "pull.py", "dns.py", "compose_config.py", "volumes.py",
-           "records.py"]
+           "records.py", "metrics.py"]
 
 
 def run_script(name):

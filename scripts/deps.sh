@@ -15,7 +15,7 @@ PACKAGES="
   apache2-utils openssl zstd curl iperf3 socat dnsperf dnsmasq-base
   qemu-system-x86 zlib1g-dev liblzma-dev libzstd-dev
   libmnl-dev libnftables-dev nftables
-  pci.ids debootstrap docker-compose
+  pci.ids debootstrap docker-compose prometheus
 "
 
 # VMs boot the host distribution's kernel: bring one only when there is none.

@@ -10,6 +10,7 @@
  * cancelled pull never leaves an image registered. */
 #define LOG_MODULE "api"
 #include "api.h"
+#include "metrics_daemon.h"
 #include "image/image.h"
 #include "vm.h"
 
@@ -367,6 +368,7 @@ static void pull_progress(rpc_call *call, const Hypr__V1__PullProgress *msg, voi
 static void pull_done(rpc_call *call, const store_image *img, hypr_error *err, void *ud)
 {
     (void)ud;
+    metrics_image_pulled(img != NULL, img ? (uint64_t)img->size_bytes : 0);
     if (!img) {
         api_fail(call, err);
         return;

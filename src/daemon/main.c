@@ -2,6 +2,7 @@
  * (and optionally TCP), and shuts down cleanly on SIGTERM/SIGINT. */
 #define LOG_MODULE "hyprd"
 #include "api.h"
+#include "metrics_daemon.h"
 #include "rest.h"
 #include "netmgr.h"
 #include "vm.h"
@@ -125,6 +126,7 @@ static void on_server_closed(rpc_server *s)
 static void on_vms_stopped(daemon_ctx *d)
 {
     rest_stop(d);
+    metrics_stop(d);
     netmgr_dns_stop(d);
     event_bus_close_all(d->events);
     rpc_server_shutdown(d->server, on_server_closed);
@@ -217,7 +219,7 @@ static int run(daemon_ctx *d, hypr_error *err)
     const rpc_method *methods;
     size_t n_methods;
     api_methods(&methods, &n_methods);
-    rpc_server_options opts = {.userdata = d};
+    rpc_server_options opts = {.userdata = d, .observe = metrics_rpc_observe};
     r = rpc_server_new(d->loop, methods, n_methods, &opts, &d->server, err);
     if (r < 0)
         return r;
@@ -225,6 +227,7 @@ static int run(daemon_ctx *d, hypr_error *err)
     if (r < 0)
         return r;
     rest_start(d);
+    metrics_start(d);
 
     d->sig_term.data = d->sig_int.data = d;
     uv_signal_init(d->loop, &d->sig_term);
@@ -246,6 +249,7 @@ static int run(daemon_ctx *d, hypr_error *err)
 static void cleanup(daemon_ctx *d)
 {
     rest_stop(d);
+    metrics_stop(d);
     if (d->server)
         rpc_server_free(d->server);
     api_free(d);

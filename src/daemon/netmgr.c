@@ -452,6 +452,15 @@ void netmgr_vm_release(daemon_ctx *d, vm_net *v)
     vm_net_free(mgr(d), v, true);
 }
 
+size_t netmgr_vm_tap(const vm_net *n, size_t i, const char **tap)
+{
+    if (!n)
+        return 0;
+    if (tap && i < n->n_nics)
+        *tap = n->nics[i].tap;
+    return n->n_nics;
+}
+
 void netmgr_vm_running(daemon_ctx *d, vm_net *v, const char *name)
 {
     if (!v)

@@ -89,6 +89,8 @@ void netmgr_vm_release(daemon_ctx *d, vm_net *n);
 void netmgr_remove_stale_taps(daemon_ctx *d);
 /* The VM is up: its name resolves on each of its networks. */
 void netmgr_vm_running(daemon_ctx *d, vm_net *n, const char *name);
+/* The TAP of the VM's NIC i (i < the count returned when tap is NULL), for metrics. */
+size_t netmgr_vm_tap(const vm_net *n, size_t i, const char **tap);
 /* A running VM was renamed: the old name stops resolving, the new one starts. */
 void netmgr_vm_renamed(daemon_ctx *d, const char *vm_id, const char *name);
 /* The VM stopped: forwards closed, TAPs removed, names gone. Frees n. */

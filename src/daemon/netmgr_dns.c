@@ -2,6 +2,7 @@
  * gateway, UDP and TCP. .hypr and VM names come from the name table; other
  * names go to the host's resolvers (/etc/resolv.conf) with a timeout. */
 #define LOG_MODULE "dns"
+#include "metrics_daemon.h"
 #include "netmgr.h"
 
 #include <arpa/inet.h>
@@ -200,6 +201,13 @@ static uint32_t client_addr(const struct sockaddr *sa)
                                           : 0;
 }
 
+/* Counts a query by what became of it (hypr_dns_queries_total). */
+static dns_disposition counted(dns_disposition a)
+{
+    metrics_dns_query(a == DNS_ANSWERED ? "answered" : a == DNS_FORWARD ? "forwarded" : "dropped");
+    return a;
+}
+
 static void on_udp_query(uv_udp_t *s, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from,
                          unsigned flags)
 {
@@ -207,8 +215,8 @@ static void on_udp_query(uv_udp_t *s, ssize_t n, const uv_buf_t *buf, const stru
     listener *l = s->data;
     if (n > 0 && from) {
         _cleanup_buf_ hypr_buf out = {0};
-        switch (dns_answer(l->srv->table, l->network, client_addr(from), (uint8_t *)buf->base,
-                           (size_t)n, false, DNS_TTL, &out)) {
+        switch (counted(dns_answer(l->srv->table, l->network, client_addr(from),
+                                   (uint8_t *)buf->base, (size_t)n, false, DNS_TTL, &out))) {
         case DNS_ANSWERED:
             udp_send(s, from, out.data, out.len);
             break;
@@ -294,7 +302,8 @@ static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             break;
         const uint8_t *pkt = (uint8_t *)c->in.data + 2;
         _cleanup_buf_ hypr_buf out = {0};
-        switch (dns_answer(c->srv->table, c->network, c->client, pkt, len, true, DNS_TTL, &out)) {
+        switch (counted(
+            dns_answer(c->srv->table, c->network, c->client, pkt, len, true, DNS_TTL, &out))) {
         case DNS_ANSWERED:
             tcp_reply(c, out.data, out.len);
             break;

@@ -396,27 +396,34 @@ static void on_request(http_exchange *x, const http_request *req, void *userdata
 
 /* ---- start / stop ------------------------------------------------------------------------ */
 
+http_server *daemon_http_listen(daemon_ctx *d, const char *addr, http_handler handler,
+                                const char *what)
+{
+    if (str_empty(addr))
+        return NULL;
+    _cleanup_free_ char *host = xstrdup(addr);
+    char *colon = strrchr(host, ':');
+    if (!colon)
+        return NULL;
+    *colon = '\0';
+    http_server *http = NULL;
+    http_server_new(d->loop, handler, d, &http);
+    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
+    if (http_server_listen_tcp(http, host, atoi(colon + 1), &err) < 0) {
+        /* Another hyprd in this namespace may hold it: the listener is lost, not the daemon. */
+        log_warn("%s: %s", what, err.message);
+        http_server_free(http);
+        return NULL;
+    }
+    log_info("%s on http://%s", what, addr);
+    return http;
+}
+
 static void listen_on(daemon_ctx *d, rest_gateway *g, const char *addr)
 {
     free(g->addr);
     g->addr = xstrdup(addr);
-    if (str_empty(addr))
-        return;
-    _cleanup_free_ char *host = xstrdup(addr);
-    char *colon = strrchr(host, ':');
-    if (!colon)
-        return;
-    *colon = '\0';
-    http_server_new(d->loop, on_request, d, &g->http);
-    _cleanup_error_ hypr_error err = HYPR_ERROR_INIT;
-    if (http_server_listen_tcp(g->http, host, atoi(colon + 1), &err) < 0) {
-        /* Another hyprd in this namespace may hold it: REST is lost, not the daemon. */
-        log_warn("REST gateway: %s", err.message);
-        http_server_free(g->http);
-        g->http = NULL;
-        return;
-    }
-    log_info("REST gateway on http://%s", addr);
+    g->http = daemon_http_listen(d, addr, on_request, "REST gateway");
 }
 
 void rest_start(daemon_ctx *d)

@@ -17,6 +17,11 @@ extern const rest_route rest_routes[];
 extern const size_t rest_n_routes;
 extern const char rest_openapi_json[];
 
+/* A server of handler (userdata d) listening on addr ("IPv4:PORT", as the settings
+ * validate it); NULL when addr is empty or the port is taken (logged with what). */
+http_server *daemon_http_listen(daemon_ctx *d, const char *addr, http_handler handler,
+                                const char *what);
+
 /* Listens on rest_addr (nothing when it is empty). A taken port is logged, not fatal. */
 void rest_start(daemon_ctx *d);
 /* Closes the listener and every connection (their calls are cancelled). */

@@ -2,6 +2,7 @@
  * is validated whole before anything is stored, so a bad value changes nothing. */
 #define LOG_MODULE "settings"
 #include "daemon.h"
+#include "metrics_daemon.h"
 #include "rest.h"
 
 #include <arpa/inet.h>
@@ -70,7 +71,8 @@ static int validate_listen_address(const setting_def *def, const char *value, hy
                     value, def->key);
 }
 
-static int validate_rest_address(const setting_def *def, const char *value, hypr_error *err)
+static int validate_optional_listen_address(const setting_def *def, const char *value,
+                                            hypr_error *err)
 {
     return value[0] == '\0' ? 0 : validate_listen_address(def, value, err);
 }
@@ -131,6 +133,9 @@ static const setting_def defs[] = {
     {"kernel", "", "guest kernel (uncompressed vmlinux); empty = discover", validate_path},
     {"log_level", "info", "daemon log level (HYPR_LOG overrides it)", validate_choice, 0, 0,
      levels},
+    {"metrics_addr", "127.0.0.1:41002",
+     "address of the Prometheus /metrics endpoint (OpenMetrics on request); empty = off",
+     validate_optional_listen_address},
     {"port_forward", "userspace", "how published ports are forwarded", validate_choice, 0, 0,
      forwarders},
     {"registry_certs_dir", "/etc/hypr/certs.d",
@@ -139,7 +144,7 @@ static const setting_def defs[] = {
      validate_path},
     {"rest_addr", "127.0.0.1:41001",
      "address of the REST gateway (HTTP/1.1 + JSON, /v1/openapi.json); empty = off",
-     validate_rest_address},
+     validate_optional_listen_address},
     {"shutdown_policy", "keep",
      "what hyprd's shutdown does to running VMs: keep (they run on and the next hyprd re-adopts "
      "them, like Docker's live-restore) or stop (each stopped with its stop timeout)",
@@ -225,6 +230,8 @@ int settings_update(daemon_ctx *d, const store_kv *kv, size_t n, hypr_error *err
     for (size_t i = 0; i < n; i++)
         if (strcmp(kv[i].key, "rest_addr") == 0)
             rest_reconfigure(d);
+        else if (strcmp(kv[i].key, "metrics_addr") == 0)
+            metrics_reconfigure(d);
     return 0;
 }
 

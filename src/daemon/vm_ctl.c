@@ -18,7 +18,7 @@ static void conn_drop(vm_runtime *vm, const char *why)
 }
 
 /* kestrel's boot phases, in guest uptime: where a boot's time goes. */
-static void log_boot_phases(vm_runtime *vm, const ctl_hello *h)
+const char *vm_boot_phase_name(uint32_t phase)
 {
     static const char *const names[] = {
         [CTL_PHASE_AGENT_START] = "agent",       [CTL_PHASE_MOUNTS_DONE] = "mounts",
@@ -26,11 +26,16 @@ static void log_boot_phases(vm_runtime *vm, const ctl_hello *h)
         [CTL_PHASE_ROOTFS_READY] = "rootfs",     [CTL_PHASE_NETWORK_READY] = "network",
         [CTL_PHASE_WORKLOAD_START] = "workload",
     };
+    return phase < ARRAY_SIZE(names) ? names[phase] : NULL;
+}
+
+static void log_boot_phases(vm_runtime *vm, const ctl_hello *h)
+{
     _cleanup_buf_ hypr_buf b = {0};
     for (size_t i = 0; i < h->n; i++) {
-        uint32_t p = h->ts[i].phase;
-        if (p < ARRAY_SIZE(names) && names[p])
-            buf_printf(&b, " %s=%.3fs", names[p], (double)h->ts[i].ns / 1e9);
+        const char *name = vm_boot_phase_name(h->ts[i].phase);
+        if (name)
+            buf_printf(&b, " %s=%.3fs", name, (double)h->ts[i].ns / 1e9);
     }
     log_info("VM %s (%.12s) boot phases (guest uptime):%s", vm->name, vm->id,
              b.data ? b.data : " none");

@@ -104,6 +104,8 @@ struct vm_runtime {
 
 /* ---- registry, persistence, listeners (vm_runtime.c) --------------------------- */
 
+/* kestrel's name of a boot phase (CTL_PHASE_*: "rootfs"), NULL when unknown. */
+const char *vm_boot_phase_name(uint32_t phase);
 vm_runtime *vm_runtime_new(daemon_ctx *d, const char *id, const char *name);
 vm_runtime *vm_runtime_find(daemon_ctx *d, const char *id);
 /* The runtime of a VM named by ID, prefix or name (need_workload: with a running

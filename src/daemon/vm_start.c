@@ -4,6 +4,7 @@
  * and the daemon's start-up reconcile and shutdown. It reports through the
  * listeners (vm_runtime.c) and knows nothing of RPCs. */
 #define LOG_MODULE "vm"
+#include "metrics_daemon.h"
 #include "vm_internal.h"
 #include "volstore.h"
 
@@ -334,8 +335,9 @@ static void on_workload_started(vm_runtime *vm)
     uv_timer_stop(&vm->boot_timer);
     if (vm->stop_requested)
         return;
-    log_info("VM %s is running (booted in %" PRId64 " ms)", vm->name,
-             time_monotonic_ms() - vm->boot_started_ms);
+    int64_t boot_ms = time_monotonic_ms() - vm->boot_started_ms;
+    log_info("VM %s is running (booted in %" PRId64 " ms)", vm->name, boot_ms);
+    metrics_vm_booted((double)boot_ms / 1000.0, &vm->boot_phases);
     netmgr_vm_running(vm->d, vm->net, vm->name);
     /* run -dit, create -it + start, a restart: nobody is there to start it. */
     if (vm->waits_for_main && !vm->client_attaches && !vm->main_session)

@@ -43,7 +43,7 @@ struct http_conn {
     size_t write_pending; /* bytes handed to uv_write and not yet written */
     /* The request being parsed. */
     hypr_buf url, field, value, body;
-    char *content_type, *host, *origin;
+    char *content_type, *host, *origin, *accept;
     char *expect; /* "100-continue": the client waits to send the body */
     bool last_was_value;
     size_t header_bytes;
@@ -195,6 +195,7 @@ static void request_free(http_request *r)
     free((char *)r->content_type);
     free((char *)r->host);
     free((char *)r->origin);
+    free((char *)r->accept);
     free((char *)r->body);
 }
 
@@ -322,8 +323,9 @@ static int on_message_begin(http_parser *p)
     free(c->content_type);
     free(c->host);
     free(c->origin);
+    free(c->accept);
     free(c->expect);
-    c->content_type = c->host = c->origin = c->expect = NULL;
+    c->content_type = c->host = c->origin = c->accept = c->expect = NULL;
     c->last_was_value = false;
     c->header_bytes = 0;
     return 0;
@@ -359,6 +361,7 @@ static void header_done(http_conn *c)
         keep_header(c, "content-type", &c->content_type);
         keep_header(c, "host", &c->host);
         keep_header(c, "origin", &c->origin);
+        keep_header(c, "accept", &c->accept);
         keep_header(c, "expect", &c->expect);
     }
     c->field.len = c->value.len = 0;
@@ -423,6 +426,7 @@ static int on_message_complete(http_parser *p)
     x->req.content_type = c->content_type ? xstrdup(c->content_type) : NULL;
     x->req.host = c->host ? xstrdup(c->host) : NULL;
     x->req.origin = c->origin ? xstrdup(c->origin) : NULL;
+    x->req.accept = c->accept ? xstrdup(c->accept) : NULL;
     x->req.body_len = c->body.len;
     /* Copied whole: a body may hold NUL bytes, and body_len counts them. */
     char *body = xmalloc(c->body.len + 1);
@@ -512,6 +516,7 @@ static void conn_closed(uv_handle_t *h)
     free(c->content_type);
     free(c->host);
     free(c->origin);
+    free(c->accept);
     free(c->expect);
     free(c);
 }

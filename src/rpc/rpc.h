@@ -73,6 +73,10 @@ typedef struct rpc_method {
 typedef struct rpc_server_options {
     size_t max_message; /* 0 = RPC_DEFAULT_MAX_MESSAGE */
     void *userdata;     /* returned by rpc_server_userdata() */
+    /* Optional: told when a handler starts on a call (done=false) and when the call is
+     * over (done=true, with its status and the seconds since the start): metrics. */
+    void (*observe)(void *userdata, const char *path, bool done, hypr_status status,
+                    double seconds);
 } rpc_server_options;
 
 int rpc_server_new(uv_loop_t *loop, const rpc_method *methods, size_t n_methods,
@@ -173,6 +177,7 @@ typedef struct http_request {
     const char *content_type; /* NULL when absent */
     const char *host;         /* the Host header, NULL when absent */
     const char *origin;       /* the Origin header (browsers send it), NULL when absent */
+    const char *accept;       /* the Accept header, NULL when absent */
     const char *body;         /* NUL-terminated */
     size_t body_len;
 } http_request;

@@ -27,6 +27,8 @@ struct rpc_server {
     size_t n_methods;
     size_t max_message;
     void *userdata;
+    void (*observe)(void *userdata, const char *path, bool done, hypr_status status,
+                    double seconds);
     nghttp2_session_callbacks *callbacks;
     nghttp2_option *option;
 
@@ -109,6 +111,7 @@ struct rpc_call {
     bool attached;      /* the HTTP/2 stream still exists */
     bool rejected;      /* answered by the rpc layer before a handler saw it */
     bool started;       /* a handler callback ran: on_close is owed */
+    int64_t started_ms; /* CLOCK_MONOTONIC when it started, for the observer */
     bool closed;        /* on_close ran (or is not owed any more) */
     bool finished;      /* final status decided */
     bool headers_sent;  /* response headers (or trailers-only) submitted */

@@ -45,6 +45,7 @@ int rpc_server_new(uv_loop_t *loop, const rpc_method *methods, size_t n_methods,
     s->n_methods = n_methods;
     s->max_message = opts && opts->max_message ? opts->max_message : RPC_DEFAULT_MAX_MESSAGE;
     s->userdata = opts ? opts->userdata : NULL;
+    s->observe = opts ? opts->observe : NULL;
 
     int r = rpc_server_make_callbacks(&s->callbacks);
     if (r == 0)

@@ -55,6 +55,15 @@ static void call_stop_timer(rpc_call *call)
     call->timer = NULL;
 }
 
+/* The handler is about to run for the first time: the observer hears of it. */
+static void call_mark_started(rpc_call *call)
+{
+    call->started = true;
+    call->started_ms = time_monotonic_ms();
+    if (call->server->observe)
+        call->server->observe(call->server->userdata, call->path, false, HYPR_OK, 0);
+}
+
 /* Tells the handler the call is over, once. */
 static void call_notify_close(rpc_call *call, bool cancelled)
 {
@@ -63,6 +72,10 @@ static void call_notify_close(rpc_call *call, bool cancelled)
     call->closed = true;
     call->finished = true;
     call->on_drain = NULL;
+    if (call->started && call->server->observe)
+        call->server->observe(call->server->userdata, call->path, true,
+                              cancelled && call->status == HYPR_OK ? HYPR_CANCELLED : call->status,
+                              (double)(time_monotonic_ms() - call->started_ms) / 1000.0);
     if (!call->started || !call->method->on_close)
         return;
     call_ref(call);
@@ -218,7 +231,8 @@ static void call_deliver(rpc_call *call, const uint8_t *data, size_t len)
         call_abort(call, HYPR_INVALID_ARGUMENT, m);
         return;
     }
-    call->started = true;
+    if (!call->started)
+        call_mark_started(call);
     if (!call->method->on_message) {
         protobuf_c_message_free_unpacked(msg, NULL);
         return;
@@ -301,7 +315,8 @@ static void call_remote_end(rpc_call *call)
         return;
     }
     if (call->method->client_streaming) {
-        call->started = true;
+        if (!call->started)
+            call_mark_started(call);
         if (call->method->on_half_close) {
             call_ref(call);
             call->method->on_half_close(call);
@@ -638,7 +653,8 @@ void rpc_call_external_start(rpc_call *call, ProtobufCMessage *request)
         call_finish(call, HYPR_UNAVAILABLE, "server is shutting down");
         return;
     }
-    call->started = true;
+    if (!call->started)
+        call_mark_started(call);
     call_ref(call);
     call->method->on_message(call, request);
     call_unref(call);
